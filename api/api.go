@@ -1,0 +1,141 @@
+// Package api holds berth's public wire vocabulary: the AgentCore header
+// names, ping statuses, error types and the JSON shapes shared by the
+// server, the Go client and the agent SDK. It imports only the standard
+// library so agent authors never pull in the daemon.
+package api
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Headers on the AgentCore data plane. Go canonicalises header keys, so these
+// are spelled in canonical form.
+const (
+	HeaderSessionID       = "X-Amzn-Bedrock-Agentcore-Runtime-Session-Id"
+	HeaderRequestID       = "X-Amzn-Bedrock-Agentcore-Runtime-Request-Id"
+	HeaderUserID          = "X-Amzn-Bedrock-Agentcore-Runtime-User-Id"
+	HeaderCustomPrefix    = "X-Amzn-Bedrock-Agentcore-Runtime-Custom-"
+	HeaderErrorType       = "X-Amzn-Errortype"
+	HeaderAWSRequestID    = "X-Amzn-Requestid"
+	HeaderTraceID         = "X-Amzn-Trace-Id"
+	HeaderTraceParent     = "Traceparent"
+	HeaderTraceState      = "Tracestate"
+	HeaderBaggage         = "Baggage"
+	HeaderSessionEndpoint = "X-Amzn-Bedrock-Agentcore-Runtime-Session-Endpoint-Url"
+)
+
+// Session ID length bounds on input (BOTO-DP SessionType).
+const (
+	MinSessionIDLen = 33
+	MaxSessionIDLen = 256
+)
+
+// MaxPayloadBytes is AgentCore's payload limit, berth's default.
+const MaxPayloadBytes = 100_000_000
+
+// DefaultQualifier is the endpoint used when a request names none.
+const DefaultQualifier = "DEFAULT"
+
+// Agent paths inside a sandbox (the AgentCore service contract).
+const (
+	PathInvocations = "/invocations"
+	PathPing        = "/ping"
+	PathWebSocket   = "/ws"
+)
+
+// PingStatus is what an agent's /ping reports.
+type PingStatus string
+
+const (
+	PingHealthy     PingStatus = "Healthy"
+	PingHealthyBusy PingStatus = "HealthyBusy"
+)
+
+// PingResponse is the body of GET /ping.
+type PingResponse struct {
+	Status           PingStatus `json:"status"`
+	TimeOfLastUpdate int64      `json:"time_of_last_update"`
+}
+
+// ErrorType names an AgentCore error, as sent in X-Amzn-ErrorType.
+type ErrorType string
+
+const (
+	ErrValidation        ErrorType = "ValidationException"
+	ErrUnauthorized      ErrorType = "UnauthorizedException"
+	ErrServiceQuota      ErrorType = "ServiceQuotaExceededException"
+	ErrAccessDenied      ErrorType = "AccessDeniedException"
+	ErrResourceNotFound  ErrorType = "ResourceNotFoundException"
+	ErrConflict          ErrorType = "ConflictException"
+	ErrRetryableConflict ErrorType = "RetryableConflictException"
+	ErrRuntimeClient     ErrorType = "RuntimeClientError"
+	ErrThrottling        ErrorType = "ThrottlingException"
+	ErrInternalServer    ErrorType = "InternalServerException"
+)
+
+// StatusCode is the HTTP status AgentCore uses for t.
+func (t ErrorType) StatusCode() int {
+	switch t {
+	case ErrValidation:
+		return 400
+	case ErrUnauthorized:
+		return 401
+	case ErrServiceQuota:
+		return 402
+	case ErrAccessDenied:
+		return 403
+	case ErrResourceNotFound:
+		return 404
+	case ErrConflict, ErrRetryableConflict:
+		return 409
+	case ErrRuntimeClient:
+		return 424
+	case ErrThrottling:
+		return 429
+	default:
+		return 500
+	}
+}
+
+// ErrorBody is the JSON body of an AgentCore error response.
+type ErrorBody struct {
+	Message   string       `json:"message"`
+	Reason    string       `json:"reason,omitempty"`
+	FieldList []FieldError `json:"fieldList,omitempty"`
+}
+
+// FieldError names one invalid input field in a ValidationException.
+type FieldError struct {
+	Name    string `json:"name"`
+	Message string `json:"message"`
+}
+
+// Error is an AgentCore error as a client sees it.
+type Error struct {
+	Type       ErrorType
+	Message    string
+	StatusCode int
+	RequestID  string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("%s (%d): %s", e.Type, e.StatusCode, e.Message)
+}
+
+// SanitizeErrorType strips the namespace and URI decorations AWS services may
+// add, as the SDKs do: "ns#Type:uri" becomes "Type".
+func SanitizeErrorType(s string) ErrorType {
+	if i := strings.IndexByte(s, ':'); i >= 0 {
+		s = s[:i]
+	}
+	if i := strings.LastIndexByte(s, '#'); i >= 0 {
+		s = s[i+1:]
+	}
+	return ErrorType(s)
+}
+
+// ValidSessionID reports whether id is acceptable as a runtime session ID on input.
+func ValidSessionID(id string) bool {
+	return len(id) >= MinSessionIDLen && len(id) <= MaxSessionIDLen
+}

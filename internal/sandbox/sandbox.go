@@ -1,0 +1,146 @@
+// Package sandbox defines the contract every sandbox backend meets: start an
+// agent process tree for one session, let berth dial its HTTP port, report
+// how it ended, and tear everything down without leaving orphans.
+//
+// Backends never import the session manager, the server or the store.
+package sandbox
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"net"
+	"strconv"
+	"time"
+)
+
+// NetworkMode says what network a sandbox sees.
+type NetworkMode string
+
+const (
+	// NetworkHost shares the host network (the process backend's only mode).
+	NetworkHost NetworkMode = "host"
+	// NetworkNone gives the sandbox loopback only.
+	NetworkNone NetworkMode = "none"
+	// NetworkEgress lets the sandbox reach outside networks but not other
+	// sandboxes or berth's listeners.
+	NetworkEgress NetworkMode = "egress"
+)
+
+// Limits caps a sandbox's resources. Zero means unlimited.
+type Limits struct {
+	MemoryBytes int64
+	// CPUMillis is the CPU quota in thousandths of a core (1000 = one core).
+	CPUMillis int64
+	Pids      int64
+	// DiskBytes caps the writable areas (scratch dir and /tmp).
+	DiskBytes int64
+}
+
+// Mount is an extra bind mount into the sandbox.
+type Mount struct {
+	Source   string
+	Target   string
+	ReadOnly bool
+}
+
+// Spec describes one sandbox to start.
+type Spec struct {
+	// Name is deterministic, from Name(runtimeID, sessionID); backends use it
+	// for directories, cgroups and leftover discovery.
+	Name      string
+	RuntimeID string
+	SessionID string
+
+	// Command is argv; a relative Command[0] containing a slash resolves
+	// against Dir.
+	Command []string
+	// Dir is the agent's working directory (the runtime's code). Empty means
+	// the sandbox's own scratch directory.
+	Dir string
+	// Env is extra KEY=VALUE pairs. Backends add PORT, HOME and TMPDIR.
+	Env []string
+	// LogPath receives the agent's stdout and stderr (appended). The caller
+	// owns the file's retention.
+	LogPath string
+
+	Limits  Limits
+	Network NetworkMode
+	Mounts  []Mount
+}
+
+// ExitStatus says how a sandbox's agent ended.
+type ExitStatus struct {
+	// Code is the exit code, or -1 when killed by a signal.
+	Code int
+	// Signal names the signal that killed the agent, if any.
+	Signal string
+	// OOMKilled is true when the memory limit killed the agent.
+	OOMKilled bool
+}
+
+func (s ExitStatus) String() string {
+	switch {
+	case s.OOMKilled:
+		return "killed: out of memory (memory limit exceeded)"
+	case s.Signal != "":
+		return "killed by signal " + s.Signal
+	default:
+		return "exit code " + strconv.Itoa(s.Code)
+	}
+}
+
+// Handle is a started sandbox. The ping loop, timers and proxy run against
+// the handle, never against a PID.
+type Handle interface {
+	// ID is persistable: it names the sandbox in the store and in logs.
+	ID() string
+	// Addr is the host:port to put in URLs sent to the agent.
+	Addr() string
+	// DialContext opens a connection to the agent's HTTP port, whichever
+	// network namespace it lives in.
+	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
+	// Done is closed once the agent's process tree has exited.
+	Done() <-chan struct{}
+	// Exit reports how the agent ended; valid after Done is closed.
+	Exit() ExitStatus
+	// Stop sends SIGTERM, waits up to grace, then SIGKILLs the whole tree,
+	// and removes every resource the sandbox held except its log file. It
+	// is idempotent and safe to call concurrently.
+	Stop(ctx context.Context, grace time.Duration) error
+}
+
+// Stats is a sandbox's live resource use.
+type Stats struct {
+	MemoryBytes int64
+	CPUUsage    time.Duration
+	Pids        int64
+}
+
+// StatsReporter is implemented by handles that can report live resource use.
+type StatsReporter interface {
+	Stats() (Stats, error)
+}
+
+// Backend starts sandboxes.
+type Backend interface {
+	// Name is the backend's config name: "process" or "linux".
+	Name() string
+	// Start creates the sandbox and starts its agent. It returns once the
+	// agent process runs; health is the caller's concern.
+	Start(ctx context.Context, spec Spec) (Handle, error)
+	// Reap removes whatever a previous berth process left behind: processes,
+	// directories, cgroups, mounts. It runs at start, before any Start.
+	Reap(ctx context.Context) error
+}
+
+// ErrUnsupported means a backend cannot run here or cannot honour a spec.
+var ErrUnsupported = errors.New("unsupported by this sandbox backend")
+
+// Name derives a sandbox's name from its runtime and session. It is the one
+// function every backend shares, so leftovers are found the same way.
+func Name(runtimeID, sessionID string) string {
+	sum := sha256.Sum256([]byte(runtimeID + "\x00" + sessionID))
+	return "b" + hex.EncodeToString(sum[:8])
+}
