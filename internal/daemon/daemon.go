@@ -1,0 +1,239 @@
+// Package daemon assembles a berth server from its configuration: the
+// store, the registry, the sandbox backends, the session manager and the
+// HTTP listener. `berth serve` and `berth demo` both run one.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/berth-dev/berth/internal/config"
+	"github.com/berth-dev/berth/internal/registry"
+	"github.com/berth-dev/berth/internal/sandbox"
+	"github.com/berth-dev/berth/internal/sandbox/process"
+	"github.com/berth-dev/berth/internal/server"
+	"github.com/berth-dev/berth/internal/session"
+	"github.com/berth-dev/berth/internal/store"
+)
+
+// Daemon is a running berth server.
+type Daemon struct {
+	cfg            config.Config
+	log            *slog.Logger
+	db             *store.DB
+	reg            *registry.Registry
+	sessions       *session.Manager
+	srv            *http.Server
+	ln             net.Listener
+	runtimes       []registry.Runtime
+	defaultBackend string
+
+	stopJanitor context.CancelFunc
+	wg          sync.WaitGroup // the HTTP server and the janitor
+	serveErr    chan error
+}
+
+// Start opens the store, reconciles the config's runtimes, cleans up what a
+// previous process left, and starts listening.
+func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	dataDir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("resolve data dir: %w", err)
+	}
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	d := &Daemon{cfg: cfg, log: log, serveErr: make(chan error, 1)}
+	ok := false
+	defer func() {
+		if !ok {
+			d.closeStore()
+		}
+	}()
+
+	d.db, err = store.Open(ctx, filepath.Join(dataDir, "berth.db"))
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	d.reg = registry.New(d.db, cfg.Region, cfg.Account, log)
+
+	backends, defaultBackend, err := openBackends(dataDir, log)
+	if err != nil {
+		return nil, err
+	}
+	d.defaultBackend = defaultBackend
+	d.sessions = session.NewManager(d.db, backends, session.Options{
+		LogDir:         filepath.Join(dataDir, "logs"),
+		StartTimeout:   time.Duration(cfg.StartTimeout),
+		PingInterval:   time.Duration(cfg.PingInterval),
+		PingFailures:   cfg.PingFailures,
+		StopGrace:      time.Duration(cfg.StopGrace),
+		DefaultBackend: defaultBackend,
+		RuntimeARN:     d.reg.RuntimeARN,
+		Logger:         log,
+	})
+	if err := d.sessions.Recover(ctx); err != nil {
+		return nil, fmt.Errorf("recover: %w", err)
+	}
+	d.runtimes, err = d.reg.Reconcile(ctx, declared(cfg))
+	if err != nil {
+		return nil, fmt.Errorf("reconcile config runtimes: %w", err)
+	}
+
+	srv := server.New(server.Options{
+		Registry:        d.reg,
+		Sessions:        d.sessions,
+		MaxPayloadBytes: int64(cfg.MaxPayloadBytes),
+		Logger:          log,
+	})
+	d.ln, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	d.srv = &http.Server{Handler: srv, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		if err := d.srv.Serve(d.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.serveErr <- err
+		}
+	}()
+	jctx, cancel := context.WithCancel(context.Background())
+	d.stopJanitor = cancel
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.janitor(jctx)
+	}()
+	ok = true
+	return d, nil
+}
+
+// openBackends opens every sandbox backend this host can run and picks the
+// default: linux where the kernel allows it, otherwise process.
+func openBackends(dataDir string, log *slog.Logger) (map[string]sandbox.Backend, string, error) {
+	backends := map[string]sandbox.Backend{
+		"process": process.New(filepath.Join(dataDir, "sandboxes", "process"), log),
+	}
+	def := "process"
+	if b, err := openLinux(dataDir, log); err == nil {
+		backends["linux"] = b
+		def = "linux"
+	} else {
+		log.Info("linux sandbox backend unavailable; using process", "reason", err)
+	}
+	return backends, def, nil
+}
+
+func declared(cfg config.Config) []registry.Declared {
+	out := make([]registry.Declared, 0, len(cfg.Runtimes))
+	for _, rt := range cfg.Runtimes {
+		idle, maxLife := rt.Lifetimes()
+		mounts := make([]registry.Mount, 0, len(rt.Mounts))
+		for _, m := range rt.Mounts {
+			mounts = append(mounts, registry.Mount{Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly})
+		}
+		out = append(out, registry.Declared{
+			Name:        rt.Name,
+			Description: rt.Description,
+			Config: registry.Config{
+				Command:         rt.Command,
+				Workdir:         rt.Workdir,
+				Env:             rt.Env,
+				Sandbox:         rt.Sandbox,
+				IdleTimeout:     idle,
+				MaxLifetime:     maxLife,
+				HeaderAllowlist: rt.HeaderAllowlist,
+				Protocol:        rt.Protocol,
+				Network:         rt.Network,
+				MemoryBytes:     int64(rt.Memory),
+				CPUMillis:       int64(rt.CPU * 1000),
+				Pids:            rt.Pids,
+				DiskBytes:       int64(rt.Disk),
+				Mounts:          mounts,
+			},
+		})
+	}
+	return out
+}
+
+// janitor prunes old session logs.
+func (d *Daemon) janitor(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if err := d.sessions.PruneLogs(time.Duration(d.cfg.LogRetention)); err != nil {
+			d.log.Warn("prune session logs", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Addr is the address the server listens on.
+func (d *Daemon) Addr() string { return d.ln.Addr().String() }
+
+// URL is the server's base URL.
+func (d *Daemon) URL() string { return "http://" + d.Addr() }
+
+// Runtimes are the runtimes declared in the config file.
+func (d *Daemon) Runtimes() []registry.Runtime { return d.runtimes }
+
+// Registry is the daemon's registry.
+func (d *Daemon) Registry() *registry.Registry { return d.reg }
+
+// Sessions is the daemon's session manager.
+func (d *Daemon) Sessions() *session.Manager { return d.sessions }
+
+// Err reports a listener failure.
+func (d *Daemon) Err() <-chan error { return d.serveErr }
+
+// Close drains: it stops accepting requests, ends every session, stops every
+// sandbox and closes the store. It runs on a fresh bounded context.
+func (d *Daemon) Close(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(d.cfg.StopGrace)+30*time.Second)
+	defer cancel()
+	// End sessions first: their streams would otherwise hold Shutdown open.
+	var errs []error
+	if err := d.sessions.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("end sessions: %w", err))
+	}
+	if err := d.srv.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("stop http server: %w", err))
+	}
+	d.stopJanitor()
+	d.wg.Wait()
+	if err := d.closeStore(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (d *Daemon) closeStore() error {
+	if d.db == nil {
+		return nil
+	}
+	err := d.db.Close()
+	d.db = nil
+	if err != nil {
+		return fmt.Errorf("close store: %w", err)
+	}
+	return nil
+}
+
+// DefaultBackend names the sandbox backend runtimes get by default.
+func (d *Daemon) DefaultBackend() string { return d.defaultBackend }

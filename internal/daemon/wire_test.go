@@ -1,0 +1,503 @@
+package daemon_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/bedrockagentcore"
+	"github.com/aws/aws-sdk-go-v2/service/bedrockagentcore/types"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"github.com/berth-dev/berth/internal/config"
+	"github.com/berth-dev/berth/internal/daemon"
+	"github.com/berth-dev/berth/internal/sandbox/sandboxtest"
+	"github.com/google/uuid"
+)
+
+// env is a real berth server on loopback with the scriptable test agent
+// registered under several runtimes.
+type env struct {
+	t      *testing.T
+	d      *daemon.Daemon
+	client *bedrockagentcore.Client
+}
+
+func newEnv(t *testing.T, mutate ...func(*config.Config)) *env {
+	t.Helper()
+	agent := sandboxtest.BuildAgent(t)
+	cfg := config.Default()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.DataDir = t.TempDir()
+	cfg.StartTimeout = config.Duration(3 * time.Second)
+	cfg.PingInterval = config.Duration(100 * time.Millisecond)
+	cfg.StopGrace = config.Duration(500 * time.Millisecond)
+	cfg.Runtimes = []config.Runtime{
+		{Name: "echo", Command: []string{agent}, Sandbox: "process", HeaderAllowlist: []string{"X-Tenant-Id"}},
+		{Name: "unhealthy", Command: []string{agent}, Sandbox: "process", Env: map[string]string{"AGENT_MODE": "unhealthy"}},
+		{Name: "crashstart", Command: []string{agent}, Sandbox: "process", Env: map[string]string{"AGENT_MODE": "crash-on-start"}},
+		{Name: "idle", Command: []string{agent}, Sandbox: "process",
+			IdleTimeout: config.Duration(time.Second), MaxLifetime: config.Duration(time.Minute)},
+	}
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	d, err := daemon.Start(context.Background(), cfg, log)
+	if err != nil {
+		t.Fatalf("start berth: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := d.Close(context.Background()); err != nil {
+			t.Errorf("close berth: %v", err)
+		}
+	})
+	return &env{t: t, d: d, client: bedrockagentcore.New(bedrockagentcore.Options{
+		Region:       "us-east-1",
+		BaseEndpoint: aws.String(d.URL()),
+		Credentials:  credentials.NewStaticCredentialsProvider("AKIDBERTHTEST", "secret", ""),
+		Retryer:      aws.NopRetryer{},
+	})}
+}
+
+func (e *env) arn(name string) string {
+	for _, rt := range e.d.Runtimes() {
+		if rt.Name == name {
+			return rt.ARN
+		}
+	}
+	e.t.Fatalf("no runtime %q", name)
+	return ""
+}
+
+func newSessionID() string { return "wire-test-" + uuid.NewString() }
+
+type echoReply struct {
+	PID         int                 `json:"pid"`
+	Invocations int                 `json:"count"`
+	Headers     map[string][]string `json:"headers"`
+	Payload     json.RawMessage     `json:"payload"`
+}
+
+func (r echoReply) header(k string) string {
+	if v := r.Headers[k]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+func (e *env) invoke(ctx context.Context, runtime, session string, payload any, opts ...func(*bedrockagentcore.Options)) (*bedrockagentcore.InvokeAgentRuntimeOutput, error) {
+	body, _ := json.Marshal(payload)
+	in := &bedrockagentcore.InvokeAgentRuntimeInput{
+		AgentRuntimeArn: aws.String(e.arn(runtime)),
+		ContentType:     aws.String("application/json"),
+		Accept:          aws.String("application/json"),
+		Payload:         body,
+	}
+	if session != "" {
+		in.RuntimeSessionId = aws.String(session)
+	}
+	return e.client.InvokeAgentRuntime(ctx, in, opts...)
+}
+
+func (e *env) echo(session string, opts ...func(*bedrockagentcore.Options)) echoReply {
+	e.t.Helper()
+	out, err := e.invoke(context.Background(), "echo", session, map[string]any{"op": "echo"}, opts...)
+	if err != nil {
+		e.t.Fatalf("invoke echo: %v", err)
+	}
+	defer out.Response.Close()
+	var r echoReply
+	if err := json.NewDecoder(out.Response).Decode(&r); err != nil {
+		e.t.Fatalf("decode echo: %v", err)
+	}
+	if got := aws.ToString(out.RuntimeSessionId); session != "" && got != session {
+		e.t.Fatalf("echoed session %q, want %q", got, session)
+	}
+	return r
+}
+
+func wantAPIError(t *testing.T, err error, code string, status int) {
+	t.Helper()
+	var ae smithy.APIError
+	if !errors.As(err, &ae) {
+		t.Fatalf("got %v, want %s", err, code)
+	}
+	if ae.ErrorCode() != code {
+		t.Fatalf("error code %q (%v), want %q", ae.ErrorCode(), err, code)
+	}
+	var re *smithyhttp.ResponseError
+	if errors.As(err, &re) && re.HTTPStatusCode() != status {
+		t.Fatalf("status %d, want %d", re.HTTPStatusCode(), status)
+	}
+}
+
+func TestInvokeContinueIsolateStop(t *testing.T) {
+	e := newEnv(t)
+	s1, s2 := newSessionID(), newSessionID()
+	a := e.echo(s1)
+	b := e.echo(s1)
+	if a.PID != b.PID || b.Invocations != a.Invocations+1 {
+		t.Fatalf("continuity broken: %+v then %+v", a, b)
+	}
+	c := e.echo(s2)
+	if c.PID == a.PID || c.Invocations != 1 {
+		t.Fatalf("isolation broken: s2 got %+v, s1 pid %d", c, a.PID)
+	}
+
+	stop := &bedrockagentcore.StopRuntimeSessionInput{AgentRuntimeArn: aws.String(e.arn("echo")), RuntimeSessionId: aws.String(s1)}
+	out, err := e.client.StopRuntimeSession(context.Background(), stop)
+	if err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	if aws.ToString(out.RuntimeSessionId) != s1 {
+		t.Fatalf("stop echoed %q", aws.ToString(out.RuntimeSessionId))
+	}
+	if pidAlive(a.PID) {
+		t.Fatalf("agent pid %d survived StopRuntimeSession", a.PID)
+	}
+	_, err = e.client.StopRuntimeSession(context.Background(), stop)
+	wantAPIError(t, err, "ResourceNotFoundException", 404)
+	var nf *types.ResourceNotFoundException
+	if !errors.As(err, &nf) {
+		t.Fatalf("want typed ResourceNotFoundException, got %T", err)
+	}
+	d := e.echo(s1)
+	if d.PID == a.PID || d.Invocations != 1 {
+		t.Fatalf("stopped session was not started afresh: %+v", d)
+	}
+	// The ARN's runtime name works in place of its ID, and a bare ID too.
+	for _, ref := range []string{"echo", strings.TrimPrefix(e.arn("echo"), "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/"),
+		"arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/echo"} {
+		out, err := e.client.InvokeAgentRuntime(context.Background(), &bedrockagentcore.InvokeAgentRuntimeInput{
+			AgentRuntimeArn: aws.String(ref), RuntimeSessionId: aws.String(s2), Payload: []byte(`{"op":"echo"}`)})
+		if err != nil {
+			t.Fatalf("invoke by %q: %v", ref, err)
+		}
+		out.Response.Close()
+	}
+}
+
+func TestGeneratedSessionID(t *testing.T) {
+	e := newEnv(t)
+	// The SDK fills in a UUID when the caller gives none; berth echoes it.
+	out, err := e.invoke(context.Background(), "echo", "", map[string]any{"op": "echo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.Response.Close()
+	if len(aws.ToString(out.RuntimeSessionId)) < 33 {
+		t.Fatalf("SDK-generated session id %q", aws.ToString(out.RuntimeSessionId))
+	}
+	// A raw HTTP call with no session header gets one generated and echoed.
+	u := e.d.URL() + "/runtimes/" + url.PathEscape(e.arn("echo")) + "/invocations"
+	resp, err := http.Post(u, "application/json", strings.NewReader(`{"op":"echo"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r echoReply
+	json.NewDecoder(resp.Body).Decode(&r)
+	sid := resp.Header.Get("X-Amzn-Bedrock-AgentCore-Runtime-Session-Id")
+	if resp.StatusCode != 200 || len(sid) < 33 || r.header("X-Amzn-Bedrock-Agentcore-Runtime-Session-Id") != sid {
+		t.Fatalf("raw call: status %d, session %q, agent saw %q", resp.StatusCode, sid, r.header("X-Amzn-Bedrock-Agentcore-Runtime-Session-Id"))
+	}
+	if resp.Header.Get("X-Amzn-Requestid") == "" {
+		t.Fatal("no x-amzn-RequestId")
+	}
+}
+
+func TestSSEStreamsIncrementally(t *testing.T) {
+	e := newEnv(t)
+	out, err := e.invoke(context.Background(), "echo", newSessionID(), map[string]any{"op": "sse", "n": 5, "delay_ms": 150})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Response.Close()
+	if ct := aws.ToString(out.ContentType); !strings.HasPrefix(ct, "text/event-stream") {
+		t.Fatalf("content type %q", ct)
+	}
+	start := time.Now()
+	var arrivals []time.Duration
+	sc := bufio.NewScanner(out.Response)
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), "data:") {
+			arrivals = append(arrivals, time.Since(start))
+		}
+	}
+	if len(arrivals) != 5 {
+		t.Fatalf("got %d events, want 5", len(arrivals))
+	}
+	// Relayed chunk by chunk: the first event arrives long before the last.
+	if spread := arrivals[4] - arrivals[0]; spread < 400*time.Millisecond {
+		t.Fatalf("events arrived together (spread %v): buffered, not streamed", spread)
+	}
+}
+
+func TestErrorCases(t *testing.T) {
+	e := newEnv(t, func(c *config.Config) { c.MaxPayloadBytes = 4096 })
+	ctx := context.Background()
+	t.Run("unknown runtime", func(t *testing.T) {
+		_, err := e.client.InvokeAgentRuntime(ctx, &bedrockagentcore.InvokeAgentRuntimeInput{
+			AgentRuntimeArn:  aws.String("arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/nope-0123456789"),
+			RuntimeSessionId: aws.String(newSessionID()), Payload: []byte(`{}`)})
+		wantAPIError(t, err, "ResourceNotFoundException", 404)
+	})
+	t.Run("unknown qualifier", func(t *testing.T) {
+		_, err := e.client.InvokeAgentRuntime(ctx, &bedrockagentcore.InvokeAgentRuntimeInput{
+			AgentRuntimeArn: aws.String(e.arn("echo")), Qualifier: aws.String("nope"),
+			RuntimeSessionId: aws.String(newSessionID()), Payload: []byte(`{}`)})
+		wantAPIError(t, err, "ResourceNotFoundException", 404)
+	})
+	t.Run("short session id", func(t *testing.T) {
+		_, err := e.invoke(ctx, "echo", "too-short", map[string]any{"op": "echo"})
+		wantAPIError(t, err, "ValidationException", 400)
+	})
+	t.Run("oversize payload", func(t *testing.T) {
+		_, err := e.invoke(ctx, "echo", newSessionID(), map[string]any{"op": "echo", "pad": strings.Repeat("x", 5000)})
+		wantAPIError(t, err, "ValidationException", 400)
+	})
+	t.Run("oversize chunked payload", func(t *testing.T) {
+		u := e.d.URL() + "/runtimes/echo/invocations"
+		req, _ := http.NewRequest("POST", u, io.MultiReader(strings.NewReader(`{"op":"echo","pad":"`), strings.NewReader(strings.Repeat("y", 8000)), strings.NewReader(`"}`)))
+		req.ContentLength = -1
+		req.Header.Set("X-Amzn-Bedrock-AgentCore-Runtime-Session-Id", newSessionID())
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 400 || resp.Header.Get("X-Amzn-ErrorType") != "ValidationException" {
+			t.Fatalf("status %d type %q", resp.StatusCode, resp.Header.Get("X-Amzn-ErrorType"))
+		}
+	})
+	t.Run("agent crashes mid-call", func(t *testing.T) {
+		_, err := e.invoke(ctx, "echo", newSessionID(), map[string]any{"op": "crash"})
+		wantAPIError(t, err, "RuntimeClientError", 424)
+	})
+	t.Run("agent answers 500", func(t *testing.T) {
+		_, err := e.invoke(ctx, "echo", newSessionID(), map[string]any{"op": "status", "code": 500})
+		wantAPIError(t, err, "RuntimeClientError", 424)
+	})
+	t.Run("agent never healthy", func(t *testing.T) {
+		start := time.Now()
+		_, err := e.invoke(ctx, "unhealthy", newSessionID(), map[string]any{"op": "echo"})
+		wantAPIError(t, err, "RuntimeClientError", 424)
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("took %v: the start timeout did not bound it", time.Since(start))
+		}
+	})
+	t.Run("agent crashes on start", func(t *testing.T) {
+		_, err := e.invoke(ctx, "crashstart", newSessionID(), map[string]any{"op": "echo"})
+		wantAPIError(t, err, "RuntimeClientError", 424)
+	})
+	t.Run("malformed stop body", func(t *testing.T) {
+		req, _ := http.NewRequest("POST", e.d.URL()+"/runtimes/echo/stopruntimesession", strings.NewReader("{not json"))
+		req.Header.Set("X-Amzn-Bedrock-AgentCore-Runtime-Session-Id", newSessionID())
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body struct{ Message string }
+		json.NewDecoder(resp.Body).Decode(&body)
+		if resp.StatusCode != 400 || resp.Header.Get("X-Amzn-ErrorType") != "ValidationException" || body.Message == "" {
+			t.Fatalf("status %d type %q message %q", resp.StatusCode, resp.Header.Get("X-Amzn-ErrorType"), body.Message)
+		}
+	})
+}
+
+func TestStopCutsHangingCall(t *testing.T) {
+	e := newEnv(t)
+	sid := newSessionID()
+	pid := e.echo(sid).PID
+	errc := make(chan error, 1)
+	go func() {
+		out, err := e.invoke(context.Background(), "echo", sid, map[string]any{"op": "hang"})
+		if err == nil {
+			_, err = io.ReadAll(out.Response)
+			out.Response.Close()
+		}
+		errc <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // let the hanging call reach the agent
+	if _, err := e.client.StopRuntimeSession(context.Background(), &bedrockagentcore.StopRuntimeSessionInput{
+		AgentRuntimeArn: aws.String(e.arn("echo")), RuntimeSessionId: aws.String(sid)}); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	select {
+	case err := <-errc:
+		if err == nil {
+			t.Fatal("hanging call succeeded after stop")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("hanging call still open 10s after StopRuntimeSession")
+	}
+	if pidAlive(pid) {
+		t.Fatalf("agent %d survived", pid)
+	}
+}
+
+func TestHeadersForwarded(t *testing.T) {
+	e := newEnv(t)
+	addHeaders := func(o *bedrockagentcore.Options) {
+		o.APIOptions = append(o.APIOptions,
+			smithyhttp.AddHeaderValue("X-Amzn-Bedrock-AgentCore-Runtime-Custom-Greeting", "hi"),
+			smithyhttp.AddHeaderValue("X-Tenant-Id", "tenant-7"),
+			smithyhttp.AddHeaderValue("X-Not-Allowed", "nope"),
+			smithyhttp.AddHeaderValue("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+		)
+	}
+	out, err := e.client.InvokeAgentRuntime(context.Background(), &bedrockagentcore.InvokeAgentRuntimeInput{
+		AgentRuntimeArn: aws.String(e.arn("echo")), RuntimeSessionId: aws.String(newSessionID()),
+		RuntimeUserId: aws.String("user-42"), Payload: []byte(`{"op":"echo"}`)}, addHeaders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Response.Close()
+	var r echoReply
+	json.NewDecoder(out.Response).Decode(&r)
+	want := map[string]string{
+		"X-Amzn-Bedrock-Agentcore-Runtime-Custom-Greeting": "hi",
+		"X-Tenant-Id": "tenant-7",
+		"X-Amzn-Bedrock-Agentcore-Runtime-User-Id": "user-42",
+		"Traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+	}
+	for k, v := range want {
+		if r.header(k) != v {
+			t.Errorf("agent saw %s=%q, want %q", k, r.header(k), v)
+		}
+	}
+	if r.header("X-Amzn-Bedrock-Agentcore-Runtime-Request-Id") == "" {
+		t.Error("no request id forwarded")
+	}
+	for k := range r.Headers {
+		l := strings.ToLower(k)
+		if k == "X-Not-Allowed" || k == "Authorization" || strings.HasPrefix(l, "x-amz-") ||
+			(strings.HasPrefix(l, "x-amzn-") && !strings.HasPrefix(l, "x-amzn-bedrock-agentcore-runtime-")) {
+			t.Errorf("agent saw header %s, which must not be forwarded", k)
+		}
+	}
+	// A signed SDK request carries Authorization, which is not on the
+	// allowlist and so never reaches the agent. An oversize allow-listed
+	// value is refused.
+	big := func(o *bedrockagentcore.Options) {
+		o.APIOptions = append(o.APIOptions, smithyhttp.AddHeaderValue("X-Tenant-Id", strings.Repeat("t", 5000)))
+	}
+	_, err = e.invoke(context.Background(), "echo", newSessionID(), map[string]any{"op": "echo"}, big)
+	wantAPIError(t, err, "ValidationException", 400)
+}
+
+func TestConcurrentCallsShareOneProcess(t *testing.T) {
+	e := newEnv(t)
+	sid := newSessionID()
+	var wg sync.WaitGroup
+	pids := make(chan int, 20)
+	for range 20 {
+		wg.Go(func() { pids <- e.echo(sid).PID })
+	}
+	wg.Wait()
+	close(pids)
+	first := 0
+	for p := range pids {
+		if first == 0 {
+			first = p
+		}
+		if p != first {
+			t.Fatalf("concurrent calls reached pids %d and %d", first, p)
+		}
+	}
+}
+
+func TestIdleTimeoutAndHealthyBusy(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	call := func(sid string, payload any) echoReply {
+		out, err := e.invoke(ctx, "idle", sid, payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer out.Response.Close()
+		var r echoReply
+		json.NewDecoder(out.Response).Decode(&r)
+		return r
+	}
+	// HealthyBusy for 2.5 s holds the 1 s idle timeout off.
+	busy := newSessionID()
+	p := call(busy, map[string]any{"op": "busy", "ms": 2500}).PID
+	time.Sleep(2 * time.Second)
+	if q := call(busy, map[string]any{"op": "echo"}).PID; q != p {
+		t.Fatalf("HealthyBusy session was reaped: pid %d became %d", p, q)
+	}
+	// An idle session ends after its timeout; the same ID starts afresh.
+	idle := newSessionID()
+	p = call(idle, map[string]any{"op": "echo"}).PID
+	deadline := time.Now().Add(5 * time.Second)
+	for pidAlive(p) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if pidAlive(p) {
+		t.Fatal("idle session outlived its idle timeout")
+	}
+	if q := call(idle, map[string]any{"op": "echo"}); q.PID == p || q.Invocations != 1 {
+		t.Fatalf("idle-timed-out session not fresh: %+v", q)
+	}
+}
+
+func TestShutdownLeavesNoProcess(t *testing.T) {
+	e := newEnv(t)
+	var pids []int
+	for range 3 {
+		sid := newSessionID()
+		pids = append(pids, e.echo(sid).PID)
+		out, err := e.invoke(context.Background(), "echo", sid, map[string]any{"op": "spawn"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r struct {
+			PID int `json:"pid"`
+		}
+		json.NewDecoder(out.Response).Decode(&r)
+		out.Response.Close()
+		if r.PID == 0 {
+			t.Fatal("spawn returned no pid")
+		}
+		pids = append(pids, r.PID)
+	}
+	if err := e.d.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pids {
+		if pidAlive(p) {
+			t.Errorf("pid %d survived berth's shutdown", p)
+		}
+	}
+}
+
+// pidAlive reports whether pid exists and is not a zombie.
+func pidAlive(pid int) bool {
+	data, err := os.ReadFile("/proc/" + itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(data, ')')
+	return i < 0 || i+2 >= len(data) || data[i+2] != 'Z'
+}
+
+func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }

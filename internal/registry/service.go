@@ -1,0 +1,253 @@
+package registry
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Registry resolves runtimes and qualifiers, and owns their naming rules.
+type Registry struct {
+	store   Store
+	region  string
+	account string
+	log     *slog.Logger
+	ttl     time.Duration
+
+	// mu guards cache.
+	mu    sync.Mutex
+	cache map[cacheKey]cacheEntry
+}
+
+type cacheKey struct{ ref, qualifier string }
+
+type cacheEntry struct {
+	res Resolved
+	at  time.Time
+}
+
+// Resolved is what a new session needs to know about its runtime.
+type Resolved struct {
+	Runtime  Runtime
+	Endpoint Endpoint
+	Version  Version
+}
+
+// New returns a registry over store. ARNs use region and account.
+func New(store Store, region, account string, log *slog.Logger) *Registry {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Registry{store: store, region: region, account: account, log: log,
+		ttl: time.Second, cache: map[cacheKey]cacheEntry{}}
+}
+
+// Store returns the underlying store.
+func (r *Registry) Store() Store { return r.store }
+
+// RuntimeARN builds a runtime's ARN.
+func (r *Registry) RuntimeARN(id string) string {
+	return fmt.Sprintf("arn:aws:bedrock-agentcore:%s:%s:runtime/%s", r.region, r.account, id)
+}
+
+// EndpointARN builds an endpoint's ARN.
+func (r *Registry) EndpointARN(runtimeID, name string) string {
+	return fmt.Sprintf("arn:aws:bedrock-agentcore:%s:%s:runtime/%s/runtime-endpoint/%s", r.region, r.account, runtimeID, name)
+}
+
+const idAlphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+// StableID derives a runtime ID ({name}-{10 alnum}) from its name, so a
+// runtime declared in the config file keeps its ID across restarts.
+func StableID(name string) string {
+	sum := sha256.Sum256([]byte("berth-runtime\x00" + name))
+	return name + "-" + encodeID(sum[:10])
+}
+
+// RandomID makes a fresh runtime ID for a control-plane create.
+func RandomID(name string) string {
+	var b [10]byte
+	rand.Read(b[:])
+	return name + "-" + encodeID(b[:])
+}
+
+func encodeID(b []byte) string {
+	out := make([]byte, len(b))
+	for i, c := range b {
+		out[i] = idAlphabet[int(c)%len(idAlphabet)]
+	}
+	return string(out)
+}
+
+// RuntimeRef extracts the runtime ID or name from an ARN, an ID or a name.
+func RuntimeRef(ref string) string {
+	if strings.HasPrefix(ref, "arn:") {
+		if i := strings.Index(ref, ":runtime/"); i >= 0 {
+			ref = ref[i+len(":runtime/"):]
+			if j := strings.IndexByte(ref, '/'); j >= 0 {
+				ref = ref[:j]
+			}
+		}
+	}
+	return ref
+}
+
+// Lookup finds a runtime by ARN, ID or name.
+func (r *Registry) Lookup(ctx context.Context, ref string) (Runtime, error) {
+	id := RuntimeRef(ref)
+	rt, err := r.store.GetRuntime(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		rt, err = r.store.GetRuntimeByName(ctx, id)
+	}
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return Runtime{}, fmt.Errorf("runtime %q: %w", ref, ErrNotFound)
+		}
+		return Runtime{}, fmt.Errorf("look up runtime %q: %w", ref, err)
+	}
+	return rt, nil
+}
+
+// Resolve maps a runtime reference and qualifier to the version a new
+// session runs, behind a short cache.
+func (r *Registry) Resolve(ctx context.Context, ref, qualifier string) (Resolved, error) {
+	if qualifier == "" {
+		qualifier = "DEFAULT"
+	}
+	k := cacheKey{ref, qualifier}
+	now := time.Now()
+	r.mu.Lock()
+	if e, ok := r.cache[k]; ok && now.Sub(e.at) < r.ttl {
+		r.mu.Unlock()
+		return e.res, nil
+	}
+	r.mu.Unlock()
+
+	rt, err := r.Lookup(ctx, ref)
+	if err != nil {
+		return Resolved{}, err
+	}
+	if rt.Status == StatusDeleting {
+		return Resolved{}, fmt.Errorf("runtime %q is being deleted: %w", ref, ErrNotFound)
+	}
+	ep, err := r.store.GetEndpoint(ctx, rt.ID, qualifier)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return Resolved{}, fmt.Errorf("endpoint %q of runtime %s: %w", qualifier, rt.ID, ErrNotFound)
+		}
+		return Resolved{}, fmt.Errorf("get endpoint: %w", err)
+	}
+	v, err := r.store.GetVersion(ctx, rt.ID, ep.LiveVersion)
+	if err != nil {
+		return Resolved{}, fmt.Errorf("get version %d of %s: %w", ep.LiveVersion, rt.ID, err)
+	}
+	res := Resolved{Runtime: rt, Endpoint: ep, Version: v}
+	r.mu.Lock()
+	r.cache[k] = cacheEntry{res: res, at: now}
+	r.mu.Unlock()
+	return res, nil
+}
+
+// Invalidate drops cached resolutions; call it after any write.
+func (r *Registry) Invalidate() {
+	r.mu.Lock()
+	clear(r.cache)
+	r.mu.Unlock()
+}
+
+// Declared is a runtime declared in the config file.
+type Declared struct {
+	Name        string
+	Description string
+	Config      Config
+}
+
+// Reconcile makes the store match the config file's runtimes: new ones are
+// created, changed ones get a new version, and config runtimes no longer in
+// the file are deleted. Runtimes created through the API are left alone.
+func (r *Registry) Reconcile(ctx context.Context, declared []Declared) ([]Runtime, error) {
+	defer r.Invalidate()
+	now := time.Now().UTC()
+	keep := map[string]bool{}
+	var out []Runtime
+	for _, d := range declared {
+		id := StableID(d.Name)
+		keep[id] = true
+		rt, err := r.store.GetRuntime(ctx, id)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			if other, err := r.store.GetRuntimeByName(ctx, d.Name); err == nil {
+				return nil, fmt.Errorf("runtime %q from the config file: the name is taken by runtime %s created through the API: %w", d.Name, other.ID, ErrConflict)
+			}
+			rt = Runtime{ID: id, Name: d.Name, ARN: r.RuntimeARN(id), Description: d.Description,
+				Status: StatusReady, LatestVersion: 1, Source: "config", CreatedAt: now, UpdatedAt: now}
+			if err := r.store.CreateRuntime(ctx, rt, Version{RuntimeID: id, Version: 1, Config: d.Config, CreatedAt: now}); err != nil {
+				return nil, fmt.Errorf("create runtime %s: %w", d.Name, err)
+			}
+			r.log.Info("runtime created from config", "runtime_id", id)
+		case err != nil:
+			return nil, fmt.Errorf("get runtime %s: %w", d.Name, err)
+		default:
+			latest, err := r.store.GetVersion(ctx, id, rt.LatestVersion)
+			if err != nil {
+				return nil, fmt.Errorf("get version of %s: %w", d.Name, err)
+			}
+			if reflect.DeepEqual(normalize(latest.Config), normalize(d.Config)) && rt.Description == d.Description {
+				break
+			}
+			rt.LatestVersion++
+			rt.Description = d.Description
+			rt.UpdatedAt = now
+			if err := r.store.UpdateRuntime(ctx, rt, Version{RuntimeID: id, Version: rt.LatestVersion, Config: d.Config, CreatedAt: now}); err != nil {
+				return nil, fmt.Errorf("update runtime %s: %w", d.Name, err)
+			}
+			r.log.Info("runtime updated from config", "runtime_id", id, "version", rt.LatestVersion)
+		}
+		out = append(out, rt)
+	}
+	// Drop config runtimes that left the file.
+	tok := ""
+	for {
+		page, next, err := r.store.ListRuntimes(ctx, Page{MaxResults: 100, NextToken: tok})
+		if err != nil {
+			return nil, fmt.Errorf("list runtimes: %w", err)
+		}
+		for _, rt := range page {
+			if rt.Source == "config" && !keep[rt.ID] {
+				if err := r.store.DeleteRuntime(ctx, rt.ID); err != nil && !errors.Is(err, ErrNotFound) {
+					return nil, fmt.Errorf("delete runtime %s: %w", rt.ID, err)
+				}
+				r.log.Info("runtime removed: no longer in config", "runtime_id", rt.ID)
+			}
+		}
+		if next == "" {
+			break
+		}
+		tok = next
+	}
+	return out, nil
+}
+
+// normalize makes empty and nil collections compare equal.
+func normalize(c Config) Config {
+	if len(c.Env) == 0 {
+		c.Env = nil
+	}
+	if len(c.HeaderAllowlist) == 0 {
+		c.HeaderAllowlist = nil
+	}
+	if len(c.Mounts) == 0 {
+		c.Mounts = nil
+	}
+	if len(c.Artifact.EntryPoint) == 0 {
+		c.Artifact.EntryPoint = nil
+	}
+	return c
+}

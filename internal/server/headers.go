@@ -1,0 +1,77 @@
+package server
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/berth-dev/berth/api"
+	"github.com/google/uuid"
+)
+
+// maxForwardedValue is AgentCore's cap on an allow-listed header value.
+const maxForwardedValue = 4 << 10
+
+// passthrough headers always reach the agent.
+var passthrough = []string{"Content-Type", "Accept", api.HeaderUserID,
+	api.HeaderTraceID, api.HeaderTraceParent, api.HeaderTraceState, api.HeaderBaggage,
+	"Mcp-Session-Id", "Mcp-Protocol-Version", "Mcp-Method", "Mcp-Name"}
+
+// forwardHeaders builds the headers an agent sees: never x-amz-* or other
+// x-amzn-* headers, never the caller's credentials unless allow-listed.
+func forwardHeaders(r *http.Request, allowlist []string) (http.Header, error) {
+	out := make(http.Header, 8)
+	for _, k := range passthrough {
+		if v, ok := r.Header[k]; ok {
+			out[k] = v
+		}
+	}
+	for k, v := range r.Header {
+		if strings.HasPrefix(k, api.HeaderCustomPrefix) {
+			out[k] = v
+		}
+	}
+	for _, name := range allowlist {
+		k := http.CanonicalHeaderKey(name)
+		v, ok := r.Header[k]
+		if !ok {
+			continue
+		}
+		for _, s := range v {
+			if len(s) > maxForwardedValue {
+				return nil, validation(name, "header "+name+" exceeds 4 KB")
+			}
+		}
+		out[k] = v
+	}
+	out.Set(api.HeaderRequestID, uuid.NewString())
+	return out, nil
+}
+
+// stopBody is StopRuntimeSession's JSON body.
+type stopBody struct {
+	ClientToken string `json:"clientToken"`
+}
+
+func decodeStopBody(r *http.Request) error {
+	data, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+	if err != nil {
+		return validation("body", "read body: "+err.Error())
+	}
+	if len(strings.TrimSpace(string(data))) == 0 {
+		return nil
+	}
+	var b stopBody
+	if err := json.Unmarshal(data, &b); err != nil {
+		return &apiError{typ: api.ErrValidation, msg: "malformed JSON body: " + err.Error(), reason: "CannotParse"}
+	}
+	if b.ClientToken != "" && (len(b.ClientToken) < 33 || len(b.ClientToken) > 256) {
+		return validation("clientToken", "clientToken must be 33 to 256 characters")
+	}
+	return nil
+}
+
+func itoa(n int) string     { return strconv.Itoa(n) }
+func itoa64(n int64) string { return strconv.FormatInt(n, 10) }

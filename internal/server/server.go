@@ -1,0 +1,249 @@
+// Package server is berth's HTTP edge: the AgentCore data plane, the
+// control plane and berth's own API. It is the only package that maps
+// domain errors to HTTP status codes and X-Amzn-ErrorType.
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/berth-dev/berth/api"
+	"github.com/berth-dev/berth/internal/registry"
+	"github.com/berth-dev/berth/internal/session"
+	"github.com/google/uuid"
+)
+
+// Options configure a Server.
+type Options struct {
+	Registry *registry.Registry
+	Sessions *session.Manager
+	// MaxPayloadBytes caps an invocation body. Default 100,000,000.
+	MaxPayloadBytes int64
+	Logger          *slog.Logger
+}
+
+// Server serves the AgentCore APIs.
+type Server struct {
+	reg        *registry.Registry
+	sessions   *session.Manager
+	maxPayload int64
+	log        *slog.Logger
+	mux        *http.ServeMux
+}
+
+// New builds the handler tree.
+func New(opts Options) *Server {
+	if opts.MaxPayloadBytes <= 0 {
+		opts.MaxPayloadBytes = api.MaxPayloadBytes
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	s := &Server{reg: opts.Registry, sessions: opts.Sessions, maxPayload: opts.MaxPayloadBytes,
+		log: opts.Logger, mux: http.NewServeMux()}
+	s.mux.HandleFunc("POST /runtimes/{arn}/invocations", s.invoke)
+	s.mux.HandleFunc("POST /runtimes/{arn}/stopruntimesession", s.stopSession)
+	s.mux.HandleFunc("GET /ping", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"status":"Healthy"}`)
+	})
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, &apiError{typ: api.ErrResourceNotFound, msg: "no route for " + r.Method + " " + r.URL.Path})
+	})
+	return s
+}
+
+// Handle registers extra routes (the control plane and berth API).
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set(api.HeaderAWSRequestID, uuid.NewString())
+	s.mux.ServeHTTP(w, r)
+}
+
+// sessionID reads and validates the session header, generating one when
+// absent as AgentCore does for raw HTTP callers.
+func sessionID(r *http.Request, generate bool) (string, error) {
+	id := r.Header.Get(api.HeaderSessionID)
+	if id == "" && generate {
+		return uuid.NewString(), nil
+	}
+	if !api.ValidSessionID(id) {
+		return "", validation("runtimeSessionId",
+			"Invalid length for parameter runtimeSessionId, value: "+itoa(len(id))+", valid min length: 33, valid max length: 256")
+	}
+	return id, nil
+}
+
+func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
+	sid, err := sessionID(r, true)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if r.ContentLength > s.maxPayload {
+		s.writeError(w, r, validation("payload", "payload of "+itoa64(r.ContentLength)+" bytes exceeds the limit of "+itoa64(s.maxPayload)+" bytes"))
+		return
+	}
+	if uid := r.Header.Get(api.HeaderUserID); len(uid) > 1024 {
+		s.writeError(w, r, validation("runtimeUserId", "runtimeUserId exceeds 1024 characters"))
+		return
+	}
+	res, err := s.reg.Resolve(r.Context(), r.PathValue("arn"), qualifier(r))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	out, err := forwardHeaders(r, res.Version.Config.HeaderAllowlist)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	out.Set(api.HeaderSessionID, sid)
+
+	call, err := s.sessions.Acquire(r.Context(), session.Spec{
+		Key:     session.Key{RuntimeID: res.Runtime.ID, Endpoint: res.Endpoint.Name, SessionID: sid},
+		Version: res.Version.Version,
+		Config:  res.Version.Config,
+		UserID:  r.Header.Get(api.HeaderUserID),
+	})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	defer call.Done()
+	w.Header().Set(api.HeaderSessionID, sid)
+
+	// The call ends with the client or with the session, whichever first.
+	ctx, cancel := context.WithCancelCause(r.Context())
+	defer cancel(nil)
+	stop := context.AfterFunc(call.KillContext(), func() { cancel(session.ErrEnded) })
+	defer stop()
+
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, call.URL(api.PathInvocations),
+		http.MaxBytesReader(w, r.Body, s.maxPayload))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	req.ContentLength = r.ContentLength
+	req.Header = out
+	resp, err := s.sessions.Transport().RoundTrip(req)
+	if err != nil {
+		s.writeError(w, r, s.callError(r, call, err))
+		return
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 400 {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		msg := "Received error (" + itoa(resp.StatusCode) + ") from runtime"
+		if b := strings.TrimSpace(string(body)); b != "" {
+			msg += ": " + b
+		}
+		s.writeError(w, r, &apiError{typ: api.ErrRuntimeClient, msg: msg})
+		return
+	}
+	relay(w, resp)
+}
+
+// callError explains a failed round trip to the agent.
+func (s *Server) callError(r *http.Request, call *session.Call, err error) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return err
+	}
+	if r.Context().Err() != nil {
+		return &apiError{typ: api.ErrValidation, msg: "client closed the request", cause: err}
+	}
+	if reason, detail, ended := call.Ended(); ended {
+		return &apiError{typ: api.ErrRuntimeClient, msg: "session ended during the call (" + string(reason) + "): " + detail, cause: err}
+	}
+	return &apiError{typ: api.ErrRuntimeClient, msg: "the agent failed to answer: it closed the connection or crashed; see the session log", cause: err}
+}
+
+// relay copies the agent's answer to the client as it arrives.
+func relay(w http.ResponseWriter, resp *http.Response) {
+	h := w.Header()
+	ct := resp.Header.Get("Content-Type")
+	if ct == "" {
+		ct = "application/json"
+	}
+	h.Set("Content-Type", ct)
+	for _, k := range []string{api.HeaderTraceID, api.HeaderTraceParent, api.HeaderTraceState, api.HeaderBaggage, "Mcp-Session-Id", "Mcp-Protocol-Version"} {
+		if v := resp.Header.Get(k); v != "" {
+			h.Set(k, v)
+		}
+	}
+	if resp.ContentLength >= 0 {
+		h.Set("Content-Length", itoa64(resp.ContentLength))
+	}
+	w.WriteHeader(resp.StatusCode)
+	rc := http.NewResponseController(w)
+	streaming := strings.HasPrefix(ct, "text/event-stream") || resp.ContentLength < 0
+	if streaming {
+		// Streams may run for up to 60 minutes; lift the write deadline.
+		rc.SetWriteDeadline(time.Time{})
+	}
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return
+			}
+			if streaming {
+				rc.Flush()
+			}
+		}
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			// The agent died or the session was stopped mid-stream: abort
+			// so the client sees a truncated response, not a clean end.
+			panic(http.ErrAbortHandler)
+		}
+	}
+}
+
+func (s *Server) stopSession(w http.ResponseWriter, r *http.Request) {
+	sid, err := sessionID(r, false)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := decodeStopBody(r); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	rt, err := s.reg.Lookup(r.Context(), r.PathValue("arn"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	q := qualifier(r)
+	if _, err := s.reg.Store().GetEndpoint(r.Context(), rt.ID, q); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	key := session.Key{RuntimeID: rt.ID, Endpoint: q, SessionID: sid}
+	if err := s.sessions.Stop(r.Context(), key); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set(api.HeaderSessionID, sid)
+	w.Header().Set("Content-Type", "application/json")
+	io.WriteString(w, "{}")
+}
+
+func qualifier(r *http.Request) string {
+	if q := r.URL.Query().Get("qualifier"); q != "" {
+		return q
+	}
+	return api.DefaultQualifier
+}

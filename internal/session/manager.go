@@ -1,0 +1,359 @@
+// Package session is berth's session manager: it finds or creates the
+// sandbox behind a session, admits calls into it, runs each session's ping
+// loop and lifetime timers, and tears sandboxes down on idle timeout, max
+// lifetime, stop, crash, failed health checks and shutdown.
+//
+// Placement is data: every live session has a store record carrying its
+// lease, sandbox ID and address; the in-process map holds only the handles
+// this node owns.
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/berth-dev/berth/internal/registry"
+	"github.com/berth-dev/berth/internal/sandbox"
+	"github.com/google/uuid"
+)
+
+// Domain errors the server maps to AgentCore error types.
+var (
+	// ErrStartFailed: the agent did not start or never became healthy.
+	ErrStartFailed = errors.New("agent failed to start")
+	// ErrEnded: the session ended while the call was in flight.
+	ErrEnded = errors.New("session ended")
+	// ErrShuttingDown: berth is draining and admits no new calls.
+	ErrShuttingDown = errors.New("berth is shutting down")
+	// ErrBackend: the runtime names a sandbox backend this host cannot run.
+	ErrBackend = errors.New("sandbox backend unavailable")
+)
+
+// Options configure a Manager. Zero values take the defaults noted.
+type Options struct {
+	// NodeID owns this node's leases. Default "local".
+	NodeID string
+	// LogDir holds per-session agent logs.
+	LogDir string
+	// StartTimeout bounds sandbox start plus the first healthy ping. Default 30s.
+	StartTimeout time.Duration
+	// PingInterval is the health-check period. Default 2s.
+	PingInterval time.Duration
+	// PingFailures ends a session as unhealthy after that many failed pings
+	// in a row. Default 3.
+	PingFailures int
+	// StopGrace is SIGTERM→SIGKILL. Default 5s.
+	StopGrace time.Duration
+	// DefaultBackend is used when a runtime says "auto" or nothing.
+	DefaultBackend string
+	// Region and Account go into the agent's OTEL resource attributes.
+	RuntimeARN func(runtimeID string) string
+	Logger     *slog.Logger
+}
+
+// Spec is what a new session runs: resolved by the caller from the registry.
+type Spec struct {
+	Key
+	Version int
+	Config  registry.Config
+	UserID  string
+}
+
+// Manager owns every live session on this node.
+//
+// Lock order: Manager.mu, then Session.mu.
+type Manager struct {
+	store     Store
+	backends  map[string]sandbox.Backend
+	opts      Options
+	log       *slog.Logger
+	transport *http.Transport
+
+	wg sync.WaitGroup // one per session runner
+
+	// mu guards the fields that follow.
+	mu       sync.Mutex
+	sessions map[Key]*Session    // live and terminating sessions
+	byHost   map[string]*Session // synthetic URL host → session
+	closed   bool
+}
+
+// NewManager returns a manager over store and the named backends.
+func NewManager(store Store, backends map[string]sandbox.Backend, opts Options) *Manager {
+	if opts.NodeID == "" {
+		opts.NodeID = "local"
+	}
+	if opts.StartTimeout <= 0 {
+		opts.StartTimeout = 30 * time.Second
+	}
+	if opts.PingInterval <= 0 {
+		opts.PingInterval = 2 * time.Second
+	}
+	if opts.PingFailures <= 0 {
+		opts.PingFailures = 3
+	}
+	if opts.StopGrace < 0 {
+		opts.StopGrace = 0
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.RuntimeARN == nil {
+		opts.RuntimeARN = func(id string) string { return id }
+	}
+	m := &Manager{
+		store:    store,
+		backends: backends,
+		opts:     opts,
+		log:      opts.Logger,
+		sessions: map[Key]*Session{},
+		byHost:   map[string]*Session{},
+	}
+	m.transport = &http.Transport{
+		DialContext:         m.dial,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+		ForceAttemptHTTP2:   false,
+	}
+	return m
+}
+
+// Transport reaches sandboxes: URLs from Call.URL dial the right sandbox.
+func (m *Manager) Transport() http.RoundTripper { return m.transport }
+
+// dial maps a synthetic host back to its session's sandbox.
+func (m *Manager) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	m.mu.Lock()
+	s := m.byHost[host]
+	m.mu.Unlock()
+	var h sandbox.Handle
+	if s != nil {
+		h = s.getHandle()
+	}
+	if h == nil {
+		return nil, fmt.Errorf("dial %s: %w", host, ErrEnded)
+	}
+	return h.DialContext(ctx, "tcp", h.Addr())
+}
+
+// Recover ends the live records a previous berth process left and has every
+// backend remove its leftovers. Call it once before serving.
+func (m *Manager) Recover(ctx context.Context) error {
+	ended, err := m.store.EndAllLive(ctx, m.opts.NodeID, EndShutdown, time.Now().UTC())
+	if err != nil {
+		return fmt.Errorf("end stale sessions: %w", err)
+	}
+	for _, r := range ended {
+		m.log.Info("session ended by restart", "runtime_id", r.RuntimeID, "session_id", r.SessionID, "record_id", r.ID)
+	}
+	for name, b := range m.backends {
+		if err := b.Reap(ctx); err != nil {
+			return fmt.Errorf("reap %s sandboxes: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// Acquire finds or starts the session for spec and admits one call into it.
+// The caller must call Call.Done exactly once.
+func (m *Manager) Acquire(ctx context.Context, spec Spec) (*Call, error) {
+	for {
+		m.mu.Lock()
+		if m.closed {
+			m.mu.Unlock()
+			return nil, ErrShuttingDown
+		}
+		s := m.sessions[spec.Key]
+		if s == nil {
+			var err error
+			if s, err = m.newSessionLocked(spec); err != nil {
+				m.mu.Unlock()
+				return nil, err
+			}
+		}
+		s.mu.Lock()
+		if s.killCtx.Err() != nil {
+			// Ending: wait for its teardown, then start afresh.
+			s.mu.Unlock()
+			m.mu.Unlock()
+			select {
+			case <-s.done:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		s.inflight++
+		s.lastActive = time.Now()
+		s.mu.Unlock()
+		m.mu.Unlock()
+
+		c := &Call{s: s}
+		select {
+		case <-s.ready:
+		case <-ctx.Done():
+			c.Done()
+			return nil, ctx.Err()
+		}
+		if s.startErr != nil {
+			c.Done()
+			return nil, s.startErr
+		}
+		return c, nil
+	}
+}
+
+func (m *Manager) newSessionLocked(spec Spec) (*Session, error) {
+	name := spec.Config.Sandbox
+	if name == "" || name == "auto" {
+		name = m.opts.DefaultBackend
+	}
+	b, ok := m.backends[name]
+	if !ok {
+		return nil, fmt.Errorf("runtime %s asks for sandbox backend %q, which this host cannot run: %w", spec.RuntimeID, name, ErrBackend)
+	}
+	killCtx, kill := context.WithCancelCause(context.Background())
+	s := &Session{
+		m:       m,
+		spec:    spec,
+		backend: b,
+		host:    strings.ReplaceAll(uuid.NewString(), "-", "") + ".sandbox",
+		ready:   make(chan struct{}),
+		done:    make(chan struct{}),
+		killCtx: killCtx,
+		kill:    kill,
+		log: m.log.With("runtime_id", spec.RuntimeID, "endpoint", spec.Endpoint,
+			"session_id", spec.SessionID),
+	}
+	m.sessions[spec.Key] = s
+	m.byHost[s.host] = s
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		s.run()
+	}()
+	return s, nil
+}
+
+// Stop ends a live session at once, including calls in flight, and waits
+// for its teardown. It returns ErrNotFound if no live session has key.
+func (m *Manager) Stop(ctx context.Context, key Key) error {
+	m.mu.Lock()
+	s := m.sessions[key]
+	m.mu.Unlock()
+	if s == nil || !s.end(EndStopped, "stopped by StopRuntimeSession") {
+		return fmt.Errorf("session %s: %w", key.SessionID, ErrNotFound)
+	}
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// EndRuntime ends every live session of a runtime (deletes, version moves).
+func (m *Manager) EndRuntime(ctx context.Context, runtimeID string, reason EndReason) {
+	var victims []*Session
+	m.mu.Lock()
+	for k, s := range m.sessions {
+		if k.RuntimeID == runtimeID {
+			victims = append(victims, s)
+		}
+	}
+	m.mu.Unlock()
+	for _, s := range victims {
+		s.end(reason, "runtime "+string(reason))
+	}
+	for _, s := range victims {
+		select {
+		case <-s.done:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// Shutdown stops admitting calls, ends every live session as shutdown and
+// waits for all teardowns.
+func (m *Manager) Shutdown(ctx context.Context) error {
+	m.mu.Lock()
+	m.closed = true
+	all := make([]*Session, 0, len(m.sessions))
+	for _, s := range m.sessions {
+		all = append(all, s)
+	}
+	m.mu.Unlock()
+	for _, s := range all {
+		s.end(EndShutdown, "berth shutting down")
+	}
+	waited := make(chan struct{})
+	go func() {
+		m.wg.Wait()
+		close(waited)
+	}()
+	select {
+	case <-waited:
+		m.transport.CloseIdleConnections()
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for sessions to end: %w", ctx.Err())
+	}
+}
+
+// Live returns a snapshot of this node's live sessions.
+func (m *Manager) Live() []Info {
+	m.mu.Lock()
+	all := make([]*Session, 0, len(m.sessions))
+	for _, s := range m.sessions {
+		all = append(all, s)
+	}
+	m.mu.Unlock()
+	out := make([]Info, 0, len(all))
+	for _, s := range all {
+		out = append(out, s.info())
+	}
+	return out
+}
+
+// LogPath is where a session incarnation's agent output goes.
+func (m *Manager) LogPath(runtimeID, recordID string) string {
+	return filepath.Join(m.opts.LogDir, runtimeID, recordID+".log")
+}
+
+// PruneLogs removes session logs older than keep.
+func (m *Manager) PruneLogs(keep time.Duration) error {
+	cutoff := time.Now().Add(-keep)
+	return filepath.WalkDir(m.opts.LogDir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".log") {
+			return nil
+		}
+		if fi, err := d.Info(); err == nil && fi.ModTime().Before(cutoff) {
+			os.Remove(path)
+		}
+		return nil
+	})
+}
+
+func (m *Manager) forget(s *Session) {
+	m.mu.Lock()
+	if m.sessions[s.spec.Key] == s {
+		delete(m.sessions, s.spec.Key)
+	}
+	delete(m.byHost, s.host)
+	m.mu.Unlock()
+}

@@ -1,0 +1,199 @@
+package session_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/berth-dev/berth/api"
+	"github.com/berth-dev/berth/internal/registry"
+	"github.com/berth-dev/berth/internal/sandbox"
+	"github.com/berth-dev/berth/internal/session"
+	"github.com/berth-dev/berth/internal/store"
+)
+
+type harness struct {
+	t    *testing.T
+	db   *store.DB
+	fake *fakeBackend
+	m    *session.Manager
+}
+
+// newHarness must run inside a synctest bubble: the manager's timers, the
+// fake agents and the store's goroutines all belong to it.
+func newHarness(t *testing.T) *harness {
+	db, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "berth.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := &fakeBackend{}
+	m := session.NewManager(db, map[string]sandbox.Backend{"fake": fake}, session.Options{
+		LogDir:         t.TempDir(),
+		DefaultBackend: "fake",
+		StopGrace:      time.Second,
+		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	h := &harness{t: t, db: db, fake: fake, m: m}
+	t.Cleanup(func() {
+		m.Shutdown(context.Background())
+		db.Close()
+	})
+	return h
+}
+
+func spec(sid string, idle, maxLife time.Duration) session.Spec {
+	return session.Spec{
+		Key:     session.Key{RuntimeID: "rt-0123456789", Endpoint: "DEFAULT", SessionID: sid},
+		Version: 1,
+		Config:  registry.Config{Command: []string{"agent"}, IdleTimeout: idle, MaxLifetime: maxLife},
+	}
+}
+
+// invoke runs one call through the manager's transport.
+func (h *harness) invoke(sp session.Spec) session.Record {
+	h.t.Helper()
+	c, err := h.m.Acquire(context.Background(), sp)
+	if err != nil {
+		h.t.Fatalf("acquire: %v", err)
+	}
+	defer c.Done()
+	req, _ := http.NewRequest(http.MethodPost, c.URL(api.PathInvocations), nil)
+	resp, err := h.m.Transport().RoundTrip(req)
+	if err != nil {
+		h.t.Fatalf("invoke: %v", err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return c.Session()
+}
+
+// ended waits for the session's record to end and returns it.
+func (h *harness) ended(id string) session.Record {
+	h.t.Helper()
+	synctest.Wait()
+	r, err := h.db.GetSession(context.Background(), id)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return r
+}
+
+func TestIdleTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t)
+		sp := spec("idle-session-0123456789012345678901234", 15*time.Minute, 8*time.Hour)
+		rec := h.invoke(sp)
+		time.Sleep(14 * time.Minute)
+		if r := h.ended(rec.ID); r.State == session.StateTerminated {
+			t.Fatalf("ended after 14m of a 15m idle timeout: %+v", r)
+		}
+		h.invoke(sp) // resets the idle clock
+		time.Sleep(14 * time.Minute)
+		if r := h.ended(rec.ID); r.State == session.StateTerminated {
+			t.Fatal("an invocation did not reset the idle clock")
+		}
+		time.Sleep(2 * time.Minute)
+		r := h.ended(rec.ID)
+		if r.State != session.StateTerminated || r.EndReason != session.EndIdleTimeout || r.Invocations != 2 {
+			t.Fatalf("want idle_timeout after 2 calls, got %+v", r)
+		}
+		if !h.fake.last().stopped.Load() {
+			t.Fatal("sandbox not stopped")
+		}
+		// The same ID then gets a new sandbox and a new record.
+		if again := h.invoke(sp); again.ID == rec.ID || again.Epoch <= rec.Epoch {
+			t.Fatalf("reuse after end: %+v vs %+v", again, rec)
+		}
+	})
+}
+
+func TestHealthyBusyHoldsOffIdle(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t)
+		sp := spec("busy-session-0123456789012345678901234", 15*time.Minute, 8*time.Hour)
+		rec := h.invoke(sp)
+		agent := h.fake.last()
+		agent.setStatus(api.PingHealthyBusy)
+		time.Sleep(2 * time.Hour)
+		if r := h.ended(rec.ID); r.State == session.StateTerminated {
+			t.Fatalf("HealthyBusy session reaped: %+v", r)
+		}
+		agent.setStatus(api.PingHealthy) // background work done
+		time.Sleep(14 * time.Minute)
+		if r := h.ended(rec.ID); r.State == session.StateTerminated {
+			t.Fatal("idle clock did not restart at the Healthy transition")
+		}
+		time.Sleep(2 * time.Minute)
+		if r := h.ended(rec.ID); r.EndReason != session.EndIdleTimeout {
+			t.Fatalf("want idle_timeout, got %+v", r)
+		}
+	})
+}
+
+func TestMaxLifetime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t)
+		sp := spec("life-session-0123456789012345678901234", 15*time.Minute, time.Hour)
+		rec := h.invoke(sp)
+		for range 5 {
+			time.Sleep(10 * time.Minute)
+			h.invoke(sp)
+		}
+		time.Sleep(11 * time.Minute)
+		if r := h.ended(rec.ID); r.EndReason != session.EndMaxLifetime {
+			t.Fatalf("want max_lifetime, got %+v", r)
+		}
+	})
+}
+
+func TestUnhealthyAndCrash(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t)
+		sp := spec("sick-session-0123456789012345678901234", 15*time.Minute, 8*time.Hour)
+		rec := h.invoke(sp)
+		h.fake.last().pingCode.Store(http.StatusInternalServerError)
+		time.Sleep(7 * time.Second) // three failed pings at 2 s
+		if r := h.ended(rec.ID); r.EndReason != session.EndUnhealthy {
+			t.Fatalf("want unhealthy, got %+v", r)
+		}
+
+		sp.SessionID = "dead-session-0123456789012345678901234"
+		rec = h.invoke(sp)
+		h.fake.last().crash(3)
+		if r := h.ended(rec.ID); r.EndReason != session.EndCrashed || r.Detail == "" {
+			t.Fatalf("want crashed with detail, got %+v", r)
+		}
+	})
+}
+
+func TestStopAndShutdown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t)
+		a := spec("stop-session-0123456789012345678901234", 15*time.Minute, 8*time.Hour)
+		b := spec("down-session-0123456789012345678901234", 15*time.Minute, 8*time.Hour)
+		ra, rb := h.invoke(a), h.invoke(b)
+		if err := h.m.Stop(context.Background(), a.Key); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.m.Stop(context.Background(), a.Key); err == nil {
+			t.Fatal("second stop succeeded")
+		}
+		if r := h.ended(ra.ID); r.EndReason != session.EndStopped {
+			t.Fatalf("want stopped, got %+v", r)
+		}
+		if err := h.m.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if r := h.ended(rb.ID); r.EndReason != session.EndShutdown {
+			t.Fatalf("want shutdown, got %+v", r)
+		}
+		if _, err := h.m.Acquire(context.Background(), a); err != session.ErrShuttingDown {
+			t.Fatalf("acquire after shutdown: %v", err)
+		}
+	})
+}

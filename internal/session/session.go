@@ -1,0 +1,431 @@
+package session
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/berth-dev/berth/api"
+	"github.com/berth-dev/berth/internal/sandbox"
+	"github.com/google/uuid"
+)
+
+// Session is one live session incarnation and its sandbox.
+//
+// The runner goroutine owns the lifecycle. Fields set before ready closes
+// (rec, handle, startErr) are read-only afterwards.
+type Session struct {
+	m       *Manager
+	spec    Spec
+	backend sandbox.Backend
+	host    string
+	log     *slog.Logger
+
+	ready    chan struct{} // closed once the agent answered /ping, or start failed
+	done     chan struct{} // closed after teardown and the final store write
+	startErr error
+	rec      Record
+
+	// killCtx is cancelled, with an *endCause, to end the session; calls in
+	// flight derive from it so a stop cuts their streams.
+	killCtx context.Context
+	kill    context.CancelCauseFunc
+
+	// mu guards the fields that follow.
+	mu          sync.Mutex
+	handle      sandbox.Handle
+	inflight    int
+	lastActive  time.Time
+	busy        bool
+	invocations int64
+	dirty       bool // activity not yet written to the store
+}
+
+type endCause struct {
+	reason EndReason
+	detail string
+}
+
+func (c *endCause) Error() string { return string(c.reason) + ": " + c.detail }
+
+// end asks the runner to end the session; false if it was already ending.
+func (s *Session) end(reason EndReason, detail string) bool {
+	if s.killCtx.Err() != nil {
+		return false
+	}
+	s.kill(&endCause{reason, detail})
+	return context.Cause(s.killCtx).(*endCause).reason == reason
+}
+
+// Ended reports why the session ended, if it has.
+func (s *Session) Ended() (EndReason, string, bool) {
+	var c *endCause
+	if errors.As(context.Cause(s.killCtx), &c) {
+		return c.reason, c.detail, true
+	}
+	return "", "", false
+}
+
+func (s *Session) getHandle() sandbox.Handle {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.handle
+}
+
+func (s *Session) run() {
+	defer close(s.done)
+	defer s.m.forget(s)
+	opts := s.m.opts
+	cfg := s.spec.Config
+	now := time.Now().UTC()
+
+	rec, err := s.m.store.ClaimSession(context.Background(), Record{
+		ID:           uuid.NewString(),
+		Key:          s.spec.Key,
+		Lease:        Lease{Owner: opts.NodeID},
+		Version:      s.spec.Version,
+		UserID:       s.spec.UserID,
+		State:        StateStarting,
+		Backend:      s.backend.Name(),
+		CreatedAt:    now,
+		LastActiveAt: now,
+		ExpiresAt:    now.Add(cfg.MaxLifetime),
+	})
+	if err != nil {
+		s.startErr = fmt.Errorf("record session: %w", err)
+		s.end(EndStartFailed, err.Error())
+		close(s.ready)
+		return
+	}
+	s.rec = rec
+	s.log = s.log.With("record_id", rec.ID)
+
+	if err := s.start(); err != nil {
+		s.log.Warn("session start failed", "err", err)
+		s.startErr = fmt.Errorf("%w: %v", ErrStartFailed, err)
+		s.end(EndStartFailed, err.Error())
+		close(s.ready)
+		s.teardown()
+		return
+	}
+	close(s.ready)
+	s.log.Info("session started", "sandbox_id", s.rec.SandboxID, "backend", s.backend.Name())
+	s.loop()
+	s.teardown()
+}
+
+// start launches the sandbox and waits for its first healthy ping.
+func (s *Session) start() error {
+	opts := s.m.opts
+	cfg := s.spec.Config
+	ctx, cancel := context.WithTimeout(s.killCtx, opts.StartTimeout)
+	defer cancel()
+
+	logPath := s.m.LogPath(s.spec.RuntimeID, s.rec.ID)
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
+		return fmt.Errorf("create log dir: %w", err)
+	}
+	env := make([]string, 0, len(cfg.Env)+4)
+	for k, v := range cfg.Env {
+		env = append(env, k+"="+v)
+	}
+	arn := opts.RuntimeARN(s.spec.RuntimeID)
+	env = append(env,
+		"AGENTCORE_RUNTIME_ARN="+arn,
+		"OTEL_RESOURCE_ATTRIBUTES=cloud.resource_id="+arn+",aws.agentcore.session_id="+s.spec.SessionID,
+	)
+	mounts := make([]sandbox.Mount, 0, len(cfg.Mounts))
+	for _, mt := range cfg.Mounts {
+		mounts = append(mounts, sandbox.Mount{Source: mt.Source, Target: mt.Target, ReadOnly: mt.ReadOnly})
+	}
+	network := sandbox.NetworkMode(cfg.Network)
+	if network == "" {
+		network = sandbox.NetworkHost
+		if s.backend.Name() != "process" {
+			network = sandbox.NetworkNone
+		}
+	}
+	h, err := s.backend.Start(ctx, sandbox.Spec{
+		Name:      sandbox.Name(s.spec.RuntimeID+"/"+s.spec.Endpoint, s.spec.SessionID),
+		RuntimeID: s.spec.RuntimeID,
+		SessionID: s.spec.SessionID,
+		Command:   cfg.Command,
+		Dir:       cfg.Workdir,
+		Env:       env,
+		LogPath:   logPath,
+		Limits: sandbox.Limits{MemoryBytes: cfg.MemoryBytes, CPUMillis: cfg.CPUMillis,
+			Pids: cfg.Pids, DiskBytes: cfg.DiskBytes},
+		Network: network,
+		Mounts:  mounts,
+	})
+	if err != nil {
+		return fmt.Errorf("start sandbox: %w", err)
+	}
+	s.mu.Lock()
+	s.handle = h
+	s.mu.Unlock()
+
+	// Poll /ping quickly at first: a Go agent answers within milliseconds.
+	delay := time.Millisecond
+	for {
+		st, err := s.ping(ctx)
+		if err == nil {
+			s.mu.Lock()
+			s.busy = st.Status == api.PingHealthyBusy
+			s.mu.Unlock()
+			break
+		}
+		select {
+		case <-h.Done():
+			return fmt.Errorf("agent exited before it became healthy (%s); see the session log %s", h.Exit(), logPath)
+		case <-ctx.Done():
+			if s.killCtx.Err() != nil {
+				return context.Cause(s.killCtx)
+			}
+			return fmt.Errorf("agent not healthy within %s: last ping: %v", opts.StartTimeout, err)
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 50*time.Millisecond)
+	}
+	return s.m.store.UpdateSession(context.Background(), s.rec.ID, s.rec.Lease, func(r *Record) {
+		r.State = StateActive
+		r.SandboxID = h.ID()
+		r.Addr = h.Addr()
+		s.rec.SandboxID, s.rec.Addr = h.ID(), h.Addr()
+	})
+}
+
+func (s *Session) ping(ctx context.Context) (api.PingResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, max(s.m.opts.PingInterval, time.Second))
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.host+api.PathPing, nil)
+	if err != nil {
+		return api.PingResponse{}, err
+	}
+	resp, err := s.m.transport.RoundTrip(req)
+	if err != nil {
+		return api.PingResponse{}, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if err != nil {
+		return api.PingResponse{}, fmt.Errorf("read ping: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return api.PingResponse{}, fmt.Errorf("ping answered %d", resp.StatusCode)
+	}
+	var pr api.PingResponse
+	if json.Unmarshal(body, &pr) != nil || pr.Status == "" {
+		pr.Status = api.PingHealthy // a bare 200 counts as healthy
+	}
+	return pr, nil
+}
+
+// loop runs the health checks and lifetime timers until the session ends.
+func (s *Session) loop() {
+	opts := s.m.opts
+	cfg := s.spec.Config
+	h := s.getHandle()
+	pings := time.NewTicker(opts.PingInterval)
+	defer pings.Stop()
+	idle := time.NewTimer(cfg.IdleTimeout)
+	defer idle.Stop()
+	life := time.NewTimer(time.Until(s.rec.ExpiresAt))
+	defer life.Stop()
+	failures := 0
+	for {
+		select {
+		case <-s.killCtx.Done():
+			return
+		case <-h.Done():
+			s.end(EndCrashed, "agent "+h.Exit().String())
+		case <-life.C:
+			s.end(EndMaxLifetime, fmt.Sprintf("max lifetime %s reached", cfg.MaxLifetime))
+		case <-idle.C:
+			if next, ended := s.reapIfIdle(); !ended {
+				idle.Reset(next)
+			}
+		case <-pings.C:
+			st, err := s.ping(s.killCtx)
+			if s.killCtx.Err() != nil {
+				return
+			}
+			if err != nil {
+				failures++
+				s.log.Warn("ping failed", "err", err, "failures", failures)
+				if failures >= opts.PingFailures {
+					s.end(EndUnhealthy, fmt.Sprintf("%d pings failed; last: %v", failures, err))
+				}
+				continue
+			}
+			failures = 0
+			s.observePing(st)
+			s.flush()
+		}
+	}
+}
+
+// observePing applies a ping: HealthyBusy holds off the idle reaper, and a
+// Healthy status restarts the idle clock from its time_of_last_update.
+func (s *Session) observePing(st api.PingResponse) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.busy = st.Status == api.PingHealthyBusy
+	if !s.busy && st.TimeOfLastUpdate > 0 {
+		if t := time.Unix(st.TimeOfLastUpdate, 0); t.After(s.lastActive) && !t.After(time.Now()) {
+			s.lastActive = t
+		}
+	}
+}
+
+// reapIfIdle ends the session when it has been idle long enough; otherwise
+// it says when to look again.
+func (s *Session) reapIfIdle() (time.Duration, bool) {
+	timeout := s.spec.Config.IdleTimeout
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inflight > 0 || s.busy {
+		return timeout, false
+	}
+	if left := timeout - time.Since(s.lastActive); left > 0 {
+		return left, false
+	}
+	// Under s.mu, so Acquire cannot admit a call between check and kill.
+	s.kill(&endCause{EndIdleTimeout, fmt.Sprintf("idle for %s", timeout)})
+	return 0, true
+}
+
+// flush writes the session's activity to the store, so deadlines live in
+// the store as well as in timers.
+func (s *Session) flush() {
+	s.mu.Lock()
+	if !s.dirty {
+		s.mu.Unlock()
+		return
+	}
+	s.dirty = false
+	last, n, state := s.lastActive, s.invocations, StateIdle
+	if s.inflight > 0 || s.busy {
+		state = StateActive
+	}
+	s.mu.Unlock()
+	err := s.m.store.UpdateSession(context.Background(), s.rec.ID, s.rec.Lease, func(r *Record) {
+		r.LastActiveAt = last.UTC()
+		r.Invocations = n
+		r.State = state
+	})
+	if err != nil {
+		s.log.Warn("record session activity", "err", err)
+	}
+}
+
+// teardown stops the sandbox and records the end, on a fresh bounded context.
+func (s *Session) teardown() {
+	reason, detail, _ := s.Ended()
+	grace := s.m.opts.StopGrace
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.killCtx), grace+30*time.Second)
+	defer cancel()
+	if reason == EndCrashed || reason == EndUnhealthy {
+		s.log.Warn("session ended", "reason", reason, "detail", detail)
+	} else {
+		s.log.Info("session ended", "reason", reason, "detail", detail)
+	}
+	if h := s.getHandle(); h != nil {
+		if reason == EndCrashed {
+			if st := h.Exit(); st.OOMKilled {
+				detail = "agent " + st.String()
+			}
+		}
+		if err := h.Stop(ctx, grace); err != nil {
+			s.log.Error("stop sandbox", "err", err)
+		}
+	}
+	if s.rec.ID == "" {
+		return
+	}
+	s.mu.Lock()
+	last, n := s.lastActive, s.invocations
+	s.mu.Unlock()
+	err := s.m.store.UpdateSession(ctx, s.rec.ID, s.rec.Lease, func(r *Record) {
+		r.LastActiveAt = last.UTC()
+		r.Invocations = n
+	})
+	if err == nil {
+		err = s.m.store.EndSession(ctx, s.rec.ID, s.rec.Lease, reason, detail, time.Now().UTC())
+	}
+	if err != nil {
+		s.log.Error("record session end", "err", err)
+	}
+}
+
+// Info is a live session as the inspection API shows it.
+type Info struct {
+	Record
+	InFlight int
+	Busy     bool
+	Stats    *sandbox.Stats
+}
+
+func (s *Session) info() Info {
+	s.mu.Lock()
+	in := Info{Record: s.rec, InFlight: s.inflight, Busy: s.busy}
+	in.LastActiveAt = s.lastActive
+	in.Invocations = s.invocations
+	h := s.handle
+	s.mu.Unlock()
+	switch {
+	case s.killCtx.Err() != nil:
+		in.State = StateTerminated
+	case in.InFlight > 0 || in.Busy:
+		in.State = StateActive
+	case in.ID != "" && in.SandboxID != "":
+		in.State = StateIdle
+	}
+	if sr, ok := h.(sandbox.StatsReporter); ok {
+		if st, err := sr.Stats(); err == nil {
+			in.Stats = &st
+		}
+	}
+	return in
+}
+
+// Call is one admitted invocation.
+type Call struct {
+	s    *Session
+	once sync.Once
+}
+
+// Session returns the session record the call runs in.
+func (c *Call) Session() Record { return c.s.rec }
+
+// URL is the agent URL for path; use it with Manager.Transport.
+func (c *Call) URL(path string) string { return "http://" + c.s.host + path }
+
+// KillContext is cancelled when the session ends.
+func (c *Call) KillContext() context.Context { return c.s.killCtx }
+
+// Ended reports why the session ended, if it has.
+func (c *Call) Ended() (EndReason, string, bool) { return c.s.Ended() }
+
+// Done releases the call and restarts the session's idle clock.
+func (c *Call) Done() {
+	c.once.Do(func() {
+		s := c.s
+		s.mu.Lock()
+		s.inflight--
+		s.lastActive = time.Now()
+		if s.startErr == nil {
+			s.invocations++
+		}
+		s.dirty = true
+		s.mu.Unlock()
+	})
+}
