@@ -440,7 +440,8 @@ func TestIdleTimeoutAndHealthyBusy(t *testing.T) {
 	}
 	// HealthyBusy for 2.5 s holds the 1 s idle timeout off.
 	busy := newSessionID()
-	p := call(busy, map[string]any{"op": "busy", "ms": 2500}).PID
+	p := call(busy, map[string]any{"op": "echo"}).PID
+	call(busy, map[string]any{"op": "busy", "ms": 2500})
 	time.Sleep(2 * time.Second)
 	if q := call(busy, map[string]any{"op": "echo"}).PID; q != p {
 		t.Fatalf("HealthyBusy session was reaped: pid %d became %d", p, q)

@@ -48,6 +48,7 @@ func New(opts Options) *Server {
 		log: opts.Logger, mux: http.NewServeMux()}
 	s.mux.HandleFunc("POST /runtimes/{arn}/invocations", s.invoke)
 	s.mux.HandleFunc("POST /runtimes/{arn}/stopruntimesession", s.stopSession)
+	s.registerControl()
 	s.mux.HandleFunc("GET /ping", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"status":"Healthy"}`)

@@ -90,8 +90,8 @@ type Filter struct {
 // Store is what the session manager needs from persistence.
 type Store interface {
 	// ClaimSession inserts rec as the live incarnation of rec.Key, with an
-	// epoch one past the key's highest. It fails with ErrConflict-wrapped
-	// errors if a live incarnation exists. The returned record carries the
+	// epoch one past the key's highest. It fails with ErrLive if a live
+	// incarnation exists. The returned record carries the
 	// lease.
 	ClaimSession(ctx context.Context, rec Record) (Record, error)
 	// UpdateSession applies fn to the live record under the lease, in one

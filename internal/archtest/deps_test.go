@@ -1,0 +1,69 @@
+package archtest
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/berth-dev/berth"
+
+// deps lists the packages pkg depends on, standard library excluded.
+func deps(t *testing.T, pkg string) []string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", pkg).Output()
+	if err != nil {
+		t.Fatalf("go list -deps %s: %v", pkg, err)
+	}
+	return strings.Fields(string(out))
+}
+
+func packages(t *testing.T, pattern string) []string {
+	t.Helper()
+	out, err := exec.Command("go", "list", pattern).Output()
+	if err != nil {
+		t.Fatalf("go list %s: %v", pattern, err)
+	}
+	return strings.Fields(string(out))
+}
+
+// The public packages an agent author or tool imports never pull in the
+// daemon or any third-party module.
+func TestPublicPackagesImportOnlyStdlibAndAPI(t *testing.T) {
+	for _, root := range []string{"api/...", "app/...", "client/..."} {
+		for _, pkg := range packages(t, "./../../"+root) {
+			for _, d := range deps(t, pkg) {
+				if d == pkg || d == module+"/api" || strings.HasPrefix(d, module+"/app") && strings.HasPrefix(pkg, module+"/app") {
+					continue
+				}
+				t.Errorf("%s imports %s: public packages may import only the standard library and api", pkg, d)
+			}
+		}
+	}
+}
+
+// Sandbox backends never reach up into the session manager, server or store.
+func TestSandboxesStayBelowTheSessionManager(t *testing.T) {
+	for _, pkg := range packages(t, "./../../internal/sandbox/...") {
+		for _, d := range deps(t, pkg) {
+			for _, banned := range []string{"/internal/session", "/internal/server", "/internal/store", "/internal/daemon", "/internal/registry"} {
+				if d == module+banned || strings.HasPrefix(d, module+banned+"/") {
+					t.Errorf("%s imports %s", pkg, d)
+				}
+			}
+		}
+	}
+}
+
+// Only the HTTP edge knows AgentCore's error wire format.
+func TestOnlyServerMapsErrorsToHTTP(t *testing.T) {
+	out, err := exec.Command("grep", "-rlE", "WriteHeader\\(|X-Amzn-Errortype|HeaderErrorType", "--include=*.go", "--exclude=*_test.go", "../../internal").Output()
+	if err != nil && len(out) == 0 {
+		return
+	}
+	for _, f := range strings.Fields(string(out)) {
+		if !strings.Contains(f, "/internal/server/") && !strings.Contains(f, "/sandboxtest/") {
+			t.Errorf("%s writes HTTP statuses or error types; only internal/server may", f)
+		}
+	}
+}

@@ -1,0 +1,4 @@
+package server
+
+// registerControl adds the bedrock-agentcore-control routes.
+func (s *Server) registerControl() {}
