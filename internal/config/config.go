@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berth-dev/berth/internal/registry"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -31,7 +32,7 @@ const (
 	DefaultStopGrace    = 5 * time.Second
 	DefaultLogRetention = 24 * time.Hour
 	// MaxAllowlist is AgentCore's cap on allow-listed headers per runtime.
-	MaxAllowlist = 20
+	MaxAllowlist = registry.MaxAllowlist
 )
 
 // Config is the whole file.
@@ -182,7 +183,6 @@ func (c *Config) resolve(base string) {
 
 var (
 	nameRE    = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_]{0,47}$`)
-	headerRE  = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,255}$`)
 	accountRE = regexp.MustCompile(`^[0-9]{12}$`)
 )
 
@@ -286,35 +286,6 @@ func (rt *Runtime) Lifetimes() (idle, maxLife time.Duration) {
 	return idle, maxLife
 }
 
-// restricted lists headers a runtime may not allow-list (AgentCore's rules).
-var restricted = map[string]bool{
-	"accept": true, "accept-encoding": true, "connection": true, "content-length": true,
-	"content-type": true, "cookie": true, "host": true, "keep-alive": true, "proxy-authorization": true,
-	"te": true, "trailer": true, "transfer-encoding": true, "upgrade": true, "expect": true,
-	"forwarded": true, "via": true, "set-cookie": true, "origin": true, "referer": true,
-}
-
-// ValidateAllowlist applies AgentCore's header allowlist rules.
-func ValidateAllowlist(names []string) error {
-	if len(names) > MaxAllowlist {
-		return fmt.Errorf("%d headers exceed the limit of %d", len(names), MaxAllowlist)
-	}
-	seen := map[string]bool{}
-	for _, h := range names {
-		l := strings.ToLower(h)
-		switch {
-		case !headerRE.MatchString(h):
-			return fmt.Errorf("%q is not a valid header name", h)
-		case seen[l]:
-			return fmt.Errorf("%q is listed twice", h)
-		case restricted[l], strings.HasPrefix(l, "x-forwarded-"), strings.HasPrefix(l, "sec-websocket-"):
-			return fmt.Errorf("%q is a restricted header", h)
-		case strings.HasPrefix(l, "x-amz-"):
-			return fmt.Errorf("%q: x-amz-* headers cannot be allow-listed", h)
-		case strings.HasPrefix(l, "x-amzn-") && !strings.HasPrefix(l, "x-amzn-bedrock-agentcore-runtime-custom-"):
-			return fmt.Errorf("%q: x-amzn-* headers cannot be allow-listed", h)
-		}
-		seen[l] = true
-	}
-	return nil
-}
+// ValidateAllowlist applies AgentCore's header allowlist rules; the rules
+// live in the registry, which the control plane shares.
+func ValidateAllowlist(names []string) error { return registry.ValidateAllowlist(names) }

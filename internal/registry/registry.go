@@ -81,6 +81,8 @@ type Artifact struct {
 	CodeLocation string   `json:"code_location,omitempty"`
 	EntryPoint   []string `json:"entry_point,omitempty"`
 	Runtime      string   `json:"runtime,omitempty"`
+	// RoleARN is the execution role the request named; berth only echoes it.
+	RoleARN string `json:"role_arn,omitempty"`
 }
 
 // Version is one immutable configuration of a runtime.

@@ -37,13 +37,19 @@ func classify(err error) *apiError {
 		return ae
 	}
 	var mbe *http.MaxBytesError
+	var fe *registry.FieldError
 	switch {
 	case errors.As(err, &mbe):
 		return &apiError{typ: api.ErrValidation, msg: "payload exceeds the limit of " + itoa64(mbe.Limit) + " bytes", cause: err}
 	case errors.Is(err, registry.ErrNotFound), errors.Is(err, session.ErrNotFound):
 		return &apiError{typ: api.ErrResourceNotFound, msg: err.Error(), cause: err}
+	case errors.As(err, &fe):
+		return &apiError{typ: api.ErrValidation, msg: fe.Error(), reason: "FieldValidationFailed",
+			fields: []api.FieldError{{Name: fe.Field, Message: fe.Message}}, cause: err}
 	case errors.Is(err, registry.ErrValidation):
-		return &apiError{typ: api.ErrValidation, msg: err.Error(), cause: err}
+		return &apiError{typ: api.ErrValidation, msg: err.Error(), reason: "FieldValidationFailed", cause: err}
+	case errors.Is(err, registry.ErrQuotaExceeded):
+		return &apiError{typ: api.ErrServiceQuota, msg: err.Error(), cause: err}
 	case errors.Is(err, registry.ErrConflict), errors.Is(err, session.ErrLive):
 		return &apiError{typ: api.ErrConflict, msg: err.Error(), cause: err}
 	case errors.Is(err, session.ErrStartFailed), errors.Is(err, session.ErrEnded), errors.Is(err, session.ErrBackend):

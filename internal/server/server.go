@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/berth-dev/berth/api"
@@ -167,6 +168,8 @@ func (s *Server) callError(r *http.Request, call *session.Call, err error) error
 	return &apiError{typ: api.ErrRuntimeClient, msg: "the agent failed to answer: it closed the connection or crashed; see the session log", cause: err}
 }
 
+var relayBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
 // relay copies the agent's answer to the client as it arrives.
 func relay(w http.ResponseWriter, resp *http.Response) {
 	h := w.Header()
@@ -190,7 +193,9 @@ func relay(w http.ResponseWriter, resp *http.Response) {
 		// Streams may run for up to 60 minutes; lift the write deadline.
 		rc.SetWriteDeadline(time.Time{})
 	}
-	buf := make([]byte, 32<<10)
+	bp := relayBufs.Get().(*[]byte)
+	defer relayBufs.Put(bp)
+	buf := *bp
 	for {
 		n, err := resp.Body.Read(buf)
 		if n > 0 {

@@ -80,9 +80,27 @@ func (s *Session) getHandle() sandbox.Handle {
 	return s.handle
 }
 
+// run starts the session; on success it hands the rest of the lifecycle to
+// a fresh goroutine, so the stack grown by starting the sandbox is freed
+// rather than held by every idle session. Both are owned by Manager.wg.
 func (s *Session) run() {
-	defer close(s.done)
-	defer s.m.forget(s)
+	if !s.startup() {
+		s.m.forget(s)
+		close(s.done)
+		return
+	}
+	s.m.wg.Add(1)
+	go func() {
+		defer s.m.wg.Done()
+		defer close(s.done)
+		defer s.m.forget(s)
+		s.loop()
+		s.teardown()
+	}()
+}
+
+// startup claims the record and starts the sandbox; false if it failed.
+func (s *Session) startup() bool {
 	opts := s.m.opts
 	cfg := s.spec.Config
 	now := time.Now().UTC()
@@ -103,7 +121,7 @@ func (s *Session) run() {
 		s.startErr = fmt.Errorf("record session: %w", err)
 		s.end(EndStartFailed, err.Error())
 		close(s.ready)
-		return
+		return false
 	}
 	s.rec = rec
 	s.log = s.log.With("record_id", rec.ID)
@@ -114,12 +132,11 @@ func (s *Session) run() {
 		s.end(EndStartFailed, err.Error())
 		close(s.ready)
 		s.teardown()
-		return
+		return false
 	}
 	close(s.ready)
 	s.log.Info("session started", "sandbox_id", s.rec.SandboxID, "backend", s.backend.Name())
-	s.loop()
-	s.teardown()
+	return true
 }
 
 // start launches the sandbox and waits for its first healthy ping.

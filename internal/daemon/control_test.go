@@ -1,0 +1,967 @@
+package daemon_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/bedrockagentcore"
+	ctl "github.com/aws/aws-sdk-go-v2/service/bedrockagentcorecontrol"
+	ctltypes "github.com/aws/aws-sdk-go-v2/service/bedrockagentcorecontrol/types"
+	"github.com/berth-dev/berth/internal/config"
+	"github.com/berth-dev/berth/internal/daemon"
+	"github.com/berth-dev/berth/internal/registry"
+	"github.com/berth-dev/berth/internal/sandbox/sandboxtest"
+	"github.com/berth-dev/berth/internal/session"
+	"github.com/berth-dev/berth/internal/store"
+)
+
+// cp is a berth daemon driven through the official AWS SDK clients: the
+// control plane (bedrockagentcorecontrol) and the data plane
+// (bedrockagentcore).
+type cp struct {
+	t       *testing.T
+	d       *daemon.Daemon
+	dataDir string
+	ctl     *ctl.Client
+	dp      *bedrockagentcore.Client
+	closed  bool
+}
+
+// startCP starts berth on dataDir with one runtime declared in the config
+// file ("fromconfig"), so the API sees both kinds side by side.
+func startCP(t *testing.T, dataDir string) *cp {
+	t.Helper()
+	agent := sandboxtest.BuildAgent(t)
+	cfg := config.Default()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.DataDir = dataDir
+	cfg.StartTimeout = config.Duration(5 * time.Second)
+	cfg.PingInterval = config.Duration(100 * time.Millisecond)
+	cfg.StopGrace = config.Duration(500 * time.Millisecond)
+	cfg.Runtimes = []config.Runtime{{Name: "fromconfig", Command: []string{agent}, Sandbox: "process"}}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	d, err := daemon.Start(context.Background(), cfg, log)
+	if err != nil {
+		t.Fatalf("start berth: %v", err)
+	}
+	c := &cp{t: t, d: d, dataDir: dataDir}
+	t.Cleanup(func() { c.close() })
+	creds := credentials.NewStaticCredentialsProvider("AKIDBERTHTEST", "secret", "")
+	c.ctl = ctl.New(ctl.Options{Region: "us-east-1", BaseEndpoint: aws.String(d.URL()), Credentials: creds, Retryer: aws.NopRetryer{}})
+	c.dp = bedrockagentcore.New(bedrockagentcore.Options{Region: "us-east-1", BaseEndpoint: aws.String(d.URL()), Credentials: creds, Retryer: aws.NopRetryer{}})
+	return c
+}
+
+func (c *cp) close() {
+	if c.closed {
+		return
+	}
+	c.closed = true
+	if err := c.d.Close(context.Background()); err != nil {
+		c.t.Errorf("close berth: %v", err)
+	}
+}
+
+// codeDir makes an agent directory holding the test agent as "testagent",
+// an executable entryPoint.
+func codeDir(t *testing.T) string {
+	t.Helper()
+	bin := sandboxtest.BuildAgent(t)
+	dir := t.TempDir()
+	dst := filepath.Join(dir, "testagent")
+	if err := os.Link(bin, dst); err != nil {
+		data, err := os.ReadFile(bin)
+		if err != nil {
+			t.Fatalf("read agent: %v", err)
+		}
+		if err := os.WriteFile(dst, data, 0o755); err != nil {
+			t.Fatalf("copy agent: %v", err)
+		}
+	}
+	return dir
+}
+
+func codeArtifact(dir string, entry ...string) ctltypes.AgentRuntimeArtifact {
+	return &ctltypes.AgentRuntimeArtifactMemberCodeConfiguration{Value: ctltypes.CodeConfiguration{
+		Code:       &ctltypes.CodeMemberS3{Value: ctltypes.S3Location{Bucket: aws.String(registry.LocalBucket), Prefix: aws.String(dir)}},
+		Runtime:    ctltypes.AgentManagedRuntimeTypePython312,
+		EntryPoint: entry,
+	}}
+}
+
+// createInput is a valid CreateAgentRuntime request for the test agent in
+// dir, marking its environment with mark.
+func createInput(name, dir, mark string) *ctl.CreateAgentRuntimeInput {
+	return &ctl.CreateAgentRuntimeInput{
+		AgentRuntimeName:     aws.String(name),
+		AgentRuntimeArtifact: codeArtifact(dir, "testagent"),
+		RoleArn:              aws.String("arn:aws:iam::123456789012:role/berth-test"),
+		NetworkConfiguration: &ctltypes.NetworkConfiguration{NetworkMode: ctltypes.NetworkModePublic},
+		Description:          aws.String("control-plane test agent"),
+		EnvironmentVariables: map[string]string{"VERSION_MARK": mark},
+		LifecycleConfiguration: &ctltypes.LifecycleConfiguration{
+			MaxLifetime: aws.Int32(600),
+		},
+		RequestHeaderConfiguration: &ctltypes.RequestHeaderConfigurationMemberRequestHeaderAllowlist{Value: []string{"X-Tenant-Id"}},
+		Tags:                       map[string]string{registry.TagSandbox: "process", "team": "berth"},
+	}
+}
+
+type agentEcho struct {
+	PID   int               `json:"pid"`
+	Count int               `json:"count"`
+	Env   map[string]string `json:"env"`
+}
+
+// echo invokes the test agent's echo op through the data-plane SDK and
+// returns what it saw.
+func (c *cp) echo(arn, qualifier, sessionID string) agentEcho {
+	c.t.Helper()
+	in := &bedrockagentcore.InvokeAgentRuntimeInput{
+		AgentRuntimeArn:  aws.String(arn),
+		RuntimeSessionId: aws.String(sessionID),
+		ContentType:      aws.String("application/json"),
+		Payload:          []byte(`{"op":"echo","env":["VERSION_MARK"]}`),
+	}
+	if qualifier != "" {
+		in.Qualifier = aws.String(qualifier)
+	}
+	out, err := c.dp.InvokeAgentRuntime(context.Background(), in)
+	if err != nil {
+		c.t.Fatalf("invoke %s (qualifier %q, session %s): %v", arn, qualifier, sessionID, err)
+	}
+	defer out.Response.Close()
+	var e agentEcho
+	if err := json.NewDecoder(out.Response).Decode(&e); err != nil {
+		c.t.Fatalf("decode echo: %v", err)
+	}
+	return e
+}
+
+// sessionRecords reads the session incarnations of a runtime straight from
+// the store file.
+func sessionRecords(t *testing.T, dataDir, runtimeID string) []session.Record {
+	t.Helper()
+	db, err := store.Open(context.Background(), filepath.Join(dataDir, "berth.db"))
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	defer db.Close()
+	recs, _, err := db.ListSessions(context.Background(), session.Filter{RuntimeID: runtimeID, Limit: 100})
+	if err != nil {
+		t.Fatalf("list sessions: %v", err)
+	}
+	return recs
+}
+
+func TestControlPlaneLifecycle(t *testing.T) {
+	c := startCP(t, t.TempDir())
+	ctx := context.Background()
+	dir := codeDir(t)
+
+	created, err := c.ctl.CreateAgentRuntime(ctx, createInput("ctl_agent", dir, "v1"))
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	id, arn := aws.ToString(created.AgentRuntimeId), aws.ToString(created.AgentRuntimeArn)
+	if !strings.HasPrefix(id, "ctl_agent-") || len(id) != len("ctl_agent-")+10 ||
+		arn != "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/"+id {
+		t.Fatalf("create returned id %q arn %q", id, arn)
+	}
+	if v := aws.ToString(created.AgentRuntimeVersion); v != "1" || created.Status != ctltypes.AgentRuntimeStatusReady ||
+		created.CreatedAt == nil || time.Since(*created.CreatedAt) > time.Minute || created.WorkloadIdentityDetails == nil {
+		t.Fatalf("create returned version %q status %q createdAt %v workload %v", v, created.Status, created.CreatedAt, created.WorkloadIdentityDetails)
+	}
+
+	got, err := c.ctl.GetAgentRuntime(ctx, &ctl.GetAgentRuntimeInput{AgentRuntimeId: aws.String(id)})
+	if err != nil {
+		t.Fatalf("get: %v", err)
+	}
+	// Only maxLifetime was given and it is under 900 s: idle follows it.
+	if l := got.LifecycleConfiguration; l == nil || aws.ToInt32(l.MaxLifetime) != 600 || aws.ToInt32(l.IdleRuntimeSessionTimeout) != 600 {
+		t.Fatalf("lifecycle %+v, want idle 600 max 600", got.LifecycleConfiguration)
+	}
+	code, ok := got.AgentRuntimeArtifact.(*ctltypes.AgentRuntimeArtifactMemberCodeConfiguration)
+	if !ok {
+		t.Fatalf("artifact %T, want code configuration", got.AgentRuntimeArtifact)
+	}
+	s3, _ := code.Value.Code.(*ctltypes.CodeMemberS3)
+	if s3 == nil || aws.ToString(s3.Value.Bucket) != registry.LocalBucket || aws.ToString(s3.Value.Prefix) != dir ||
+		!slices.Equal(code.Value.EntryPoint, []string{"testagent"}) || code.Value.Runtime != ctltypes.AgentManagedRuntimeTypePython312 {
+		t.Fatalf("artifact echoed as %+v", code.Value)
+	}
+	allow, _ := got.RequestHeaderConfiguration.(*ctltypes.RequestHeaderConfigurationMemberRequestHeaderAllowlist)
+	if got.EnvironmentVariables["VERSION_MARK"] != "v1" || aws.ToString(got.RoleArn) != "arn:aws:iam::123456789012:role/berth-test" ||
+		got.ProtocolConfiguration == nil || got.ProtocolConfiguration.ServerProtocol != ctltypes.ServerProtocolHttp ||
+		allow == nil || !slices.Equal(allow.Value, []string{"X-Tenant-Id"}) || aws.ToString(got.Description) != "control-plane test agent" ||
+		got.NetworkConfiguration == nil || got.NetworkConfiguration.NetworkMode != ctltypes.NetworkModePublic {
+		t.Fatalf("get returned %+v", got)
+	}
+
+	// Version 1 serves a session.
+	s1 := newSessionID()
+	a := c.echo(arn, "", s1)
+	if a.Env["VERSION_MARK"] != "v1" || a.Count != 1 {
+		t.Fatalf("first call saw %+v", a)
+	}
+
+	// Update: version 2. The live session stays on version 1; a new one
+	// starts on version 2.
+	upd, err := c.ctl.UpdateAgentRuntime(ctx, &ctl.UpdateAgentRuntimeInput{
+		AgentRuntimeId:       aws.String(id),
+		AgentRuntimeArtifact: codeArtifact(dir, "testagent"),
+		RoleArn:              aws.String("arn:aws:iam::123456789012:role/berth-test"),
+		NetworkConfiguration: &ctltypes.NetworkConfiguration{NetworkMode: ctltypes.NetworkModePublic},
+		EnvironmentVariables: map[string]string{"VERSION_MARK": "v2"},
+	})
+	if err != nil {
+		t.Fatalf("update: %v", err)
+	}
+	if v := aws.ToString(upd.AgentRuntimeVersion); v != "2" || upd.LastUpdatedAt == nil {
+		t.Fatalf("update returned version %q lastUpdatedAt %v", v, upd.LastUpdatedAt)
+	}
+	if b := c.echo(arn, "", s1); b.PID != a.PID || b.Count != 2 || b.Env["VERSION_MARK"] != "v1" {
+		t.Fatalf("live session after update: %+v, want pid %d on v1", b, a.PID)
+	}
+	s2 := newSessionID()
+	b := c.echo(arn, "", s2)
+	if b.Env["VERSION_MARK"] != "v2" || b.PID == a.PID {
+		t.Fatalf("new session after update: %+v, want v2 in a new process", b)
+	}
+	// The update replaced the lifecycle: defaults again.
+	got, err = c.ctl.GetAgentRuntime(ctx, &ctl.GetAgentRuntimeInput{AgentRuntimeId: aws.String(id)})
+	if err != nil {
+		t.Fatalf("get after update: %v", err)
+	}
+	if l := got.LifecycleConfiguration; aws.ToString(got.AgentRuntimeVersion) != "2" || aws.ToInt32(l.IdleRuntimeSessionTimeout) != 900 || aws.ToInt32(l.MaxLifetime) != 28800 {
+		t.Fatalf("after update: version %q lifecycle %+v", aws.ToString(got.AgentRuntimeVersion), l)
+	}
+	if got.Description == nil || *got.Description != "control-plane test agent" {
+		t.Fatalf("description lost on update: %v", got.Description)
+	}
+	old, err := c.ctl.GetAgentRuntime(ctx, &ctl.GetAgentRuntimeInput{AgentRuntimeId: aws.String(id), AgentRuntimeVersion: aws.String("1")})
+	if err != nil {
+		t.Fatalf("get version 1: %v", err)
+	}
+	if aws.ToString(old.AgentRuntimeVersion) != "1" || old.EnvironmentVariables["VERSION_MARK"] != "v1" {
+		t.Fatalf("version 1 reads back as %+v", old)
+	}
+	vers, err := c.ctl.ListAgentRuntimeVersions(ctx, &ctl.ListAgentRuntimeVersionsInput{AgentRuntimeId: aws.String(id)})
+	if err != nil {
+		t.Fatalf("list versions: %v", err)
+	}
+	if len(vers.AgentRuntimes) != 2 || aws.ToString(vers.AgentRuntimes[0].AgentRuntimeVersion) != "1" || aws.ToString(vers.AgentRuntimes[1].AgentRuntimeVersion) != "2" {
+		t.Fatalf("versions: %+v", vers.AgentRuntimes)
+	}
+
+	// A named endpoint pinned to version 1.
+	ep, err := c.ctl.CreateAgentRuntimeEndpoint(ctx, &ctl.CreateAgentRuntimeEndpointInput{
+		AgentRuntimeId: aws.String(id), Name: aws.String("pinned"), AgentRuntimeVersion: aws.String("1"),
+		Description: aws.String("stays on v1"),
+	})
+	if err != nil {
+		t.Fatalf("create endpoint: %v", err)
+	}
+	if aws.ToString(ep.TargetVersion) != "1" || aws.ToString(ep.EndpointName) != "pinned" || ep.Status != ctltypes.AgentRuntimeEndpointStatusReady ||
+		aws.ToString(ep.AgentRuntimeArn) != arn || !strings.HasPrefix(aws.ToString(ep.AgentRuntimeEndpointArn), arn+"/") {
+		t.Fatalf("create endpoint returned %+v", ep)
+	}
+	s3id := newSessionID()
+	if p := c.echo(arn, "pinned", s3id); p.Env["VERSION_MARK"] != "v1" {
+		t.Fatalf("pinned endpoint ran %+v, want v1", p)
+	}
+	eps, err := c.ctl.ListAgentRuntimeEndpoints(ctx, &ctl.ListAgentRuntimeEndpointsInput{AgentRuntimeId: aws.String(id)})
+	if err != nil {
+		t.Fatalf("list endpoints: %v", err)
+	}
+	live := map[string]string{}
+	for _, e := range eps.RuntimeEndpoints {
+		live[aws.ToString(e.Name)] = aws.ToString(e.LiveVersion)
+	}
+	if len(live) != 2 || live["DEFAULT"] != "2" || live["pinned"] != "1" {
+		t.Fatalf("endpoints: %v", live)
+	}
+
+	// Move the pinned endpoint: its live session keeps v1, new ones get v2.
+	moved, err := c.ctl.UpdateAgentRuntimeEndpoint(ctx, &ctl.UpdateAgentRuntimeEndpointInput{
+		AgentRuntimeId: aws.String(id), EndpointName: aws.String("pinned"), AgentRuntimeVersion: aws.String("2"),
+	})
+	if err != nil {
+		t.Fatalf("update endpoint: %v", err)
+	}
+	if aws.ToString(moved.LiveVersion) != "2" || aws.ToString(moved.TargetVersion) != "2" {
+		t.Fatalf("update endpoint returned %+v", moved)
+	}
+	if p := c.echo(arn, "pinned", s3id); p.Env["VERSION_MARK"] != "v1" || p.Count != 2 {
+		t.Fatalf("live session on moved endpoint: %+v, want its v1 process", p)
+	}
+	if p := c.echo(arn, "pinned", newSessionID()); p.Env["VERSION_MARK"] != "v2" {
+		t.Fatalf("new session on moved endpoint: %+v, want v2", p)
+	}
+	gep, err := c.ctl.GetAgentRuntimeEndpoint(ctx, &ctl.GetAgentRuntimeEndpointInput{AgentRuntimeId: aws.String(id), EndpointName: aws.String("pinned")})
+	if err != nil {
+		t.Fatalf("get endpoint: %v", err)
+	}
+	if aws.ToString(gep.LiveVersion) != "2" || aws.ToString(gep.Description) != "stays on v1" || gep.CreatedAt == nil || gep.LastUpdatedAt == nil ||
+		!gep.LastUpdatedAt.After(*gep.CreatedAt) {
+		t.Fatalf("get endpoint returned %+v", gep)
+	}
+
+	// Listing shows the config-file runtime beside the API one, across
+	// pages.
+	var names []string
+	var token *string
+	for {
+		page, err := c.ctl.ListAgentRuntimes(ctx, &ctl.ListAgentRuntimesInput{MaxResults: aws.Int32(1), NextToken: token})
+		if err != nil {
+			t.Fatalf("list runtimes: %v", err)
+		}
+		for _, rt := range page.AgentRuntimes {
+			names = append(names, aws.ToString(rt.AgentRuntimeName))
+		}
+		if token = page.NextToken; token == nil {
+			break
+		}
+	}
+	slices.Sort(names)
+	if !slices.Equal(names, []string{"ctl_agent", "fromconfig"}) {
+		t.Fatalf("listed %v", names)
+	}
+
+	// Deleting the endpoint makes its qualifier unknown.
+	dep, err := c.ctl.DeleteAgentRuntimeEndpoint(ctx, &ctl.DeleteAgentRuntimeEndpointInput{AgentRuntimeId: aws.String(id), EndpointName: aws.String("pinned")})
+	if err != nil {
+		t.Fatalf("delete endpoint: %v", err)
+	}
+	if dep.Status != ctltypes.AgentRuntimeEndpointStatusDeleting {
+		t.Fatalf("delete endpoint status %q", dep.Status)
+	}
+	_, err = c.ctl.GetAgentRuntimeEndpoint(ctx, &ctl.GetAgentRuntimeEndpointInput{AgentRuntimeId: aws.String(id), EndpointName: aws.String("pinned")})
+	wantAPIError(t, err, "ResourceNotFoundException", 404)
+
+	// Deleting the runtime ends its live sessions and their processes.
+	pids := []int{a.PID, b.PID}
+	for _, p := range pids {
+		if !pidAlive(p) {
+			t.Fatalf("agent pid %d is gone before the delete", p)
+		}
+	}
+	del, err := c.ctl.DeleteAgentRuntime(ctx, &ctl.DeleteAgentRuntimeInput{AgentRuntimeId: aws.String(id)})
+	if err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	if del.Status != ctltypes.AgentRuntimeStatusDeleting || aws.ToString(del.AgentRuntimeId) != id {
+		t.Fatalf("delete returned %+v", del)
+	}
+	for _, p := range pids {
+		if pidAlive(p) {
+			t.Fatalf("agent pid %d survived the runtime's deletion", p)
+		}
+	}
+	for _, s := range c.d.Sessions().Live() {
+		if s.RuntimeID == id {
+			t.Fatalf("session %s of the deleted runtime is still live", s.SessionID)
+		}
+	}
+	recs := sessionRecords(t, c.dataDir, id)
+	if len(recs) != 4 {
+		t.Fatalf("%d session records, want 4", len(recs))
+	}
+	for _, r := range recs {
+		if r.State != session.StateTerminated || r.EndReason != session.EndDeleted {
+			t.Fatalf("session %s ended %s/%s, want terminated/deleted", r.SessionID, r.State, r.EndReason)
+		}
+	}
+	_, err = c.ctl.GetAgentRuntime(ctx, &ctl.GetAgentRuntimeInput{AgentRuntimeId: aws.String(id)})
+	wantAPIError(t, err, "ResourceNotFoundException", 404)
+	_, err = c.dp.InvokeAgentRuntime(ctx, &bedrockagentcore.InvokeAgentRuntimeInput{
+		AgentRuntimeArn: aws.String(arn), RuntimeSessionId: aws.String(s1), Payload: []byte(`{}`)})
+	wantAPIError(t, err, "ResourceNotFoundException", 404)
+}
+
+// storeSnapshot renders every runtime, version and endpoint in the store.
+func storeSnapshot(t *testing.T, st registry.Store) string {
+	t.Helper()
+	ctx := context.Background()
+	rts, _, err := st.ListRuntimes(ctx, registry.Page{MaxResults: 1000})
+	if err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	var b strings.Builder
+	for _, rt := range rts {
+		vs, _, err := st.ListVersions(ctx, rt.ID, registry.Page{MaxResults: 1000})
+		if err != nil {
+			t.Fatalf("snapshot: %v", err)
+		}
+		es, _, err := st.ListEndpoints(ctx, rt.ID, registry.Page{MaxResults: 1000})
+		if err != nil {
+			t.Fatalf("snapshot: %v", err)
+		}
+		data, _ := json.Marshal([]any{rt, vs, es})
+		b.Write(data)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+func TestControlPlaneBadInput(t *testing.T) {
+	c := startCP(t, t.TempDir())
+	ctx := context.Background()
+	dir := codeDir(t)
+	created, err := c.ctl.CreateAgentRuntime(ctx, createInput("good", dir, "v1"))
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	id := aws.ToString(created.AgentRuntimeId)
+	cfgID := registry.StableID("fromconfig")
+	before := storeSnapshot(t, c.d.Registry().Store())
+
+	create := func(mut func(*ctl.CreateAgentRuntimeInput)) error {
+		in := createInput("fresh", dir, "v1")
+		mut(in)
+		_, err := c.ctl.CreateAgentRuntime(ctx, in)
+		return err
+	}
+	update := func(ref string, mut func(*ctl.UpdateAgentRuntimeInput)) error {
+		in := &ctl.UpdateAgentRuntimeInput{
+			AgentRuntimeId:       aws.String(ref),
+			AgentRuntimeArtifact: codeArtifact(dir, "testagent"),
+			RoleArn:              aws.String("arn:aws:iam::123456789012:role/berth-test"),
+		}
+		mut(in)
+		_, err := c.ctl.UpdateAgentRuntime(ctx, in)
+		return err
+	}
+	life := func(idle, maxLife int32) *ctltypes.LifecycleConfiguration {
+		l := &ctltypes.LifecycleConfiguration{}
+		if idle != 0 {
+			l.IdleRuntimeSessionTimeout = aws.Int32(idle)
+		}
+		if maxLife != 0 {
+			l.MaxLifetime = aws.Int32(maxLife)
+		}
+		return l
+	}
+	manyEnv := map[string]string{}
+	for i := range 51 {
+		manyEnv["K"+itoa(i)] = "v"
+	}
+	if err := os.WriteFile(filepath.Join(dir, "data.txt"), []byte("not a program"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	cases := []struct {
+		name   string
+		call   func() error
+		code   string
+		status int
+		field  string // the fieldList entry a ValidationException must carry
+	}{
+		{"name starts with a digit", func() error {
+			return create(func(in *ctl.CreateAgentRuntimeInput) { in.AgentRuntimeName = aws.String("1agent") })
+		}, "ValidationException", 400, "agentRuntimeName"},
+		{"name with a hyphen", func() error {
+			return create(func(in *ctl.CreateAgentRuntimeInput) { in.AgentRuntimeName = aws.String("my-agent") })
+		}, "ValidationException", 400, "agentRuntimeName"},
+		{"name of 49 characters", func() error {
+			return create(func(in *ctl.CreateAgentRuntimeInput) { in.AgentRuntimeName = aws.String("a" + strings.Repeat("b", 48)) })
+		}, "ValidationException", 400, "agentRuntimeName"},
+		{"duplicate name", func() error {
+			return create(func(in *ctl.CreateAgentRuntimeInput) { in.AgentRuntimeName = aws.String("good") })
+		}, "ConflictException", 409, ""},
+		{"name of a config runtime", func() error {
+			return create(func(in *ctl.CreateAgentRuntimeInput) { in.AgentRuntimeName = aws.String("fromconfig") })
+		}, "ConflictException", 409, ""},
+		{"idle timeout under 60", func() error {
+			return create(func(in *ctl.CreateAgentRuntimeInput) { in.LifecycleConfiguration = life(59, 0) })
+		}, "ValidationException", 400, "lifecycleConfiguration.idleRuntimeSessionTimeout"},
+		{"max lifetime over 28800", func() error {
+			return create(func(in *ctl.CreateAgentRuntimeInput) { in.LifecycleConfiguration = life(0, 28801) })
+		}, "ValidationException", 400, "lifecycleConfiguration.maxLifetime"},
+		{"idle above max lifetime", func() error {
+			return create(func(in *ctl.CreateAgentRuntimeInput) { in.LifecycleConfiguration = life(1000, 600) })
+		}, "ValidationException", 400, "lifecycleConfiguration.idleRuntimeSessionTimeout"},
+		{"restricted header in allowlist", func() error {
+			return create(func(in *ctl.CreateAgentRuntimeInput) {
+				in.RequestHeaderConfiguration = &ctltypes.RequestHeaderConfigurationMemberRequestHeaderAllowlist{Value: []string{"Host"}}
+			})
+		}, "ValidationException", 400, "requestHeaderConfiguration.requestHeaderAllowlist"},
+		{"x-amz header in allowlist", func() error {
+			return create(func(in *ctl.CreateAgentRuntimeInput) {
+				in.RequestHeaderConfiguration = &ctltypes.RequestHeaderConfigurationMemberRequestHeaderAllowlist{Value: []string{"X-Amz-Date"}}
+			})
+		}, "ValidationException", 400, "requestHeaderConfiguration.requestHeaderAllowlist"},
+		{"51 environment variables", func() error {
+			return create(func(in *ctl.CreateAgentRuntimeInput) { in.EnvironmentVariables = manyEnv })
+		}, "ValidationException", 400, "environmentVariables"},
+		{"environment key of 101 characters", func() error {
+			return create(func(in *ctl.CreateAgentRuntimeInput) {
+				in.EnvironmentVariables = map[string]string{strings.Repeat("K", 101): "v"}
+			})
+		}, "ValidationException", 400, "environmentVariables"},
+		{"environment value of 5001 characters", func() error {
+			return create(func(in *ctl.CreateAgentRuntimeInput) {
+				in.EnvironmentVariables = map[string]string{"K": strings.Repeat("v", 5001)}
+			})
+		}, "ValidationException", 400, "environmentVariables"},
+		{"container image", func() error {
+			return create(func(in *ctl.CreateAgentRuntimeInput) {
+				in.AgentRuntimeArtifact = &ctltypes.AgentRuntimeArtifactMemberContainerConfiguration{
+					Value: ctltypes.ContainerConfiguration{ContainerUri: aws.String("123456789012.dkr.ecr.us-east-1.amazonaws.com/agent:latest")}}
+			})
+		}, "ValidationException", 400, "agentRuntimeArtifact.containerConfiguration"},
+		{"a real S3 bucket", func() error {
+			return create(func(in *ctl.CreateAgentRuntimeInput) {
+				in.AgentRuntimeArtifact = &ctltypes.AgentRuntimeArtifactMemberCodeConfiguration{Value: ctltypes.CodeConfiguration{
+					Code:    &ctltypes.CodeMemberS3{Value: ctltypes.S3Location{Bucket: aws.String("my-bucket"), Prefix: aws.String("agent.zip")}},
+					Runtime: ctltypes.AgentManagedRuntimeTypePython312, EntryPoint: []string{"main.py"}}}
+			})
+		}, "ValidationException", 400, "agentRuntimeArtifact.codeConfiguration.code.s3.bucket"},
+		{"missing code directory", func() error {
+			return create(func(in *ctl.CreateAgentRuntimeInput) {
+				in.AgentRuntimeArtifact = codeArtifact(filepath.Join(dir, "nope"), "testagent")
+			})
+		}, "ValidationException", 400, "agentRuntimeArtifact.codeConfiguration.code.s3.prefix"},
+		{"relative code directory", func() error {
+			return create(func(in *ctl.CreateAgentRuntimeInput) { in.AgentRuntimeArtifact = codeArtifact("agent", "testagent") })
+		}, "ValidationException", 400, "agentRuntimeArtifact.codeConfiguration.code.s3.prefix"},
+		{"missing script", func() error {
+			return create(func(in *ctl.CreateAgentRuntimeInput) { in.AgentRuntimeArtifact = codeArtifact(dir, "main.py") })
+		}, "ValidationException", 400, "agentRuntimeArtifact.codeConfiguration.entryPoint[0]"},
+		{"entry point is not executable", func() error {
+			return create(func(in *ctl.CreateAgentRuntimeInput) { in.AgentRuntimeArtifact = codeArtifact(dir, "data.txt") })
+		}, "ValidationException", 400, "agentRuntimeArtifact.codeConfiguration.entryPoint[0]"},
+		{"three entry points", func() error {
+			return create(func(in *ctl.CreateAgentRuntimeInput) {
+				in.AgentRuntimeArtifact = codeArtifact(dir, "testagent", "a", "b")
+			})
+		}, "ValidationException", 400, "agentRuntimeArtifact.codeConfiguration.entryPoint"},
+		{"VPC network", func() error {
+			return create(func(in *ctl.CreateAgentRuntimeInput) {
+				in.NetworkConfiguration = &ctltypes.NetworkConfiguration{NetworkMode: ctltypes.NetworkModeVpc}
+			})
+		}, "ValidationException", 400, "networkConfiguration.networkMode"},
+		{"JWT authorizer", func() error {
+			return create(func(in *ctl.CreateAgentRuntimeInput) {
+				in.AuthorizerConfiguration = &ctltypes.AuthorizerConfigurationMemberCustomJWTAuthorizer{Value: ctltypes.CustomJWTAuthorizerConfiguration{
+					DiscoveryUrl: aws.String("https://issuer.example/.well-known/openid-configuration"), AllowedAudience: []string{"x"}}}
+			})
+		}, "ValidationException", 400, "authorizerConfiguration"},
+		{"unknown berth sandbox tag", func() error {
+			return create(func(in *ctl.CreateAgentRuntimeInput) { in.Tags = map[string]string{registry.TagSandbox: "docker"} })
+		}, "ValidationException", 400, "tags"},
+		{"update an unknown runtime", func() error {
+			return update("nope-0123456789", func(*ctl.UpdateAgentRuntimeInput) {})
+		}, "ResourceNotFoundException", 404, ""},
+		{"update with a bad lifecycle", func() error {
+			return update(id, func(in *ctl.UpdateAgentRuntimeInput) { in.LifecycleConfiguration = life(30, 0) })
+		}, "ValidationException", 400, "lifecycleConfiguration.idleRuntimeSessionTimeout"},
+		{"update a config runtime", func() error {
+			return update(cfgID, func(*ctl.UpdateAgentRuntimeInput) {})
+		}, "ValidationException", 400, "agentRuntimeId"},
+		{"delete a config runtime", func() error {
+			_, err := c.ctl.DeleteAgentRuntime(ctx, &ctl.DeleteAgentRuntimeInput{AgentRuntimeId: aws.String(cfgID)})
+			return err
+		}, "ValidationException", 400, "agentRuntimeId"},
+		{"get an unknown runtime", func() error {
+			_, err := c.ctl.GetAgentRuntime(ctx, &ctl.GetAgentRuntimeInput{AgentRuntimeId: aws.String("nope-0123456789")})
+			return err
+		}, "ResourceNotFoundException", 404, ""},
+		{"get a version that does not exist", func() error {
+			_, err := c.ctl.GetAgentRuntime(ctx, &ctl.GetAgentRuntimeInput{AgentRuntimeId: aws.String(id), AgentRuntimeVersion: aws.String("7")})
+			return err
+		}, "ResourceNotFoundException", 404, ""},
+		{"get a malformed version", func() error {
+			_, err := c.ctl.GetAgentRuntime(ctx, &ctl.GetAgentRuntimeInput{AgentRuntimeId: aws.String(id), AgentRuntimeVersion: aws.String("v1")})
+			return err
+		}, "ValidationException", 400, "version"},
+		{"delete an unknown runtime", func() error {
+			_, err := c.ctl.DeleteAgentRuntime(ctx, &ctl.DeleteAgentRuntimeInput{AgentRuntimeId: aws.String("nope-0123456789")})
+			return err
+		}, "ResourceNotFoundException", 404, ""},
+		{"list versions of an unknown runtime", func() error {
+			_, err := c.ctl.ListAgentRuntimeVersions(ctx, &ctl.ListAgentRuntimeVersionsInput{AgentRuntimeId: aws.String("nope-0123456789")})
+			return err
+		}, "ResourceNotFoundException", 404, ""},
+		{"list with maxResults 101", func() error {
+			_, err := c.ctl.ListAgentRuntimes(ctx, &ctl.ListAgentRuntimesInput{MaxResults: aws.Int32(101)})
+			return err
+		}, "ValidationException", 400, "maxResults"},
+		{"list with a forged token", func() error {
+			_, err := c.ctl.ListAgentRuntimes(ctx, &ctl.ListAgentRuntimesInput{NextToken: aws.String("not-a-token")})
+			return err
+		}, "ValidationException", 400, "nextToken"},
+		{"endpoint on an unknown runtime", func() error {
+			_, err := c.ctl.CreateAgentRuntimeEndpoint(ctx, &ctl.CreateAgentRuntimeEndpointInput{AgentRuntimeId: aws.String("nope-0123456789"), Name: aws.String("e")})
+			return err
+		}, "ResourceNotFoundException", 404, ""},
+		{"endpoint pinned to a missing version", func() error {
+			_, err := c.ctl.CreateAgentRuntimeEndpoint(ctx, &ctl.CreateAgentRuntimeEndpointInput{AgentRuntimeId: aws.String(id), Name: aws.String("e"), AgentRuntimeVersion: aws.String("9")})
+			return err
+		}, "ValidationException", 400, "agentRuntimeVersion"},
+		{"endpoint with a bad name", func() error {
+			_, err := c.ctl.CreateAgentRuntimeEndpoint(ctx, &ctl.CreateAgentRuntimeEndpointInput{AgentRuntimeId: aws.String(id), Name: aws.String("bad-name")})
+			return err
+		}, "ValidationException", 400, "name"},
+		{"endpoint named DEFAULT", func() error {
+			_, err := c.ctl.CreateAgentRuntimeEndpoint(ctx, &ctl.CreateAgentRuntimeEndpointInput{AgentRuntimeId: aws.String(id), Name: aws.String("DEFAULT")})
+			return err
+		}, "ConflictException", 409, ""},
+		{"move DEFAULT", func() error {
+			_, err := c.ctl.UpdateAgentRuntimeEndpoint(ctx, &ctl.UpdateAgentRuntimeEndpointInput{AgentRuntimeId: aws.String(id), EndpointName: aws.String("DEFAULT"), AgentRuntimeVersion: aws.String("1")})
+			return err
+		}, "ValidationException", 400, "endpointName"},
+		{"update an unknown endpoint", func() error {
+			_, err := c.ctl.UpdateAgentRuntimeEndpoint(ctx, &ctl.UpdateAgentRuntimeEndpointInput{AgentRuntimeId: aws.String(id), EndpointName: aws.String("nope"), AgentRuntimeVersion: aws.String("1")})
+			return err
+		}, "ResourceNotFoundException", 404, ""},
+		{"delete DEFAULT", func() error {
+			_, err := c.ctl.DeleteAgentRuntimeEndpoint(ctx, &ctl.DeleteAgentRuntimeEndpointInput{AgentRuntimeId: aws.String(id), EndpointName: aws.String("DEFAULT")})
+			return err
+		}, "ValidationException", 400, "endpointName"},
+		{"get an unknown endpoint", func() error {
+			_, err := c.ctl.GetAgentRuntimeEndpoint(ctx, &ctl.GetAgentRuntimeEndpointInput{AgentRuntimeId: aws.String(id), EndpointName: aws.String("nope")})
+			return err
+		}, "ResourceNotFoundException", 404, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.call()
+			wantAPIError(t, err, tc.code, tc.status)
+			var ve *ctltypes.ValidationException
+			if tc.code == "ValidationException" {
+				if !errors.As(err, &ve) {
+					t.Fatalf("want a typed ValidationException, got %T", err)
+				}
+				if ve.Reason != ctltypes.ValidationExceptionReasonFieldValidationFailed || len(ve.FieldList) != 1 ||
+					aws.ToString(ve.FieldList[0].Name) != tc.field || aws.ToString(ve.Message) == "" {
+					t.Fatalf("validation error %q reason %q fields %+v, want field %s", aws.ToString(ve.Message), ve.Reason, ve.FieldList, tc.field)
+				}
+			}
+			if after := storeSnapshot(t, c.d.Registry().Store()); after != before {
+				t.Fatalf("store changed on bad input:\nbefore %s\nafter  %s", before, after)
+			}
+		})
+	}
+
+	// The container refusal says what to do instead.
+	err = create(func(in *ctl.CreateAgentRuntimeInput) {
+		in.AgentRuntimeArtifact = &ctltypes.AgentRuntimeArtifactMemberContainerConfiguration{
+			Value: ctltypes.ContainerConfiguration{ContainerUri: aws.String("public.ecr.aws/x/agent:1")}}
+	})
+	var ve *ctltypes.ValidationException
+	if !errors.As(err, &ve) || !strings.Contains(aws.ToString(ve.Message), "container images") ||
+		!strings.Contains(aws.ToString(ve.Message), registry.LocalBucket) {
+		t.Fatalf("container refusal: %v", err)
+	}
+
+	// A runtime holds at most ten endpoints, DEFAULT included.
+	for i := range registry.MaxEndpoints - 1 {
+		if _, err := c.ctl.CreateAgentRuntimeEndpoint(ctx, &ctl.CreateAgentRuntimeEndpointInput{
+			AgentRuntimeId: aws.String(id), Name: aws.String("e" + itoa(i))}); err != nil {
+			t.Fatalf("endpoint %d: %v", i, err)
+		}
+	}
+	full := storeSnapshot(t, c.d.Registry().Store())
+	_, err = c.ctl.CreateAgentRuntimeEndpoint(ctx, &ctl.CreateAgentRuntimeEndpointInput{AgentRuntimeId: aws.String(id), Name: aws.String("one_too_many")})
+	wantAPIError(t, err, "ServiceQuotaExceededException", 402)
+	_, err = c.ctl.CreateAgentRuntimeEndpoint(ctx, &ctl.CreateAgentRuntimeEndpointInput{AgentRuntimeId: aws.String(id), Name: aws.String("e0")})
+	wantAPIError(t, err, "ConflictException", 409)
+	if after := storeSnapshot(t, c.d.Registry().Store()); after != full {
+		t.Fatalf("store changed on refused endpoint creates")
+	}
+
+	// The config runtime is listed and readable, marked as the file's.
+	resp, err := http.Get(c.d.URL() + "/runtimes/" + cfgID + "/")
+	if err != nil {
+		t.Fatalf("get config runtime: %v", err)
+	}
+	defer resp.Body.Close()
+	var raw struct {
+		Source  string   `json:"berthSource"`
+		Command []string `json:"berthCommand"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&raw); err != nil || resp.StatusCode != 200 || raw.Source != registry.SourceConfig || len(raw.Command) != 1 {
+		t.Fatalf("config runtime: status %d source %q command %v err %v", resp.StatusCode, raw.Source, raw.Command, err)
+	}
+}
+
+// TestControlPlaneRestart checks that what the API created survives a
+// restart on the same data dir, that sessions alive at the restart end as
+// "shutdown", and that their IDs then get fresh sandboxes.
+func TestControlPlaneRestart(t *testing.T) {
+	for _, crash := range []bool{false, true} {
+		name := "clean"
+		if crash {
+			name = "crash"
+		}
+		t.Run(name, func(t *testing.T) { testRestart(t, crash) })
+	}
+}
+
+func testRestart(t *testing.T, crash bool) {
+	ctx := context.Background()
+	dataDir := t.TempDir()
+	dir := codeDir(t)
+	c1 := startCP(t, dataDir)
+	created, err := c1.ctl.CreateAgentRuntime(ctx, createInput("survivor", dir, "v1"))
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	id, arn := aws.ToString(created.AgentRuntimeId), aws.ToString(created.AgentRuntimeArn)
+	if _, err := c1.ctl.UpdateAgentRuntime(ctx, &ctl.UpdateAgentRuntimeInput{
+		AgentRuntimeId: aws.String(id), AgentRuntimeArtifact: codeArtifact(dir, "testagent"),
+		RoleArn: aws.String("arn:aws:iam::123456789012:role/berth-test"), EnvironmentVariables: map[string]string{"VERSION_MARK": "v2"},
+	}); err != nil {
+		t.Fatalf("update: %v", err)
+	}
+	if _, err := c1.ctl.CreateAgentRuntimeEndpoint(ctx, &ctl.CreateAgentRuntimeEndpointInput{
+		AgentRuntimeId: aws.String(id), Name: aws.String("pinned"), AgentRuntimeVersion: aws.String("1")}); err != nil {
+		t.Fatalf("create endpoint: %v", err)
+	}
+	sid := newSessionID()
+	first := c1.echo(arn, "pinned", sid)
+	c1.echo(arn, "pinned", sid)
+
+	if crash {
+		// Leave the first berth running, as if it had died: the second one
+		// must claim its sessions and kill their leftover processes.
+		c2 := startCP(t, dataDir)
+		deadline := time.Now().Add(10 * time.Second)
+		for len(c1.d.Sessions().Live()) > 0 {
+			// The first berth notices its agent died; wait until its
+			// teardown is done, since it shares the sandbox directory.
+			if time.Now().After(deadline) {
+				t.Fatalf("the first berth still holds %d sessions after its agent was reaped", len(c1.d.Sessions().Live()))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if pidAlive(first.PID) {
+			t.Fatalf("agent pid %d of the crashed berth survived the restart", first.PID)
+		}
+		checkRestarted(t, c2, id, arn, sid, first)
+		c2.close()
+		c1.closed = true
+		// The first berth's own shutdown now finds nothing to do, but its
+		// writes are fenced; only that it returns matters.
+		if err := c1.d.Close(ctx); err != nil {
+			t.Logf("closing the abandoned berth: %v", err)
+		}
+		return
+	}
+	c1.close()
+	if pidAlive(first.PID) {
+		t.Fatalf("agent pid %d survived a clean shutdown", first.PID)
+	}
+	c2 := startCP(t, dataDir)
+	checkRestarted(t, c2, id, arn, sid, first)
+}
+
+func checkRestarted(t *testing.T, c *cp, id, arn, sid string, first agentEcho) {
+	t.Helper()
+	ctx := context.Background()
+	got, err := c.ctl.GetAgentRuntime(ctx, &ctl.GetAgentRuntimeInput{AgentRuntimeId: aws.String(id)})
+	if err != nil {
+		t.Fatalf("get after restart: %v", err)
+	}
+	if aws.ToString(got.AgentRuntimeArn) != arn || aws.ToString(got.AgentRuntimeVersion) != "2" || got.EnvironmentVariables["VERSION_MARK"] != "v2" {
+		t.Fatalf("after restart: %+v", got)
+	}
+	vers, err := c.ctl.ListAgentRuntimeVersions(ctx, &ctl.ListAgentRuntimeVersionsInput{AgentRuntimeId: aws.String(id)})
+	if err != nil || len(vers.AgentRuntimes) != 2 {
+		t.Fatalf("versions after restart: %v %+v", err, vers)
+	}
+	ep, err := c.ctl.GetAgentRuntimeEndpoint(ctx, &ctl.GetAgentRuntimeEndpointInput{AgentRuntimeId: aws.String(id), EndpointName: aws.String("pinned")})
+	if err != nil || aws.ToString(ep.LiveVersion) != "1" {
+		t.Fatalf("pinned endpoint after restart: %v %+v", err, ep)
+	}
+	def, err := c.ctl.GetAgentRuntimeEndpoint(ctx, &ctl.GetAgentRuntimeEndpointInput{AgentRuntimeId: aws.String(id), EndpointName: aws.String("DEFAULT")})
+	if err != nil || aws.ToString(def.LiveVersion) != "2" {
+		t.Fatalf("DEFAULT after restart: %v %+v", err, def)
+	}
+
+	recs := sessionRecords(t, c.dataDir, id)
+	if len(recs) != 1 || recs[0].SessionID != sid || recs[0].EndReason != session.EndShutdown || recs[0].State != session.StateTerminated {
+		t.Fatalf("session records after restart: %+v", recs)
+	}
+	again := c.echo(arn, "pinned", sid)
+	if again.PID == first.PID || again.Count != 1 || again.Env["VERSION_MARK"] != "v1" {
+		t.Fatalf("old session ID after restart: %+v, want a fresh v1 sandbox (old pid %d)", again, first.PID)
+	}
+	if recs := sessionRecords(t, c.dataDir, id); len(recs) != 2 {
+		t.Fatalf("%d session records after the fresh start, want 2", len(recs))
+	}
+}
+
+// TestControlPlaneLifecycleRules checks AgentCore's defaulting of
+// lifecycleConfiguration as GetAgentRuntime reports it.
+func TestControlPlaneLifecycleRules(t *testing.T) {
+	c := startCP(t, t.TempDir())
+	ctx := context.Background()
+	dir := codeDir(t)
+	for i, tc := range []struct {
+		idle, maxLife         int32 // 0: left out
+		wantIdle, wantMaxLife int32
+	}{
+		{0, 0, 900, 28800},
+		{0, 600, 600, 600},
+		{0, 900, 900, 900},
+		{0, 1200, 900, 1200},
+		{300, 0, 300, 28800},
+		{60, 60, 60, 60},
+		{28800, 28800, 28800, 28800},
+	} {
+		in := createInput("life"+itoa(i), dir, "v1")
+		in.LifecycleConfiguration = &ctltypes.LifecycleConfiguration{}
+		if tc.idle != 0 {
+			in.LifecycleConfiguration.IdleRuntimeSessionTimeout = aws.Int32(tc.idle)
+		}
+		if tc.maxLife != 0 {
+			in.LifecycleConfiguration.MaxLifetime = aws.Int32(tc.maxLife)
+		}
+		out, err := c.ctl.CreateAgentRuntime(ctx, in)
+		if err != nil {
+			t.Fatalf("idle %d max %d: %v", tc.idle, tc.maxLife, err)
+		}
+		got, err := c.ctl.GetAgentRuntime(ctx, &ctl.GetAgentRuntimeInput{AgentRuntimeId: out.AgentRuntimeId})
+		if err != nil {
+			t.Fatalf("get: %v", err)
+		}
+		l := got.LifecycleConfiguration
+		if aws.ToInt32(l.IdleRuntimeSessionTimeout) != tc.wantIdle || aws.ToInt32(l.MaxLifetime) != tc.wantMaxLife {
+			t.Errorf("idle %d max %d: got idle %d max %d, want %d %d", tc.idle, tc.maxLife,
+				aws.ToInt32(l.IdleRuntimeSessionTimeout), aws.ToInt32(l.MaxLifetime), tc.wantIdle, tc.wantMaxLife)
+		}
+	}
+}
+
+const pythonAgent = `import json, os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/ping":
+            self.reply({"status": "Healthy", "time_of_last_update": 0})
+        else:
+            self.send_error(404)
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.reply({"lang": "python", "cwd": os.getcwd()})
+
+    def reply(self, v):
+        body = json.dumps(v).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+ThreadingHTTPServer((os.environ.get("BERTH_AGENT_HOST", "0.0.0.0"), int(os.environ.get("PORT", "8080"))), Handler).serve_forever()
+`
+
+const nodeAgent = `const http = require("http");
+http.createServer((req, res) => {
+  res.setHeader("Content-Type", "application/json");
+  if (req.method === "GET" && req.url === "/ping") {
+    res.end(JSON.stringify({status: "Healthy", time_of_last_update: 0}));
+    return;
+  }
+  req.resume();
+  req.on("end", () => res.end(JSON.stringify({lang: "node", cwd: process.cwd()})));
+}).listen(Number(process.env.PORT || 8080), process.env.BERTH_AGENT_HOST || "0.0.0.0");
+`
+
+// TestControlPlaneArtifactMapping creates runtimes from each entryPoint
+// form and runs them: a Python script, a Node script, a wrapper in front of
+// a script, and an executable by absolute path.
+func TestControlPlaneArtifactMapping(t *testing.T) {
+	for _, bin := range []string{"python3", "node", "env"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("the artifact mapping test runs real %s agents, and %s is not on PATH", bin, bin)
+		}
+	}
+	c := startCP(t, t.TempDir())
+	ctx := context.Background()
+	dir := codeDir(t)
+	for name, src := range map[string]string{"main.py": pythonAgent, "index.js": nodeAgent} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	agent := sandboxtest.BuildAgent(t)
+	for _, tc := range []struct {
+		name     string
+		runtime  ctltypes.AgentManagedRuntimeType
+		entry    []string
+		wantCmd  []string
+		wantLang string // "" for the test agent
+	}{
+		{"python", ctltypes.AgentManagedRuntimeTypePython312, []string{"main.py"}, []string{"python3", "main.py"}, "python"},
+		{"node", ctltypes.AgentManagedRuntimeTypeNode22, []string{"index.js"}, []string{"node", "index.js"}, "node"},
+		{"wrapped", ctltypes.AgentManagedRuntimeTypePython313, []string{"env", "main.py"}, []string{"env", "python3", "main.py"}, "python"},
+		{"relative_exe", ctltypes.AgentManagedRuntimeTypePython312, []string{"testagent"}, []string{filepath.Join(dir, "testagent")}, ""},
+		{"absolute_exe", ctltypes.AgentManagedRuntimeTypeNode22, []string{agent}, []string{agent}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := createInput("map_"+tc.name, dir, "v1")
+			in.AgentRuntimeArtifact = &ctltypes.AgentRuntimeArtifactMemberCodeConfiguration{Value: ctltypes.CodeConfiguration{
+				Code:    &ctltypes.CodeMemberS3{Value: ctltypes.S3Location{Bucket: aws.String(registry.LocalBucket), Prefix: aws.String(dir)}},
+				Runtime: tc.runtime, EntryPoint: tc.entry,
+			}}
+			out, err := c.ctl.CreateAgentRuntime(ctx, in)
+			if err != nil {
+				t.Fatalf("create: %v", err)
+			}
+			resp, err := http.Get(c.d.URL() + "/runtimes/" + aws.ToString(out.AgentRuntimeId) + "/")
+			if err != nil {
+				t.Fatalf("get: %v", err)
+			}
+			var raw struct {
+				Command []string `json:"berthCommand"`
+				Workdir string   `json:"berthWorkdir"`
+			}
+			err = json.NewDecoder(resp.Body).Decode(&raw)
+			resp.Body.Close()
+			if err != nil || !slices.Equal(raw.Command, tc.wantCmd) || raw.Workdir != dir {
+				t.Fatalf("command %q in %q (err %v), want %q in %q", raw.Command, raw.Workdir, err, tc.wantCmd, dir)
+			}
+			inv, err := c.dp.InvokeAgentRuntime(ctx, &bedrockagentcore.InvokeAgentRuntimeInput{
+				AgentRuntimeArn: out.AgentRuntimeArn, RuntimeSessionId: aws.String(newSessionID()), Payload: []byte(`{"op":"echo"}`)})
+			if err != nil {
+				t.Fatalf("invoke: %v", err)
+			}
+			defer inv.Response.Close()
+			var reply struct {
+				Lang string `json:"lang"`
+				Cwd  string `json:"cwd"`
+				PID  int    `json:"pid"`
+			}
+			if err := json.NewDecoder(inv.Response).Decode(&reply); err != nil {
+				t.Fatalf("decode: %v", err)
+			}
+			if reply.Lang != tc.wantLang || reply.Cwd != dir || (tc.wantLang == "" && reply.PID == 0) {
+				t.Fatalf("agent answered %+v, want lang %q in %s", reply, tc.wantLang, dir)
+			}
+		})
+	}
+}

@@ -1,0 +1,445 @@
+//go:build linux
+
+package linux
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/berth-dev/berth/internal/sandbox"
+)
+
+// Controllers berth uses. cpuacct exists only on v1; on v2 the always-present
+// cpu.stat gives the same number.
+const (
+	ctlMemory  = "memory"
+	ctlCPU     = "cpu"
+	ctlCPUAcct = "cpuacct"
+	ctlPids    = "pids"
+)
+
+// cgroupLayout says where each controller lives on this host. Hosts differ:
+// pure v1, pure v2, or (like the CI machines) v1 controllers with a v2
+// hierarchy mounted beside them holding few controllers. Each controller is
+// taken from v1 if a v1 hierarchy has it, otherwise from v2.
+type cgroupLayout struct {
+	// parent maps a controller to the directory under which sandbox cgroups
+	// are created (mount point + berth's own cgroup, if relative + parent).
+	parent map[string]string
+	// v2 maps controllers served by the unified hierarchy.
+	v2 map[string]bool
+	// v2Parent is the parent directory in the unified hierarchy, or "".
+	v2Parent string
+}
+
+// detectCgroups reads /proc/self/mountinfo and /proc/self/cgroup. A relative
+// parentName nests under berth's own cgroup (the delegation pattern systemd
+// recommends); an absolute one starts at the hierarchy root.
+func detectCgroups(parentName string) (*cgroupLayout, error) {
+	mounts, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, fmt.Errorf("read mountinfo: %w", err)
+	}
+	own, err := ownCgroups()
+	if err != nil {
+		return nil, err
+	}
+	l := &cgroupLayout{parent: map[string]string{}, v2: map[string]bool{}}
+	under := func(mountPoint, ownPath string) string {
+		if filepath.IsAbs(parentName) {
+			return filepath.Join(mountPoint, parentName)
+		}
+		return filepath.Join(mountPoint, ownPath, parentName)
+	}
+	var v2Mount string
+	for line := range strings.SplitSeq(string(mounts), "\n") {
+		// id parent maj:min root mountpoint opts ... - fstype source superopts
+		pre, post, ok := strings.Cut(line, " - ")
+		if !ok {
+			continue
+		}
+		f, pf := strings.Fields(pre), strings.Fields(post)
+		if len(f) < 5 || len(pf) < 3 {
+			continue
+		}
+		switch pf[0] {
+		case "cgroup2":
+			if v2Mount == "" {
+				v2Mount = f[4]
+			}
+		case "cgroup":
+			for opt := range strings.SplitSeq(pf[2], ",") {
+				switch opt {
+				case ctlMemory, ctlCPU, ctlCPUAcct, ctlPids:
+					if _, dup := l.parent[opt]; !dup {
+						l.parent[opt] = under(f[4], own[opt])
+					}
+				}
+			}
+		}
+	}
+	if v2Mount != "" {
+		l.v2Parent = under(v2Mount, own[""])
+		ctrls, err := os.ReadFile(filepath.Join(v2Mount, "cgroup.controllers"))
+		if err == nil {
+			for c := range strings.FieldsSeq(string(ctrls)) {
+				if _, inV1 := l.parent[c]; !inV1 && (c == ctlMemory || c == ctlCPU || c == ctlPids) {
+					l.v2[c] = true
+					l.parent[c] = l.v2Parent
+				}
+			}
+		}
+	}
+	return l, nil
+}
+
+// ownCgroups maps each v1 controller (and "" for v2) to berth's own cgroup path.
+func ownCgroups() (map[string]string, error) {
+	data, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return nil, fmt.Errorf("read own cgroups: %w", err)
+	}
+	own := map[string]string{}
+	for line := range strings.SplitSeq(strings.TrimSpace(string(data)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		if parts[1] == "" {
+			own[""] = parts[2]
+			continue
+		}
+		for c := range strings.SplitSeq(parts[1], ",") {
+			own[c] = parts[2]
+		}
+	}
+	return own, nil
+}
+
+// missing names required controllers this host lacks.
+func (l *cgroupLayout) missing() []string {
+	var out []string
+	for _, c := range []string{ctlMemory, ctlPids, ctlCPU} {
+		if _, ok := l.parent[c]; !ok {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// dirs returns the distinct parent directories sandbox cgroups go under.
+func (l *cgroupLayout) dirs() []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(d string) {
+		if d != "" && !seen[d] {
+			seen[d] = true
+			out = append(out, d)
+		}
+	}
+	for _, c := range []string{ctlMemory, ctlCPU, ctlCPUAcct, ctlPids} {
+		add(l.parent[c])
+	}
+	// A v2 cgroup is only worth its (sometimes slow) placement when v2
+	// serves a controller, or cpu.stat stands in for a missing cpuacct.
+	if _, acct := l.parent[ctlCPUAcct]; len(l.v2) > 0 || !acct {
+		add(l.v2Parent)
+	}
+	return out
+}
+
+// prepare creates the parent directories and, on v2, enables the controllers
+// berth needs in every ancestor's subtree_control.
+func (l *cgroupLayout) prepare() error {
+	for _, d := range l.dirs() {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("create cgroup parent %s: %w", d, err)
+		}
+	}
+	if len(l.v2) == 0 {
+		return nil
+	}
+	var plus []string
+	for c := range l.v2 {
+		plus = append(plus, "+"+c)
+	}
+	// Walk from the hierarchy root down to the parent: a controller must be
+	// enabled in each ancestor before a child can use it.
+	root := l.v2Parent
+	for {
+		up := filepath.Dir(root)
+		if _, err := os.Stat(filepath.Join(up, "cgroup.controllers")); err != nil {
+			break
+		}
+		root = up
+	}
+	rel, _ := filepath.Rel(root, l.v2Parent)
+	dir := root
+	steps := []string{""}
+	if rel != "." {
+		steps = append(steps, strings.Split(rel, "/")...)
+	}
+	for _, s := range steps {
+		dir = filepath.Join(dir, s)
+		if err := os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte(strings.Join(plus, " ")), 0); err != nil {
+			return fmt.Errorf("enable cgroup v2 controllers in %s (on v2, give berth a delegated cgroup or an absolute parent): %w", dir, err)
+		}
+	}
+	return nil
+}
+
+// cgroup is one sandbox's set of cgroups, one per hierarchy.
+type cgroup struct {
+	layout *cgroupLayout
+	name   string
+	// Dirs lists every cgroup directory created, for removal and reaping.
+	Dirs []string
+}
+
+func (l *cgroupLayout) path(ctl, name string) string {
+	p, ok := l.parent[ctl]
+	if !ok {
+		return ""
+	}
+	return filepath.Join(p, name)
+}
+
+// create makes the sandbox's cgroups and writes its limits.
+func (l *cgroupLayout) create(name string, lim sandbox.Limits) (*cgroup, error) {
+	cg := &cgroup{layout: l, name: name}
+	for _, d := range l.dirs() {
+		dir := filepath.Join(d, name)
+		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			cg.remove()
+			return nil, fmt.Errorf("create cgroup %s: %w", dir, err)
+		}
+		cg.Dirs = append(cg.Dirs, dir)
+	}
+	if err := cg.setLimits(lim); err != nil {
+		cg.remove()
+		return nil, err
+	}
+	return cg, nil
+}
+
+func writeCg(dir, file, val string) error {
+	if err := os.WriteFile(filepath.Join(dir, file), []byte(val), 0); err != nil {
+		return fmt.Errorf("write cgroup %s=%s: %w", file, val, err)
+	}
+	return nil
+}
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+func (cg *cgroup) setLimits(lim sandbox.Limits) error {
+	l := cg.layout
+	if lim.MemoryBytes > 0 {
+		dir := l.path(ctlMemory, cg.name)
+		if dir == "" {
+			return fmt.Errorf("memory limit: no memory cgroup controller: %w", sandbox.ErrUnsupported)
+		}
+		v := strconv.FormatInt(lim.MemoryBytes, 10)
+		if l.v2[ctlMemory] {
+			if err := writeCg(dir, "memory.max", v); err != nil {
+				return err
+			}
+			if exists(filepath.Join(dir, "memory.swap.max")) {
+				if err := writeCg(dir, "memory.swap.max", "0"); err != nil {
+					return err
+				}
+			}
+		} else {
+			if err := writeCg(dir, "memory.limit_in_bytes", v); err != nil {
+				return err
+			}
+			// Without this, a host with swap lets the sandbox swap past its limit.
+			if exists(filepath.Join(dir, "memory.memsw.limit_in_bytes")) {
+				if err := writeCg(dir, "memory.memsw.limit_in_bytes", v); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if lim.CPUMillis > 0 {
+		dir := l.path(ctlCPU, cg.name)
+		if dir == "" {
+			return fmt.Errorf("cpu limit: no cpu cgroup controller: %w", sandbox.ErrUnsupported)
+		}
+		const period = 100000
+		quota := strconv.FormatInt(lim.CPUMillis*period/1000, 10)
+		if l.v2[ctlCPU] {
+			if err := writeCg(dir, "cpu.max", quota+" "+strconv.Itoa(period)); err != nil {
+				return err
+			}
+		} else {
+			if err := writeCg(dir, "cpu.cfs_period_us", strconv.Itoa(period)); err != nil {
+				return err
+			}
+			if err := writeCg(dir, "cpu.cfs_quota_us", quota); err != nil {
+				return err
+			}
+		}
+	}
+	if lim.Pids > 0 {
+		dir := l.path(ctlPids, cg.name)
+		if dir == "" {
+			return fmt.Errorf("pids limit: no pids cgroup controller: %w", sandbox.ErrUnsupported)
+		}
+		if err := writeCg(dir, "pids.max", strconv.FormatInt(lim.Pids, 10)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// add places pid in every cgroup of the sandbox.
+func (cg *cgroup) add(pid int) error {
+	p := []byte(strconv.Itoa(pid))
+	for _, d := range cg.Dirs {
+		if err := os.WriteFile(filepath.Join(d, "cgroup.procs"), p, 0); err != nil {
+			return fmt.Errorf("place pid in cgroup %s: %w", d, err)
+		}
+	}
+	return nil
+}
+
+// oomKilled reports whether the kernel OOM-killed anything in the memory cgroup.
+func (cg *cgroup) oomKilled() bool {
+	dir := cg.layout.path(ctlMemory, cg.name)
+	if dir == "" {
+		return false
+	}
+	file := "memory.oom_control"
+	if cg.layout.v2[ctlMemory] {
+		file = "memory.events"
+	}
+	n, _ := readKeyed(filepath.Join(dir, file), "oom_kill")
+	return n > 0
+}
+
+// stats reads live resource use.
+func (cg *cgroup) stats() (sandbox.Stats, error) {
+	var s sandbox.Stats
+	l := cg.layout
+	if dir := l.path(ctlMemory, cg.name); dir != "" {
+		file := "memory.usage_in_bytes"
+		if l.v2[ctlMemory] {
+			file = "memory.current"
+		}
+		v, err := readInt(filepath.Join(dir, file))
+		if err != nil {
+			return s, err
+		}
+		s.MemoryBytes = v
+	}
+	if dir := l.path(ctlCPUAcct, cg.name); dir != "" {
+		ns, err := readInt(filepath.Join(dir, "cpuacct.usage"))
+		if err != nil {
+			return s, err
+		}
+		s.CPUUsage = time.Duration(ns)
+	} else if l.v2Parent != "" {
+		us, err := readKeyed(filepath.Join(l.v2Parent, cg.name, "cpu.stat"), "usage_usec")
+		if err != nil {
+			return s, err
+		}
+		s.CPUUsage = time.Duration(us) * time.Microsecond
+	}
+	if dir := l.path(ctlPids, cg.name); dir != "" {
+		v, err := readInt(filepath.Join(dir, "pids.current"))
+		if err != nil {
+			return s, err
+		}
+		s.Pids = v
+	}
+	return s, nil
+}
+
+func readInt(path string) (int64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("read cgroup stat: %w", err)
+	}
+	return strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+}
+
+func readKeyed(path, key string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, fmt.Errorf("read cgroup stat: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), " ")
+		if ok && k == key {
+			return strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("read cgroup stat: %s has no %s", path, key)
+}
+
+// killCgroupDirs SIGKILLs every process in the given cgroups until they are
+// empty or the deadline passes. v2's cgroup.kill does it in one write.
+func killCgroupDirs(dirs []string, deadline time.Time) {
+	for _, d := range dirs {
+		if exists(filepath.Join(d, "cgroup.kill")) {
+			_ = os.WriteFile(filepath.Join(d, "cgroup.kill"), []byte("1"), 0)
+		}
+	}
+	for {
+		alive := false
+		for _, d := range dirs {
+			b, err := os.ReadFile(filepath.Join(d, "cgroup.procs"))
+			if err != nil {
+				continue
+			}
+			for f := range strings.FieldsSeq(string(b)) {
+				if pid, err := strconv.Atoi(f); err == nil {
+					alive = true
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+		}
+		if !alive || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// removeCgroupDirs removes cgroup directories, retrying while the kernel
+// still counts exiting tasks in them.
+func removeCgroupDirs(dirs []string, deadline time.Time) error {
+	var errs []error
+	for _, d := range dirs {
+		for {
+			err := syscall.Rmdir(d)
+			if err == nil || errors.Is(err, syscall.ENOENT) {
+				break
+			}
+			if !errors.Is(err, syscall.EBUSY) || time.Now().After(deadline) {
+				errs = append(errs, fmt.Errorf("remove cgroup %s: %w", d, err))
+				break
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (cg *cgroup) remove() error {
+	deadline := time.Now().Add(5 * time.Second)
+	killCgroupDirs(cg.Dirs, deadline)
+	return removeCgroupDirs(cg.Dirs, deadline)
+}

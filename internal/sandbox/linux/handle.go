@@ -1,0 +1,236 @@
+//go:build linux
+
+package linux
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/internal/sandbox"
+)
+
+// handle is one running linux sandbox. Its wait goroutine, started by
+// Backend.Start, is the only writer of exit and cleanupErr and closes done
+// when the tree has exited and every resource is gone.
+type handle struct {
+	b    *Backend
+	name string
+	addr string
+	log  *slog.Logger
+	dir  string
+
+	cmd        *exec.Cmd
+	cg         *cgroup
+	netns      *os.File // nil when sharing the host network
+	statusPipe *os.File
+	status     *bufio.Reader
+	madeDir    bool
+	slot       uint32
+	hasSlot    bool
+
+	done chan struct{}
+	// mu guards the fields that follow; they are final once done is closed.
+	mu         sync.Mutex
+	exit       sandbox.ExitStatus
+	cleanupErr error
+}
+
+var (
+	_ sandbox.Handle        = (*handle)(nil)
+	_ sandbox.StatsReporter = (*handle)(nil)
+)
+
+func (h *handle) ID() string            { return h.name }
+func (h *handle) Addr() string          { return h.addr }
+func (h *handle) Done() <-chan struct{} { return h.done }
+
+func (h *handle) Exit() sandbox.ExitStatus {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.exit
+}
+
+// Stats implements sandbox.StatsReporter from the sandbox's cgroups.
+func (h *handle) Stats() (sandbox.Stats, error) {
+	select {
+	case <-h.done:
+		return sandbox.Stats{}, fmt.Errorf("sandbox %s stats: sandbox has exited", h.name)
+	default:
+	}
+	s, err := h.cg.stats()
+	if err != nil {
+		return s, fmt.Errorf("sandbox %s stats: %w", h.name, err)
+	}
+	return s, nil
+}
+
+// wait is the handle's one goroutine.
+func (h *handle) wait() {
+	var agentExit *statusMsg
+	for {
+		m, err := readStatus(h.status)
+		if err != nil {
+			break // EOF: the init has exited (or was killed)
+		}
+		if m.Exited {
+			agentExit = &m
+		}
+	}
+	werr := h.cmd.Wait()
+	h.statusPipe.Close()
+
+	var st sandbox.ExitStatus
+	switch {
+	case agentExit != nil:
+		st = sandbox.ExitStatus{Code: agentExit.Code, Signal: agentExit.Signal}
+	default:
+		// The init itself was killed (Stop's SIGKILL, or the OOM killer
+		// picked it); its pid namespace died with it.
+		st.Code = h.cmd.ProcessState.ExitCode()
+		if ws, ok := h.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			st.Code, st.Signal = -1, unix.SignalName(ws.Signal())
+		} else if werr != nil && h.cmd.ProcessState == nil {
+			st.Code = -1
+		}
+	}
+	// A SIGKILL with OOM kills recorded in the memory cgroup is the OOM
+	// killer's work, whichever process it chose.
+	if st.Signal == unix.SignalName(syscall.SIGKILL) && h.cg.oomKilled() {
+		st.OOMKilled = true
+	}
+	err := h.cleanup()
+	if err != nil {
+		h.log.Warn("sandbox cleanup", "err", err)
+	}
+	h.log.Debug("sandbox exited", "exit", st.String())
+	h.mu.Lock()
+	h.exit, h.cleanupErr = st, err
+	h.mu.Unlock()
+	close(h.done)
+}
+
+// cleanup kills anything left in the cgroups and removes the cgroups, the
+// netns reference and the directory. It runs once per handle: from wait, or
+// from a failed Start.
+func (h *handle) cleanup() error {
+	var errs []error
+	if h.cg != nil {
+		if err := h.cg.remove(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if h.netns != nil {
+		h.netns.Close()
+	}
+	if h.madeDir {
+		detachMountsUnder(h.dir)
+		if err := removeDir(h.dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	h.b.mu.Lock()
+	if h.hasSlot {
+		delete(h.b.slots, h.slot)
+	}
+	if h.b.live[h.name] == h {
+		delete(h.b.live, h.name)
+	}
+	h.b.mu.Unlock()
+	return errors.Join(errs...)
+}
+
+// Stop implements sandbox.Handle. SIGTERM goes to the init, which forwards
+// it to the agent; after grace the init is SIGKILLed, which kills every
+// process in its pid namespace.
+func (h *handle) Stop(ctx context.Context, grace time.Duration) error {
+	select {
+	case <-h.done:
+		return h.stopErr()
+	default:
+	}
+	_ = h.cmd.Process.Signal(syscall.SIGTERM)
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-h.done:
+		return h.stopErr()
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	_ = h.cmd.Process.Kill()
+	// Teardown must finish even if the caller has given up.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	select {
+	case <-h.done:
+		return h.stopErr()
+	case <-wctx.Done():
+		return fmt.Errorf("stop sandbox %s: tree did not exit: %w", h.name, wctx.Err())
+	}
+}
+
+func (h *handle) stopErr() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.cleanupErr != nil {
+		return fmt.Errorf("stop sandbox %s: %w", h.name, h.cleanupErr)
+	}
+	return nil
+}
+
+// DialContext implements sandbox.Handle: the socket is created inside the
+// sandbox's network namespace, so the agent's port is reachable only this way.
+func (h *handle) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	if h.netns == nil {
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}
+	select {
+	case <-h.done:
+		return nil, fmt.Errorf("dial sandbox %s: sandbox has exited", h.name)
+	default:
+	}
+	return dialInNetns(ctx, h.netns, h.b.hostNet, network, addr)
+}
+
+// dialInNetns dials from a thread switched into ns. A socket stays in the
+// namespace it was created in, so the thread switches back as soon as the
+// dial returns. If switching back fails the goroutine exits still locked,
+// and Go retires the tainted thread.
+func dialInNetns(ctx context.Context, ns, home *os.File, network, addr string) (net.Conn, error) {
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{err: fmt.Errorf("enter sandbox network namespace: %w", err)}
+			return
+		}
+		var d net.Dialer
+		c, err := d.DialContext(ctx, network, addr)
+		if serr := unix.Setns(int(home.Fd()), unix.CLONE_NEWNET); serr != nil {
+			ch <- result{c, err}
+			return
+		}
+		runtime.UnlockOSThread()
+		ch <- result{c, err}
+	}()
+	r := <-ch
+	return r.c, r.err
+}

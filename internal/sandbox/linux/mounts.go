@@ -1,0 +1,260 @@
+//go:build linux
+
+package linux
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// setupRoot builds the sandbox's filesystem on cfg.NewRoot and pivots into
+// it. It runs in the init step, inside the new mount namespace:
+//
+//	/            the host root, bound read-only (nosuid)
+//	/tmp         private tmpfs capped at TmpBytes; $HOME is /tmp/home
+//	/dev         tmpfs with null, zero, full, random, urandom, tty, shm, pts
+//	/proc        this pid namespace's proc; /proc/sys and friends read-only
+//	/sys         a fresh read-only sysfs (own netns), else host's with cgroups hidden
+//	Hide paths   empty read-only tmpfs
+//	Binds        the code dir, the agent binary and runtime mounts
+func setupRoot(cfg *initConfig) error {
+	// Nothing below may propagate back to the host.
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make mounts private: %w", err)
+	}
+	nr := cfg.NewRoot
+	if err := unix.Mount("/", nr, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind host root: %w", err)
+	}
+	if err := setReadOnly(nr, true, unix.MOUNT_ATTR_NOSUID); err != nil {
+		return fmt.Errorf("make host root read-only: %w", err)
+	}
+	at := func(p string) string { return filepath.Join(nr, p) }
+
+	tmpOpts := "mode=1777"
+	if cfg.TmpBytes > 0 {
+		tmpOpts += ",size=" + strconv.FormatInt(cfg.TmpBytes, 10)
+	}
+	if err := unix.Mount("tmpfs", at(sandboxTmp), "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, tmpOpts); err != nil {
+		return fmt.Errorf("mount /tmp: %w", err)
+	}
+	if err := os.Mkdir(at(sandboxHome), 0o700); err != nil {
+		return fmt.Errorf("create home: %w", err)
+	}
+	if err := os.Mkdir(at(sandboxShm), 0o777); err != nil {
+		return fmt.Errorf("create shm dir: %w", err)
+	}
+	if err := os.Chmod(at(sandboxShm), 0o1777); err != nil {
+		return fmt.Errorf("create shm dir: %w", err)
+	}
+	if err := setupDev(nr); err != nil {
+		return err
+	}
+	if err := setupProc(nr); err != nil {
+		return err
+	}
+	if err := setupSys(nr, cfg.OwnNet); err != nil {
+		return err
+	}
+
+	hide := slices.Clone(cfg.Hide)
+	slices.Sort(hide) // parents before children
+	var hidden []string
+	for _, h := range hide {
+		// Missing inside means already covered (by /tmp or a parent hide).
+		fi, err := os.Lstat(at(h))
+		if err != nil || fi.Mode()&os.ModeSymlink != 0 {
+			continue
+		}
+		if fi.IsDir() {
+			if err := unix.Mount("tmpfs", at(h), "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=64k,mode=0755"); err != nil {
+				return fmt.Errorf("hide %s: %w", h, err)
+			}
+		} else if err := unix.Mount("/dev/null", at(h), "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("hide %s: %w", h, err)
+		}
+		hidden = append(hidden, at(h))
+	}
+	for _, b := range cfg.Binds {
+		if err := bind(b.Source, at(b.Target), b.ReadOnly); err != nil {
+			return err
+		}
+	}
+	// Only now: the binds above may have needed mount points in the tmpfs.
+	for _, h := range hidden {
+		if err := setReadOnly(h, false, 0); err != nil {
+			return fmt.Errorf("hide %s: %w", h, err)
+		}
+	}
+
+	if err := unix.Chdir(nr); err != nil {
+		return fmt.Errorf("enter new root: %w", err)
+	}
+	// pivot_root(".", ".") stacks the old root on top of the new one, so no
+	// directory for it is needed on the read-only root; detach it at once.
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return fmt.Errorf("pivot root: %w", err)
+	}
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("detach old root: %w", err)
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return fmt.Errorf("enter new root: %w", err)
+	}
+	return nil
+}
+
+// setReadOnly makes a mount (and with recursive, every mount below it)
+// read-only. mount_setattr only adds flags, so locked flags such as nodev on
+// the host's mounts are kept, which a MS_REMOUNT would have to repeat.
+func setReadOnly(path string, recursive bool, extra uint64) error {
+	var flags uint
+	if recursive {
+		flags = unix.AT_RECURSIVE
+	}
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY | extra}
+	if err := unix.MountSetattr(-1, path, flags, &attr); err != nil {
+		return fmt.Errorf("mount_setattr %s: %w", path, err)
+	}
+	return nil
+}
+
+// bind mounts source on target, creating the mount point if target lies in
+// a writable place (a hiding tmpfs or /tmp).
+func bind(source, target string, ro bool) error {
+	fi, err := os.Stat(source)
+	if err != nil {
+		return fmt.Errorf("bind %s: %w", source, err)
+	}
+	if err := mountPoint(target, fi.IsDir()); err != nil {
+		return fmt.Errorf("bind %s: %w", source, err)
+	}
+	if err := unix.Mount(source, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind %s: %w", source, err)
+	}
+	if ro {
+		if err := setReadOnly(target, true, 0); err != nil {
+			return fmt.Errorf("bind %s: %w", source, err)
+		}
+	}
+	return nil
+}
+
+func mountPoint(target string, dir bool) error {
+	if _, err := os.Stat(target); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+		return fmt.Errorf("create mount point: %w", err)
+	}
+	if dir {
+		if err := os.Mkdir(target, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("create mount point: %w", err)
+		}
+		return nil
+	}
+	f, err := os.OpenFile(target, os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("create mount point: %w", err)
+	}
+	return f.Close()
+}
+
+func setupDev(nr string) error {
+	dev := filepath.Join(nr, "dev")
+	if err := unix.Mount("tmpfs", dev, "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, "size=64k,mode=0755"); err != nil {
+		return fmt.Errorf("mount /dev: %w", err)
+	}
+	for _, d := range []string{"null", "zero", "full", "random", "urandom", "tty"} {
+		if err := bind("/dev/"+d, filepath.Join(dev, d), false); err != nil {
+			return err
+		}
+	}
+	for name, target := range map[string]string{
+		"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1",
+		"stderr": "/proc/self/fd/2", "ptmx": "pts/ptmx", "shm": sandboxShm,
+	} {
+		if err := os.Symlink(target, filepath.Join(dev, name)); err != nil {
+			return fmt.Errorf("populate /dev: %w", err)
+		}
+	}
+	pts := filepath.Join(dev, "pts")
+	if err := os.Mkdir(pts, 0o755); err != nil {
+		return fmt.Errorf("populate /dev: %w", err)
+	}
+	if err := unix.Mount("devpts", pts, "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"); err != nil {
+		return fmt.Errorf("mount /dev/pts: %w", err)
+	}
+	return setReadOnly(dev, false, 0)
+}
+
+// procReadOnly and procMasked follow what container runtimes hide: kernel
+// knobs a uid-0 process could write without capabilities, and files that
+// leak host kernel state.
+var (
+	procReadOnly = []string{"sys", "sysrq-trigger", "irq", "bus", "fs"}
+	procMasked   = []string{"kcore", "keys", "timer_list", "latency_stats", "sched_debug", "acpi", "scsi"}
+)
+
+func setupProc(nr string) error {
+	proc := filepath.Join(nr, "proc")
+	if err := unix.Mount("proc", proc, "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return fmt.Errorf("mount /proc: %w", err)
+	}
+	for _, p := range procReadOnly {
+		p = filepath.Join(proc, p)
+		if _, err := os.Stat(p); err != nil {
+			continue
+		}
+		if err := unix.Mount(p, p, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("protect %s: %w", p, err)
+		}
+		if err := setReadOnly(p, true, 0); err != nil {
+			return fmt.Errorf("protect %s: %w", p, err)
+		}
+	}
+	for _, p := range procMasked {
+		p = filepath.Join(proc, p)
+		fi, err := os.Stat(p)
+		if err != nil {
+			continue
+		}
+		if fi.IsDir() {
+			err = unix.Mount("tmpfs", p, "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=0")
+		} else {
+			err = unix.Mount("/dev/null", p, "", unix.MS_BIND, "")
+		}
+		if err != nil {
+			return fmt.Errorf("mask %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// setupSys gives a sandbox with its own network namespace a fresh sysfs (it
+// lists only that namespace's interfaces and has no cgroup mounts). Sharing
+// the host network, it keeps the host's read-only sysfs minus the cgroup
+// tree, which would show other sandboxes.
+func setupSys(nr string, ownNet bool) error {
+	sys := filepath.Join(nr, "sys")
+	if ownNet {
+		if err := unix.Mount("sysfs", sys, "sysfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+			return fmt.Errorf("mount /sys: %w", err)
+		}
+		return nil
+	}
+	cg := filepath.Join(sys, "fs", "cgroup")
+	if _, err := os.Stat(cg); err != nil {
+		return nil
+	}
+	if err := unix.Mount("tmpfs", cg, "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=0"); err != nil {
+		return fmt.Errorf("hide /sys/fs/cgroup: %w", err)
+	}
+	return nil
+}
