@@ -1,4 +1,6 @@
 package main
 
-// runChild dispatches re-exec'd helper steps (the linux sandbox init).
-func runChild() {}
+import "github.com/berth-dev/berth/internal/sandbox/linux"
+
+// runChild dispatches re-exec'd helper steps: berth is its own sandbox init.
+func runChild() { linux.MaybeRunInit() }

@@ -55,6 +55,7 @@ type tutorialReply struct {
 	Payload       map[string]any    `json:"payload"`
 	CustomHeaders map[string]string `json:"custom_headers"`
 	PID           int               `json:"pid"`
+	Instance      string            `json:"instance"`
 }
 
 type demo struct {
@@ -205,7 +206,7 @@ func (dm *demo) run() {
 		return
 	}
 	dm.check(a.Turn == 1 && b.Turn == 2 && c.Turn == 3, "the agent counted three turns in one process", "turns %d, %d, %d", a.Turn, b.Turn, c.Turn)
-	dm.check(a.PID == b.PID && b.PID == c.PID, "all three calls reached the same process", "pid %d", a.PID)
+	dm.check(a.Instance == b.Instance && b.Instance == c.Instance, "all three calls reached the same process", "instance %s, pid %d", a.Instance, a.PID)
 	dm.check(strings.Contains(c.Answer, "44"), "\"and that plus 34?\" used the remembered 2X5 = 10", "%q", c.Answer)
 	dm.check(a.UserName == "Maira", "user_id 1 is greeted as Maira", "%q", a.UserName)
 
@@ -233,7 +234,7 @@ func (dm *demo) run() {
 		dm.check(false, "call in session "+short(s2), err)
 		return
 	}
-	dm.check(e.PID != c.PID, "a different process serves the new session", "pid %d vs %d", e.PID, c.PID)
+	dm.check(e.Instance != c.Instance, "a different process serves the new session", "instance %s vs %s", e.Instance, c.Instance)
 	dm.check(e.Turn == 1 && len(e.Remembered) == 1, "it remembers only its own first turn", "turn %d, remembers %d prompt(s)", e.Turn, len(e.Remembered))
 	dm.check(!strings.Contains(e.Answer, "54") && !strings.Contains(e.Answer, "44"), "it has no earlier result to add 10 to", "%q", e.Answer)
 
@@ -263,7 +264,7 @@ func (dm *demo) run() {
 	var nf *types.ResourceNotFoundException
 	dm.check(errors.As(err, &nf), "stopping it again is ResourceNotFoundException", errText(err))
 	g, err := dm.invoke(s1, map[string]any{"prompt": "and that plus 34?", "user_id": "1"}, nil)
-	dm.check(err == nil && g.Turn == 1 && g.PID != c.PID, "the stopped session ID got a brand-new sandbox", "turn %d, pid %d", g.Turn, g.PID)
+	dm.check(err == nil && g.Turn == 1 && g.Instance != c.Instance, "the stopped session ID got a brand-new sandbox", "turn %d, instance %s", g.Turn, g.Instance)
 }
 
 func errText(err error) string {

@@ -41,6 +41,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServe(), newInvoke(), newStopSession(), newDemo(), newVersion())
+	root.AddCommand(newRuntimes())
 	return root
 }
 

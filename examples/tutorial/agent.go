@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -115,7 +117,17 @@ type reply struct {
 	Payload       json.RawMessage   `json:"payload"`
 	CustomHeaders map[string]string `json:"custom_headers"`
 	PID           int               `json:"pid"`
+	// Instance is random per process: PIDs repeat across sandboxes that
+	// have their own pid namespace, so it is what tells processes apart.
+	Instance string `json:"instance"`
 }
+
+// instance identifies this process.
+var instance = func() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}()
 
 // streamEvent is one Server-Sent Event: text deltas, then the whole reply.
 type streamEvent struct {
@@ -157,6 +169,7 @@ func newAgent(conv *memory, logger *slog.Logger) *app.App {
 			Payload:       json.RawMessage(payload),
 			CustomHeaders: rc.CustomHeaders(),
 			PID:           os.Getpid(),
+			Instance:      instance,
 		}
 		if !req.Stream {
 			return out, nil

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +25,7 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/daemon"
+	"github.com/berth-dev/berth/internal/sandbox/linux"
 	"github.com/berth-dev/berth/internal/sandbox/sandboxtest"
 	"github.com/google/uuid"
 )
@@ -34,6 +36,35 @@ type env struct {
 	t      *testing.T
 	d      *daemon.Daemon
 	client *bedrockagentcore.Client
+	// token is in every agent's environment, to find its processes.
+	token string
+}
+
+// backends lists the sandbox backends the wire tests run on: process
+// everywhere, linux where the host allows it (it does on CI).
+func backends(t *testing.T) []string {
+	out := []string{"process"}
+	if err := linux.Available(); err == nil {
+		out = append(out, "linux")
+	} else {
+		t.Logf("linux backend not tested here: %v", err)
+	}
+	return out
+}
+
+// eachBackend runs fn once per available sandbox backend.
+func eachBackend(t *testing.T, fn func(t *testing.T, backend string)) {
+	for _, b := range backends(t) {
+		t.Run(b, func(t *testing.T) { fn(t, b) })
+	}
+}
+
+func withBackend(name string) func(*config.Config) {
+	return func(c *config.Config) {
+		for i := range c.Runtimes {
+			c.Runtimes[i].Sandbox = name
+		}
+	}
 }
 
 func newEnv(t *testing.T, mutate ...func(*config.Config)) *env {
@@ -52,6 +83,13 @@ func newEnv(t *testing.T, mutate ...func(*config.Config)) *env {
 		{Name: "idle", Command: []string{agent}, Sandbox: "process",
 			IdleTimeout: config.Duration(time.Second), MaxLifetime: config.Duration(time.Minute)},
 	}
+	token := uuid.NewString()
+	for i := range cfg.Runtimes {
+		if cfg.Runtimes[i].Env == nil {
+			cfg.Runtimes[i].Env = map[string]string{}
+		}
+		cfg.Runtimes[i].Env["BERTH_WIRE_TOKEN"] = token
+	}
 	for _, m := range mutate {
 		m(&cfg)
 	}
@@ -68,12 +106,34 @@ func newEnv(t *testing.T, mutate ...func(*config.Config)) *env {
 			t.Errorf("close berth: %v", err)
 		}
 	})
-	return &env{t: t, d: d, client: bedrockagentcore.New(bedrockagentcore.Options{
+	return &env{t: t, d: d, token: token, client: bedrockagentcore.New(bedrockagentcore.Options{
 		Region:       "us-east-1",
 		BaseEndpoint: aws.String(d.URL()),
 		Credentials:  credentials.NewStaticCredentialsProvider("AKIDBERTHTEST", "secret", ""),
 		Retryer:      aws.NopRetryer{},
 	})}
+}
+
+// agents counts the live agent processes (with their children) of this env.
+func (e *env) agents() int {
+	e.t.Helper()
+	pids, err := sandboxtest.ProcsWithEnv("BERTH_WIRE_TOKEN=" + e.token)
+	if err != nil {
+		e.t.Fatalf("scan processes: %v", err)
+	}
+	return len(pids)
+}
+
+// waitAgents waits for the count of live agent processes to reach n.
+func (e *env) waitAgents(n int) {
+	e.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for e.agents() != n {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%d agent processes live, want %d", e.agents(), n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func (e *env) arn(name string) string {
@@ -90,6 +150,7 @@ func newSessionID() string { return "wire-test-" + uuid.NewString() }
 
 type echoReply struct {
 	PID         int                 `json:"pid"`
+	Instance    string              `json:"instance"`
 	Invocations int                 `json:"count"`
 	Headers     map[string][]string `json:"headers"`
 	Payload     json.RawMessage     `json:"payload"`
@@ -149,49 +210,52 @@ func wantAPIError(t *testing.T, err error, code string, status int) {
 }
 
 func TestInvokeContinueIsolateStop(t *testing.T) {
-	e := newEnv(t)
-	s1, s2 := newSessionID(), newSessionID()
-	a := e.echo(s1)
-	b := e.echo(s1)
-	if a.PID != b.PID || b.Invocations != a.Invocations+1 {
-		t.Fatalf("continuity broken: %+v then %+v", a, b)
-	}
-	c := e.echo(s2)
-	if c.PID == a.PID || c.Invocations != 1 {
-		t.Fatalf("isolation broken: s2 got %+v, s1 pid %d", c, a.PID)
-	}
-
-	stop := &bedrockagentcore.StopRuntimeSessionInput{AgentRuntimeArn: aws.String(e.arn("echo")), RuntimeSessionId: aws.String(s1)}
-	out, err := e.client.StopRuntimeSession(context.Background(), stop)
-	if err != nil {
-		t.Fatalf("stop: %v", err)
-	}
-	if aws.ToString(out.RuntimeSessionId) != s1 {
-		t.Fatalf("stop echoed %q", aws.ToString(out.RuntimeSessionId))
-	}
-	if pidAlive(a.PID) {
-		t.Fatalf("agent pid %d survived StopRuntimeSession", a.PID)
-	}
-	_, err = e.client.StopRuntimeSession(context.Background(), stop)
-	wantAPIError(t, err, "ResourceNotFoundException", 404)
-	var nf *types.ResourceNotFoundException
-	if !errors.As(err, &nf) {
-		t.Fatalf("want typed ResourceNotFoundException, got %T", err)
-	}
-	d := e.echo(s1)
-	if d.PID == a.PID || d.Invocations != 1 {
-		t.Fatalf("stopped session was not started afresh: %+v", d)
-	}
-	// The ARN's runtime name works in place of its ID, and a bare ID too.
-	for _, ref := range []string{"echo", strings.TrimPrefix(e.arn("echo"), "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/"),
-		"arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/echo"} {
-		out, err := e.client.InvokeAgentRuntime(context.Background(), &bedrockagentcore.InvokeAgentRuntimeInput{
-			AgentRuntimeArn: aws.String(ref), RuntimeSessionId: aws.String(s2), Payload: []byte(`{"op":"echo"}`)})
-		if err != nil {
-			t.Fatalf("invoke by %q: %v", ref, err)
+	eachBackend(t, func(t *testing.T, backend string) {
+		e := newEnv(t, withBackend(backend))
+		s1, s2 := newSessionID(), newSessionID()
+		a := e.echo(s1)
+		b := e.echo(s1)
+		if a.Instance != b.Instance || b.Invocations != a.Invocations+1 {
+			t.Fatalf("continuity broken: %+v then %+v", a, b)
 		}
-		out.Response.Close()
-	}
+		c := e.echo(s2)
+		if c.Instance == a.Instance || c.Invocations != 1 {
+			t.Fatalf("isolation broken: s2 got %+v, s1 is %s", c, a.Instance)
+		}
+		e.waitAgents(2)
+
+		stop := &bedrockagentcore.StopRuntimeSessionInput{AgentRuntimeArn: aws.String(e.arn("echo")), RuntimeSessionId: aws.String(s1)}
+		out, err := e.client.StopRuntimeSession(context.Background(), stop)
+		if err != nil {
+			t.Fatalf("stop: %v", err)
+		}
+		if aws.ToString(out.RuntimeSessionId) != s1 {
+			t.Fatalf("stop echoed %q", aws.ToString(out.RuntimeSessionId))
+		}
+		if n := e.agents(); n != 1 {
+			t.Fatalf("%d agent processes after stopping one of two sessions", n)
+		}
+		_, err = e.client.StopRuntimeSession(context.Background(), stop)
+		wantAPIError(t, err, "ResourceNotFoundException", 404)
+		var nf *types.ResourceNotFoundException
+		if !errors.As(err, &nf) {
+			t.Fatalf("want typed ResourceNotFoundException, got %T", err)
+		}
+		d := e.echo(s1)
+		if d.Instance == a.Instance || d.Invocations != 1 {
+			t.Fatalf("stopped session was not started afresh: %+v", d)
+		}
+		// The runtime's name works in place of its ID, in an ARN or bare.
+		for _, ref := range []string{"echo", strings.TrimPrefix(e.arn("echo"), "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/"),
+			"arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/echo"} {
+			out, err := e.client.InvokeAgentRuntime(context.Background(), &bedrockagentcore.InvokeAgentRuntimeInput{
+				AgentRuntimeArn: aws.String(ref), RuntimeSessionId: aws.String(s2), Payload: []byte(`{"op":"echo"}`)})
+			if err != nil {
+				t.Fatalf("invoke by %q: %v", ref, err)
+			}
+			out.Response.Close()
+		}
+	})
 }
 
 func TestGeneratedSessionID(t *testing.T) {
@@ -324,34 +388,36 @@ func TestErrorCases(t *testing.T) {
 }
 
 func TestStopCutsHangingCall(t *testing.T) {
-	e := newEnv(t)
-	sid := newSessionID()
-	pid := e.echo(sid).PID
-	errc := make(chan error, 1)
-	go func() {
-		out, err := e.invoke(context.Background(), "echo", sid, map[string]any{"op": "hang"})
-		if err == nil {
-			_, err = io.ReadAll(out.Response)
-			out.Response.Close()
+	eachBackend(t, func(t *testing.T, backend string) {
+		e := newEnv(t, withBackend(backend))
+		sid := newSessionID()
+		e.echo(sid)
+		errc := make(chan error, 1)
+		go func() {
+			out, err := e.invoke(context.Background(), "echo", sid, map[string]any{"op": "hang"})
+			if err == nil {
+				_, err = io.ReadAll(out.Response)
+				out.Response.Close()
+			}
+			errc <- err
+		}()
+		time.Sleep(200 * time.Millisecond) // let the hanging call reach the agent
+		if _, err := e.client.StopRuntimeSession(context.Background(), &bedrockagentcore.StopRuntimeSessionInput{
+			AgentRuntimeArn: aws.String(e.arn("echo")), RuntimeSessionId: aws.String(sid)}); err != nil {
+			t.Fatalf("stop: %v", err)
 		}
-		errc <- err
-	}()
-	time.Sleep(200 * time.Millisecond) // let the hanging call reach the agent
-	if _, err := e.client.StopRuntimeSession(context.Background(), &bedrockagentcore.StopRuntimeSessionInput{
-		AgentRuntimeArn: aws.String(e.arn("echo")), RuntimeSessionId: aws.String(sid)}); err != nil {
-		t.Fatalf("stop: %v", err)
-	}
-	select {
-	case err := <-errc:
-		if err == nil {
-			t.Fatal("hanging call succeeded after stop")
+		select {
+		case err := <-errc:
+			if err == nil {
+				t.Fatal("hanging call succeeded after stop")
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("hanging call still open 10s after StopRuntimeSession")
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("hanging call still open 10s after StopRuntimeSession")
-	}
-	if pidAlive(pid) {
-		t.Fatalf("agent %d survived", pid)
-	}
+		if n := e.agents(); n != 0 {
+			t.Fatalf("%d agent processes survived the stop", n)
+		}
+	})
 }
 
 func TestHeadersForwarded(t *testing.T) {
@@ -408,90 +474,94 @@ func TestConcurrentCallsShareOneProcess(t *testing.T) {
 	e := newEnv(t)
 	sid := newSessionID()
 	var wg sync.WaitGroup
-	pids := make(chan int, 20)
+	got := make(chan string, 20)
 	for range 20 {
-		wg.Go(func() { pids <- e.echo(sid).PID })
+		wg.Go(func() { got <- e.echo(sid).Instance })
 	}
 	wg.Wait()
-	close(pids)
-	first := 0
-	for p := range pids {
-		if first == 0 {
+	close(got)
+	first := ""
+	for p := range got {
+		if first == "" {
 			first = p
 		}
 		if p != first {
-			t.Fatalf("concurrent calls reached pids %d and %d", first, p)
+			t.Fatalf("concurrent calls reached processes %s and %s", first, p)
 		}
 	}
 }
 
 func TestIdleTimeoutAndHealthyBusy(t *testing.T) {
-	e := newEnv(t)
-	ctx := context.Background()
-	call := func(sid string, payload any) echoReply {
-		out, err := e.invoke(ctx, "idle", sid, payload)
-		if err != nil {
-			t.Fatal(err)
+	eachBackend(t, func(t *testing.T, backend string) {
+		e := newEnv(t, withBackend(backend))
+		ctx := context.Background()
+		call := func(sid string, payload any) echoReply {
+			out, err := e.invoke(ctx, "idle", sid, payload)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer out.Response.Close()
+			var r echoReply
+			json.NewDecoder(out.Response).Decode(&r)
+			return r
 		}
-		defer out.Response.Close()
-		var r echoReply
-		json.NewDecoder(out.Response).Decode(&r)
-		return r
-	}
-	// HealthyBusy for 2.5 s holds the 1 s idle timeout off.
-	busy := newSessionID()
-	p := call(busy, map[string]any{"op": "echo"}).PID
-	call(busy, map[string]any{"op": "busy", "ms": 2500})
-	time.Sleep(2 * time.Second)
-	if q := call(busy, map[string]any{"op": "echo"}).PID; q != p {
-		t.Fatalf("HealthyBusy session was reaped: pid %d became %d", p, q)
-	}
-	// An idle session ends after its timeout; the same ID starts afresh.
-	idle := newSessionID()
-	p = call(idle, map[string]any{"op": "echo"}).PID
-	deadline := time.Now().Add(5 * time.Second)
-	for pidAlive(p) && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
-	if pidAlive(p) {
-		t.Fatal("idle session outlived its idle timeout")
-	}
-	if q := call(idle, map[string]any{"op": "echo"}); q.PID == p || q.Invocations != 1 {
-		t.Fatalf("idle-timed-out session not fresh: %+v", q)
-	}
+		live := func(sid string) bool {
+			for _, in := range e.d.Sessions().Live() {
+				if in.SessionID == sid {
+					return true
+				}
+			}
+			return false
+		}
+		// HealthyBusy for 2.5 s holds the 1 s idle timeout off.
+		busy := newSessionID()
+		p := call(busy, map[string]any{"op": "echo"}).Instance
+		call(busy, map[string]any{"op": "busy", "ms": 2500})
+		time.Sleep(2 * time.Second)
+		if q := call(busy, map[string]any{"op": "echo"}).Instance; q != p {
+			t.Fatalf("HealthyBusy session was reaped: %s became %s", p, q)
+		}
+		// An idle session ends after its timeout; the same ID starts afresh.
+		idle := newSessionID()
+		p = call(idle, map[string]any{"op": "echo"}).Instance
+		deadline := time.Now().Add(5 * time.Second)
+		for live(idle) && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if live(idle) {
+			t.Fatal("idle session outlived its idle timeout")
+		}
+		if q := call(idle, map[string]any{"op": "echo"}); q.Instance == p || q.Invocations != 1 {
+			t.Fatalf("idle-timed-out session not fresh: %+v", q)
+		}
+	})
 }
 
 func TestShutdownLeavesNoProcess(t *testing.T) {
-	e := newEnv(t)
-	var pids []int
-	for range 3 {
-		sid := newSessionID()
-		pids = append(pids, e.echo(sid).PID)
-		out, err := e.invoke(context.Background(), "echo", sid, map[string]any{"op": "spawn"})
-		if err != nil {
+	eachBackend(t, func(t *testing.T, backend string) {
+		e := newEnv(t, withBackend(backend))
+		for range 3 {
+			sid := newSessionID()
+			e.echo(sid)
+			out, err := e.invoke(context.Background(), "echo", sid, map[string]any{"op": "spawn"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out.Response.Close()
+		}
+		if n := e.agents(); n < 6 {
+			t.Fatalf("only %d agent processes before shutdown, want 3 agents and 3 children", n)
+		}
+		if err := e.d.Close(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		var r struct {
-			PID int `json:"pid"`
+		if n := e.agents(); n != 0 {
+			t.Fatalf("%d agent processes survived berth's shutdown", n)
 		}
-		json.NewDecoder(out.Response).Decode(&r)
-		out.Response.Close()
-		if r.PID == 0 {
-			t.Fatal("spawn returned no pid")
-		}
-		pids = append(pids, r.PID)
-	}
-	if err := e.d.Close(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range pids {
-		if pidAlive(p) {
-			t.Errorf("pid %d survived berth's shutdown", p)
-		}
-	}
+	})
 }
 
-// pidAlive reports whether pid exists and is not a zombie.
+// pidAlive reports whether host pid exists and is not a zombie.
 func pidAlive(pid int) bool {
 	data, err := os.ReadFile("/proc/" + itoa(pid) + "/stat")
 	if err != nil {
@@ -501,4 +571,4 @@ func pidAlive(pid int) bool {
 	return i < 0 || i+2 >= len(data) || data[i+2] != 'Z'
 }
 
-func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
+func itoa(n int) string { return strconv.Itoa(n) }

@@ -285,8 +285,12 @@ func (a *agent) echo(w http.ResponseWriter, r *http.Request, body []byte, req re
 		"cwd":      cwd,
 		"hostname": hostname,
 		"count":    count,
+		"instance": instance,
 	})
 }
+
+// instance is random per process: PIDs repeat across pid namespaces.
+var instance = strconv.FormatInt(time.Now().UnixNano(), 36) + "-" + strconv.Itoa(os.Getpid())
 
 func sse(w http.ResponseWriter, req request) {
 	w.Header().Set("Content-Type", "text/event-stream")

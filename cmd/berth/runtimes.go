@@ -1,0 +1,563 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/berth-dev/berth/client"
+	"github.com/spf13/cobra"
+)
+
+func newRuntimes() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "runtimes",
+		Short: "Manage agent runtimes through the control plane (bedrock-agentcore-control)",
+		Long: `Create, change, inspect and delete agent runtimes and their endpoints.
+
+berth serves the runtime calls of AgentCore's control plane, so the AWS SDKs
+and these commands see the same runtimes, including those declared in the
+config file (which only the config file may change). A runtime runs code
+from a directory on the berth host: --code names it, --entry-point what to
+run in it (a .py or .js script, an executable, or a wrapper plus a script).`,
+		Args: cobra.NoArgs,
+	}
+	cmd.AddCommand(newRuntimesList(), newRuntimesShow(), newRuntimesCreate(), newRuntimesUpdate(),
+		newRuntimesDelete(), newRuntimesVersions(), newEndpoints())
+	return cmd
+}
+
+// outputFlags are the client flags plus --json.
+type outputFlags struct {
+	clientFlags
+	json bool
+}
+
+func (f *outputFlags) register(cmd *cobra.Command) {
+	f.clientFlags.register(cmd)
+	cmd.Flags().BoolVar(&f.json, "json", false, "print the control plane's JSON answer")
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func table(w io.Writer, header ...string) *tabwriter.Writer {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	return tw
+}
+
+func when(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Local().Format(time.DateTime)
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func newRuntimesList() *cobra.Command {
+	var of outputFlags
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List runtimes (ListAgentRuntimes)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			rts, err := of.client().AllRuntimes(cmd.Context())
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if of.json {
+				return printJSON(w, map[string]any{"agentRuntimes": rts})
+			}
+			tw := table(w, "NAME", "ID", "VERSION", "STATUS", "SOURCE", "UPDATED")
+			for _, rt := range rts {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", rt.Name, rt.ID, rt.Version, rt.Status, dash(rt.Source), when(rt.LastUpdatedAt))
+			}
+			return tw.Flush()
+		},
+	}
+	of.register(cmd)
+	return cmd
+}
+
+func newRuntimesShow() *cobra.Command {
+	var (
+		of      outputFlags
+		version string
+	)
+	cmd := &cobra.Command{
+		Use:   "show RUNTIME",
+		Short: "Show a runtime and its endpoints (GetAgentRuntime)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c := of.client()
+			rt, err := c.GetRuntime(cmd.Context(), args[0], version)
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if of.json {
+				return printJSON(w, rt)
+			}
+			eps, err := c.AllEndpoints(cmd.Context(), rt.ID)
+			if err != nil {
+				return err
+			}
+			printRuntime(w, rt, eps)
+			return nil
+		},
+	}
+	of.register(cmd)
+	cmd.Flags().StringVar(&version, "version", "", "version to show (default the latest)")
+	return cmd
+}
+
+func printRuntime(w io.Writer, rt *client.Runtime, eps []client.Endpoint) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
+	row("Name", rt.Name)
+	row("ID", rt.ID)
+	row("ARN", rt.ARN)
+	row("Version", rt.Version)
+	row("Status", rt.Status)
+	row("Source", dash(rt.Source))
+	row("Description", dash(rt.Description))
+	row("Created", when(rt.CreatedAt))
+	row("Updated", when(rt.LastUpdatedAt))
+	if a := rt.Artifact; a != nil && a.Code != nil && a.Code.Code.S3 != nil {
+		row("Code", a.Code.Code.S3.Prefix)
+		row("Code runtime", a.Code.Runtime)
+		row("Entry point", strings.Join(a.Code.EntryPoint, " "))
+	}
+	row("Command", strings.Join(rt.Command, " "))
+	row("Workdir", dash(rt.Workdir))
+	if rt.Protocol != nil {
+		row("Protocol", rt.Protocol.ServerProtocol)
+	}
+	if l := rt.Lifecycle; l != nil {
+		row("Idle timeout", (time.Duration(l.IdleRuntimeSessionTimeout) * time.Second).String())
+		row("Max lifetime", (time.Duration(l.MaxLifetime) * time.Second).String())
+	}
+	if h := rt.RequestHeaders; h != nil {
+		row("Header allowlist", strings.Join(h.RequestHeaderAllowlist, ", "))
+	}
+	for _, k := range slices.Sorted(maps.Keys(rt.Env)) {
+		row("Env", k+"="+rt.Env[k])
+	}
+	if rt.RoleARN != "" {
+		row("Role ARN", rt.RoleARN)
+	}
+	tw.Flush()
+	if len(eps) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	printEndpoints(w, eps)
+}
+
+func printEndpoints(w io.Writer, eps []client.Endpoint) {
+	tw := table(w, "ENDPOINT", "LIVE", "TARGET", "STATUS", "UPDATED", "DESCRIPTION")
+	for _, e := range eps {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Name, e.LiveVersion, e.TargetVersion, e.Status, when(e.LastUpdatedAt), dash(e.Description))
+	}
+	tw.Flush()
+}
+
+// specFlags are the settings create and update share.
+type specFlags struct {
+	code, codeRuntime, protocol, description, roleARN string
+	entryPoint, env, unsetEnv, allowHeaders           []string
+	idle, maxLife                                     string
+}
+
+func (f *specFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.code, "code", "", "the agent's directory on the berth host")
+	fl.StringArrayVar(&f.entryPoint, "entry-point", nil, "what to run in --code: a script (main.py, index.js), an executable, or a wrapper then a script (repeat for two entries)")
+	fl.StringVar(&f.codeRuntime, "code-runtime", "", "PYTHON_3_10 to PYTHON_3_14 or NODE_22 (default from the entry point: NODE_22 for .js, else PYTHON_3_12)")
+	fl.StringVar(&f.protocol, "protocol", "", "HTTP, MCP, A2A or AGUI (default HTTP)")
+	fl.StringVar(&f.description, "description", "", "description")
+	fl.StringVar(&f.roleARN, "role-arn", "", "execution role ARN to record (berth only echoes it)")
+	fl.StringArrayVarP(&f.env, "env", "e", nil, "environment variable KEY=VALUE (repeatable)")
+	fl.StringArrayVar(&f.allowHeaders, "allow-header", nil, "request header to forward to the agent (repeatable)")
+	fl.StringVar(&f.idle, "idle-timeout", "", "idle session timeout: 15m, 900s or seconds (60-28800; default 900)")
+	fl.StringVar(&f.maxLife, "max-lifetime", "", "session max lifetime: 8h or seconds (60-28800; default 28800)")
+}
+
+// apply writes the flags the user set onto in.
+func (f *specFlags) apply(cmd *cobra.Command, in *client.RuntimeInput) error {
+	fl := cmd.Flags()
+	code := in.Artifact.Code
+	if code == nil {
+		code = &client.CodeConfiguration{}
+	}
+	if fl.Changed("code") {
+		dir, err := filepath.Abs(f.code)
+		if err != nil {
+			return fmt.Errorf("--code: %w", err)
+		}
+		code.Code = client.CodeLocation{S3: &client.S3Location{Bucket: client.LocalBucket, Prefix: dir}}
+	}
+	if fl.Changed("entry-point") {
+		code.EntryPoint = f.entryPoint
+	}
+	switch {
+	case fl.Changed("code-runtime"):
+		code.Runtime = strings.ToUpper(f.codeRuntime)
+	case code.Runtime == "" && len(code.EntryPoint) > 0:
+		code.Runtime = "PYTHON_3_12"
+		switch filepath.Ext(code.EntryPoint[len(code.EntryPoint)-1]) {
+		case ".js", ".mjs", ".cjs":
+			code.Runtime = "NODE_22"
+		}
+	}
+	in.Artifact = client.Artifact{Code: code}
+	if fl.Changed("protocol") {
+		in.Protocol = &client.ProtocolConfiguration{ServerProtocol: strings.ToUpper(f.protocol)}
+	}
+	if fl.Changed("description") {
+		in.Description = f.description
+	}
+	if fl.Changed("role-arn") {
+		in.RoleARN = f.roleARN
+	}
+	for _, kv := range f.env {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("--env %q: want KEY=VALUE", kv)
+		}
+		if in.Env == nil {
+			in.Env = map[string]string{}
+		}
+		in.Env[k] = v
+	}
+	for _, k := range f.unsetEnv {
+		delete(in.Env, k)
+	}
+	if fl.Changed("allow-header") {
+		in.RequestHeaders = &client.RequestHeaderConfiguration{RequestHeaderAllowlist: f.allowHeaders}
+	}
+	if fl.Changed("idle-timeout") || fl.Changed("max-lifetime") {
+		if in.Lifecycle == nil {
+			in.Lifecycle = &client.Lifecycle{}
+		}
+		var err error
+		if fl.Changed("idle-timeout") {
+			if in.Lifecycle.IdleRuntimeSessionTimeout, err = seconds(f.idle); err != nil {
+				return fmt.Errorf("--idle-timeout: %w", err)
+			}
+		}
+		if fl.Changed("max-lifetime") {
+			if in.Lifecycle.MaxLifetime, err = seconds(f.maxLife); err != nil {
+				return fmt.Errorf("--max-lifetime: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// seconds reads "15m", "90s" or a plain number of seconds.
+func seconds(s string) (int, error) {
+	if n, err := strconv.Atoi(s); err == nil {
+		return n, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration (15m, 90s or seconds)", s)
+	}
+	return int(d / time.Second), nil
+}
+
+func newRuntimesCreate() *cobra.Command {
+	var (
+		of               outputFlags
+		sf               specFlags
+		tags             []string
+		sandbox, network string
+	)
+	cmd := &cobra.Command{
+		Use:   "create NAME --code DIR --entry-point FILE [flags]",
+		Short: "Create a runtime (CreateAgentRuntime)",
+		Example: `  berth runtimes create tutorial --code ./agent --entry-point main.py -e MODEL=claude
+  berth runtimes create gobot --code ./bin --entry-point agent --idle-timeout 5m`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			in := client.RuntimeInput{Name: args[0], Network: &client.NetworkConfiguration{NetworkMode: "PUBLIC"}}
+			if err := sf.apply(cmd, &in); err != nil {
+				return err
+			}
+			in.Tags = map[string]string{}
+			for _, kv := range tags {
+				k, v, ok := strings.Cut(kv, "=")
+				if !ok || k == "" {
+					return fmt.Errorf("--tag %q: want KEY=VALUE", kv)
+				}
+				in.Tags[k] = v
+			}
+			if cmd.Flags().Changed("sandbox") {
+				in.Tags["berth:sandbox"] = sandbox
+			}
+			if cmd.Flags().Changed("network") {
+				in.Tags["berth:network"] = network
+			}
+			rt, err := of.client().CreateRuntime(cmd.Context(), in)
+			if err != nil {
+				return err
+			}
+			if of.json {
+				return printJSON(cmd.OutOrStdout(), rt)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "created runtime %s version %s (%s)\n%s\n", rt.ID, rt.Version, rt.Status, rt.ARN)
+			return nil
+		},
+	}
+	of.register(cmd)
+	sf.register(cmd)
+	cmd.Flags().StringArrayVar(&tags, "tag", nil, "tag KEY=VALUE (repeatable)")
+	cmd.Flags().StringVar(&sandbox, "sandbox", "", "sandbox backend: auto, process or linux (the berth:sandbox tag)")
+	cmd.Flags().StringVar(&network, "network", "", "sandbox network: none, host or egress (the berth:network tag)")
+	cmd.MarkFlagRequired("code")
+	cmd.MarkFlagRequired("entry-point")
+	return cmd
+}
+
+func newRuntimesUpdate() *cobra.Command {
+	var (
+		of outputFlags
+		sf specFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "update RUNTIME [flags]",
+		Short: "Make a runtime's next version (UpdateAgentRuntime)",
+		Long: `Make a runtime's next version: the latest version's settings with the
+flags given applied on top. DEFAULT moves to the new version; live sessions
+keep the version they started on.`,
+		Example: `  berth runtimes update tutorial -e MODEL=claude-opus
+  berth runtimes update tutorial --code ./agent-v2 --unset-env DEBUG`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c := of.client()
+			cur, err := c.GetRuntime(cmd.Context(), args[0], "")
+			if err != nil {
+				return err
+			}
+			in := inputFrom(cur)
+			if err := sf.apply(cmd, &in); err != nil {
+				return err
+			}
+			rt, err := c.UpdateRuntime(cmd.Context(), cur.ID, in)
+			if err != nil {
+				return err
+			}
+			if of.json {
+				return printJSON(cmd.OutOrStdout(), rt)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "updated runtime %s to version %s (%s)\n", rt.ID, rt.Version, rt.Status)
+			return nil
+		},
+	}
+	of.register(cmd)
+	sf.register(cmd)
+	cmd.Flags().StringArrayVar(&sf.unsetEnv, "unset-env", nil, "environment variable to remove (repeatable)")
+	return cmd
+}
+
+// inputFrom turns a runtime's latest version back into an update request.
+func inputFrom(rt *client.Runtime) client.RuntimeInput {
+	in := client.RuntimeInput{
+		RoleARN:        rt.RoleARN,
+		Network:        rt.Network,
+		Protocol:       rt.Protocol,
+		Lifecycle:      rt.Lifecycle,
+		RequestHeaders: rt.RequestHeaders,
+		Env:            maps.Clone(rt.Env),
+	}
+	if rt.Artifact != nil {
+		in.Artifact = *rt.Artifact
+	}
+	return in
+}
+
+func newRuntimesDelete() *cobra.Command {
+	var of outputFlags
+	cmd := &cobra.Command{
+		Use:   "delete RUNTIME",
+		Short: "Delete a runtime, ending its live sessions (DeleteAgentRuntime)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := of.client().DeleteRuntime(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			if of.json {
+				return printJSON(cmd.OutOrStdout(), map[string]string{"status": client.StatusDeleting})
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "deleted runtime %s\n", args[0])
+			return nil
+		},
+	}
+	of.register(cmd)
+	return cmd
+}
+
+func newRuntimesVersions() *cobra.Command {
+	var of outputFlags
+	cmd := &cobra.Command{
+		Use:   "versions RUNTIME",
+		Short: "List a runtime's versions (ListAgentRuntimeVersions)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			vs, err := of.client().AllRuntimeVersions(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if of.json {
+				return printJSON(w, map[string]any{"agentRuntimes": vs})
+			}
+			tw := table(w, "VERSION", "STATUS", "CREATED")
+			for _, v := range vs {
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", v.Version, v.Status, when(v.LastUpdatedAt))
+			}
+			return tw.Flush()
+		},
+	}
+	of.register(cmd)
+	return cmd
+}
+
+func newEndpoints() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "endpoints",
+		Short: "Manage a runtime's endpoints (qualifiers)",
+		Long: `Endpoints are the qualifiers a caller names to pick a version: DEFAULT
+follows the latest version; the ones you create stay on the version you pin
+until you move them.`,
+		Args: cobra.NoArgs,
+	}
+	var (
+		listOF, showOF, createOF, updateOF, deleteOF outputFlags
+		createVersion, createDesc                    string
+		updateVersion, updateDesc                    string
+	)
+	list := &cobra.Command{
+		Use:   "list RUNTIME",
+		Short: "List endpoints (ListAgentRuntimeEndpoints)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			eps, err := listOF.client().AllEndpoints(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if listOF.json {
+				return printJSON(cmd.OutOrStdout(), map[string]any{"runtimeEndpoints": eps})
+			}
+			printEndpoints(cmd.OutOrStdout(), eps)
+			return nil
+		},
+	}
+	listOF.register(list)
+	show := &cobra.Command{
+		Use:   "show RUNTIME NAME",
+		Short: "Show an endpoint (GetAgentRuntimeEndpoint)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := showOF.client().GetEndpoint(cmd.Context(), args[0], args[1])
+			if err != nil {
+				return err
+			}
+			return printEndpoint(cmd.OutOrStdout(), e, showOF.json)
+		},
+	}
+	showOF.register(show)
+	create := &cobra.Command{
+		Use:   "create RUNTIME NAME [--version N]",
+		Short: "Create an endpoint pinned to a version (CreateAgentRuntimeEndpoint)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := createOF.client().CreateEndpoint(cmd.Context(), args[0],
+				client.EndpointInput{Name: args[1], Version: createVersion, Description: createDesc})
+			if err != nil {
+				return err
+			}
+			return printEndpoint(cmd.OutOrStdout(), e, createOF.json)
+		},
+	}
+	createOF.register(create)
+	create.Flags().StringVar(&createVersion, "version", "", "version to pin (default the latest)")
+	create.Flags().StringVar(&createDesc, "description", "", "description")
+	update := &cobra.Command{
+		Use:   "update RUNTIME NAME --version N",
+		Short: "Move an endpoint to another version (UpdateAgentRuntimeEndpoint)",
+		Long: `Move an endpoint to another version. Sessions already running on it keep
+their version; new sessions get the new one.`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !cmd.Flags().Changed("version") && !cmd.Flags().Changed("description") {
+				return errors.New("nothing to change: give --version or --description")
+			}
+			e, err := updateOF.client().UpdateEndpoint(cmd.Context(), args[0], args[1],
+				client.EndpointInput{Version: updateVersion, Description: updateDesc})
+			if err != nil {
+				return err
+			}
+			return printEndpoint(cmd.OutOrStdout(), e, updateOF.json)
+		},
+	}
+	updateOF.register(update)
+	update.Flags().StringVar(&updateVersion, "version", "", "version to move to")
+	update.Flags().StringVar(&updateDesc, "description", "", "new description")
+	del := &cobra.Command{
+		Use:   "delete RUNTIME NAME",
+		Short: "Delete an endpoint (DeleteAgentRuntimeEndpoint)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := deleteOF.client().DeleteEndpoint(cmd.Context(), args[0], args[1]); err != nil {
+				return err
+			}
+			if deleteOF.json {
+				return printJSON(cmd.OutOrStdout(), map[string]string{"status": client.StatusDeleting, "endpointName": args[1]})
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "deleted endpoint %s of %s\n", args[1], args[0])
+			return nil
+		},
+	}
+	deleteOF.register(del)
+	cmd.AddCommand(list, show, create, update, del)
+	return cmd
+}
+
+func printEndpoint(w io.Writer, e *client.Endpoint, asJSON bool) error {
+	if asJSON {
+		return printJSON(w, e)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
+	row("Name", e.Name)
+	row("ARN", e.ARN)
+	row("Runtime", e.RuntimeARN)
+	row("Live version", dash(e.LiveVersion))
+	row("Target version", dash(e.TargetVersion))
+	row("Status", e.Status)
+	row("Description", dash(e.Description))
+	row("Created", when(e.CreatedAt))
+	row("Updated", when(e.LastUpdatedAt))
+	return tw.Flush()
+}
