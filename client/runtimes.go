@@ -266,6 +266,7 @@ func (c *Client) CreateEndpoint(ctx context.Context, ref string, in EndpointInpu
 	e := out.Endpoint
 	e.Name = out.EndpointName
 	e.LiveVersion = e.TargetVersion
+	e.LastUpdatedAt = e.CreatedAt
 	e.Description = in.Description
 	return &e, nil
 }

@@ -20,12 +20,16 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/bedrockagentcore"
 	ctl "github.com/aws/aws-sdk-go-v2/service/bedrockagentcorecontrol"
 	ctltypes "github.com/aws/aws-sdk-go-v2/service/bedrockagentcorecontrol/types"
+	"github.com/berth-dev/berth/api"
+	"github.com/berth-dev/berth/client"
 	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/daemon"
 	"github.com/berth-dev/berth/internal/registry"
+	"github.com/berth-dev/berth/internal/sandbox/linux"
 	"github.com/berth-dev/berth/internal/sandbox/sandboxtest"
 	"github.com/berth-dev/berth/internal/session"
 	"github.com/berth-dev/berth/internal/store"
+	"github.com/google/uuid"
 )
 
 // cp is a berth daemon driven through the official AWS SDK clients: the
@@ -38,11 +42,56 @@ type cp struct {
 	ctl     *ctl.Client
 	dp      *bedrockagentcore.Client
 	closed  bool
+	// backend is the sandbox backend runtimes created by createInput ask
+	// for; token is in their agents' environment, to find the processes.
+	backend string
+	token   string
+}
+
+// controlBackends lists the sandbox backends the control-plane tests run
+// API-created runtimes on: process everywhere, linux where the host allows.
+func controlBackends(t *testing.T) []string {
+	out := []string{"process"}
+	if err := linux.Available(); err == nil {
+		out = append(out, "linux")
+	} else {
+		t.Logf("linux backend not tested here: %v", err)
+	}
+	return out
+}
+
+// agents counts the live agent processes of runtimes made by createInput.
+func (c *cp) agents() int {
+	c.t.Helper()
+	pids, err := sandboxtest.ProcsWithEnv(tokenVar + "=" + c.token)
+	if err != nil {
+		c.t.Fatalf("scan processes: %v", err)
+	}
+	return len(pids)
+}
+
+// waitAgents waits until n agent processes of this test are alive.
+func (c *cp) waitAgents(n int) {
+	c.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for c.agents() != n {
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%d agent processes alive, want %d", c.agents(), n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+const tokenVar = "BERTH_CONTROL_TEST_TOKEN"
+
+// env is the environment of a test runtime: its version mark and the token.
+func (c *cp) env(mark string) map[string]string {
+	return map[string]string{"VERSION_MARK": mark, tokenVar: c.token}
 }
 
 // startCP starts berth on dataDir with one runtime declared in the config
 // file ("fromconfig"), so the API sees both kinds side by side.
-func startCP(t *testing.T, dataDir string) *cp {
+func startCP(t *testing.T, dataDir, backend, token string) *cp {
 	t.Helper()
 	agent := sandboxtest.BuildAgent(t)
 	cfg := config.Default()
@@ -60,7 +109,7 @@ func startCP(t *testing.T, dataDir string) *cp {
 	if err != nil {
 		t.Fatalf("start berth: %v", err)
 	}
-	c := &cp{t: t, d: d, dataDir: dataDir}
+	c := &cp{t: t, d: d, dataDir: dataDir, backend: backend, token: token}
 	t.Cleanup(func() { c.close() })
 	creds := credentials.NewStaticCredentialsProvider("AKIDBERTHTEST", "secret", "")
 	c.ctl = ctl.New(ctl.Options{Region: "us-east-1", BaseEndpoint: aws.String(d.URL()), Credentials: creds, Retryer: aws.NopRetryer{}})
@@ -107,24 +156,23 @@ func codeArtifact(dir string, entry ...string) ctltypes.AgentRuntimeArtifact {
 
 // createInput is a valid CreateAgentRuntime request for the test agent in
 // dir, marking its environment with mark.
-func createInput(name, dir, mark string) *ctl.CreateAgentRuntimeInput {
+func (c *cp) createInput(name, dir, mark string) *ctl.CreateAgentRuntimeInput {
 	return &ctl.CreateAgentRuntimeInput{
 		AgentRuntimeName:     aws.String(name),
 		AgentRuntimeArtifact: codeArtifact(dir, "testagent"),
 		RoleArn:              aws.String("arn:aws:iam::123456789012:role/berth-test"),
 		NetworkConfiguration: &ctltypes.NetworkConfiguration{NetworkMode: ctltypes.NetworkModePublic},
 		Description:          aws.String("control-plane test agent"),
-		EnvironmentVariables: map[string]string{"VERSION_MARK": mark},
+		EnvironmentVariables: c.env(mark),
 		LifecycleConfiguration: &ctltypes.LifecycleConfiguration{
 			MaxLifetime: aws.Int32(600),
 		},
 		RequestHeaderConfiguration: &ctltypes.RequestHeaderConfigurationMemberRequestHeaderAllowlist{Value: []string{"X-Tenant-Id"}},
-		Tags:                       map[string]string{registry.TagSandbox: "process", "team": "berth"},
+		Tags:                       map[string]string{registry.TagSandbox: c.backend, "team": "berth"},
 	}
 }
 
 type agentEcho struct {
-	PID   int               `json:"pid"`
 	Count int               `json:"count"`
 	Env   map[string]string `json:"env"`
 }
@@ -171,11 +219,17 @@ func sessionRecords(t *testing.T, dataDir, runtimeID string) []session.Record {
 }
 
 func TestControlPlaneLifecycle(t *testing.T) {
-	c := startCP(t, t.TempDir())
+	for _, backend := range controlBackends(t) {
+		t.Run(backend, func(t *testing.T) { testLifecycle(t, backend) })
+	}
+}
+
+func testLifecycle(t *testing.T, backend string) {
+	c := startCP(t, t.TempDir(), backend, uuid.NewString())
 	ctx := context.Background()
 	dir := codeDir(t)
 
-	created, err := c.ctl.CreateAgentRuntime(ctx, createInput("ctl_agent", dir, "v1"))
+	created, err := c.ctl.CreateAgentRuntime(ctx, c.createInput("ctl_agent", dir, "v1"))
 	if err != nil {
 		t.Fatalf("create: %v", err)
 	}
@@ -214,6 +268,14 @@ func TestControlPlaneLifecycle(t *testing.T) {
 		t.Fatalf("get returned %+v", got)
 	}
 
+	// The path takes the runtime's ARN or name as well as its ID.
+	for _, ref := range []string{arn, "ctl_agent"} {
+		byRef, err := c.ctl.GetAgentRuntime(ctx, &ctl.GetAgentRuntimeInput{AgentRuntimeId: aws.String(ref)})
+		if err != nil || aws.ToString(byRef.AgentRuntimeId) != id {
+			t.Fatalf("get by %q: %v", ref, err)
+		}
+	}
+
 	// Version 1 serves a session.
 	s1 := newSessionID()
 	a := c.echo(arn, "", s1)
@@ -228,7 +290,7 @@ func TestControlPlaneLifecycle(t *testing.T) {
 		AgentRuntimeArtifact: codeArtifact(dir, "testagent"),
 		RoleArn:              aws.String("arn:aws:iam::123456789012:role/berth-test"),
 		NetworkConfiguration: &ctltypes.NetworkConfiguration{NetworkMode: ctltypes.NetworkModePublic},
-		EnvironmentVariables: map[string]string{"VERSION_MARK": "v2"},
+		EnvironmentVariables: c.env("v2"),
 	})
 	if err != nil {
 		t.Fatalf("update: %v", err)
@@ -236,12 +298,12 @@ func TestControlPlaneLifecycle(t *testing.T) {
 	if v := aws.ToString(upd.AgentRuntimeVersion); v != "2" || upd.LastUpdatedAt == nil {
 		t.Fatalf("update returned version %q lastUpdatedAt %v", v, upd.LastUpdatedAt)
 	}
-	if b := c.echo(arn, "", s1); b.PID != a.PID || b.Count != 2 || b.Env["VERSION_MARK"] != "v1" {
-		t.Fatalf("live session after update: %+v, want pid %d on v1", b, a.PID)
+	// The count is per process: 2 means the same agent kept serving s1.
+	if b := c.echo(arn, "", s1); b.Count != 2 || b.Env["VERSION_MARK"] != "v1" {
+		t.Fatalf("live session after update: %+v, want its v1 process's second call", b)
 	}
 	s2 := newSessionID()
-	b := c.echo(arn, "", s2)
-	if b.Env["VERSION_MARK"] != "v2" || b.PID == a.PID {
+	if b := c.echo(arn, "", s2); b.Env["VERSION_MARK"] != "v2" || b.Count != 1 {
 		t.Fatalf("new session after update: %+v, want v2 in a new process", b)
 	}
 	// The update replaced the lifecycle: defaults again.
@@ -356,12 +418,8 @@ func TestControlPlaneLifecycle(t *testing.T) {
 	wantAPIError(t, err, "ResourceNotFoundException", 404)
 
 	// Deleting the runtime ends its live sessions and their processes.
-	pids := []int{a.PID, b.PID}
-	for _, p := range pids {
-		if !pidAlive(p) {
-			t.Fatalf("agent pid %d is gone before the delete", p)
-		}
-	}
+	// Four sessions: s1 and s2 on DEFAULT, two on pinned.
+	c.waitAgents(4)
 	del, err := c.ctl.DeleteAgentRuntime(ctx, &ctl.DeleteAgentRuntimeInput{AgentRuntimeId: aws.String(id)})
 	if err != nil {
 		t.Fatalf("delete: %v", err)
@@ -369,10 +427,9 @@ func TestControlPlaneLifecycle(t *testing.T) {
 	if del.Status != ctltypes.AgentRuntimeStatusDeleting || aws.ToString(del.AgentRuntimeId) != id {
 		t.Fatalf("delete returned %+v", del)
 	}
-	for _, p := range pids {
-		if pidAlive(p) {
-			t.Fatalf("agent pid %d survived the runtime's deletion", p)
-		}
+	// The delete waited for the sessions' teardown.
+	if n := c.agents(); n != 0 {
+		t.Fatalf("%d agent processes survived the runtime's deletion", n)
 	}
 	for _, s := range c.d.Sessions().Live() {
 		if s.RuntimeID == id {
@@ -421,10 +478,10 @@ func storeSnapshot(t *testing.T, st registry.Store) string {
 }
 
 func TestControlPlaneBadInput(t *testing.T) {
-	c := startCP(t, t.TempDir())
+	c := startCP(t, t.TempDir(), "process", uuid.NewString())
 	ctx := context.Background()
 	dir := codeDir(t)
-	created, err := c.ctl.CreateAgentRuntime(ctx, createInput("good", dir, "v1"))
+	created, err := c.ctl.CreateAgentRuntime(ctx, c.createInput("good", dir, "v1"))
 	if err != nil {
 		t.Fatalf("create: %v", err)
 	}
@@ -433,7 +490,7 @@ func TestControlPlaneBadInput(t *testing.T) {
 	before := storeSnapshot(t, c.d.Registry().Store())
 
 	create := func(mut func(*ctl.CreateAgentRuntimeInput)) error {
-		in := createInput("fresh", dir, "v1")
+		in := c.createInput("fresh", dir, "v1")
 		mut(in)
 		_, err := c.ctl.CreateAgentRuntime(ctx, in)
 		return err
@@ -706,28 +763,31 @@ func TestControlPlaneBadInput(t *testing.T) {
 // restart on the same data dir, that sessions alive at the restart end as
 // "shutdown", and that their IDs then get fresh sandboxes.
 func TestControlPlaneRestart(t *testing.T) {
-	for _, crash := range []bool{false, true} {
-		name := "clean"
-		if crash {
-			name = "crash"
+	for _, backend := range controlBackends(t) {
+		for _, crash := range []bool{false, true} {
+			name := backend + "/clean"
+			if crash {
+				name = backend + "/crash"
+			}
+			t.Run(name, func(t *testing.T) { testRestart(t, backend, crash) })
 		}
-		t.Run(name, func(t *testing.T) { testRestart(t, crash) })
 	}
 }
 
-func testRestart(t *testing.T, crash bool) {
+func testRestart(t *testing.T, backend string, crash bool) {
 	ctx := context.Background()
 	dataDir := t.TempDir()
 	dir := codeDir(t)
-	c1 := startCP(t, dataDir)
-	created, err := c1.ctl.CreateAgentRuntime(ctx, createInput("survivor", dir, "v1"))
+	token := uuid.NewString()
+	c1 := startCP(t, dataDir, backend, token)
+	created, err := c1.ctl.CreateAgentRuntime(ctx, c1.createInput("survivor", dir, "v1"))
 	if err != nil {
 		t.Fatalf("create: %v", err)
 	}
 	id, arn := aws.ToString(created.AgentRuntimeId), aws.ToString(created.AgentRuntimeArn)
 	if _, err := c1.ctl.UpdateAgentRuntime(ctx, &ctl.UpdateAgentRuntimeInput{
 		AgentRuntimeId: aws.String(id), AgentRuntimeArtifact: codeArtifact(dir, "testagent"),
-		RoleArn: aws.String("arn:aws:iam::123456789012:role/berth-test"), EnvironmentVariables: map[string]string{"VERSION_MARK": "v2"},
+		RoleArn: aws.String("arn:aws:iam::123456789012:role/berth-test"), EnvironmentVariables: c1.env("v2"),
 	}); err != nil {
 		t.Fatalf("update: %v", err)
 	}
@@ -736,13 +796,17 @@ func testRestart(t *testing.T, crash bool) {
 		t.Fatalf("create endpoint: %v", err)
 	}
 	sid := newSessionID()
-	first := c1.echo(arn, "pinned", sid)
 	c1.echo(arn, "pinned", sid)
+	if e := c1.echo(arn, "pinned", sid); e.Count != 2 {
+		t.Fatalf("second call before the restart: %+v", e)
+	}
+	c1.waitAgents(1)
 
 	if crash {
 		// Leave the first berth running, as if it had died: the second one
 		// must claim its sessions and kill their leftover processes.
-		c2 := startCP(t, dataDir)
+		c2 := startCP(t, dataDir, backend, token)
+		c2.waitAgents(0)
 		deadline := time.Now().Add(10 * time.Second)
 		for len(c1.d.Sessions().Live()) > 0 {
 			// The first berth notices its agent died; wait until its
@@ -752,28 +816,25 @@ func testRestart(t *testing.T, crash bool) {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		if pidAlive(first.PID) {
-			t.Fatalf("agent pid %d of the crashed berth survived the restart", first.PID)
-		}
-		checkRestarted(t, c2, id, arn, sid, first)
+		checkRestarted(t, c2, id, arn, sid)
 		c2.close()
 		c1.closed = true
-		// The first berth's own shutdown now finds nothing to do, but its
-		// writes are fenced; only that it returns matters.
+		// The first berth's own shutdown finds nothing left to stop; its
+		// store writes are fenced. Only that it returns matters.
 		if err := c1.d.Close(ctx); err != nil {
 			t.Logf("closing the abandoned berth: %v", err)
 		}
 		return
 	}
 	c1.close()
-	if pidAlive(first.PID) {
-		t.Fatalf("agent pid %d survived a clean shutdown", first.PID)
+	if n := c1.agents(); n != 0 {
+		t.Fatalf("%d agent processes survived a clean shutdown", n)
 	}
-	c2 := startCP(t, dataDir)
-	checkRestarted(t, c2, id, arn, sid, first)
+	c2 := startCP(t, dataDir, backend, token)
+	checkRestarted(t, c2, id, arn, sid)
 }
 
-func checkRestarted(t *testing.T, c *cp, id, arn, sid string, first agentEcho) {
+func checkRestarted(t *testing.T, c *cp, id, arn, sid string) {
 	t.Helper()
 	ctx := context.Background()
 	got, err := c.ctl.GetAgentRuntime(ctx, &ctl.GetAgentRuntimeInput{AgentRuntimeId: aws.String(id)})
@@ -801,9 +862,10 @@ func checkRestarted(t *testing.T, c *cp, id, arn, sid string, first agentEcho) {
 		t.Fatalf("session records after restart: %+v", recs)
 	}
 	again := c.echo(arn, "pinned", sid)
-	if again.PID == first.PID || again.Count != 1 || again.Env["VERSION_MARK"] != "v1" {
-		t.Fatalf("old session ID after restart: %+v, want a fresh v1 sandbox (old pid %d)", again, first.PID)
+	if again.Count != 1 || again.Env["VERSION_MARK"] != "v1" {
+		t.Fatalf("old session ID after restart: %+v, want a fresh v1 sandbox", again)
 	}
+	c.waitAgents(1)
 	if recs := sessionRecords(t, c.dataDir, id); len(recs) != 2 {
 		t.Fatalf("%d session records after the fresh start, want 2", len(recs))
 	}
@@ -812,7 +874,7 @@ func checkRestarted(t *testing.T, c *cp, id, arn, sid string, first agentEcho) {
 // TestControlPlaneLifecycleRules checks AgentCore's defaulting of
 // lifecycleConfiguration as GetAgentRuntime reports it.
 func TestControlPlaneLifecycleRules(t *testing.T) {
-	c := startCP(t, t.TempDir())
+	c := startCP(t, t.TempDir(), "process", uuid.NewString())
 	ctx := context.Background()
 	dir := codeDir(t)
 	for i, tc := range []struct {
@@ -827,7 +889,7 @@ func TestControlPlaneLifecycleRules(t *testing.T) {
 		{60, 60, 60, 60},
 		{28800, 28800, 28800, 28800},
 	} {
-		in := createInput("life"+itoa(i), dir, "v1")
+		in := c.createInput("life"+itoa(i), dir, "v1")
 		in.LifecycleConfiguration = &ctltypes.LifecycleConfiguration{}
 		if tc.idle != 0 {
 			in.LifecycleConfiguration.IdleRuntimeSessionTimeout = aws.Int32(tc.idle)
@@ -900,7 +962,9 @@ func TestControlPlaneArtifactMapping(t *testing.T) {
 			t.Skipf("the artifact mapping test runs real %s agents, and %s is not on PATH", bin, bin)
 		}
 	}
-	c := startCP(t, t.TempDir())
+	// The mapping, not the isolation, is under test: the process backend
+	// sees the host's interpreters wherever they are installed.
+	c := startCP(t, t.TempDir(), "process", uuid.NewString())
 	ctx := context.Background()
 	dir := codeDir(t)
 	for name, src := range map[string]string{"main.py": pythonAgent, "index.js": nodeAgent} {
@@ -923,7 +987,7 @@ func TestControlPlaneArtifactMapping(t *testing.T) {
 		{"absolute_exe", ctltypes.AgentManagedRuntimeTypeNode22, []string{agent}, []string{agent}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			in := createInput("map_"+tc.name, dir, "v1")
+			in := c.createInput("map_"+tc.name, dir, "v1")
 			in.AgentRuntimeArtifact = &ctltypes.AgentRuntimeArtifactMemberCodeConfiguration{Value: ctltypes.CodeConfiguration{
 				Code:    &ctltypes.CodeMemberS3{Value: ctltypes.S3Location{Bucket: aws.String(registry.LocalBucket), Prefix: aws.String(dir)}},
 				Runtime: tc.runtime, EntryPoint: tc.entry,
@@ -963,5 +1027,92 @@ func TestControlPlaneArtifactMapping(t *testing.T) {
 				t.Fatalf("agent answered %+v, want lang %q in %s", reply, tc.wantLang, dir)
 			}
 		})
+	}
+}
+
+// TestControlPlaneGoClient drives the same API through berth's own Go
+// client (package client), which the CLI uses.
+func TestControlPlaneGoClient(t *testing.T) {
+	c := startCP(t, t.TempDir(), "process", uuid.NewString())
+	ctx := context.Background()
+	dir := codeDir(t)
+	cl := &client.Client{Endpoint: c.d.URL()}
+
+	in := client.RuntimeInput{
+		Name:        "via_client",
+		Artifact:    client.LocalCode(dir, "PYTHON_3_12", "testagent"),
+		Description: "made by package client",
+		Lifecycle:   &client.Lifecycle{IdleRuntimeSessionTimeout: 120},
+		Env:         c.env("v1"),
+		Tags:        map[string]string{registry.TagSandbox: "process"},
+	}
+	rt, err := cl.CreateRuntime(ctx, in)
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	if rt.Version != "1" || rt.Status != client.StatusReady || rt.ID == "" || rt.CreatedAt.IsZero() {
+		t.Fatalf("create returned %+v", rt)
+	}
+	got, err := cl.GetRuntime(ctx, "via_client", "")
+	if err != nil {
+		t.Fatalf("get: %v", err)
+	}
+	if got.ID != rt.ID || got.Source != registry.SourceAPI || got.Lifecycle.IdleRuntimeSessionTimeout != 120 ||
+		got.Lifecycle.MaxLifetime != 28800 || got.Env["VERSION_MARK"] != "v1" || got.Workdir != dir ||
+		!slices.Equal(got.Command, []string{filepath.Join(dir, "testagent")}) {
+		t.Fatalf("get returned %+v", got)
+	}
+	in.Env = c.env("v2")
+	up, err := cl.UpdateRuntime(ctx, rt.ID, in)
+	if err != nil || up.Version != "2" {
+		t.Fatalf("update: %v %+v", err, up)
+	}
+	vs, err := cl.AllRuntimeVersions(ctx, rt.ARN)
+	if err != nil || len(vs) != 2 {
+		t.Fatalf("versions: %v %+v", err, vs)
+	}
+	all, err := cl.AllRuntimes(ctx)
+	if err != nil || len(all) != 2 {
+		t.Fatalf("runtimes: %v %+v", err, all)
+	}
+	ep, err := cl.CreateEndpoint(ctx, rt.ID, client.EndpointInput{Name: "old", Version: "1"})
+	if err != nil || ep.Name != "old" || ep.LiveVersion != "1" {
+		t.Fatalf("create endpoint: %v %+v", err, ep)
+	}
+	if ep, err = cl.UpdateEndpoint(ctx, rt.ID, "old", client.EndpointInput{Description: "still v1"}); err != nil ||
+		ep.LiveVersion != "1" || ep.Description != "still v1" {
+		t.Fatalf("update endpoint without a version: %v %+v", err, ep)
+	}
+	eps, err := cl.AllEndpoints(ctx, rt.ID)
+	if err != nil || len(eps) != 2 {
+		t.Fatalf("endpoints: %v %+v", err, eps)
+	}
+	out, err := cl.Invoke(ctx, client.InvokeInput{Runtime: rt.ID, Qualifier: "old",
+		Payload: strings.NewReader(`{"op":"echo","env":["VERSION_MARK"]}`)})
+	if err != nil {
+		t.Fatalf("invoke: %v", err)
+	}
+	var e agentEcho
+	err = json.NewDecoder(out.Body).Decode(&e)
+	out.Body.Close()
+	if err != nil || e.Env["VERSION_MARK"] != "v1" {
+		t.Fatalf("invoke on the old endpoint: %v %+v", err, e)
+	}
+	if err := cl.DeleteEndpoint(ctx, rt.ID, "old"); err != nil {
+		t.Fatalf("delete endpoint: %v", err)
+	}
+
+	_, err = cl.CreateRuntime(ctx, client.RuntimeInput{Name: "bad-name", Artifact: client.LocalCode(dir, "PYTHON_3_12", "testagent")})
+	var ae *api.Error
+	if !errors.As(err, &ae) || ae.Type != api.ErrValidation || ae.StatusCode != 400 || !strings.Contains(ae.Message, "agentRuntimeName") {
+		t.Fatalf("bad name: %v", err)
+	}
+	if err := cl.DeleteRuntime(ctx, rt.ID); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	c.waitAgents(0)
+	_, err = cl.GetRuntime(ctx, rt.ID, "")
+	if !errors.As(err, &ae) || ae.Type != api.ErrResourceNotFound || ae.StatusCode != 404 {
+		t.Fatalf("get after delete: %v", err)
 	}
 }

@@ -1,0 +1,45 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/berth-dev/berth/internal/sandbox/linux"
+)
+
+// TestMain lets the test binary serve as the linux sandbox's init step,
+// as the berth binary does.
+func TestMain(m *testing.M) {
+	linux.MaybeRunInit()
+	os.Exit(m.Run())
+}
+
+// TestDemo runs `berth demo` end to end: the tutorial agent built from
+// source, an embedded server, the official AWS SDK client.
+func TestDemo(t *testing.T) {
+	var out bytes.Buffer
+	if err := runDemo(context.Background(), &out, io.Discard, false); err != nil {
+		t.Fatalf("demo: %v\n%s", err, out.String())
+	}
+	report := out.String()
+	if strings.Contains(report, "✗") || !strings.Contains(report, "every step held") {
+		t.Fatalf("demo report:\n%s", report)
+	}
+	if n := strings.Count(report, "✓"); n < 15 {
+		t.Fatalf("only %d checks held:\n%s", n, report)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	root := newRoot()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetArgs([]string{"version"})
+	if err := root.Execute(); err != nil || !strings.HasPrefix(out.String(), "berth ") {
+		t.Fatalf("version: %v %q", err, out.String())
+	}
+}

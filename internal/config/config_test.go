@@ -1,0 +1,121 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func load(t *testing.T, yaml string) (Config, error) {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "berth.yaml")
+	if err := os.WriteFile(p, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return Load(p)
+}
+
+func TestLoadIssueExample(t *testing.T) {
+	c, err := load(t, `
+listen: 127.0.0.1:8787
+data_dir: ./.berth
+runtimes:
+  - name: tutorial
+    command: ["./bin/tutorial-agent", "--flag"]
+    workdir: ./examples/tutorial
+    env: {LOG_LEVEL: info}
+    sandbox: process
+    idle_timeout: 15m
+    max_lifetime: 8h
+    header_allowlist: [X-Tenant-Id]
+    memory: 512Mi
+    cpu: 0.5
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := c.Runtimes[0]
+	idle, maxLife := rt.Lifetimes()
+	if idle != 15*time.Minute || maxLife != 8*time.Hour {
+		t.Fatalf("lifetimes %v %v", idle, maxLife)
+	}
+	if !filepath.IsAbs(rt.Workdir) || !strings.HasSuffix(rt.Workdir, "examples/tutorial") || !filepath.IsAbs(c.DataDir) {
+		t.Fatalf("paths not resolved against the file: %q %q", rt.Workdir, c.DataDir)
+	}
+	if rt.Memory != 512<<20 || rt.CPU != 0.5 || rt.Env["LOG_LEVEL"] != "info" {
+		t.Fatalf("limits/env: %+v", rt)
+	}
+	if c.Region != DefaultRegion || c.Account != DefaultAccount || c.MaxPayloadBytes != 100_000_000 {
+		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+func TestLifetimeDefaults(t *testing.T) {
+	for _, tc := range []struct {
+		idle, max    Duration
+		wantI, wantM time.Duration
+	}{
+		{0, 0, 900 * time.Second, 28800 * time.Second},
+		{0, Duration(600 * time.Second), 600 * time.Second, 600 * time.Second}, // only max ≤ 900: idle follows it
+		{0, Duration(2 * time.Hour), 900 * time.Second, 2 * time.Hour},
+		{Duration(time.Minute), 0, time.Minute, 28800 * time.Second},
+	} {
+		rt := Runtime{IdleTimeout: tc.idle, MaxLifetime: tc.max}
+		if i, m := rt.Lifetimes(); i != tc.wantI || m != tc.wantM {
+			t.Errorf("idle %v max %v: got %v %v, want %v %v", tc.idle, tc.max, i, m, tc.wantI, tc.wantM)
+		}
+	}
+}
+
+func TestBadConfigNamesTheField(t *testing.T) {
+	base := "runtimes:\n  - name: rt\n    command: [agent]\n"
+	for _, tc := range []struct{ yaml, want string }{
+		{"runtimes:\n  - name: 9bad\n    command: [a]\n", "runtimes[0] (9bad).name"},
+		{"runtimes:\n  - name: ok\n", "runtimes[0] (ok).command"},
+		{base + "    sandbox: docker\n", "sandbox: \"docker\""},
+		{base + "    network: wide\n", "network"},
+		{base + "    idle_timeout: 2h\n    max_lifetime: 1h\n", "idle_timeout"},
+		{base + "    idle_timeout: soon\n", "not a duration"},
+		{base + "    memory: lots\n", "not a size"},
+		{base + "    header_allowlist: [Host]\n", "header_allowlist: \"Host\" is a restricted header"},
+		{base + "    header_allowlist: [X-Amz-Date]\n", "x-amz-*"},
+		{base + "    header_allowlist: [X-Amzn-Trace-Id]\n", "x-amzn-*"},
+		{base + "    mounts: [{source: rel, target: /x}]\n", "mounts[0]"},
+		{base + "  - name: rt\n    command: [b]\n", "duplicate runtime name"},
+		{"account: 12\n", "account"},
+		{"ping_failures: 0\n", "ping_failures"},
+		{"unknown_key: 1\n", "unknown_key"},
+		{base + "    comand: [typo]\n", "comand"},
+	} {
+		_, err := load(t, tc.yaml)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: got %v, want an error containing %q", tc.yaml, err, tc.want)
+		}
+	}
+}
+
+func TestAllowlistLimit(t *testing.T) {
+	var names []string
+	for i := range 21 {
+		names = append(names, "X-H"+string(rune('a'+i)))
+	}
+	if err := ValidateAllowlist(names); err == nil {
+		t.Fatal("21 headers accepted")
+	}
+	if err := ValidateAllowlist(names[:20]); err != nil {
+		t.Fatal(err)
+	}
+	if err := ValidateAllowlist([]string{"X-Amzn-Bedrock-AgentCore-Runtime-Custom-Ok", "Authorization"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestParseBytes(t *testing.T) {
+	for in, want := range map[string]int64{"1000": 1000, "1K": 1000, "1Ki": 1024, "512Mi": 512 << 20, "1G": 1e9, "2GB": 2e9, "1.5Gi": 3 << 29} {
+		if got, err := ParseBytes(in); err != nil || got != want {
+			t.Errorf("%s: got %d %v, want %d", in, got, err, want)
+		}
+	}
+}
