@@ -49,6 +49,7 @@ StopRuntimeSession) for the runtimes declared in --config.`,
 				fmt.Fprintf(out, "  runtime %-20s %s\n", rt.Name, rt.ARN)
 			}
 			fmt.Fprintf(out, "point AWS SDKs here with AWS_ENDPOINT_URL_BEDROCK_AGENTCORE=%s\n", d.URL())
+			fmt.Fprintf(out, "and the control plane with AWS_ENDPOINT_URL_BEDROCK_AGENTCORE_CONTROL=%s\n", d.URL())
 			select {
 			case <-cmd.Context().Done():
 				log.Info("shutting down")

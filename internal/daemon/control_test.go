@@ -1107,6 +1107,17 @@ func TestControlPlaneGoClient(t *testing.T) {
 	if !errors.As(err, &ae) || ae.Type != api.ErrValidation || ae.StatusCode != 400 || !strings.Contains(ae.Message, "agentRuntimeName") {
 		t.Fatalf("bad name: %v", err)
 	}
+	// Requests the AWS SDKs would stop client-side still get a clear
+	// answer: the CLI's update of a config runtime sends no artifact.
+	_, err = cl.UpdateRuntime(ctx, registry.StableID("fromconfig"), client.RuntimeInput{Env: map[string]string{"A": "b"}})
+	if !errors.As(err, &ae) || ae.Type != api.ErrValidation || !strings.Contains(ae.Message, "config file") {
+		t.Fatalf("update of a config runtime: %v", err)
+	}
+	_, err = cl.CreateRuntime(ctx, client.RuntimeInput{Name: "no_code", Artifact: client.Artifact{Code: &client.CodeConfiguration{
+		Runtime: "PYTHON_3_12", EntryPoint: []string{"main.py"}}}})
+	if !errors.As(err, &ae) || ae.Type != api.ErrValidation || !strings.Contains(ae.Message, "code.s3 is required") {
+		t.Fatalf("code without s3: %v", err)
+	}
 	if err := cl.DeleteRuntime(ctx, rt.ID); err != nil {
 		t.Fatalf("delete: %v", err)
 	}

@@ -265,6 +265,9 @@ func (a ArtifactSpec) Command() (command []string, dir string, err error) {
 	}
 	c := a.Code
 	const code = base + ".codeConfiguration"
+	if c.Bucket == "" && c.Prefix == "" {
+		return nil, "", fieldErr(code+".code.s3", "code.s3 is required: bucket %q and prefix the absolute path of the agent's directory", LocalBucket)
+	}
 	if c.Bucket != LocalBucket {
 		return nil, "", fieldErr(code+".code.s3.bucket",
 			"berth does not fetch from S3: set bucket %q and prefix to the absolute path of the agent's directory on the berth host (got bucket %q)", LocalBucket, c.Bucket)

@@ -505,23 +505,25 @@ func (req *runtimeRequest) spec() (registry.RuntimeSpec, error) {
 	if err := validClientTokenPtr(req.ClientToken); err != nil {
 		return registry.RuntimeSpec{}, err
 	}
+	// A missing artifact is the registry's to report, after it has checked
+	// that the runtime may be changed at all.
 	if req.AgentRuntimeArtifact == nil {
-		return registry.RuntimeSpec{}, validation("agentRuntimeArtifact", "agentRuntimeArtifact is required")
+		req.AgentRuntimeArtifact = &artifactJSON{}
 	}
 	spec := registry.RuntimeSpec{
 		Description: req.Description,
 		Env:         req.EnvironmentVariables,
 	}
 	if a := req.AgentRuntimeArtifact; a.ContainerConfiguration != nil {
+		// An empty URI still asks for a container; the registry refuses
+		// every container, so it only has to know one was asked for.
 		spec.Artifact.ContainerURI = cmp.Or(a.ContainerConfiguration.ContainerURI, "(empty)")
 	}
 	if cc := req.AgentRuntimeArtifact.CodeConfiguration; cc != nil {
 		code := &registry.CodeSpec{Runtime: cc.Runtime, EntryPoint: cc.EntryPoint}
-		if cc.Code == nil || cc.Code.S3 == nil {
-			return registry.RuntimeSpec{}, validation("agentRuntimeArtifact.codeConfiguration.code.s3",
-				"code.s3 is required: bucket \""+registry.LocalBucket+"\" and prefix the agent's directory")
+		if cc.Code != nil && cc.Code.S3 != nil {
+			code.Bucket, code.Prefix, code.VersionID = cc.Code.S3.Bucket, cc.Code.S3.Prefix, cc.Code.S3.VersionID
 		}
-		code.Bucket, code.Prefix, code.VersionID = cc.Code.S3.Bucket, cc.Code.S3.Prefix, cc.Code.S3.VersionID
 		spec.Artifact.Code = code
 	}
 	if req.RoleArn != nil {

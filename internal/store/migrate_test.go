@@ -280,9 +280,12 @@ func TestUpgradeFromV1(t *testing.T) {
 	if err := db.UpdateRuntime(ctx, next, registry.Version{Version: 3, Config: v1Versions[1].Config}); err != nil {
 		t.Fatalf("update v1 runtime: %v", err)
 	}
-	if _, err := db.w.ExecContext(ctx, `INSERT INTO session_state VALUES (?, ?, ?, ?, ?)`,
-		v1Key.RuntimeID, v1Key.Endpoint, v1Key.SessionID, []byte("state"), time.Now().UnixNano()); err != nil {
+	if err := db.SaveState(ctx, v1Key, "user-1", []byte("state"), time.Now()); err != nil {
 		t.Fatalf("write session_state: %v", err)
+	}
+	data, user, err := db.LoadState(ctx, v1Key)
+	if err != nil || string(data) != "state" || user != "user-1" {
+		t.Fatalf("read session_state back: %q %q %v", data, user, err)
 	}
 }
 
