@@ -25,9 +25,54 @@ const unknownUser = "Unknown User"
 // Invocations of one session may run concurrently, so it is locked.
 type memory struct {
 	// mu guards the fields that follow.
-	mu      sync.Mutex
-	prompts []string
-	last    *float64 // the last arithmetic result, nil until there is one
+	mu       sync.Mutex
+	prompts  []string
+	last     *float64 // the last arithmetic result, nil until there is one
+	restored bool     // durable state was loaded (or there is none)
+}
+
+// saved is the conversation as durable session state.
+type saved struct {
+	Prompts []string `json:"prompts"`
+	Last    *float64 `json:"last,omitempty"`
+}
+
+// restore loads the conversation from durable session state once per
+// process, so a durable session survives its sandbox. Without durability
+// it does nothing.
+func (m *memory) restore(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.restored {
+		return nil
+	}
+	st, err := app.State()
+	if err != nil {
+		m.restored = true // not a durable runtime
+		return nil
+	}
+	var sv saved
+	ok, err := st.LoadJSON(ctx, &sv)
+	if err != nil {
+		return err
+	}
+	if ok {
+		m.prompts, m.last = sv.Prompts, sv.Last
+	}
+	m.restored = true
+	return nil
+}
+
+// persist saves the conversation when the runtime is durable.
+func (m *memory) persist(ctx context.Context) error {
+	st, err := app.State()
+	if err != nil {
+		return nil
+	}
+	m.mu.Lock()
+	sv := saved{Prompts: append([]string(nil), m.prompts...), Last: m.last}
+	m.mu.Unlock()
+	return st.SaveJSON(ctx, sv)
 }
 
 // turn is what one prompt did to the conversation.
@@ -152,7 +197,13 @@ func newAgent(conv *memory, logger *slog.Logger) *app.App {
 		if !ok {
 			name = unknownUser
 		}
+		if err := conv.restore(ctx); err != nil {
+			return nil, fmt.Errorf("restore conversation: %w", err)
+		}
 		t := conv.hear(req.Prompt, name)
+		if err := conv.persist(ctx); err != nil {
+			return nil, fmt.Errorf("save conversation: %w", err)
+		}
 		// The tutorial prints the context it was given; so do we.
 		rc.Logger.Info("turn", slog.String("user_name", name), slog.Int("turn", t.number),
 			slog.Int("custom_headers", len(rc.CustomHeaders())))

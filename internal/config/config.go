@@ -68,6 +68,17 @@ type Runtime struct {
 	Pids            int64             `yaml:"pids"`
 	Disk            Bytes             `yaml:"disk"`
 	Mounts          []Mount           `yaml:"mounts"`
+
+	// berth's session features beyond AgentCore; all opt-in.
+	Concurrency        string   `yaml:"concurrency"`
+	QueueSize          int      `yaml:"queue_size"`
+	QueueTimeout       Duration `yaml:"queue_timeout"`
+	BindUser           bool     `yaml:"bind_user"`
+	MaxSessionsPerUser int      `yaml:"max_sessions_per_user"`
+	Durability         string   `yaml:"durability"`
+	StateMaxBytes      Bytes    `yaml:"state_max_bytes"`
+	SuspendAfter       Duration `yaml:"suspend_after"`
+	WarmPool           int      `yaml:"warm_pool"`
 }
 
 // Mount is a bind mount a runtime adds to its sandboxes.
@@ -260,6 +271,34 @@ func (rt *Runtime) Validate() error {
 	if rt.CPU < 0 || rt.Pids < 0 || rt.Memory < 0 || rt.Disk < 0 {
 		return errors.New("memory, cpu, pids, disk: must not be negative")
 	}
+	switch rt.Concurrency {
+	case "", "allow", "reject", "queue":
+	default:
+		return fmt.Errorf("concurrency: %q is not one of allow, reject, queue", rt.Concurrency)
+	}
+	switch rt.Durability {
+	case "", "none", "state":
+	default:
+		return fmt.Errorf("durability: %q is not one of none, state", rt.Durability)
+	}
+	if rt.QueueSize < 0 || rt.QueueTimeout < 0 {
+		return errors.New("queue_size, queue_timeout: must not be negative")
+	}
+	if rt.MaxSessionsPerUser < 0 {
+		return errors.New("max_sessions_per_user: must not be negative")
+	}
+	if rt.MaxSessionsPerUser > 0 && !rt.BindUser {
+		return errors.New("max_sessions_per_user: needs bind_user: true")
+	}
+	if rt.StateMaxBytes < 0 || (rt.StateMaxBytes > 0 && rt.Durability != "state") {
+		return errors.New("state_max_bytes: needs durability: state, and must not be negative")
+	}
+	if rt.SuspendAfter < 0 || (rt.SuspendAfter > 0 && rt.Durability != "state") {
+		return errors.New("suspend_after: needs durability: state (a suspended session resumes from its saved state)")
+	}
+	if rt.WarmPool < 0 || rt.WarmPool > 1000 {
+		return errors.New("warm_pool: must be 0 to 1000")
+	}
 	for j, m := range rt.Mounts {
 		if !filepath.IsAbs(m.Source) || !filepath.IsAbs(m.Target) {
 			return fmt.Errorf("mounts[%d]: source and target must be absolute paths", j)
@@ -289,3 +328,35 @@ func (rt *Runtime) Lifetimes() (idle, maxLife time.Duration) {
 // ValidateAllowlist applies AgentCore's header allowlist rules; the rules
 // live in the registry, which the control plane shares.
 func ValidateAllowlist(names []string) error { return registry.ValidateAllowlist(names) }
+
+// Policy returns the runtime's session policy with defaults filled in.
+func (rt *Runtime) Policy() registry.SessionPolicy {
+	p := registry.SessionPolicy{
+		Concurrency:        rt.Concurrency,
+		QueueSize:          rt.QueueSize,
+		QueueTimeout:       time.Duration(rt.QueueTimeout),
+		BindUser:           rt.BindUser,
+		MaxSessionsPerUser: rt.MaxSessionsPerUser,
+		StateMaxBytes:      int64(rt.StateMaxBytes),
+		SuspendAfter:       time.Duration(rt.SuspendAfter),
+		WarmPool:           rt.WarmPool,
+	}
+	if p.Concurrency == "" {
+		p.Concurrency = registry.ConcurrencyAllow
+	}
+	if p.Concurrency == registry.ConcurrencyQueue {
+		if p.QueueSize == 0 {
+			p.QueueSize = registry.DefaultQueueSize
+		}
+		if p.QueueTimeout == 0 {
+			p.QueueTimeout = registry.DefaultQueueTimeout
+		}
+	}
+	if rt.Durability == registry.DurabilityState {
+		p.Durability = registry.DurabilityState
+		if p.StateMaxBytes == 0 {
+			p.StateMaxBytes = registry.DefaultStateMaxBytes
+		}
+	}
+	return p
+}

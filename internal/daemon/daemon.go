@@ -75,6 +75,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 	d.defaultBackend = defaultBackend
 	d.sessions = session.NewManager(d.db, backends, session.Options{
 		LogDir:         filepath.Join(dataDir, "logs"),
+		StateDir:       filepath.Join(dataDir, "run"),
 		StartTimeout:   time.Duration(cfg.StartTimeout),
 		PingInterval:   time.Duration(cfg.PingInterval),
 		PingFailures:   cfg.PingFailures,
@@ -162,6 +163,7 @@ func declared(cfg config.Config) []registry.Declared {
 				Pids:            rt.Pids,
 				DiskBytes:       int64(rt.Disk),
 				Mounts:          mounts,
+				Sessions:        rt.Policy(),
 			},
 		})
 	}

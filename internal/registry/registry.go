@@ -65,7 +65,50 @@ type Config struct {
 	DiskBytes   int64    `json:"disk_bytes,omitempty"`
 	Mounts      []Mount  `json:"mounts,omitempty"`
 	Artifact    Artifact `json:"artifact,omitempty"`
+
+	Sessions SessionPolicy `json:"sessions,omitzero"`
 }
+
+// Concurrency policies for calls into one session.
+const (
+	ConcurrencyAllow  = "allow"
+	ConcurrencyReject = "reject"
+	ConcurrencyQueue  = "queue"
+)
+
+// DurabilityState keeps an agent's saved session state across sandboxes.
+const DurabilityState = "state"
+
+// SessionPolicy holds berth's opt-in session features beyond AgentCore.
+// The zero value is plain AgentCore behaviour.
+type SessionPolicy struct {
+	// Concurrency is allow (default), reject or queue.
+	Concurrency  string        `json:"concurrency,omitempty"`
+	QueueSize    int           `json:"queue_size,omitempty"`
+	QueueTimeout time.Duration `json:"queue_timeout,omitempty"`
+	// BindUser binds a session to the first runtime user ID that touches it.
+	BindUser bool `json:"bind_user,omitempty"`
+	// MaxSessionsPerUser caps a user's live sessions of the runtime (0: no cap).
+	MaxSessionsPerUser int `json:"max_sessions_per_user,omitempty"`
+	// Durability "state" keeps the agent's saved state across sandboxes.
+	Durability    string `json:"durability,omitempty"`
+	StateMaxBytes int64  `json:"state_max_bytes,omitempty"`
+	// SuspendAfter ends an idle durable sandbox early; the session resumes
+	// on its next call.
+	SuspendAfter time.Duration `json:"suspend_after,omitempty"`
+	// WarmPool keeps that many started, healthy sandboxes unclaimed.
+	WarmPool int `json:"warm_pool,omitempty"`
+}
+
+// Durable reports whether sessions keep saved state across sandboxes.
+func (p SessionPolicy) Durable() bool { return p.Durability == DurabilityState }
+
+// Defaults for the session policy's bounds.
+const (
+	DefaultQueueSize     = 16
+	DefaultQueueTimeout  = 30 * time.Second
+	DefaultStateMaxBytes = 10 << 20
+)
 
 // Mount is a bind mount declared by a runtime.
 type Mount struct {

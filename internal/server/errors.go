@@ -54,6 +54,14 @@ func classify(err error) *apiError {
 		return &apiError{typ: api.ErrConflict, msg: err.Error(), cause: err}
 	case errors.Is(err, session.ErrStartFailed), errors.Is(err, session.ErrEnded), errors.Is(err, session.ErrBackend):
 		return &apiError{typ: api.ErrRuntimeClient, msg: err.Error(), cause: err}
+	case errors.Is(err, session.ErrBusy):
+		return &apiError{typ: api.ErrRetryableConflict, msg: err.Error(), cause: err}
+	case errors.Is(err, session.ErrQueueFull), errors.Is(err, session.ErrQueueTimeout):
+		return &apiError{typ: api.ErrThrottling, msg: err.Error(), cause: err}
+	case errors.Is(err, session.ErrAccessDenied):
+		return &apiError{typ: api.ErrAccessDenied, msg: err.Error(), cause: err}
+	case errors.Is(err, session.ErrQuota):
+		return &apiError{typ: api.ErrServiceQuota, msg: err.Error(), cause: err}
 	case errors.Is(err, session.ErrShuttingDown):
 		return &apiError{typ: api.ErrThrottling, msg: "berth is shutting down; retry against another node", cause: err}
 	case errors.Is(err, context.DeadlineExceeded):

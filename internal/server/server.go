@@ -227,18 +227,17 @@ func (s *Server) stopSession(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	rt, err := s.reg.Lookup(r.Context(), r.PathValue("arn"))
+	res, err := s.reg.Resolve(r.Context(), r.PathValue("arn"), qualifier(r))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	q := qualifier(r)
-	if _, err := s.reg.Store().GetEndpoint(r.Context(), rt.ID, q); err != nil {
-		s.writeError(w, r, err)
-		return
+	req := session.StopRequest{
+		Key:    session.Key{RuntimeID: res.Runtime.ID, Endpoint: res.Endpoint.Name, SessionID: sid},
+		UserID: r.Header.Get(api.HeaderUserID),
+		Policy: res.Version.Config.Sessions,
 	}
-	key := session.Key{RuntimeID: rt.ID, Endpoint: q, SessionID: sid}
-	if err := s.sessions.Stop(r.Context(), key); err != nil {
+	if err := s.sessions.Stop(r.Context(), req); err != nil {
 		s.writeError(w, r, err)
 		return
 	}

@@ -36,6 +36,16 @@ var (
 	ErrShuttingDown = errors.New("berth is shutting down")
 	// ErrBackend: the runtime names a sandbox backend this host cannot run.
 	ErrBackend = errors.New("sandbox backend unavailable")
+	// ErrBusy: the session's policy rejects a call while another runs.
+	ErrBusy = errors.New("session busy: another call is in flight")
+	// ErrQueueFull and ErrQueueTimeout: the session's call queue refused
+	// or gave up on a call.
+	ErrQueueFull    = errors.New("session call queue full")
+	ErrQueueTimeout = errors.New("timed out waiting in the session call queue")
+	// ErrAccessDenied: the session is bound to another user.
+	ErrAccessDenied = errors.New("session belongs to another user")
+	// ErrQuota: the user has as many live sessions as the runtime allows.
+	ErrQuota = errors.New("live session quota exceeded")
 )
 
 // Options configure a Manager. Zero values take the defaults noted.
@@ -44,6 +54,8 @@ type Options struct {
 	NodeID string
 	// LogDir holds per-session agent logs.
 	LogDir string
+	// StateDir holds durable sessions' state sockets.
+	StateDir string
 	// StartTimeout bounds sandbox start plus the first healthy ping. Default 30s.
 	StartTimeout time.Duration
 	// PingInterval is the health-check period. Default 2s.
@@ -77,6 +89,8 @@ type Manager struct {
 	opts      Options
 	log       *slog.Logger
 	transport *http.Transport
+	// state is the store's durable-state side, nil if it has none.
+	state StateStore
 
 	wg sync.WaitGroup // one per session runner
 
@@ -118,6 +132,7 @@ func NewManager(store Store, backends map[string]sandbox.Backend, opts Options) 
 		sessions: map[Key]*Session{},
 		byHost:   map[string]*Session{},
 	}
+	m.state, _ = store.(StateStore)
 	m.transport = &http.Transport{
 		DialContext:         m.dial,
 		MaxIdleConnsPerHost: 64,
@@ -171,6 +186,8 @@ func (m *Manager) Recover(ctx context.Context) error {
 // Acquire finds or starts the session for spec and admits one call into it.
 // The caller must call Call.Done exactly once.
 func (m *Manager) Acquire(ctx context.Context, spec Spec) (*Call, error) {
+	pol := spec.Config.Sessions
+	var stateOwner *string // a durable session's bound user, read once if needed
 	for {
 		m.mu.Lock()
 		if m.closed {
@@ -179,8 +196,29 @@ func (m *Manager) Acquire(ctx context.Context, spec Spec) (*Call, error) {
 		}
 		s := m.sessions[spec.Key]
 		if s == nil {
+			if pol.BindUser && pol.Durable() && stateOwner == nil {
+				m.mu.Unlock()
+				owner, err := m.stateOwner(ctx, spec.Key)
+				if err != nil {
+					return nil, err
+				}
+				stateOwner = &owner
+				continue
+			}
+			owner := spec.UserID
+			if stateOwner != nil && *stateOwner != "" {
+				owner = *stateOwner
+			}
+			if pol.BindUser && owner != spec.UserID {
+				m.mu.Unlock()
+				return nil, fmt.Errorf("session %s: %w", spec.SessionID, ErrAccessDenied)
+			}
+			if n := pol.MaxSessionsPerUser; n > 0 && spec.UserID != "" && m.userSessionsLocked(spec.RuntimeID, spec.UserID) >= n {
+				m.mu.Unlock()
+				return nil, fmt.Errorf("user %s has %d live sessions of runtime %s: %w", spec.UserID, n, spec.RuntimeID, ErrQuota)
+			}
 			var err error
-			if s, err = m.newSessionLocked(spec); err != nil {
+			if s, err = m.newSessionLocked(spec, owner); err != nil {
 				m.mu.Unlock()
 				return nil, err
 			}
@@ -196,6 +234,11 @@ func (m *Manager) Acquire(ctx context.Context, spec Spec) (*Call, error) {
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			}
+		}
+		if pol.BindUser && !s.bindLocked(spec.UserID) {
+			s.mu.Unlock()
+			m.mu.Unlock()
+			return nil, fmt.Errorf("session %s: %w", spec.SessionID, ErrAccessDenied)
 		}
 		s.inflight++
 		s.lastActive = time.Now()
@@ -213,11 +256,31 @@ func (m *Manager) Acquire(ctx context.Context, spec Spec) (*Call, error) {
 			c.Done()
 			return nil, s.startErr
 		}
+		if err := c.admit(ctx, pol); err != nil {
+			c.Done()
+			return nil, err
+		}
 		return c, nil
 	}
 }
 
-func (m *Manager) newSessionLocked(spec Spec) (*Session, error) {
+// userSessionsLocked counts a user's live sessions of a runtime.
+func (m *Manager) userSessionsLocked(runtimeID, user string) int {
+	n := 0
+	for k, s := range m.sessions {
+		if k.RuntimeID != runtimeID || s.killCtx.Err() != nil {
+			continue
+		}
+		s.mu.Lock()
+		if s.owner == user {
+			n++
+		}
+		s.mu.Unlock()
+	}
+	return n
+}
+
+func (m *Manager) newSessionLocked(spec Spec, owner string) (*Session, error) {
 	name := spec.Config.Sandbox
 	if name == "" || name == "auto" {
 		name = m.opts.DefaultBackend
@@ -236,6 +299,7 @@ func (m *Manager) newSessionLocked(spec Spec) (*Session, error) {
 		done:    make(chan struct{}),
 		killCtx: killCtx,
 		kill:    kill,
+		owner:   owner,
 		log: m.log.With("runtime_id", spec.RuntimeID, "endpoint", spec.Endpoint,
 			"session_id", spec.SessionID),
 	}
@@ -249,21 +313,69 @@ func (m *Manager) newSessionLocked(spec Spec) (*Session, error) {
 	return s, nil
 }
 
-// Stop ends a live session at once, including calls in flight, and waits
-// for its teardown. It returns ErrNotFound if no live session has key.
-func (m *Manager) Stop(ctx context.Context, key Key) error {
+// StopRequest names a session to stop and who asks.
+type StopRequest struct {
+	Key
+	UserID string
+	Policy registry.SessionPolicy
+}
+
+// Stop ends a session for good: a live sandbox is stopped at once,
+// including calls in flight, and a durable session's saved state is
+// deleted. It returns ErrNotFound if there was nothing to stop.
+func (m *Manager) Stop(ctx context.Context, req StopRequest) error {
 	m.mu.Lock()
-	s := m.sessions[key]
+	s := m.sessions[req.Key]
 	m.mu.Unlock()
-	if s == nil || !s.end(EndStopped, "stopped by StopRuntimeSession") {
-		return fmt.Errorf("session %s: %w", key.SessionID, ErrNotFound)
+	if s != nil && req.Policy.BindUser {
+		s.mu.Lock()
+		owner := s.owner
+		s.mu.Unlock()
+		if owner != req.UserID {
+			return fmt.Errorf("session %s: %w", req.SessionID, ErrAccessDenied)
+		}
 	}
-	select {
-	case <-s.done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	stopped := false
+	if s != nil && s.end(EndStopped, "stopped by StopRuntimeSession") {
+		select {
+		case <-s.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		stopped = true
 	}
+	if ss, ok := m.state, m.state != nil; ok {
+		_, owner, err := ss.LoadState(ctx, req.Key)
+		switch {
+		case err == nil:
+			if req.Policy.BindUser && owner != "" && owner != req.UserID {
+				return fmt.Errorf("session %s: %w", req.SessionID, ErrAccessDenied)
+			}
+			if err := ss.DeleteState(ctx, req.Key); err != nil {
+				return fmt.Errorf("delete session state: %w", err)
+			}
+			stopped = true
+		case !errors.Is(err, ErrNotFound):
+			return fmt.Errorf("load session state: %w", err)
+		}
+	}
+	if !stopped {
+		return fmt.Errorf("session %s: %w", req.SessionID, ErrNotFound)
+	}
+	return nil
+}
+
+// stateOwner is the user a durable session's saved state is bound to.
+func (m *Manager) stateOwner(ctx context.Context, k Key) (string, error) {
+	ss, ok := m.state, m.state != nil
+	if !ok {
+		return "", nil
+	}
+	_, owner, err := ss.LoadState(ctx, k)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return "", fmt.Errorf("load session state: %w", err)
+	}
+	return owner, nil
 }
 
 // EndRuntime ends every live session of a runtime (deletes, version moves).

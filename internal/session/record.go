@@ -28,6 +28,7 @@ const (
 	EndShutdown    EndReason = "shutdown"
 	EndDeleted     EndReason = "deleted"
 	EndStartFailed EndReason = "start_failed"
+	EndSuspended   EndReason = "suspended"
 )
 
 // Key identifies a session within a runtime endpoint.
@@ -113,3 +114,11 @@ var (
 	ErrNotFound = errors.New("session not found")
 	ErrLive     = errors.New("session already live")
 )
+
+// StateStore keeps durable sessions' saved state. Writes are whole: a
+// reader sees the previous state or the new one.
+type StateStore interface {
+	LoadState(ctx context.Context, k Key) (data []byte, user string, err error)
+	SaveState(ctx context.Context, k Key, user string, data []byte, at time.Time) error
+	DeleteState(ctx context.Context, k Key) error
+}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/api"
+	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/sandbox"
 	"github.com/google/uuid"
 )
@@ -29,6 +30,7 @@ type Session struct {
 	host    string
 	log     *slog.Logger
 
+	state    *stateServer  // durable sessions only; set before ready closes
 	ready    chan struct{} // closed once the agent answered /ping, or start failed
 	done     chan struct{} // closed after teardown and the final store write
 	startErr error
@@ -47,6 +49,19 @@ type Session struct {
 	busy        bool
 	invocations int64
 	dirty       bool // activity not yet written to the store
+	owner       string          // the bound user (bind_user)
+	running     int             // calls holding a turn (reject and queue policies)
+	queue       []chan struct{} // calls waiting for a turn, in arrival order
+}
+
+// bindLocked binds the session to user if it has no owner yet, and
+// reports whether user may use it.
+func (s *Session) bindLocked(user string) bool {
+	if s.owner == "" && user != "" {
+		s.owner = user
+		s.dirty = true
+	}
+	return s.owner == user
 }
 
 type endCause struct {
@@ -72,6 +87,12 @@ func (s *Session) Ended() (EndReason, string, bool) {
 		return c.reason, c.detail, true
 	}
 	return "", "", false
+}
+
+func (s *Session) ownerNow() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.owner
 }
 
 func (s *Session) getHandle() sandbox.Handle {
@@ -110,7 +131,7 @@ func (s *Session) startup() bool {
 		Key:          s.spec.Key,
 		Lease:        Lease{Owner: opts.NodeID},
 		Version:      s.spec.Version,
-		UserID:       s.spec.UserID,
+		UserID:       s.ownerNow(),
 		State:        StateStarting,
 		Backend:      s.backend.Name(),
 		CreatedAt:    now,
@@ -163,6 +184,15 @@ func (s *Session) start() error {
 	for _, mt := range cfg.Mounts {
 		mounts = append(mounts, sandbox.Mount{Source: mt.Source, Target: mt.Target, ReadOnly: mt.ReadOnly})
 	}
+	var stateWire func(*sandbox.Spec)
+	if cfg.Sessions.Durable() {
+		ss, err := s.m.startStateServer(s)
+		if err != nil {
+			return err
+		}
+		s.state = ss
+		stateWire = func(sp *sandbox.Spec) { ss.wire(sp, s.backend.Name() == "process") }
+	}
 	network := sandbox.NetworkMode(cfg.Network)
 	if network == "" {
 		network = sandbox.NetworkHost
@@ -170,7 +200,7 @@ func (s *Session) start() error {
 			network = sandbox.NetworkNone
 		}
 	}
-	h, err := s.backend.Start(ctx, sandbox.Spec{
+	spec := sandbox.Spec{
 		Name:      sandbox.Name(s.spec.RuntimeID+"/"+s.spec.Endpoint, s.spec.SessionID),
 		RuntimeID: s.spec.RuntimeID,
 		SessionID: s.spec.SessionID,
@@ -182,7 +212,11 @@ func (s *Session) start() error {
 			Pids: cfg.Pids, DiskBytes: cfg.DiskBytes},
 		Network: network,
 		Mounts:  mounts,
-	})
+	}
+	if stateWire != nil {
+		stateWire(&spec)
+	}
+	h, err := s.backend.Start(ctx, spec)
 	if err != nil {
 		return fmt.Errorf("start sandbox: %w", err)
 	}
@@ -253,7 +287,8 @@ func (s *Session) loop() {
 	h := s.getHandle()
 	pings := time.NewTicker(opts.PingInterval)
 	defer pings.Stop()
-	idle := time.NewTimer(cfg.IdleTimeout)
+	idleFor, _ := s.idleLimit()
+	idle := time.NewTimer(idleFor)
 	defer idle.Stop()
 	life := time.NewTimer(time.Until(s.rec.ExpiresAt))
 	defer life.Stop()
@@ -306,7 +341,7 @@ func (s *Session) observePing(st api.PingResponse) {
 // reapIfIdle ends the session when it has been idle long enough; otherwise
 // it says when to look again.
 func (s *Session) reapIfIdle() (time.Duration, bool) {
-	timeout := s.spec.Config.IdleTimeout
+	timeout, reason := s.idleLimit()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.inflight > 0 || s.busy {
@@ -316,8 +351,18 @@ func (s *Session) reapIfIdle() (time.Duration, bool) {
 		return left, false
 	}
 	// Under s.mu, so Acquire cannot admit a call between check and kill.
-	s.kill(&endCause{EndIdleTimeout, fmt.Sprintf("idle for %s", timeout)})
+	s.kill(&endCause{reason, fmt.Sprintf("idle for %s", timeout)})
 	return 0, true
+}
+
+// idleLimit is how long the session may idle, and why it ends after: a
+// durable session with suspend_after is suspended early, its state kept.
+func (s *Session) idleLimit() (time.Duration, EndReason) {
+	pol := s.spec.Config.Sessions
+	if pol.Durable() && pol.SuspendAfter > 0 && pol.SuspendAfter < s.spec.Config.IdleTimeout {
+		return pol.SuspendAfter, EndSuspended
+	}
+	return s.spec.Config.IdleTimeout, EndIdleTimeout
 }
 
 // flush writes the session's activity to the store, so deadlines live in
@@ -329,7 +374,7 @@ func (s *Session) flush() {
 		return
 	}
 	s.dirty = false
-	last, n, state := s.lastActive, s.invocations, StateIdle
+	last, n, state, owner := s.lastActive, s.invocations, StateIdle, s.owner
 	if s.inflight > 0 || s.busy {
 		state = StateActive
 	}
@@ -338,6 +383,7 @@ func (s *Session) flush() {
 		r.LastActiveAt = last.UTC()
 		r.Invocations = n
 		r.State = state
+		r.UserID = owner
 	})
 	if err != nil {
 		s.log.Warn("record session activity", "err", err)
@@ -364,6 +410,9 @@ func (s *Session) teardown() {
 		if err := h.Stop(ctx, grace); err != nil {
 			s.log.Error("stop sandbox", "err", err)
 		}
+	}
+	if s.state != nil {
+		s.state.close()
 	}
 	if s.rec.ID == "" {
 		return
@@ -418,6 +467,75 @@ func (s *Session) info() Info {
 type Call struct {
 	s    *Session
 	once sync.Once
+	turn bool // holds one of the session's turns
+}
+
+// admit applies the session's concurrency policy to the call.
+func (c *Call) admit(ctx context.Context, pol registry.SessionPolicy) error {
+	s := c.s
+	switch pol.Concurrency {
+	case registry.ConcurrencyReject:
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.running > 0 {
+			return fmt.Errorf("session %s: %w", s.spec.SessionID, ErrBusy)
+		}
+		s.running++
+		c.turn = true
+		return nil
+	case registry.ConcurrencyQueue:
+		s.mu.Lock()
+		if s.running == 0 && len(s.queue) == 0 {
+			s.running++
+			c.turn = true
+			s.mu.Unlock()
+			return nil
+		}
+		if len(s.queue) >= pol.QueueSize {
+			s.mu.Unlock()
+			return fmt.Errorf("session %s has %d calls waiting: %w", s.spec.SessionID, len(s.queue), ErrQueueFull)
+		}
+		ch := make(chan struct{})
+		s.queue = append(s.queue, ch)
+		s.mu.Unlock()
+		t := time.NewTimer(pol.QueueTimeout)
+		defer t.Stop()
+		var err error
+		select {
+		case <-ch:
+			c.turn = true // handed over by the call before us
+			return nil
+		case <-t.C:
+			err = fmt.Errorf("session %s: waited %s: %w", s.spec.SessionID, pol.QueueTimeout, ErrQueueTimeout)
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-s.killCtx.Done():
+			err = fmt.Errorf("session %s: %w", s.spec.SessionID, ErrEnded)
+		}
+		s.mu.Lock()
+		for i, w := range s.queue {
+			if w == ch {
+				s.queue = append(s.queue[:i], s.queue[i+1:]...)
+				s.mu.Unlock()
+				return err
+			}
+		}
+		s.mu.Unlock()
+		// The turn arrived as we gave up: take it, then pass it on.
+		c.turn = true
+		return err
+	}
+	return nil
+}
+
+// releaseTurnLocked hands the call's turn to the next waiter, if any.
+func (s *Session) releaseTurnLocked() {
+	if len(s.queue) > 0 {
+		close(s.queue[0])
+		s.queue = s.queue[1:]
+		return
+	}
+	s.running--
 }
 
 // Session returns the session record the call runs in.
@@ -437,6 +555,9 @@ func (c *Call) Done() {
 	c.once.Do(func() {
 		s := c.s
 		s.mu.Lock()
+		if c.turn {
+			s.releaseTurnLocked()
+		}
 		s.inflight--
 		s.lastActive = time.Now()
 		if s.startErr == nil {

@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -45,6 +46,7 @@ type initConfig struct {
 	Argv     []string
 	Env      []string
 	OwnNet   bool
+	T0       int64
 }
 
 type bindMount struct {
@@ -84,7 +86,16 @@ func MaybeRunInit() {
 	os.Exit(runInit())
 }
 
+var initT0 int64
+
+func imark(s string) {
+	if initT0 != 0 {
+		fmt.Fprintf(os.Stderr, "TRACE init %s %d\n", s, (time.Now().UnixNano()-initT0)/1000)
+	}
+}
 func runInit() int {
+	entry := time.Now()
+	defer func() { _ = entry }()
 	status := os.NewFile(fdStatus, "status")
 	report := func(m statusMsg) {
 		b, _ := json.Marshal(m)
@@ -113,9 +124,13 @@ func runInit() int {
 	if err := json.Unmarshal(raw, &cfg); err != nil {
 		return fail(fmt.Errorf("decode config: %w", err))
 	}
+	initT0 = cfg.T0
+	fmt.Fprintf(os.Stderr, "TRACE init entry %d\n", (entry.UnixNano()-initT0)/1000)
+	imark("cfg")
 	if err := setupRoot(&cfg); err != nil {
 		return fail(fmt.Errorf("set up mounts: %w", err))
 	}
+	imark("setuproot")
 	if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
 		return fail(fmt.Errorf("set hostname: %w", err))
 	}
@@ -130,16 +145,20 @@ func runInit() int {
 	}
 	// Mount setup above overlaps with the parent's cgroup placement, which
 	// can take milliseconds on v1; no agent code runs before this returns.
+	imark("mounted")
 	var one [1]byte
 	if n, _ := os.NewFile(fdRelease, "release").Read(one[:]); n != 1 {
 		return fail(errors.New("parent did not release the sandbox"))
 	}
+	imark("released")
 	if err := dropCapabilities(); err != nil {
 		return fail(err)
 	}
+	imark("caps")
 	if err := loadSeccomp(); err != nil {
 		return fail(err)
 	}
+	imark("seccomp")
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {
 		return fail(err)
@@ -156,6 +175,7 @@ func runInit() int {
 		return fail(fmt.Errorf("start agent: %w", err))
 	}
 	devnull.Close()
+	imark("agentstarted")
 	report(statusMsg{Pid: agent.Pid})
 
 	go func() {

@@ -213,6 +213,9 @@ func (b *Backend) Start(ctx context.Context, spec sandbox.Spec) (sandbox.Handle,
 }
 
 func (b *Backend) start(ctx context.Context, spec sandbox.Spec, mode sandbox.NetworkMode) (_ *handle, err error) {
+	t0 := time.Now()
+	mark := func(s string) { fmt.Fprintf(os.Stderr, "TRACE parent %s %d\n", s, time.Since(t0).Microseconds()) }
+	defer mark("end")
 	log := b.log.With("sandbox", spec.Name, "runtime", spec.RuntimeID, "session", spec.SessionID)
 	h := &handle{b: b, name: spec.Name, log: log, done: make(chan struct{}),
 		dir: filepath.Join(b.cfg.RootDir, spec.Name)}
@@ -247,10 +250,12 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec, mode sandbox.Net
 	if err := os.Mkdir(newRoot, 0o755); err != nil {
 		return nil, fmt.Errorf("create root mount point: %w", err)
 	}
+	mark("dirs")
 	h.cg, err = b.layout.create(spec.Name, spec.Limits)
 	if err != nil {
 		return nil, err
 	}
+	mark("cgcreate")
 
 	port := 8080
 	if mode == sandbox.NetworkHost {
@@ -323,6 +328,8 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec, mode sandbox.Net
 		return nil, fmt.Errorf("start init: %w", err)
 	}
 	h.cmd = cmd
+	mark("cmdstart")
+	icfg.T0 = t0.UnixNano()
 	// The init sets up its mounts while we place it in its cgroups; it
 	// starts no agent code until released.
 	if err := json.NewEncoder(cfgW).Encode(icfg); err != nil {
@@ -334,9 +341,11 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec, mode sandbox.Net
 	if err := writeState(h.dir, st); err != nil {
 		return nil, err
 	}
+	mark("cfgsent")
 	if err := h.cg.add(cmd.Process.Pid); err != nil {
 		return nil, err
 	}
+	mark("cgadd")
 	if mode != sandbox.NetworkHost {
 		if h.netns, err = os.Open(fmt.Sprintf("/proc/%d/ns/net", cmd.Process.Pid)); err != nil {
 			return nil, fmt.Errorf("open sandbox network namespace: %w", err)
@@ -347,6 +356,7 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec, mode sandbox.Net
 		return nil, fmt.Errorf("release init: %w", err)
 	}
 	relW.Close()
+	mark("released")
 
 	deadline := time.Now().Add(30 * time.Second)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {

@@ -132,6 +132,8 @@ type agent struct {
 	busy        int // active busy windows
 	lastUpdate  int64
 	invocations int64
+	active      int // calls in the exclusive op now
+	maxActive   int // the most exclusive-op calls ever at once
 }
 
 func newAgent(mode string) *agent {
@@ -250,6 +252,19 @@ func (a *agent) invoke(w http.ResponseWriter, r *http.Request) {
 		default:
 			writeJSON(w, http.StatusOK, map[string]any{"data": string(data), "path": path})
 		}
+	case "exclusive":
+		// Reports the most calls it ever saw running at once, and the
+		// order calls started in: concurrency-policy tests read both.
+		a.mu.Lock()
+		a.active++
+		a.maxActive = max(a.maxActive, a.active)
+		a.mu.Unlock()
+		time.Sleep(time.Duration(req.MS) * time.Millisecond)
+		a.mu.Lock()
+		a.active--
+		most := a.maxActive
+		a.mu.Unlock()
+		writeJSON(w, http.StatusOK, map[string]any{"max_active": most, "seq": count, "tag": req.Tag})
 	case "sleep":
 		select {
 		case <-time.After(time.Duration(req.MS) * time.Millisecond):
