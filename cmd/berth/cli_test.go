@@ -1,9 +1,13 @@
 package main
 
 import (
+	"fmt"
+	"time"
+
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/berth-dev/berth/api"
 	"io"
 	"log/slog"
 	"strings"
@@ -82,5 +86,89 @@ func TestInvokeContinueAndStop(t *testing.T) {
 	_, _, err = berth(t, "invoke", "--runtime", "nope", `{}`)
 	if err == nil || !strings.Contains(err.Error(), "ResourceNotFoundException") {
 		t.Fatalf("unknown runtime: %v", err)
+	}
+}
+
+func TestSessionsCommands(t *testing.T) {
+	d := startBerth(t)
+	t.Setenv("BERTH_ENDPOINT", d.URL())
+	var sids []string
+	for _, user := range []string{"alice", "bob"} {
+		_, errOut, err := berth(t, "invoke", "--runtime", "echo", "--user-id", user, `{"op":"echo"}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sids = append(sids, strings.TrimPrefix(strings.TrimSpace(errOut), "session: "))
+	}
+	list := func(args ...string) api.SessionList {
+		t.Helper()
+		out, _, err := berth(t, append([]string{"sessions", "list", "--json"}, args...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var l api.SessionList
+		if err := json.Unmarshal([]byte(out), &l); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		return l
+	}
+	live := list("--state", "live")
+	if len(live.Sessions) != 2 || live.Sessions[0].SessionID != sids[1] {
+		t.Fatalf("live sessions, newest first: %+v", live.Sessions)
+	}
+	s := live.Sessions[0]
+	if s.State != "idle" && s.State != "active" || s.Invocations != 1 || s.UserID != "bob" || s.Version != 1 {
+		t.Fatalf("session record: %+v", s)
+	}
+	if bob := list("--user", "bob"); len(bob.Sessions) != 1 {
+		t.Fatalf("user filter: %+v", bob.Sessions)
+	}
+	page := list("--limit", "1")
+	if len(page.Sessions) != 1 || page.NextCursor == "" {
+		t.Fatalf("page 1: %+v", page)
+	}
+	if next := list("--limit", "1", "--cursor", page.NextCursor); len(next.Sessions) != 1 || next.Sessions[0].ID == page.Sessions[0].ID {
+		t.Fatalf("page 2: %+v", next)
+	}
+
+	out, _, err := berth(t, "sessions", "show", s.ID)
+	if err != nil || !strings.Contains(out, "testagent: stdout start") || !strings.Contains(out, "memory") {
+		t.Fatalf("show: %v\n%s", err, out)
+	}
+	out, _, err = berth(t, "sessions", "logs", s.ID)
+	if err != nil || !strings.Contains(out, "testagent: stderr start") {
+		t.Fatalf("logs: %v\n%s", err, out)
+	}
+	if out, _, err = berth(t, "sessions", "stop", s.ID); err != nil || !strings.Contains(out, "stopped") {
+		t.Fatalf("stop: %v %s", err, out)
+	}
+	ended := list("--state", "terminated")
+	if len(ended.Sessions) != 1 || ended.Sessions[0].EndReason != "stopped" || ended.Sessions[0].EndedAt.IsZero() {
+		t.Fatalf("terminated: %+v", ended.Sessions)
+	}
+	if _, _, err = berth(t, "sessions", "stop", s.ID); err == nil || !strings.Contains(err.Error(), "ResourceNotFoundException") {
+		t.Fatalf("second stop: %v", err)
+	}
+	// logs --follow ends when the session ends.
+	done := make(chan error, 1)
+	other := list("--state", "live").Sessions[0]
+	go func() {
+		out, _, err := berth(t, "sessions", "logs", "--follow", other.ID)
+		if err == nil && !strings.Contains(out, "testagent") {
+			err = fmt.Errorf("follow printed %q", out)
+		}
+		done <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	if _, _, err := berth(t, "sessions", "stop", other.ID); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("logs --follow did not end with the session")
 	}
 }

@@ -199,8 +199,9 @@ type berth struct {
 	client *bedrockagentcore.Client
 }
 
-// startBerth starts berth with runtimes and fast health checks.
-func startBerth(t *testing.T, runtimes ...config.Runtime) *berth {
+// startBerth starts berth with runtimes and fast health checks; mutate
+// adjusts the config further.
+func startBerth(t *testing.T, runtimes []config.Runtime, mutate ...func(*config.Config)) *berth {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Listen = "127.0.0.1:0"
@@ -210,6 +211,9 @@ func startBerth(t *testing.T, runtimes ...config.Runtime) *berth {
 	cfg.PingInterval = config.Duration(200 * time.Millisecond)
 	cfg.StopGrace = config.Duration(2 * time.Second)
 	cfg.Runtimes = runtimes
+	for _, m := range mutate {
+		m(&cfg)
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("config: %v", err)
 	}

@@ -43,6 +43,9 @@ func newSessionID() string { return "compat-" + uuid.NewString() }
 func tsRuntime(t *testing.T, name, backend string) config.Runtime {
 	node := requireNode(t)
 	dir, mounts := stageNodeProject(t, tsAgentDir, "agent.js")
+	if backend == "process" {
+		mounts = nil // it sees the host's files as they are, and takes no mounts
+	}
 	return config.Runtime{
 		Name:    name,
 		Command: []string{node, "agent.js"},
@@ -96,7 +99,7 @@ func TestAgentCoreTypeScriptSDK(t *testing.T) {
 	if err := linux.Available(); err != nil {
 		t.Skipf("the linux sandbox is unavailable here (%v); AgentCore SDK agents listen on 8080 and need a network namespace per session", err)
 	}
-	b := startBerth(t, tsRuntime(t, "tsagent", "linux"))
+	b := startBerth(t, []config.Runtime{tsRuntime(t, "tsagent", "linux")})
 
 	t.Run("context and headers arrive", func(t *testing.T) {
 		sid := newSessionID()

@@ -95,6 +95,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 	srv := server.New(server.Options{
 		Registry:        d.reg,
 		Sessions:        d.sessions,
+		SessionStore:    d.db,
 		MaxPayloadBytes: int64(cfg.MaxPayloadBytes),
 		Logger:          log,
 	})

@@ -23,6 +23,8 @@ import (
 type Options struct {
 	Registry *registry.Registry
 	Sessions *session.Manager
+	// SessionStore backs berth's session API.
+	SessionStore SessionStore
 	// MaxPayloadBytes caps an invocation body. Default 100,000,000.
 	MaxPayloadBytes int64
 	Logger          *slog.Logger
@@ -30,11 +32,12 @@ type Options struct {
 
 // Server serves the AgentCore APIs.
 type Server struct {
-	reg        *registry.Registry
-	sessions   *session.Manager
-	maxPayload int64
-	log        *slog.Logger
-	mux        *http.ServeMux
+	reg          *registry.Registry
+	sessions     *session.Manager
+	sessionStore SessionStore
+	maxPayload   int64
+	log          *slog.Logger
+	mux          *http.ServeMux
 }
 
 // New builds the handler tree.
@@ -46,10 +49,11 @@ func New(opts Options) *Server {
 		opts.Logger = slog.Default()
 	}
 	s := &Server{reg: opts.Registry, sessions: opts.Sessions, maxPayload: opts.MaxPayloadBytes,
-		log: opts.Logger, mux: http.NewServeMux()}
+		log: opts.Logger, mux: http.NewServeMux(), sessionStore: opts.SessionStore}
 	s.mux.HandleFunc("POST /runtimes/{arn}/invocations", s.invoke)
 	s.mux.HandleFunc("POST /runtimes/{arn}/stopruntimesession", s.stopSession)
 	s.registerControl()
+	s.registerSessions()
 	s.mux.HandleFunc("GET /ping", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"status":"Healthy"}`)

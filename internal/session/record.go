@@ -14,6 +14,8 @@ const (
 	StateActive     State = "active"
 	StateIdle       State = "idle"
 	StateTerminated State = "terminated"
+	// StateLive matches every state but terminated, in filters only.
+	StateLive State = "live"
 )
 
 // EndReason says why a session terminated.

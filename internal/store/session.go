@@ -293,7 +293,9 @@ func (db *DB) listSessions(ctx context.Context, f session.Filter) ([]session.Rec
 	if f.UserID != "" {
 		add("user_id = ?", f.UserID)
 	}
-	if f.State != "" {
+	if f.State == session.StateLive {
+		add("ended_at IS NULL")
+	} else if f.State != "" {
 		add("state = ?", string(f.State))
 	}
 	if !f.CreatedAfter.IsZero() {

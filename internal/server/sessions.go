@@ -1,0 +1,246 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/berth-dev/berth/api"
+	"github.com/berth-dev/berth/internal/registry"
+	"github.com/berth-dev/berth/internal/session"
+)
+
+// SessionStore is what the session API reads.
+type SessionStore interface {
+	GetSession(ctx context.Context, id string) (session.Record, error)
+	ListSessions(ctx context.Context, f session.Filter) ([]session.Record, string, error)
+}
+
+func (s *Server) registerSessions() {
+	s.mux.HandleFunc("GET "+api.PathSessions, s.listSessions)
+	s.mux.HandleFunc("GET "+api.PathSessions+"/{id}", s.showSession)
+	s.mux.HandleFunc("POST "+api.PathSessions+"/{id}/stop", s.stopSessionByID)
+	s.mux.HandleFunc("GET "+api.PathSessions+"/{id}/logs", s.sessionLogs)
+}
+
+func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := session.Filter{Endpoint: q.Get("endpoint"), UserID: q.Get("user"), State: session.State(q.Get("state")), After: q.Get("cursor")}
+	switch f.State {
+	case "", session.StateLive, session.StateStarting, session.StateActive, session.StateIdle, session.StateTerminated:
+	default:
+		s.writeError(w, r, validation("state", "state must be one of live, starting, active, idle, terminated"))
+		return
+	}
+	if ref := q.Get("runtime"); ref != "" {
+		rt, err := s.reg.Lookup(r.Context(), ref)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		f.RuntimeID = rt.ID
+	}
+	for name, dst := range map[string]*time.Time{"created_after": &f.CreatedAfter, "created_before": &f.CreatedBefore} {
+		if v := q.Get(name); v != "" {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				s.writeError(w, r, validation(name, name+" must be an RFC 3339 time"))
+				return
+			}
+			*dst = t
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			s.writeError(w, r, validation("limit", "limit must be 1 to 1000"))
+			return
+		}
+		f.Limit = n
+	}
+	recs, next, err := s.sessionStore.ListSessions(r.Context(), f)
+	if err != nil {
+		if errors.Is(err, registry.ErrValidation) {
+			s.writeError(w, r, validation("cursor", "malformed cursor"))
+			return
+		}
+		s.writeError(w, r, err)
+		return
+	}
+	live := s.liveByID()
+	out := api.SessionList{Sessions: make([]api.Session, 0, len(recs)), NextCursor: next}
+	for _, rec := range recs {
+		out.Sessions = append(out.Sessions, toAPI(rec, live[rec.ID]))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) liveByID() map[string]*session.Info {
+	infos := s.sessions.Live()
+	m := make(map[string]*session.Info, len(infos))
+	for i := range infos {
+		m[infos[i].ID] = &infos[i]
+	}
+	return m
+}
+
+func (s *Server) showSession(w http.ResponseWriter, r *http.Request) {
+	rec, err := s.sessionStore.GetSession(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	out := toAPI(rec, s.liveByID()[rec.ID])
+	out.LogTail = tail(s.sessions.LogPath(rec.RuntimeID, rec.ID), 20)
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) stopSessionByID(w http.ResponseWriter, r *http.Request) {
+	rec, err := s.sessionStore.GetSession(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if rec.State == session.StateTerminated {
+		s.writeError(w, r, &apiError{typ: api.ErrResourceNotFound, msg: "session " + rec.ID + " already ended (" + string(rec.EndReason) + ")"})
+		return
+	}
+	if err := s.sessions.Stop(r.Context(), session.StopRequest{Key: rec.Key}); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	rec, _ = s.sessionStore.GetSession(r.Context(), rec.ID)
+	writeJSON(w, http.StatusOK, toAPI(rec, nil))
+}
+
+// sessionLogs streams a session's agent log; with follow=true it keeps
+// streaming until the session ends or the client leaves.
+func (s *Server) sessionLogs(w http.ResponseWriter, r *http.Request) {
+	rec, err := s.sessionStore.GetSession(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	f, err := os.Open(s.sessions.LogPath(rec.RuntimeID, rec.ID))
+	if err != nil {
+		s.writeError(w, r, &apiError{typ: api.ErrResourceNotFound, msg: "no log for session " + rec.ID + " (logs are kept for a while after a session ends)"})
+		return
+	}
+	defer f.Close()
+	if n, err := strconv.Atoi(r.URL.Query().Get("tail")); err == nil && n > 0 {
+		seekTail(f, n)
+	}
+	follow := r.URL.Query().Get("follow") == "true" || r.URL.Query().Get("follow") == "1"
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	rc := http.NewResponseController(w)
+	rc.SetWriteDeadline(time.Time{})
+	buf := make([]byte, 32<<10)
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		n, err := f.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return
+			}
+			rc.Flush()
+			continue
+		}
+		if err != nil && err != io.EOF {
+			return
+		}
+		if !follow {
+			return
+		}
+		if cur, err := s.sessionStore.GetSession(r.Context(), rec.ID); err != nil || cur.State == session.StateTerminated {
+			// One last read picks up the agent's final lines.
+			io.Copy(w, f)
+			return
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func toAPI(rec session.Record, live *session.Info) api.Session {
+	out := api.Session{
+		ID: rec.ID, RuntimeID: rec.RuntimeID, Endpoint: rec.Endpoint, SessionID: rec.SessionID,
+		Version: rec.Version, UserID: rec.UserID, State: string(rec.State), EndReason: string(rec.EndReason),
+		EndDetail: rec.Detail, Backend: rec.Backend, SandboxID: rec.SandboxID, CreatedAt: rec.CreatedAt,
+		LastActiveAt: rec.LastActiveAt, ExpiresAt: rec.ExpiresAt, EndedAt: rec.EndedAt, Invocations: rec.Invocations,
+	}
+	if live != nil && rec.State != session.StateTerminated {
+		out.State = string(live.State)
+		out.LastActiveAt = live.LastActiveAt
+		out.Invocations = live.Invocations
+		out.InFlight = live.InFlight
+		out.Busy = live.Busy
+		if live.UserID != "" {
+			out.UserID = live.UserID
+		}
+		if st := live.Stats; st != nil {
+			out.Usage = &api.ResourceUsage{MemoryBytes: st.MemoryBytes, CPUSeconds: st.CPUUsage.Seconds(), Pids: st.Pids}
+		}
+	}
+	return out
+}
+
+// tail returns the last n lines of a file.
+func tail(path string, n int) []string {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	seekTail(f, n)
+	var lines []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return lines
+}
+
+// seekTail positions f at the start of its last n lines (roughly: it
+// reads back at most 64 KB).
+func seekTail(f *os.File, n int) {
+	fi, err := f.Stat()
+	if err != nil {
+		return
+	}
+	size := fi.Size()
+	start := max(0, size-64<<10)
+	buf := make([]byte, size-start)
+	if _, err := f.ReadAt(buf, start); err != nil && err != io.EOF {
+		return
+	}
+	pos := len(buf)
+	if pos > 0 && buf[pos-1] == '\n' {
+		pos--
+	}
+	for i := 0; i < n; i++ {
+		j := bytes.LastIndexByte(buf[:pos], '\n')
+		if j < 0 {
+			pos = 0
+			break
+		}
+		pos = j
+	}
+	if pos > 0 {
+		pos++
+	}
+	f.Seek(start+int64(pos), io.SeekStart)
+}
