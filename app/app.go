@@ -78,7 +78,8 @@ type App struct {
 	maxPayload      int64
 	mux             *http.ServeMux
 
-	handler atomic.Pointer[Handler]
+	handler   atomic.Pointer[Handler]
+	wsHandler atomic.Pointer[WebSocketHandler]
 
 	// bgCtx is the context of tasks started with StartAsyncTask; Shutdown
 	// cancels it.
@@ -150,12 +151,11 @@ func New(opts ...Option) *App {
 	}
 	a.bgCtx, a.bgCancel = context.WithCancel(context.Background())
 
-	// Every route the agent contract defines is registered here; the
-	// WebSocket entrypoint on api.PathWebSocket will join them, reusing
-	// newRequestContext for the upgrade request.
+	// Every route the agent contract defines is registered here.
 	a.mux = http.NewServeMux()
 	a.mux.HandleFunc("POST "+api.PathInvocations, a.serveInvocation)
 	a.mux.HandleFunc("GET "+api.PathPing, a.servePing)
+	a.mux.HandleFunc("GET "+api.PathWebSocket, a.serveWebSocket)
 	return a
 }
 

@@ -21,6 +21,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/daemon"
+	"github.com/berth-dev/berth/internal/sandbox/linux"
 	"github.com/berth-dev/berth/internal/sandbox/sandboxtest"
 	"github.com/google/uuid"
 )
@@ -54,11 +55,14 @@ func buildTutorial(b *testing.B) string {
 	return tutorialBin
 }
 
-func benchDaemon(b *testing.B, agent, sandbox string, env map[string]string) *daemon.Daemon {
+func benchDaemon(b *testing.B, agent, sandbox string, env map[string]string, mutate ...func(*config.Runtime)) *daemon.Daemon {
 	cfg := config.Default()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.DataDir = b.TempDir()
 	cfg.Runtimes = []config.Runtime{{Name: "bench", Command: []string{agent}, Sandbox: sandbox, Env: env}}
+	for _, m := range mutate {
+		m(&cfg.Runtimes[0])
+	}
 	d, err := daemon.Start(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		b.Fatal(err)
@@ -100,25 +104,52 @@ func reportP50(b *testing.B, samples []time.Duration, unit string) {
 }
 
 // BenchmarkColdStart: new session ID → first response from the Go example
-// agent through berth, next to starting the same agent bare.
+// agent through berth (process and linux backends, with and without a warm
+// pool), next to starting the same agent bare.
 func BenchmarkColdStart(b *testing.B) {
 	agent := buildTutorial(b)
 	const payload = `{"prompt":"How much is 2X5?","user_id":"1"}`
-	b.Run("berth-process", func(b *testing.B) {
-		d := benchDaemon(b, agent, "process", nil)
-		u := invokeURL(d)
-		var samples []time.Duration
-		for b.Loop() {
-			sid := "bench-" + uuid.NewString()
-			start := time.Now()
-			post(b, u, sid, payload)
-			samples = append(samples, time.Since(start))
-			b.StopTimer()
-			stopSession(b, d, sid)
-			b.StartTimer()
-		}
-		reportP50(b, samples, "cold")
-	})
+	backends := []string{"process"}
+	if linux.Available() == nil {
+		backends = append(backends, "linux")
+	}
+	for _, backend := range backends {
+		b.Run("berth-"+backend, func(b *testing.B) {
+			d := benchDaemon(b, agent, backend, nil)
+			u := invokeURL(d)
+			var samples []time.Duration
+			for b.Loop() {
+				sid := "bench-" + uuid.NewString()
+				start := time.Now()
+				post(b, u, sid, payload)
+				samples = append(samples, time.Since(start))
+				b.StopTimer()
+				stopSession(b, d, sid)
+				b.StartTimer()
+			}
+			reportP50(b, samples, "cold")
+		})
+		// Paced at 50 new sessions per second, the rate the warm-pool
+		// target names; the pool refills between arrivals.
+		b.Run("berth-"+backend+"-warm-pool", func(b *testing.B) {
+			d := benchDaemon(b, agent, backend, nil, func(rt *config.Runtime) { rt.WarmPool = 4 })
+			rt := d.Runtimes()[0].ID
+			for d.Sessions().PoolSize(rt) < 4 {
+				time.Sleep(10 * time.Millisecond)
+			}
+			u := invokeURL(d)
+			var samples []time.Duration
+			tick := time.NewTicker(20 * time.Millisecond)
+			defer tick.Stop()
+			for b.Loop() {
+				<-tick.C
+				start := time.Now()
+				post(b, u, "bench-"+uuid.NewString(), payload)
+				samples = append(samples, time.Since(start))
+			}
+			reportP50(b, samples, "cold")
+		})
+	}
 	b.Run("bare-agent", func(b *testing.B) {
 		var samples []time.Duration
 		for b.Loop() {

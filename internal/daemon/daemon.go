@@ -113,10 +113,14 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 	}()
 	jctx, cancel := context.WithCancel(context.Background())
 	d.stopJanitor = cancel
-	d.wg.Add(1)
+	d.wg.Add(2)
 	go func() {
 		defer d.wg.Done()
 		d.janitor(jctx)
+	}()
+	go func() {
+		defer d.wg.Done()
+		d.syncPools(jctx)
 	}()
 	ok = true
 	return d, nil
@@ -187,6 +191,44 @@ func (d *Daemon) janitor(ctx context.Context) {
 	}
 }
 
+// syncPools keeps every runtime's warm pool on its DEFAULT endpoint's
+// live version, as runtimes are created, updated and deleted.
+func (d *Daemon) syncPools(ctx context.Context) {
+	t := time.NewTicker(min(time.Duration(d.cfg.PingInterval), 2*time.Second))
+	defer t.Stop()
+	for {
+		keep := map[string]bool{}
+		tok := ""
+		for {
+			rts, next, err := d.db.ListRuntimes(ctx, registry.Page{MaxResults: 100, NextToken: tok})
+			if err != nil {
+				if ctx.Err() == nil {
+					d.log.Warn("warm pools: list runtimes", "err", err)
+				}
+				break
+			}
+			for _, rt := range rts {
+				res, err := d.reg.Resolve(ctx, rt.ID, "DEFAULT")
+				if err != nil || res.Version.Config.Sessions.WarmPool <= 0 {
+					continue
+				}
+				keep[rt.ID] = true
+				d.sessions.SetPool(rt.ID, res.Version.Version, res.Version.Config)
+			}
+			if next == "" {
+				break
+			}
+			tok = next
+		}
+		d.sessions.RetainPools(keep)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // Addr is the address the server listens on.
 func (d *Daemon) Addr() string { return d.ln.Addr().String() }
 
@@ -210,7 +252,9 @@ func (d *Daemon) Err() <-chan error { return d.serveErr }
 func (d *Daemon) Close(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(d.cfg.StopGrace)+30*time.Second)
 	defer cancel()
-	// End sessions first: their streams would otherwise hold Shutdown open.
+	// Stop the pool keeper first so it cannot refill during the drain, then
+	// end sessions: their streams would otherwise hold Shutdown open.
+	d.stopJanitor()
 	var errs []error
 	if err := d.sessions.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("end sessions: %w", err))

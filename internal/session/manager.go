@@ -96,8 +96,9 @@ type Manager struct {
 
 	// mu guards the fields that follow.
 	mu       sync.Mutex
-	sessions map[Key]*Session    // live and terminating sessions
-	byHost   map[string]*Session // synthetic URL host → session
+	sessions map[Key]*Session        // live and terminating sessions
+	byHost   map[string]handleSource // synthetic URL host → session or pool member
+	pools    map[string]*pool        // runtime ID → its warm pool
 	closed   bool
 }
 
@@ -130,7 +131,8 @@ func NewManager(store Store, backends map[string]sandbox.Backend, opts Options) 
 		opts:     opts,
 		log:      opts.Logger,
 		sessions: map[Key]*Session{},
-		byHost:   map[string]*Session{},
+		byHost:   map[string]handleSource{},
+		pools:    map[string]*pool{},
 	}
 	m.state, _ = store.(StateStore)
 	m.transport = &http.Transport{
@@ -164,6 +166,9 @@ func (m *Manager) dial(ctx context.Context, network, addr string) (net.Conn, err
 	}
 	return h.DialContext(ctx, "tcp", h.Addr())
 }
+
+// handleSource is what a synthetic host resolves to.
+type handleSource interface{ getHandle() sandbox.Handle }
 
 // Recover ends the live records a previous berth process left and has every
 // backend remove its leftovers. Call it once before serving.
@@ -405,6 +410,8 @@ func (m *Manager) EndRuntime(ctx context.Context, runtimeID string, reason EndRe
 func (m *Manager) Shutdown(ctx context.Context) error {
 	m.mu.Lock()
 	m.closed = true
+	pools := m.pools
+	m.pools = map[string]*pool{}
 	all := make([]*Session, 0, len(m.sessions))
 	for _, s := range m.sessions {
 		all = append(all, s)
@@ -412,6 +419,9 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	m.mu.Unlock()
 	for _, s := range all {
 		s.end(EndShutdown, "berth shutting down")
+	}
+	for _, p := range pools {
+		p.close()
 	}
 	waited := make(chan struct{})
 	go func() {

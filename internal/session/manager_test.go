@@ -2,6 +2,7 @@ package session_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -177,10 +178,10 @@ func TestStopAndShutdown(t *testing.T) {
 		a := spec("stop-session-0123456789012345678901234", 15*time.Minute, 8*time.Hour)
 		b := spec("down-session-0123456789012345678901234", 15*time.Minute, 8*time.Hour)
 		ra, rb := h.invoke(a), h.invoke(b)
-		if err := h.m.Stop(context.Background(), a.Key); err != nil {
+		if err := h.m.Stop(context.Background(), session.StopRequest{Key: a.Key}); err != nil {
 			t.Fatal(err)
 		}
-		if err := h.m.Stop(context.Background(), a.Key); err == nil {
+		if err := h.m.Stop(context.Background(), session.StopRequest{Key: a.Key}); err == nil {
 			t.Fatal("second stop succeeded")
 		}
 		if r := h.ended(ra.ID); r.EndReason != session.EndStopped {
@@ -194,6 +195,61 @@ func TestStopAndShutdown(t *testing.T) {
 		}
 		if _, err := h.m.Acquire(context.Background(), a); err != session.ErrShuttingDown {
 			t.Fatalf("acquire after shutdown: %v", err)
+		}
+	})
+}
+
+func TestWarmPool(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t)
+		cfg := spec("x", 15*time.Minute, 8*time.Hour).Config
+		cfg.Sessions.WarmPool = 2
+		h.m.SetPool("rt-0123456789", 1, cfg)
+		synctest.Wait()
+		if n := h.m.PoolSize("rt-0123456789"); n != 2 {
+			t.Fatalf("pool has %d ready, want 2", n)
+		}
+		h.fake.mu.Lock()
+		pooled := h.fake.handles[0]
+		h.fake.mu.Unlock()
+
+		// Claims never share a sandbox, and the pool refills.
+		seen := map[string]bool{}
+		for i := range 5 {
+			sp := spec(fmt.Sprintf("pool-session-%02d-0123456789012345678901", i), 15*time.Minute, 8*time.Hour)
+			sp.Config = cfg
+			rec := h.invoke(sp)
+			if seen[rec.SandboxID] {
+				t.Fatalf("sandbox %s handed to two sessions", rec.SandboxID)
+			}
+			seen[rec.SandboxID] = true
+			if i == 0 && rec.SandboxID != pooled.ID() {
+				t.Fatalf("first session did not claim the warm sandbox: %s vs %s", rec.SandboxID, pooled.ID())
+			}
+			synctest.Wait()
+		}
+		if n := h.m.PoolSize("rt-0123456789"); n != 2 {
+			t.Fatalf("pool did not refill: %d ready", n)
+		}
+		// A new version recycles the unclaimed sandboxes.
+		h.fake.mu.Lock()
+		before := append([]*fakeHandle(nil), h.fake.handles...)
+		h.fake.mu.Unlock()
+		h.m.SetPool("rt-0123456789", 2, cfg)
+		synctest.Wait()
+		stopped := 0
+		for _, fh := range before {
+			if fh.stopped.Load() {
+				stopped++
+			}
+		}
+		if stopped != 2 {
+			t.Fatalf("%d old pool sandboxes stopped on a version change, want 2", stopped)
+		}
+		sp := spec("old-version-session-0123456789012345678", 15*time.Minute, 8*time.Hour)
+		sp.Config = cfg // version 1: must not claim a version-2 sandbox
+		if rec := h.invoke(sp); seen[rec.SandboxID] || h.m.PoolSize("rt-0123456789") != 2 {
+			t.Fatalf("a version-1 session took from the version-2 pool")
 		}
 	})
 }

@@ -48,7 +48,7 @@ type Session struct {
 	lastActive  time.Time
 	busy        bool
 	invocations int64
-	dirty       bool // activity not yet written to the store
+	dirty       bool            // activity not yet written to the store
 	owner       string          // the bound user (bind_user)
 	running     int             // calls holding a turn (reject and queue policies)
 	queue       []chan struct{} // calls waiting for a turn, in arrival order
@@ -160,92 +160,59 @@ func (s *Session) startup() bool {
 	return true
 }
 
-// start launches the sandbox and waits for its first healthy ping.
+// start gives the session a sandbox: a warm one from the runtime's pool if
+// there is one, else a fresh one; either way healthy before it returns.
 func (s *Session) start() error {
-	opts := s.m.opts
-	cfg := s.spec.Config
-	ctx, cancel := context.WithTimeout(s.killCtx, opts.StartTimeout)
-	defer cancel()
-
 	logPath := s.m.LogPath(s.spec.RuntimeID, s.rec.ID)
-	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
-		return fmt.Errorf("create log dir: %w", err)
+	if mem := s.m.claimPooled(s.spec.RuntimeID, s.spec.Version); mem != nil {
+		if err := os.Rename(mem.logPath, logPath); err != nil {
+			s.log.Warn("move pooled sandbox log", "err", err)
+		}
+		if mem.state != nil {
+			mem.state.assign(s.spec.Key, s.ownerNow)
+			s.state = mem.state
+		}
+		h := mem.getHandle()
+		s.mu.Lock()
+		s.handle = h
+		s.mu.Unlock()
+		s.log.Debug("claimed a warm sandbox", "sandbox_id", h.ID())
+		return s.recordPlacement(h)
 	}
-	env := make([]string, 0, len(cfg.Env)+4)
-	for k, v := range cfg.Env {
-		env = append(env, k+"="+v)
-	}
-	arn := opts.RuntimeARN(s.spec.RuntimeID)
-	env = append(env,
-		"AGENTCORE_RUNTIME_ARN="+arn,
-		"OTEL_RESOURCE_ATTRIBUTES=cloud.resource_id="+arn+",aws.agentcore.session_id="+s.spec.SessionID,
-	)
-	mounts := make([]sandbox.Mount, 0, len(cfg.Mounts))
-	for _, mt := range cfg.Mounts {
-		mounts = append(mounts, sandbox.Mount{Source: mt.Source, Target: mt.Target, ReadOnly: mt.ReadOnly})
-	}
-	var stateWire func(*sandbox.Spec)
-	if cfg.Sessions.Durable() {
-		ss, err := s.m.startStateServer(s)
-		if err != nil {
+	ctx, cancel := context.WithTimeout(s.killCtx, s.m.opts.StartTimeout)
+	defer cancel()
+	var err error
+	if s.spec.Config.Sessions.Durable() {
+		if s.state, err = s.m.startStateServer(s.rec.ID, s.spec.Config.Sessions.StateMaxBytes); err != nil {
 			return err
 		}
-		s.state = ss
-		stateWire = func(sp *sandbox.Spec) { ss.wire(sp, s.backend.Name() == "process") }
+		s.state.assign(s.spec.Key, s.ownerNow)
 	}
-	network := sandbox.NetworkMode(cfg.Network)
-	if network == "" {
-		network = sandbox.NetworkHost
-		if s.backend.Name() != "process" {
-			network = sandbox.NetworkNone
-		}
-	}
-	spec := sandbox.Spec{
-		Name:      sandbox.Name(s.spec.RuntimeID+"/"+s.spec.Endpoint, s.spec.SessionID),
-		RuntimeID: s.spec.RuntimeID,
-		SessionID: s.spec.SessionID,
-		Command:   cfg.Command,
-		Dir:       cfg.Workdir,
-		Env:       env,
-		LogPath:   logPath,
-		Limits: sandbox.Limits{MemoryBytes: cfg.MemoryBytes, CPUMillis: cfg.CPUMillis,
-			Pids: cfg.Pids, DiskBytes: cfg.DiskBytes},
-		Network: network,
-		Mounts:  mounts,
-	}
-	if stateWire != nil {
-		stateWire(&spec)
-	}
-	h, err := s.backend.Start(ctx, spec)
+	h, err := s.m.launch(ctx, launchSpec{
+		runtimeID: s.spec.RuntimeID,
+		sessionID: s.spec.SessionID,
+		name:      sandbox.Name(s.spec.RuntimeID+"/"+s.spec.Endpoint, s.spec.SessionID),
+		cfg:       s.spec.Config,
+		backend:   s.backend,
+		logPath:   logPath,
+		host:      s.host,
+		state:     s.state,
+	}, func(h sandbox.Handle) {
+		s.mu.Lock()
+		s.handle = h
+		s.mu.Unlock()
+	})
 	if err != nil {
-		return fmt.Errorf("start sandbox: %w", err)
+		if s.killCtx.Err() != nil {
+			return context.Cause(s.killCtx)
+		}
+		return err
 	}
-	s.mu.Lock()
-	s.handle = h
-	s.mu.Unlock()
+	return s.recordPlacement(h)
+}
 
-	// Poll /ping quickly at first: a Go agent answers within milliseconds.
-	delay := time.Millisecond
-	for {
-		st, err := s.ping(ctx)
-		if err == nil {
-			s.mu.Lock()
-			s.busy = st.Status == api.PingHealthyBusy
-			s.mu.Unlock()
-			break
-		}
-		select {
-		case <-h.Done():
-			return fmt.Errorf("agent exited before it became healthy (%s); see the session log %s", h.Exit(), logPath)
-		case <-ctx.Done():
-			if s.killCtx.Err() != nil {
-				return context.Cause(s.killCtx)
-			}
-			return fmt.Errorf("agent not healthy within %s: last ping: %v", opts.StartTimeout, err)
-		case <-time.After(delay):
-		}
-		delay = min(delay*2, 50*time.Millisecond)
-	}
+// recordPlacement writes where the session's sandbox answers.
+func (s *Session) recordPlacement(h sandbox.Handle) error {
 	return s.m.store.UpdateSession(context.Background(), s.rec.ID, s.rec.Lease, func(r *Record) {
 		r.State = StateActive
 		r.SandboxID = h.ID()
@@ -254,14 +221,97 @@ func (s *Session) start() error {
 	})
 }
 
-func (s *Session) ping(ctx context.Context) (api.PingResponse, error) {
-	ctx, cancel := context.WithTimeout(ctx, max(s.m.opts.PingInterval, time.Second))
+// launchSpec is one sandbox to start, for a session or a warm pool.
+type launchSpec struct {
+	runtimeID string
+	sessionID string // empty for a pool member
+	name      string
+	cfg       registry.Config
+	backend   sandbox.Backend
+	logPath   string
+	// host is the synthetic URL host that dials the sandbox.
+	host  string
+	state *stateServer
+}
+
+// launch starts a sandbox and waits for its first healthy ping. started
+// receives the handle as soon as it exists, so pings can dial it.
+func (m *Manager) launch(ctx context.Context, ls launchSpec, started func(sandbox.Handle)) (sandbox.Handle, error) {
+	cfg := ls.cfg
+	if err := os.MkdirAll(filepath.Dir(ls.logPath), 0o755); err != nil {
+		return nil, fmt.Errorf("create log dir: %w", err)
+	}
+	env := make([]string, 0, len(cfg.Env)+4)
+	for k, v := range cfg.Env {
+		env = append(env, k+"="+v)
+	}
+	arn := m.opts.RuntimeARN(ls.runtimeID)
+	otel := "cloud.resource_id=" + arn
+	if ls.sessionID != "" {
+		otel += ",aws.agentcore.session_id=" + ls.sessionID
+	}
+	env = append(env, "AGENTCORE_RUNTIME_ARN="+arn, "OTEL_RESOURCE_ATTRIBUTES="+otel)
+	mounts := make([]sandbox.Mount, 0, len(cfg.Mounts))
+	for _, mt := range cfg.Mounts {
+		mounts = append(mounts, sandbox.Mount{Source: mt.Source, Target: mt.Target, ReadOnly: mt.ReadOnly})
+	}
+	network := sandbox.NetworkMode(cfg.Network)
+	if network == "" {
+		network = sandbox.NetworkHost
+		if ls.backend.Name() != "process" {
+			network = sandbox.NetworkNone
+		}
+	}
+	spec := sandbox.Spec{
+		Name:      ls.name,
+		RuntimeID: ls.runtimeID,
+		SessionID: ls.sessionID,
+		Command:   cfg.Command,
+		Dir:       cfg.Workdir,
+		Env:       env,
+		LogPath:   ls.logPath,
+		Limits: sandbox.Limits{MemoryBytes: cfg.MemoryBytes, CPUMillis: cfg.CPUMillis,
+			Pids: cfg.Pids, DiskBytes: cfg.DiskBytes},
+		Network: network,
+		Mounts:  mounts,
+	}
+	if ls.state != nil {
+		ls.state.wire(&spec, ls.backend.Name() == "process")
+	}
+	h, err := ls.backend.Start(ctx, spec)
+	if err != nil {
+		return nil, fmt.Errorf("start sandbox: %w", err)
+	}
+	started(h)
+	// Poll /ping quickly at first: a Go agent answers within milliseconds.
+	delay := time.Millisecond
+	for {
+		_, err := m.ping(ctx, ls.host)
+		if err == nil {
+			return h, nil
+		}
+		select {
+		case <-h.Done():
+			return h, fmt.Errorf("agent exited before it became healthy (%s); see the session log %s", h.Exit(), ls.logPath)
+		case <-ctx.Done():
+			return h, fmt.Errorf("agent not healthy within %s: last ping: %v", m.opts.StartTimeout, err)
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 50*time.Millisecond)
+	}
+}
+
+func (s *Session) ping(ctx context.Context) (api.PingResponse, error) { return s.m.ping(ctx, s.host) }
+
+// ping asks the agent behind host for its health.
+func (m *Manager) ping(ctx context.Context, host string) (api.PingResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, max(m.opts.PingInterval, time.Second))
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.host+api.PathPing, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+host+api.PathPing, nil)
 	if err != nil {
 		return api.PingResponse{}, err
 	}
-	resp, err := s.m.transport.RoundTrip(req)
+	resp, err := m.transport.RoundTrip(req)
 	if err != nil {
 		return api.PingResponse{}, err
 	}

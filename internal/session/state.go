@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/berth-dev/berth/internal/sandbox"
@@ -33,20 +34,23 @@ const (
 // waited for in close.
 type stateServer struct {
 	store StateStore
-	key   Key
-	owner func() string
 	max   int64
+	// mu guards key and owner: a warm pool's sandbox gets them when a
+	// session claims it.
+	mu    sync.Mutex
+	key   *Key
+	owner func() string
 	dir   string
 	srv   *http.Server
 	done  chan struct{}
 }
 
-// startStateServer listens on a fresh socket directory for s.
-func (m *Manager) startStateServer(s *Session) (*stateServer, error) {
+// startStateServer listens on a fresh socket directory named id.
+func (m *Manager) startStateServer(id string, maxBytes int64) (*stateServer, error) {
 	if m.state == nil {
 		return nil, errors.New("durable sessions need a store that keeps session state")
 	}
-	dir := filepath.Join(m.opts.StateDir, s.rec.ID)
+	dir := filepath.Join(m.opts.StateDir, id)
 	// Unix socket paths are capped at 108 bytes; fall back to a short one.
 	if m.opts.StateDir == "" || len(dir)+len(stateSocket)+1 >= 100 {
 		var err error
@@ -61,8 +65,7 @@ func (m *Manager) startStateServer(s *Session) (*stateServer, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("listen on state socket: %w", err)
 	}
-	ss := &stateServer{store: m.state, key: s.spec.Key, owner: s.ownerNow,
-		max: s.spec.Config.Sessions.StateMaxBytes, dir: dir, done: make(chan struct{})}
+	ss := &stateServer{store: m.state, max: maxBytes, dir: dir, done: make(chan struct{})}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /state", ss.load)
 	mux.HandleFunc("PUT /state", ss.save)
@@ -85,6 +88,24 @@ func (ss *stateServer) wire(spec *sandbox.Spec, hostPaths bool) {
 	spec.Env = append(spec.Env, EnvStateSocket+"="+path, EnvStateMaxBytes+"="+strconv.FormatInt(ss.max, 10))
 }
 
+// assign binds the server to the session that owns the sandbox.
+func (ss *stateServer) assign(k Key, owner func() string) {
+	ss.mu.Lock()
+	ss.key, ss.owner = &k, owner
+	ss.mu.Unlock()
+}
+
+// session is the key and owner, or false before a session claimed it.
+func (ss *stateServer) session(w http.ResponseWriter) (Key, string, bool) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.key == nil {
+		stateError(w, http.StatusConflict, "this sandbox serves no session yet")
+		return Key{}, "", false
+	}
+	return *ss.key, ss.owner(), true
+}
+
 func (ss *stateServer) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -100,7 +121,11 @@ func stateError(w http.ResponseWriter, code int, msg string) {
 }
 
 func (ss *stateServer) load(w http.ResponseWriter, r *http.Request) {
-	data, _, err := ss.store.LoadState(r.Context(), ss.key)
+	key, _, ok := ss.session(w)
+	if !ok {
+		return
+	}
+	data, _, err := ss.store.LoadState(r.Context(), key)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		stateError(w, http.StatusNotFound, "no saved state")
@@ -113,6 +138,10 @@ func (ss *stateServer) load(w http.ResponseWriter, r *http.Request) {
 }
 
 func (ss *stateServer) save(w http.ResponseWriter, r *http.Request) {
+	key, owner, ok := ss.session(w)
+	if !ok {
+		return
+	}
 	if r.ContentLength > ss.max {
 		stateError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("state of %d bytes exceeds the cap of %d bytes", r.ContentLength, ss.max))
 		return
@@ -126,7 +155,7 @@ func (ss *stateServer) save(w http.ResponseWriter, r *http.Request) {
 		stateError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("state exceeds the cap of %d bytes", ss.max))
 		return
 	}
-	if err := ss.store.SaveState(r.Context(), ss.key, ss.owner(), data, time.Now()); err != nil {
+	if err := ss.store.SaveState(r.Context(), key, owner, data, time.Now()); err != nil {
 		stateError(w, http.StatusInternalServerError, "save state: "+err.Error())
 		return
 	}
@@ -134,7 +163,11 @@ func (ss *stateServer) save(w http.ResponseWriter, r *http.Request) {
 }
 
 func (ss *stateServer) clear(w http.ResponseWriter, r *http.Request) {
-	if err := ss.store.DeleteState(r.Context(), ss.key); err != nil {
+	key, _, ok := ss.session(w)
+	if !ok {
+		return
+	}
+	if err := ss.store.DeleteState(r.Context(), key); err != nil {
 		stateError(w, http.StatusInternalServerError, "delete state: "+err.Error())
 		return
 	}
