@@ -31,6 +31,9 @@ const (
 	DefaultPingFailures = 3
 	DefaultStopGrace    = 5 * time.Second
 	DefaultLogRetention = 24 * time.Hour
+	// DefaultStateRetention is how long a durable session's state outlives
+	// its last save.
+	DefaultStateRetention = 30 * 24 * time.Hour
 	// MaxAllowlist is AgentCore's cap on allow-listed headers per runtime.
 	MaxAllowlist = registry.MaxAllowlist
 )
@@ -47,6 +50,7 @@ type Config struct {
 	PingFailures    int       `yaml:"ping_failures"`
 	StopGrace       Duration  `yaml:"stop_grace"`
 	LogRetention    Duration  `yaml:"log_retention"`
+	StateRetention  Duration  `yaml:"state_retention"`
 	Runtimes        []Runtime `yaml:"runtimes"`
 }
 
@@ -153,6 +157,7 @@ func Default() Config {
 		PingFailures:    DefaultPingFailures,
 		StopGrace:       Duration(DefaultStopGrace),
 		LogRetention:    Duration(DefaultLogRetention),
+		StateRetention:  Duration(DefaultStateRetention),
 	}
 }
 

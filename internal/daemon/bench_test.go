@@ -36,7 +36,7 @@ var (
 )
 
 // buildTutorial compiles the Go example agent once per test process.
-func buildTutorial(b *testing.B) string {
+func buildTutorial(b testing.TB) string {
 	tutorialOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "berth-bench-")
 		if err != nil {

@@ -35,6 +35,7 @@ type Daemon struct {
 	ln             net.Listener
 	runtimes       []registry.Runtime
 	defaultBackend string
+	dataDir        string
 
 	stopJanitor context.CancelFunc
 	wg          sync.WaitGroup // the HTTP server and the janitor
@@ -54,7 +55,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
-	d := &Daemon{cfg: cfg, log: log, serveErr: make(chan error, 1)}
+	d := &Daemon{cfg: cfg, log: log, serveErr: make(chan error, 1), dataDir: dataDir}
 	ok := false
 	defer func() {
 		if !ok {
@@ -76,6 +77,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 	d.sessions = session.NewManager(d.db, backends, session.Options{
 		LogDir:         filepath.Join(dataDir, "logs"),
 		StateDir:       filepath.Join(dataDir, "run"),
+		StateHandler:   server.StateHandler,
 		StartTimeout:   time.Duration(cfg.StartTimeout),
 		PingInterval:   time.Duration(cfg.PingInterval),
 		PingFailures:   cfg.PingFailures,
@@ -183,6 +185,13 @@ func (d *Daemon) janitor(ctx context.Context) {
 		if err := d.sessions.PruneLogs(time.Duration(d.cfg.LogRetention)); err != nil {
 			d.log.Warn("prune session logs", "err", err)
 		}
+		if r := time.Duration(d.cfg.StateRetention); r > 0 {
+			if n, err := d.db.DeleteStates(ctx, "", time.Now().Add(-r)); err != nil {
+				d.log.Warn("expire durable session states", "err", err)
+			} else if n > 0 {
+				d.log.Info("expired durable session states", "count", n)
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -284,3 +293,9 @@ func (d *Daemon) closeStore() error {
 
 // DefaultBackend names the sandbox backend runtimes get by default.
 func (d *Daemon) DefaultBackend() string { return d.defaultBackend }
+
+// DataDir is the daemon's absolute data directory.
+func (d *Daemon) DataDir() string { return d.dataDir }
+
+// Store is the daemon's store.
+func (d *Daemon) Store() *store.DB { return d.db }

@@ -53,6 +53,7 @@ func New(opts Options) *Server {
 	s.mux.HandleFunc("POST /runtimes/{arn}/invocations", s.invoke)
 	s.mux.HandleFunc("POST /runtimes/{arn}/stopruntimesession", s.stopSession)
 	s.registerControl()
+	s.registerWebSocket()
 	s.registerSessions()
 	s.mux.HandleFunc("GET /ping", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

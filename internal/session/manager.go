@@ -56,6 +56,9 @@ type Options struct {
 	LogDir string
 	// StateDir holds durable sessions' state sockets.
 	StateDir string
+	// StateHandler builds the HTTP handler served on a durable session's
+	// state socket (internal/server provides it).
+	StateHandler func(StateAccess) http.Handler
 	// StartTimeout bounds sandbox start plus the first healthy ping. Default 30s.
 	StartTimeout time.Duration
 	// PingInterval is the health-check period. Default 2s.
@@ -401,6 +404,16 @@ func (m *Manager) EndRuntime(ctx context.Context, runtimeID string, reason EndRe
 		case <-s.done:
 		case <-ctx.Done():
 			return
+		}
+	}
+	if reason == EndDeleted {
+		// A deleted runtime's durable sessions end for good.
+		if ds, ok := m.state.(interface {
+			DeleteStates(ctx context.Context, runtimeID string, before time.Time) (int64, error)
+		}); ok {
+			if _, err := ds.DeleteStates(ctx, runtimeID, time.Time{}); err != nil {
+				m.log.Error("delete session states of a deleted runtime", "runtime_id", runtimeID, "err", err)
+			}
 		}
 	}
 }

@@ -2,10 +2,8 @@ package session
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -29,8 +27,8 @@ const (
 	EnvStateMaxBytes = "BERTH_STATE_MAX_BYTES"
 )
 
-// stateServer serves GET/PUT/DELETE /state for one session over a Unix
-// socket, backed by the store. Its goroutine is owned by the session and
+// stateServer serves one session's durable state over a Unix socket,
+// backed by the store, through the handler Options.StateHandler builds. Its goroutine is owned by the session and
 // waited for in close.
 type stateServer struct {
 	store StateStore
@@ -66,11 +64,12 @@ func (m *Manager) startStateServer(id string, maxBytes int64) (*stateServer, err
 		return nil, fmt.Errorf("listen on state socket: %w", err)
 	}
 	ss := &stateServer{store: m.state, max: maxBytes, dir: dir, done: make(chan struct{})}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /state", ss.load)
-	mux.HandleFunc("PUT /state", ss.save)
-	mux.HandleFunc("DELETE /state", ss.clear)
-	ss.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if m.opts.StateHandler == nil {
+		ln.Close()
+		os.RemoveAll(dir)
+		return nil, errors.New("durable sessions need Options.StateHandler")
+	}
+	ss.srv = &http.Server{Handler: m.opts.StateHandler(ss), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		defer close(ss.done)
 		ss.srv.Serve(ln)
@@ -95,17 +94,6 @@ func (ss *stateServer) assign(k Key, owner func() string) {
 	ss.mu.Unlock()
 }
 
-// session is the key and owner, or false before a session claimed it.
-func (ss *stateServer) session(w http.ResponseWriter) (Key, string, bool) {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	if ss.key == nil {
-		stateError(w, http.StatusConflict, "this sandbox serves no session yet")
-		return Key{}, "", false
-	}
-	return *ss.key, ss.owner(), true
-}
-
 func (ss *stateServer) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -114,62 +102,63 @@ func (ss *stateServer) close() {
 	os.RemoveAll(ss.dir)
 }
 
-func stateError(w http.ResponseWriter, code int, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(map[string]string{"error": msg})
+// ErrStateTooLarge: a save exceeded the runtime's state cap; nothing was
+// written. ErrUnclaimed: a warm sandbox asked before any session owned it.
+var (
+	ErrStateTooLarge = errors.New("session state exceeds the size cap")
+	ErrUnclaimed     = errors.New("this sandbox serves no session yet")
+)
+
+// StateAccess is one sandbox's view of its session's durable state. The
+// server package turns it into the HTTP handler served on the socket.
+type StateAccess interface {
+	Load(ctx context.Context) ([]byte, error)
+	Save(ctx context.Context, data []byte) error
+	Delete(ctx context.Context) error
+	MaxBytes() int64
 }
 
-func (ss *stateServer) load(w http.ResponseWriter, r *http.Request) {
-	key, _, ok := ss.session(w)
-	if !ok {
-		return
+var _ StateAccess = (*stateServer)(nil)
+
+func (ss *stateServer) session() (Key, string, error) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.key == nil {
+		return Key{}, "", ErrUnclaimed
 	}
-	data, _, err := ss.store.LoadState(r.Context(), key)
-	switch {
-	case errors.Is(err, ErrNotFound):
-		stateError(w, http.StatusNotFound, "no saved state")
-	case err != nil:
-		stateError(w, http.StatusInternalServerError, "load state: "+err.Error())
-	default:
-		w.Header().Set("Content-Type", "application/octet-stream")
-		w.Write(data)
-	}
+	return *ss.key, ss.owner(), nil
 }
 
-func (ss *stateServer) save(w http.ResponseWriter, r *http.Request) {
-	key, owner, ok := ss.session(w)
-	if !ok {
-		return
-	}
-	if r.ContentLength > ss.max {
-		stateError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("state of %d bytes exceeds the cap of %d bytes", r.ContentLength, ss.max))
-		return
-	}
-	data, err := io.ReadAll(io.LimitReader(r.Body, ss.max+1))
+// MaxBytes is the cap on one save.
+func (ss *stateServer) MaxBytes() int64 { return ss.max }
+
+// Load returns the saved state, or ErrNotFound.
+func (ss *stateServer) Load(ctx context.Context) ([]byte, error) {
+	key, _, err := ss.session()
 	if err != nil {
-		stateError(w, http.StatusBadRequest, "read state: "+err.Error())
-		return
+		return nil, err
+	}
+	data, _, err := ss.store.LoadState(ctx, key)
+	return data, err
+}
+
+// Save replaces the saved state whole, or refuses with ErrStateTooLarge.
+func (ss *stateServer) Save(ctx context.Context, data []byte) error {
+	key, owner, err := ss.session()
+	if err != nil {
+		return err
 	}
 	if int64(len(data)) > ss.max {
-		stateError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("state exceeds the cap of %d bytes", ss.max))
-		return
+		return fmt.Errorf("state of %d bytes, cap %d: %w", len(data), ss.max, ErrStateTooLarge)
 	}
-	if err := ss.store.SaveState(r.Context(), key, owner, data, time.Now()); err != nil {
-		stateError(w, http.StatusInternalServerError, "save state: "+err.Error())
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	return ss.store.SaveState(ctx, key, owner, data, time.Now())
 }
 
-func (ss *stateServer) clear(w http.ResponseWriter, r *http.Request) {
-	key, _, ok := ss.session(w)
-	if !ok {
-		return
+// Delete forgets the saved state.
+func (ss *stateServer) Delete(ctx context.Context) error {
+	key, _, err := ss.session()
+	if err != nil {
+		return err
 	}
-	if err := ss.store.DeleteState(r.Context(), key); err != nil {
-		stateError(w, http.StatusInternalServerError, "delete state: "+err.Error())
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	return ss.store.DeleteState(ctx, key)
 }
