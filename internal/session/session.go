@@ -283,6 +283,13 @@ func (m *Manager) launch(ctx context.Context, ls launchSpec, started func(sandbo
 		return nil, fmt.Errorf("start sandbox: %w", err)
 	}
 	started(h)
+	// An agent that ignores PORT (AWS's SDKs bind 8080) cannot share the
+	// host network with other sessions: say so rather than time out mutely.
+	hint := ""
+	if network == sandbox.NetworkHost {
+		hint = "; the agent must listen on $PORT: agents that always bind 8080 (AWS's bedrock-agentcore SDKs do) " +
+			"need the linux sandbox backend (sandbox: linux), which gives each session its own network namespace"
+	}
 	// Poll /ping quickly at first: a Go agent answers within milliseconds.
 	delay := time.Millisecond
 	for {
@@ -292,9 +299,9 @@ func (m *Manager) launch(ctx context.Context, ls launchSpec, started func(sandbo
 		}
 		select {
 		case <-h.Done():
-			return h, fmt.Errorf("agent exited before it became healthy (%s); see the session log %s", h.Exit(), ls.logPath)
+			return h, fmt.Errorf("agent exited before it became healthy (%s); see the session log %s%s", h.Exit(), ls.logPath, hint)
 		case <-ctx.Done():
-			return h, fmt.Errorf("agent not healthy within %s: last ping: %v", m.opts.StartTimeout, err)
+			return h, fmt.Errorf("agent not healthy within %s: last ping: %v%s", m.opts.StartTimeout, err, hint)
 		case <-time.After(delay):
 		}
 		delay = min(delay*2, 50*time.Millisecond)
