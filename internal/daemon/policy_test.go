@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/berth-dev/berth/internal/config"
+	"github.com/berth-dev/berth/internal/sandbox/linux"
 	"github.com/berth-dev/berth/internal/sandbox/sandboxtest"
 )
 
@@ -239,4 +241,48 @@ func TestBindUser(t *testing.T) {
 // has no modeled field for it).
 func addUser(user string) func(*middleware.Stack) error {
 	return smithyhttp.AddHeaderValue("X-Amzn-Bedrock-AgentCore-Runtime-User-Id", user)
+}
+
+// TestMemoryLimitEndsSessionAsCrashed: a linux sandbox that outgrows its
+// memory limit is killed; the call fails with RuntimeClientError and the
+// session record says crashed, out of memory. Other sessions carry on.
+func TestMemoryLimitEndsSessionAsCrashed(t *testing.T) {
+	if err := linux.Available(); err != nil {
+		t.Skipf("needs the linux sandbox backend: %v", err)
+	}
+	e := newEnv(t, func(c *config.Config) {
+		c.Runtimes = append(c.Runtimes, config.Runtime{Name: "small", Command: []string{sandboxtest.BuildAgent(t)},
+			Sandbox: "linux", Memory: 64 << 20})
+	})
+	bystander := newSessionID()
+	e.echo(bystander)
+	sid := newSessionID()
+	out, err := e.invoke(context.Background(), "small", sid, map[string]any{"op": "echo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.Response.Close()
+	rec := liveRecord(t, e, sid)
+	_, err = e.invoke(context.Background(), "small", sid, map[string]any{"op": "alloc", "ms": 512})
+	wantAPIError(t, err, "RuntimeClientError", 424)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r, err := e.d.Store().GetSession(context.Background(), rec.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.State == "terminated" {
+			if r.EndReason != "crashed" || !strings.Contains(r.Detail, "out of memory") {
+				t.Fatalf("ended %q: %q; want crashed, out of memory", r.EndReason, r.Detail)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("session did not end after exceeding its memory limit")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if r := e.echo(bystander); r.Invocations != 2 {
+		t.Fatalf("bystander session harmed: %+v", r)
+	}
 }

@@ -252,6 +252,17 @@ func (a *agent) invoke(w http.ResponseWriter, r *http.Request) {
 		default:
 			writeJSON(w, http.StatusOK, map[string]any{"data": string(data), "path": path})
 		}
+	case "alloc":
+		// Touches MS megabytes, to run into a memory limit.
+		var hold [][]byte
+		for i := 0; i < req.MS; i++ {
+			b := make([]byte, 1<<20)
+			for j := range b {
+				b[j] = byte(j)
+			}
+			hold = append(hold, b)
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"allocated_mb": len(hold)})
 	case "exclusive":
 		// Reports the most calls it ever saw running at once, and the
 		// order calls started in: concurrency-policy tests read both.
