@@ -1,7 +1,8 @@
 // Package app is berth's SDK for agent authors: the Go twin of the Python
 // bedrock-agentcore SDK's BedrockAgentCoreApp. An App serves the AgentCore
-// agent contract (POST /invocations and GET /ping), so the same binary runs
-// under berth or under Amazon Bedrock AgentCore Runtime.
+// agent contract (POST /invocations, GET /ping and the WebSocket on GET /ws),
+// so the same binary runs under berth or under Amazon Bedrock AgentCore
+// Runtime.
 //
 //	a := app.New()
 //	a.Entrypoint(func(ctx context.Context, payload []byte) (any, error) {
@@ -18,8 +19,9 @@
 //	}
 //
 // A handler's result is JSON-encoded; a [Stream] result is sent as
-// Server-Sent Events. /ping reports HealthyBusy while async tasks run
-// (see [App.AddAsyncTask] and [App.StartAsyncTask]).
+// Server-Sent Events. [App.WebSocket] handles bidirectional streams on /ws.
+// /ping reports HealthyBusy while async tasks run (see [App.AddAsyncTask]
+// and [App.StartAsyncTask]).
 //
 // The package imports only the standard library and berth's api package, so
 // an agent never pulls in the daemon.

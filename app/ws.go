@@ -274,7 +274,12 @@ func (c *WSConn) WriteJSON(ctx context.Context, v any) error {
 // Close starts the closing handshake with code and reason (cut to 123
 // bytes), waits a few seconds for the peer's close frame, then closes the
 // connection. Closing a connection that is already closing is a no-op.
+// code must be one a close frame may carry: 1000-1003, 1007-1014 or
+// 3000-4999 (or CloseNoStatus, for a close frame without a code).
 func (c *WSConn) Close(code CloseCode, reason string) error {
+	if code != CloseNoStatus && !validCloseCode(code) {
+		return fmt.Errorf("close websocket: invalid close code %d", code)
+	}
 	// Whoever sent the close frame, the peer's answer ends the reader,
 	// which closes the connection; a broken connection ends it at once.
 	err := c.writeClose(code, reason)

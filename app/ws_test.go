@@ -239,6 +239,12 @@ func TestWebSocketCloseCodes(t *testing.T) {
 		{"handler closes", func(ctx context.Context, c *app.WSConn) error {
 			return c.Close(4001, strings.Repeat("é", 100)) // cut to 123 bytes on a rune boundary
 		}, 4001, strings.Repeat("é", 61)},
+		{"handler tries a reserved code", func(ctx context.Context, c *app.WSConn) error {
+			if err := c.Close(1006, ""); err == nil {
+				return c.Close(4003, "1006 accepted")
+			}
+			return c.Close(4002, "refused")
+		}, 4002, "refused"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

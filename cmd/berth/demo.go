@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,10 +13,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/bedrockagentcore"
 	"github.com/aws/aws-sdk-go-v2/service/bedrockagentcore/types"
@@ -27,21 +30,38 @@ import (
 )
 
 func newDemo() *cobra.Command {
-	var keep bool
+	var opts demoOptions
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run AgentCore's runtime-context tutorial against an embedded berth",
 		Long: `Start an embedded berth server on a free loopback port, build and register
 the example tutorial agent, and drive it with the official AWS SDK for Go v2
 through the four demonstrations of AgentCore's "runtime context and session
-management" tutorial, plus StopRuntimeSession. Exits 0 only if every step held.`,
+management" tutorial, plus StopRuntimeSession. Exits 0 only if every step held.
+
+With --model, the agent is examples/claude instead: the tutorial's agent with
+a model, Claude Haiku 4.5 on Bedrock or the Anthropic API, or the model named
+by BERTH_MODEL on an OpenAI-compatible server. It needs that provider's
+credentials: the AWS credential chain (bedrock), ANTHROPIC_API_KEY
+(anthropic), or OPENAI_BASE_URL and/or OPENAI_API_KEY plus BERTH_MODEL
+(openai). Without them the demo says so and runs the offline agent.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runDemo(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), keep)
+			if opts.model != "" && !slices.Contains(modelProviders, opts.model) {
+				return fmt.Errorf("--model %q: want one of %s", opts.model, strings.Join(modelProviders, ", "))
+			}
+			return runDemoWith(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), opts)
 		},
 	}
-	cmd.Flags().BoolVar(&keep, "keep", false, "keep the demo's data dir (store and agent logs) afterwards")
+	cmd.Flags().BoolVar(&opts.keep, "keep", false, "keep the demo's data dir (store and agent logs) afterwards")
+	cmd.Flags().StringVar(&opts.model, "model", "", "run the model-backed agent (examples/claude) on this provider: "+strings.Join(modelProviders, ", "))
 	return cmd
+}
+
+// demoOptions are the demo's flags.
+type demoOptions struct {
+	keep  bool
+	model string // a model provider, or empty for the offline agent
 }
 
 // tutorialReply is what the example agent answers.
@@ -56,6 +76,7 @@ type tutorialReply struct {
 	CustomHeaders map[string]string `json:"custom_headers"`
 	PID           int               `json:"pid"`
 	Instance      string            `json:"instance"`
+	Model         string            `json:"model"` // examples/claude only
 }
 
 type demo struct {
@@ -64,31 +85,64 @@ type demo struct {
 	client *bedrockagentcore.Client
 	arn    string
 	failed int
+	// withModel prints the model's answers: unlike the offline agent's,
+	// they are worth reading.
+	withModel bool
 }
 
 func runDemo(ctx context.Context, out, errOut io.Writer, keep bool) error {
+	return runDemoWith(ctx, out, errOut, demoOptions{keep: keep})
+}
+
+func runDemoWith(ctx context.Context, out, errOut io.Writer, opts demoOptions) error {
 	dir, err := os.MkdirTemp("", "berth-demo-")
 	if err != nil {
 		return fmt.Errorf("create demo dir: %w", err)
 	}
-	if !keep {
+	if !opts.keep {
 		defer os.RemoveAll(dir)
 	}
-	sp := startSpinner(errOut, "building the example agent")
-	agent, err := buildTutorialAgent(ctx, dir)
-	sp.stop()
-	if err != nil {
-		return err
+	var env map[string]string
+	if opts.model != "" {
+		var missing string
+		if env, missing, err = modelAgentEnv(ctx, opts.model, os.Getenv); err != nil {
+			return err
+		}
+		if missing != "" {
+			fmt.Fprintf(out, "--model %s: %s; running the offline tutorial agent instead.\n\n", opts.model, missing)
+			opts.model = ""
+		}
+	}
+	rt := config.Runtime{Name: "tutorial"}
+	if opts.model == "" {
+		sp := startSpinner(errOut, "building the example agent")
+		agent, err := buildTutorialAgent(ctx, dir)
+		sp.stop()
+		if err != nil {
+			return err
+		}
+		rt.Command = []string{agent}
+	} else {
+		// A separate module: a cold build compiles the model SDKs.
+		sp := startSpinner(errOut, "building the Claude agent (examples/claude; the first build takes a few minutes)")
+		agent, err := buildAgent(ctx, dir, "examples/claude", "claude-agent")
+		sp.stop()
+		if err != nil {
+			return err
+		}
+		// The model is across the network, so the sandbox shares the
+		// host's: the linux backend's default gives it loopback only.
+		rt = config.Runtime{Name: "claude", Command: []string{agent}, Env: env, Network: "host"}
 	}
 	cfg := config.Default()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.DataDir = filepath.Join(dir, "data")
-	cfg.Runtimes = []config.Runtime{{Name: "tutorial", Command: []string{agent}}}
+	cfg.Runtimes = []config.Runtime{rt}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if os.Getenv("BERTH_DEMO_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(errOut, nil))
 	}
-	sp = startSpinner(errOut, "starting berth")
+	sp := startSpinner(errOut, "starting berth")
 	d, err := daemon.Start(ctx, cfg, log)
 	sp.stop()
 	if err != nil {
@@ -98,13 +152,17 @@ func runDemo(ctx context.Context, out, errOut io.Writer, keep bool) error {
 	arn := d.Runtimes()[0].ARN
 	fmt.Fprintf(out, "berth is serving on %s (sandbox: %s)\nruntime ARN: %s\n\n", d.URL(), defaultBackendName(d), arn)
 
-	dm := &demo{ctx: ctx, out: out, arn: arn, client: bedrockagentcore.New(bedrockagentcore.Options{
+	if opts.model != "" {
+		fmt.Fprintf(out, "agent: examples/claude on %s (network: host)\n\n", opts.model)
+	}
+
+	dm := &demo{ctx: ctx, out: out, arn: arn, withModel: opts.model != "", client: bedrockagentcore.New(bedrockagentcore.Options{
 		Region:       cfg.Region,
 		BaseEndpoint: aws.String(d.URL()),
 		Credentials:  credentials.NewStaticCredentialsProvider("berth-demo", "berth-demo", ""),
 	})}
 	dm.run()
-	if keep {
+	if opts.keep {
 		fmt.Fprintf(out, "\ndata dir kept at %s\n", dir)
 	}
 	if dm.failed > 0 {
@@ -118,19 +176,86 @@ func defaultBackendName(d *daemon.Daemon) string { return d.DefaultBackend() }
 
 // buildTutorialAgent compiles examples/tutorial from the berth source tree.
 func buildTutorialAgent(ctx context.Context, dir string) (string, error) {
+	return buildAgent(ctx, dir, "examples/tutorial", "tutorial-agent")
+}
+
+// buildAgent compiles the example agent in pkg (relative to the berth
+// source tree) into dir/bin/name. It builds from inside pkg, so an example
+// that is a module of its own (examples/claude) uses its own go.mod.
+func buildAgent(ctx context.Context, dir, pkg, name string) (string, error) {
 	root, err := moduleRoot()
 	if err != nil {
 		return "", err
 	}
-	bin := filepath.Join(dir, "bin", "tutorial-agent")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./examples/tutorial")
-	cmd.Dir = root
+	bin := filepath.Join(dir, "bin", name)
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
+	cmd.Dir = filepath.Join(root, filepath.FromSlash(pkg))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("build the example agent: %w\n%s", err, stderr.String())
+		return "", fmt.Errorf("build %s: %w\n%s", pkg, err, stderr.String())
 	}
 	return bin, nil
+}
+
+// modelProviders are the values of --model.
+var modelProviders = []string{"bedrock", "anthropic", "openai"}
+
+// modelAgentEnv gathers what examples/claude needs to reach provider: the
+// environment for its runtime, or why it cannot (missing credentials).
+// The agent's sandbox does not see berth's environment or home directory,
+// so everything it needs is passed explicitly.
+func modelAgentEnv(ctx context.Context, provider string, getenv func(string) string) (env map[string]string, missing string, err error) {
+	env = map[string]string{"BERTH_MODEL_PROVIDER": provider}
+	pass := func(keys ...string) {
+		for _, k := range keys {
+			if v := getenv(k); v != "" {
+				env[k] = v
+			}
+		}
+	}
+	pass("BERTH_MODEL", "BERTH_MODEL_BASE_URL", "BERTH_MODEL_MAX_TOKENS")
+	switch provider {
+	case "bedrock":
+		pass("AWS_ENDPOINT_URL_BEDROCK_RUNTIME")
+		if getenv("AWS_BEARER_TOKEN_BEDROCK") != "" {
+			pass("AWS_BEARER_TOKEN_BEDROCK", "AWS_REGION", "AWS_DEFAULT_REGION")
+			return env, "", nil
+		}
+		// Resolve the whole chain here (profiles, SSO, instance roles): the
+		// sandbox cannot read ~/.aws or reach the instance metadata service.
+		cfg, err := awsconfig.LoadDefaultConfig(ctx)
+		if err != nil {
+			return nil, fmt.Sprintf("no usable AWS configuration (%v)", err), nil
+		}
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		creds, err := cfg.Credentials.Retrieve(rctx)
+		if err != nil {
+			return nil, fmt.Sprintf("no AWS credentials found (%v)", err), nil
+		}
+		env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"] = creds.AccessKeyID, creds.SecretAccessKey
+		if creds.SessionToken != "" {
+			env["AWS_SESSION_TOKEN"] = creds.SessionToken
+		}
+		env["AWS_REGION"] = cmp.Or(cfg.Region, "us-east-1")
+	case "anthropic":
+		if getenv("ANTHROPIC_API_KEY") == "" {
+			return nil, "ANTHROPIC_API_KEY is not set", nil
+		}
+		pass("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL")
+	case "openai":
+		if getenv("OPENAI_BASE_URL") == "" && getenv("OPENAI_API_KEY") == "" {
+			return nil, "neither OPENAI_BASE_URL nor OPENAI_API_KEY is set", nil
+		}
+		if getenv("BERTH_MODEL") == "" && getenv("OPENAI_MODEL") == "" {
+			return nil, "BERTH_MODEL is not set (an OpenAI-compatible server has no default model)", nil
+		}
+		pass("OPENAI_BASE_URL", "OPENAI_API_KEY", "OPENAI_MODEL")
+	default:
+		return nil, "", fmt.Errorf("--model %q: want one of %s", provider, strings.Join(modelProviders, ", "))
+	}
+	return env, "", nil
 }
 
 // moduleRoot finds the berth source tree from the working directory.
@@ -205,6 +330,7 @@ func (dm *demo) run() {
 		dm.check(false, "three calls in session "+short(s1), err)
 		return
 	}
+	dm.heard(a, b, c)
 	dm.check(a.Turn == 1 && b.Turn == 2 && c.Turn == 3, "the agent counted three turns in one process", "turns %d, %d, %d", a.Turn, b.Turn, c.Turn)
 	dm.check(a.Instance == b.Instance && b.Instance == c.Instance, "all three calls reached the same process", "instance %s, pid %d", a.Instance, a.PID)
 	dm.check(strings.Contains(c.Answer, "44"), "\"and that plus 34?\" used the remembered 2X5 = 10", "%q", c.Answer)
@@ -234,6 +360,7 @@ func (dm *demo) run() {
 		dm.check(false, "call in session "+short(s2), err)
 		return
 	}
+	dm.heard(e)
 	dm.check(e.Instance != c.Instance, "a different process serves the new session", "instance %s vs %s", e.Instance, c.Instance)
 	dm.check(e.Turn == 1 && len(e.Remembered) == 1, "it remembers only its own first turn", "turn %d, remembers %d prompt(s)", e.Turn, len(e.Remembered))
 	dm.check(!strings.Contains(e.Answer, "54") && !strings.Contains(e.Answer, "44"), "it has no earlier result to add 10 to", "%q", e.Answer)
@@ -265,6 +392,17 @@ func (dm *demo) run() {
 	dm.check(errors.As(err, &nf), "stopping it again is ResourceNotFoundException", errText(err))
 	g, err := dm.invoke(s1, map[string]any{"prompt": "and that plus 34?", "user_id": "1"}, nil)
 	dm.check(err == nil && g.Turn == 1 && g.Instance != c.Instance, "the stopped session ID got a brand-new sandbox", "turn %d, instance %s", g.Turn, g.Instance)
+}
+
+// heard prints what the model answered, when there is one.
+func (dm *demo) heard(replies ...tutorialReply) {
+	if !dm.withModel {
+		return
+	}
+	for _, r := range replies {
+		prompt, _ := r.Payload["prompt"].(string)
+		fmt.Fprintf(dm.out, "    %q → %q\n", prompt, r.Answer)
+	}
 }
 
 func errText(err error) string {

@@ -2,13 +2,19 @@ package main
 
 import (
 	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 
+	"github.com/berth-dev/berth/api"
 	"github.com/berth-dev/berth/client"
+	"github.com/coder/websocket"
 	"github.com/spf13/cobra"
 )
 
@@ -23,11 +29,22 @@ func (f *clientFlags) register(cmd *cobra.Command) {
 
 func (f *clientFlags) client() *client.Client { return &client.Client{Endpoint: f.endpoint} }
 
+// baseURL is the server URL the client commands use.
+func (f *clientFlags) baseURL() string {
+	for _, u := range []string{f.endpoint, os.Getenv("BERTH_ENDPOINT"), client.DefaultEndpoint} {
+		if u != "" {
+			return strings.TrimRight(u, "/")
+		}
+	}
+	return client.DefaultEndpoint
+}
+
 func newInvoke() *cobra.Command {
 	var (
 		cf                                    clientFlags
 		runtime, sessionID, qualifier, userID string
 		headers                               []string
+		ws                                    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "invoke --runtime NAME|ARN [flags] PAYLOAD|-",
@@ -35,9 +52,15 @@ func newInvoke() *cobra.Command {
 		Long: `Invoke an agent runtime. PAYLOAD is the raw request body (usually JSON);
 "-" reads it from standard input. SSE responses print event by event as they
 arrive. The session ID goes to standard error so you can continue the session
-with --session.`,
+with --session.
+
+With --ws, connect to the runtime's WebSocket (/runtimes/{arn}/ws) instead:
+PAYLOAD goes out as one text message, and each message from the agent prints
+as it arrives (text with a newline after it, binary as raw bytes) until the
+agent closes the socket. Interrupt to close it yourself.`,
 		Example: `  berth invoke --runtime tutorial '{"prompt": "How much is 2X5?"}'
-  berth invoke --runtime tutorial --session "$SID" '{"prompt": "and that plus 34?"}'`,
+  berth invoke --runtime tutorial --session "$SID" '{"prompt": "and that plus 34?"}'
+  berth invoke --ws --runtime voice '{"prompt": "hello"}'`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var payload io.Reader = strings.NewReader(args[0])
@@ -52,10 +75,14 @@ with --session.`,
 				}
 				h.Add(strings.TrimSpace(k), strings.TrimSpace(v))
 			}
-			out, err := cf.client().Invoke(cmd.Context(), client.InvokeInput{
+			in := client.InvokeInput{
 				Runtime: runtime, Qualifier: qualifier, SessionID: sessionID,
 				UserID: userID, Headers: h, Payload: payload,
-			})
+			}
+			if ws {
+				return invokeWS(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), cf.baseURL(), in)
+			}
+			out, err := cf.client().Invoke(cmd.Context(), in)
 			if err != nil {
 				return err
 			}
@@ -78,6 +105,7 @@ with --session.`,
 	cmd.Flags().StringVarP(&qualifier, "qualifier", "q", "", "endpoint name (default DEFAULT)")
 	cmd.Flags().StringVarP(&userID, "user-id", "u", "", "runtime user ID (X-Amzn-Bedrock-AgentCore-Runtime-User-Id)")
 	cmd.Flags().StringArrayVarP(&headers, "header", "H", nil, "extra header 'Name: value' (repeatable)")
+	cmd.Flags().BoolVar(&ws, "ws", false, "talk to the runtime over its WebSocket (/ws) instead of /invocations")
 	cmd.MarkFlagRequired("runtime")
 	return cmd
 }
@@ -89,16 +117,111 @@ func printSSE(w io.Writer, r io.Reader) error {
 	for sc.Scan() {
 		line := sc.Text()
 		if data, ok := strings.CutPrefix(line, "data:"); ok {
+			// Unbuffered: each event reaches the terminal or pipe as it comes.
 			fmt.Fprintln(w, strings.TrimPrefix(data, " "))
-			if f, ok := w.(*os.File); ok {
-				f.Sync()
-			}
 		}
 	}
 	if err := sc.Err(); err != nil {
 		return fmt.Errorf("read stream: %w", err)
 	}
 	return nil
+}
+
+// invokeWS sends the payload over the runtime's WebSocket and prints what
+// comes back until the agent closes the socket.
+func invokeWS(ctx context.Context, stdout, stderr io.Writer, base string, in client.InvokeInput) error {
+	payload, err := io.ReadAll(in.Payload)
+	if err != nil {
+		return fmt.Errorf("read payload: %w", err)
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		return fmt.Errorf("endpoint %q: %w", base, err)
+	}
+	switch u.Scheme {
+	case "http":
+		u.Scheme = "ws"
+	case "https":
+		u.Scheme = "wss"
+	default:
+		return fmt.Errorf("endpoint %q: want an http or https URL", base)
+	}
+	// The runtime (often an ARN, with a "/") is one escaped path segment.
+	prefix := strings.TrimRight(u.Path, "/")
+	u.Path = prefix + "/runtimes/" + in.Runtime + "/ws"
+	u.RawPath = prefix + "/runtimes/" + url.PathEscape(in.Runtime) + "/ws"
+	if in.Qualifier != "" {
+		u.RawQuery = url.Values{"qualifier": {in.Qualifier}}.Encode()
+	}
+	if in.SessionID == "" {
+		in.SessionID = client.NewSessionID()
+	}
+	h := in.Headers.Clone()
+	if h == nil {
+		h = http.Header{}
+	}
+	h.Set(api.HeaderSessionID, in.SessionID)
+	if in.UserID != "" {
+		h.Set(api.HeaderUserID, in.UserID)
+	}
+
+	c, resp, err := websocket.Dial(ctx, u.String(), &websocket.DialOptions{HTTPHeader: h})
+	if err != nil {
+		if resp != nil && resp.StatusCode >= 300 {
+			return wsRefusal(resp)
+		}
+		return fmt.Errorf("connect to %s: %w", u.Redacted(), err)
+	}
+	defer c.CloseNow()
+	c.SetReadLimit(api.MaxPayloadBytes)
+	sid := resp.Header.Get(api.HeaderSessionID)
+	if sid == "" {
+		sid = in.SessionID
+	}
+	fmt.Fprintf(stderr, "session: %s\n", sid)
+
+	if err := c.Write(ctx, websocket.MessageText, payload); err != nil {
+		return fmt.Errorf("send payload: %w", err)
+	}
+	for {
+		typ, data, err := c.Read(ctx)
+		if err != nil {
+			var ce websocket.CloseError
+			switch {
+			case ctx.Err() != nil:
+				c.Close(websocket.StatusNormalClosure, "")
+				return nil
+			case errors.As(err, &ce) && ce.Code == websocket.StatusNormalClosure:
+				return nil
+			case errors.As(err, &ce):
+				return fmt.Errorf("the socket closed with %d %s", int(ce.Code), ce.Reason)
+			default:
+				return fmt.Errorf("read from the socket: %w", err)
+			}
+		}
+		if typ == websocket.MessageText {
+			data = append(data, '\n')
+		}
+		if _, err := stdout.Write(data); err != nil {
+			return fmt.Errorf("write output: %w", err)
+		}
+	}
+}
+
+// wsRefusal turns a refused upgrade into the AgentCore error it carries.
+func wsRefusal(resp *http.Response) error {
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	var b api.ErrorBody
+	json.Unmarshal(data, &b)
+	t := resp.Header.Get(api.HeaderErrorType)
+	if t == "" {
+		t = string(api.ErrInternalServer)
+	}
+	if b.Message == "" {
+		b.Message = strings.TrimSpace(string(data))
+	}
+	return &api.Error{Type: api.SanitizeErrorType(t), Message: b.Message,
+		StatusCode: resp.StatusCode, RequestID: resp.Header.Get(api.HeaderAWSRequestID)}
 }
 
 func newStopSession() *cobra.Command {

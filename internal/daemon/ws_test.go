@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -638,36 +637,19 @@ func TestWebSocketErrors(t *testing.T) {
 	})
 }
 
-var (
-	berthBinOnce sync.Once
-	berthBin     string
-	berthBinErr  error
-)
-
-// buildBerth compiles the berth CLI once per test process.
+// buildBerth compiles the berth CLI.
 func buildBerth(t *testing.T) string {
 	t.Helper()
-	berthBinOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "berth-cli-")
-		if err != nil {
-			berthBinErr = err
-			return
-		}
-		berthBin = filepath.Join(dir, "berth")
-		if out, err := exec.Command("go", "build", "-o", berthBin, "../../cmd/berth").CombinedOutput(); err != nil {
-			berthBinErr = fmt.Errorf("go build berth: %v\n%s", err, out)
-		}
-	})
-	if berthBinErr != nil {
-		t.Fatal(berthBinErr)
+	bin := filepath.Join(t.TempDir(), "berth")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/berth").CombinedOutput(); err != nil {
+		t.Fatalf("go build berth: %v\n%s", err, out)
 	}
-	return berthBin
+	return bin
 }
 
 func TestInvokeCLIWebSocket(t *testing.T) {
 	e := newEnv(t, withWSAgent("process"))
 	bin := buildBerth(t)
-	t.Cleanup(func() { os.RemoveAll(filepath.Dir(bin)) })
 
 	cmd := exec.CommandContext(wsTimeout(t), bin, "invoke", "--ws", "--endpoint", e.d.URL(), "--runtime", "wsagent",
 		"-H", "X-Amzn-Bedrock-AgentCore-Runtime-Custom-Tier: bronze",

@@ -247,10 +247,12 @@ type tunnelStats struct {
 func (t *wsTunnel) run() tunnelStats {
 	upc, downc := make(chan relayResult, 1), make(chan relayResult, 1)
 	go func() {
-		upc <- relayFrames(t.agent, t.clientR, t.clientR)
+		upc <- relayFrames(t.agent, t.clientR, t.clientR, nil)
 	}()
 	go func() {
-		res := relayFrames(t.client, t.agentR, t.agentR)
+		// Once the session has ended, nothing more from the agent goes
+		// out, its goodbye included: berth tells the client why.
+		res := relayFrames(t.client, t.agentR, t.agentR, t.kill)
 		res.injected = t.closeClient(res)
 		downc <- res
 	}()
@@ -320,6 +322,9 @@ func (t *wsTunnel) closeClient(res relayResult) bool {
 	return err == nil
 }
 
+// errRelayStopped ends a relay whose session ended.
+var errRelayStopped = errors.New("stopped: the session ended")
+
 // relayResult is how one direction of a tunnel ended.
 type relayResult struct {
 	err         error
@@ -343,10 +348,11 @@ func (r relayResult) describe() string {
 }
 
 // relayFrames copies WebSocket frames from src to dst unchanged until src
-// ends, a write fails or a close frame has gone through. It parses only
-// frame headers; payloads, masked or not, pass as they are. It flushes
-// whenever src has nothing more buffered, so no frame is held back.
-func relayFrames(dst io.Writer, src *bufio.Reader, buffered interface{ Buffered() int }) (res relayResult) {
+// ends, a write fails, a close frame has gone through or, between frames,
+// stop is done. It parses only frame headers; payloads, masked or not, pass
+// as they are. It flushes whenever src has nothing more buffered, so no
+// frame is held back.
+func relayFrames(dst io.Writer, src *bufio.Reader, buffered interface{ Buffered() int }, stop context.Context) (res relayResult) {
 	bw := bufio.NewWriterSize(&errWriter{w: dst, failed: &res.writeFailed}, 32<<10)
 	var hdr [14]byte
 	for {
@@ -356,6 +362,12 @@ func relayFrames(dst io.Writer, src *bufio.Reader, buffered interface{ Buffered(
 			}
 		}
 		if _, res.err = io.ReadFull(src, hdr[:2]); res.err != nil {
+			return res
+		}
+		if stop != nil && stop.Err() != nil {
+			if res.err = bw.Flush(); res.err == nil {
+				res.err = errRelayStopped
+			}
 			return res
 		}
 		n := int64(hdr[1] & 0x7f)
