@@ -97,28 +97,7 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, validation("payload", "payload of "+itoa64(r.ContentLength)+" bytes exceeds the limit of "+itoa64(s.maxPayload)+" bytes"))
 		return
 	}
-	if uid := r.Header.Get(api.HeaderUserID); len(uid) > 1024 {
-		s.writeError(w, r, validation("runtimeUserId", "runtimeUserId exceeds 1024 characters"))
-		return
-	}
-	res, err := s.reg.Resolve(r.Context(), r.PathValue("arn"), qualifier(r))
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	out, err := forwardHeaders(r, res.Version.Config.HeaderAllowlist)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	out.Set(api.HeaderSessionID, sid)
-
-	call, err := s.sessions.Acquire(r.Context(), session.Spec{
-		Key:     session.Key{RuntimeID: res.Runtime.ID, Endpoint: res.Endpoint.Name, SessionID: sid},
-		Version: res.Version.Version,
-		Config:  res.Version.Config,
-		UserID:  r.Header.Get(api.HeaderUserID),
-	})
+	call, out, err := s.admit(r, sid)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -156,6 +135,34 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	relay(w, resp)
+}
+
+// admit resolves the runtime and qualifier, builds the headers the agent
+// will see, and admits a call into the session: the part of a call that
+// invocations and WebSockets share.
+func (s *Server) admit(r *http.Request, sid string) (*session.Call, http.Header, error) {
+	if uid := r.Header.Get(api.HeaderUserID); len(uid) > 1024 {
+		return nil, nil, validation("runtimeUserId", "runtimeUserId exceeds 1024 characters")
+	}
+	res, err := s.reg.Resolve(r.Context(), r.PathValue("arn"), qualifier(r))
+	if err != nil {
+		return nil, nil, err
+	}
+	out, err := forwardHeaders(r, res.Version.Config.HeaderAllowlist)
+	if err != nil {
+		return nil, nil, err
+	}
+	out.Set(api.HeaderSessionID, sid)
+	call, err := s.sessions.Acquire(r.Context(), session.Spec{
+		Key:     session.Key{RuntimeID: res.Runtime.ID, Endpoint: res.Endpoint.Name, SessionID: sid},
+		Version: res.Version.Version,
+		Config:  res.Version.Config,
+		UserID:  r.Header.Get(api.HeaderUserID),
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return call, out, nil
 }
 
 // callError explains a failed round trip to the agent.

@@ -55,21 +55,14 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if uid := r.Header.Get(api.HeaderUserID); len(uid) > 1024 {
-		s.writeError(w, r, validation("runtimeUserId", "runtimeUserId exceeds 1024 characters"))
-		return
-	}
-	res, err := s.reg.Resolve(r.Context(), r.PathValue("arn"), qualifier(r))
+	// The socket holds a call slot for its whole life, so the idle reaper
+	// leaves the session alone while it is open.
+	call, out, err := s.admit(r, sid)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	out, err := forwardHeaders(r, res.Version.Config.HeaderAllowlist)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	out.Set(api.HeaderSessionID, sid)
+	defer call.Done()
 	out.Set("Connection", "Upgrade")
 	out.Set("Upgrade", "websocket")
 	for _, k := range []string{"Sec-Websocket-Key", "Sec-Websocket-Version", "Sec-Websocket-Protocol", "Sec-Websocket-Extensions"} {
@@ -78,20 +71,8 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	// The socket holds a call slot for its whole life, so the idle reaper
-	// leaves the session alone while it is open.
-	call, err := s.sessions.Acquire(r.Context(), session.Spec{
-		Key:     session.Key{RuntimeID: res.Runtime.ID, Endpoint: res.Endpoint.Name, SessionID: sid},
-		Version: res.Version.Version,
-		Config:  res.Version.Config,
-		UserID:  r.Header.Get(api.HeaderUserID),
-	})
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	defer call.Done()
-	log := s.log.With("runtime_id", res.Runtime.ID, "endpoint", res.Endpoint.Name, "session_id", sid)
+	key := call.Session().Key
+	log := s.log.With("runtime_id", key.RuntimeID, "endpoint", key.Endpoint, "session_id", sid)
 
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(nil)
