@@ -22,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/bedrockagentcore"
 	"github.com/aws/aws-sdk-go-v2/service/bedrockagentcore/types"
+	"github.com/aws/smithy-go/logging"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/daemon"
@@ -223,8 +224,9 @@ func modelAgentEnv(ctx context.Context, provider string, getenv func(string) str
 			return env, "", nil
 		}
 		// Resolve the whole chain here (profiles, SSO, instance roles): the
-		// sandbox cannot read ~/.aws or reach the instance metadata service.
-		cfg, err := awsconfig.LoadDefaultConfig(ctx)
+		// linux sandbox hides the home directory, so ~/.aws is out of reach.
+		// Quietly: a miss is reported below, not as SDK warnings.
+		cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithLogger(logging.Nop{}))
 		if err != nil {
 			return nil, fmt.Sprintf("no usable AWS configuration (%v)", err), nil
 		}
@@ -401,7 +403,7 @@ func (dm *demo) heard(replies ...tutorialReply) {
 	}
 	for _, r := range replies {
 		prompt, _ := r.Payload["prompt"].(string)
-		fmt.Fprintf(dm.out, "    %q → %q\n", prompt, r.Answer)
+		fmt.Fprintf(dm.out, "    %q → %q (%s)\n", prompt, r.Answer, r.Model)
 	}
 }
 

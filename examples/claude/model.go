@@ -35,9 +35,9 @@ const (
 // Environment variables the agent reads. The provider-specific ones are
 // the names each provider's own tools use.
 const (
-	EnvProvider  = "BERTH_MODEL_PROVIDER"  // bedrock (default), anthropic or openai
-	EnvModel     = "BERTH_MODEL"           // model ID override
-	EnvBaseURL   = "BERTH_MODEL_BASE_URL"  // endpoint override, any provider
+	EnvProvider  = "BERTH_MODEL_PROVIDER"   // bedrock (default), anthropic or openai
+	EnvModel     = "BERTH_MODEL"            // model ID override
+	EnvBaseURL   = "BERTH_MODEL_BASE_URL"   // endpoint override, any provider
 	EnvMaxTokens = "BERTH_MODEL_MAX_TOKENS" // output cap per model call
 
 	envBedrockEndpoint  = "AWS_ENDPOINT_URL_BEDROCK_RUNTIME"

@@ -147,6 +147,13 @@ func (s *Server) Problems() []string {
 	return append([]string(nil), s.problems...)
 }
 
+// ForgetProblems clears Problems, after a test has provoked one on purpose.
+func (s *Server) ForgetProblems() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.problems = nil
+}
+
 func (s *Server) problem(format string, args ...any) string {
 	msg := fmt.Sprintf(format, args...)
 	s.mu.Lock()
