@@ -37,6 +37,45 @@ type conversation struct {
 	// The fields that follow are read and written only while holding turn.
 	messages []fantasy.Message
 	prompts  []string
+	restored bool // durable state loaded, or the runtime is not durable
+}
+
+// savedConversation is the conversation as durable session state, for
+// runtimes with `durability: state`: it then outlives the sandbox.
+type savedConversation struct {
+	Prompts  []string          `json:"prompts"`
+	Messages []fantasy.Message `json:"messages"`
+}
+
+// restoreLocked loads a durable session's conversation once per process.
+func (c *conversation) restoreLocked(ctx context.Context) error {
+	if c.restored {
+		return nil
+	}
+	st, err := app.State()
+	if err != nil {
+		c.restored = true // not a durable runtime
+		return nil
+	}
+	var sv savedConversation
+	ok, err := st.LoadJSON(ctx, &sv)
+	if err != nil {
+		return err
+	}
+	if ok {
+		c.prompts, c.messages = sv.Prompts, sv.Messages
+	}
+	c.restored = true
+	return nil
+}
+
+// persistLocked saves the conversation when the runtime is durable.
+func (c *conversation) persistLocked(ctx context.Context) error {
+	st, err := app.State()
+	if err != nil {
+		return nil
+	}
+	return st.SaveJSON(ctx, savedConversation{Prompts: c.prompts, Messages: c.messages})
 }
 
 func newConversation() *conversation {
@@ -222,6 +261,9 @@ func (ag *agent) converse(ctx context.Context, prompt, name string, emit func(st
 		return turnResult{}, fmt.Errorf("wait for the previous turn: %w", ctx.Err())
 	}
 	defer func() { <-c.turn }()
+	if err := c.restoreLocked(ctx); err != nil {
+		return turnResult{}, fmt.Errorf("restore conversation: %w", err)
+	}
 
 	model := fantasy.NewAgent(ag.model,
 		fantasy.WithSystemPrompt(systemPrompt(name)),
@@ -270,6 +312,9 @@ func (ag *agent) converse(ctx context.Context, prompt, name string, emit func(st
 	c.messages = append(c.messages, fantasy.NewUserMessage(prompt))
 	for _, step := range res.Steps {
 		c.messages = append(c.messages, step.Messages...)
+	}
+	if err := c.persistLocked(ctx); err != nil {
+		return turnResult{}, fmt.Errorf("save conversation: %w", err)
 	}
 	t := turnResult{
 		number:     len(c.prompts),

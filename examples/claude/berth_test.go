@@ -95,6 +95,9 @@ type berthRuntime struct {
 	Command []string          `yaml:"command"`
 	Env     map[string]string `yaml:"env"`
 	Network string            `yaml:"network"`
+	// Durability and SuspendAfter make the runtime's sessions durable.
+	Durability   string `yaml:"durability,omitempty"`
+	SuspendAfter string `yaml:"suspend_after,omitempty"`
 }
 
 func startBerth(t *testing.T, runtimes []berthRuntime) *berthServer {
@@ -341,6 +344,40 @@ func TestUnderBerth(t *testing.T) {
 				t.Errorf("after StopRuntimeSession: turn %d instance %s tools %+v", again.reply.Turn, again.reply.Instance, again.reply.Tools)
 			}
 		})
+	}
+}
+
+// TestDurableConversation: with `durability: state` and a short
+// suspend_after, the session's sandbox is freed while idle, and the next
+// turn, in a new process, still reaches the model with the whole history.
+func TestDurableConversation(t *testing.T) {
+	fake := newFake(t)
+	p := providers[0]
+	env := p.env(fake)
+	env[agentEnv] = "1"
+	for k, v := range hermeticAWS() {
+		env[k] = v
+	}
+	srv := startBerth(t, []berthRuntime{{Name: "durable", Command: []string{os.Args[0]}, Env: env,
+		Network: "host", Durability: "state", SuspendAfter: "300ms"}})
+	client := bedrockagentcore.New(bedrockagentcore.Options{
+		Region:       "us-east-1",
+		BaseEndpoint: aws.String(srv.url),
+		Credentials:  credentials.NewStaticCredentialsProvider("AKIDCLIENT", "client-secret", ""),
+	})
+	c := &sdkChat{t: t, client: client, arn: srv.arns["durable"], session: "claude-durable-" + uuid.NewString(), fake: fake, p: p}
+	c.ask("How much is 2X5?", false)
+	sum := c.ask("and that plus 34?", false)
+	time.Sleep(1500 * time.Millisecond) // suspended after 300 ms idle
+	next := c.ask("and plus 10?", false)
+	if next.reply.Instance == sum.reply.Instance {
+		t.Fatal("the idle sandbox was not suspended")
+	}
+	if next.reply.Turn != 3 || !strings.Contains(next.reply.Answer, fmt.Sprint(2*5+34+10)) {
+		t.Fatalf("resumed session forgot: turn %d, %q", next.reply.Turn, next.reply.Answer)
+	}
+	if got := next.requests[0].UserPrompts(); len(got) != 3 {
+		t.Fatalf("the model saw prompts %q after the resume, want all three", got)
 	}
 }
 
