@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -43,16 +44,27 @@ func repoRoot(t *testing.T) string {
 	}
 }
 
-// requireNode skips when node or npm is missing: these tests exercise code
-// that only exists as npm packages.
+// requireNode skips when node 20+ or npm is missing: these tests exercise
+// code that only exists as npm packages, and fastify 5 (under AWS's
+// TypeScript SDK) needs node 20.
 func requireNode(t *testing.T) (node string) {
 	t.Helper()
+	const need = "the AgentCore TypeScript SDK and AWS SDK for JS v3 tests need node 20+ and npm"
 	node, err := exec.LookPath("node")
 	if err != nil {
-		t.Skip("node is not installed: the AgentCore TypeScript SDK and AWS SDK for JS v3 tests need node 20+ and npm")
+		t.Skip("node is not installed: " + need)
 	}
 	if _, err := exec.LookPath("npm"); err != nil {
-		t.Skip("npm is not installed: the AgentCore TypeScript SDK and AWS SDK for JS v3 tests need node 20+ and npm")
+		t.Skip("npm is not installed: " + need)
+	}
+	out, err := exec.Command(node, "--version").Output()
+	if err != nil {
+		t.Fatalf("node --version: %v", err)
+	}
+	ver := strings.TrimSpace(string(out))
+	major, _, _ := strings.Cut(strings.TrimPrefix(ver, "v"), ".")
+	if n, err := strconv.Atoi(major); err != nil || n < 20 {
+		t.Skipf("node is %s: %s", ver, need)
 	}
 	return node
 }
@@ -61,23 +73,28 @@ func requireNode(t *testing.T) (node string) {
 // other processes are made safe by the atomic rename in installNPM.
 var npmInstalls sync.Mutex
 
-// npmModules installs the npm project in the repository directory rel (its
-// package.json and package-lock.json, exactly as locked) and returns its
-// node_modules directory. Installs land in the user cache under a key made
-// of both files and the node version, so a rerun costs a stat; a clean
-// machine pays one `npm ci`.
-func npmModules(t *testing.T, rel string) string {
+// npmProject installs the npm project in the repository directory rel:
+// package.json and package-lock.json (installed exactly as locked) and the
+// source files named. It returns a directory holding all of them and
+// node_modules, ready to run as an agent's code directory on any sandbox
+// backend. Installs land in the user cache under a key made of those files
+// and the node version, so a rerun costs a stat and a clean machine pays
+// one `npm ci`.
+func npmProject(t *testing.T, rel string, files ...string) string {
 	t.Helper()
 	npmInstalls.Lock()
 	defer npmInstalls.Unlock()
 
 	src := filepath.Join(repoRoot(t), rel)
+	names := append([]string{"package.json", "package-lock.json"}, files...)
 	h := sha256.New()
-	for _, name := range []string{"package.json", "package-lock.json"} {
+	for _, name := range names {
 		b, err := os.ReadFile(filepath.Join(src, name))
 		if err != nil {
 			t.Fatalf("read npm project %s: %v", rel, err)
 		}
+		h.Write([]byte(name))
+		h.Write([]byte{0})
 		h.Write(b)
 		h.Write([]byte{0})
 	}
@@ -92,19 +109,18 @@ func npmModules(t *testing.T, rel string) string {
 	}
 	root := filepath.Join(base, "berth", "npm")
 	final := filepath.Join(root, filepath.Base(rel)+"-"+hex.EncodeToString(h.Sum(nil))[:16])
-	modules := filepath.Join(final, "node_modules")
-	if fi, err := os.Stat(modules); err == nil && fi.IsDir() {
-		return modules
+	if fi, err := os.Stat(filepath.Join(final, "node_modules")); err == nil && fi.IsDir() {
+		return final
 	}
-	if err := installNPM(t, src, root, final); err != nil {
+	if err := installNPM(t, src, names, root, final); err != nil {
 		t.Fatalf("install npm project %s: %v", rel, err)
 	}
-	return modules
+	return final
 }
 
 // installNPM runs `npm ci` on a copy of the project in a staging dir and
 // renames it into place, so a half-finished install is never used.
-func installNPM(t *testing.T, src, root, final string) error {
+func installNPM(t *testing.T, src string, names []string, root, final string) error {
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return err
 	}
@@ -113,7 +129,7 @@ func installNPM(t *testing.T, src, root, final string) error {
 		return err
 	}
 	defer os.RemoveAll(stage) // a no-op once renamed
-	for _, name := range []string{"package.json", "package-lock.json"} {
+	for _, name := range names {
 		b, err := os.ReadFile(filepath.Join(src, name))
 		if err != nil {
 			return err
@@ -122,8 +138,8 @@ func installNPM(t *testing.T, src, root, final string) error {
 			return err
 		}
 	}
-	// Not writable by "other" is fine: sandboxes run as uid 0 without a user
-	// namespace here. Make it traversable for the user-namespace case too.
+	// Readable like any code dir (MkdirTemp makes it 0700), which a
+	// sandbox with a user namespace needs.
 	if err := os.Chmod(stage, 0o755); err != nil {
 		return err
 	}
@@ -150,36 +166,6 @@ func installNPM(t *testing.T, src, root, final string) error {
 	return nil
 }
 
-// stageNodeProject copies the npm project at rel (its sources, not its
-// node_modules) into a fresh directory and links node_modules to the cached
-// install. Mounts makes that install visible inside linux sandboxes, which
-// hide the host's /root (where the user cache usually is).
-func stageNodeProject(t *testing.T, rel string, files ...string) (dir string, mounts []config.Mount) {
-	t.Helper()
-	modules := npmModules(t, rel)
-	src := filepath.Join(repoRoot(t), rel)
-	dir = t.TempDir()
-	for _, name := range append([]string{"package.json"}, files...) {
-		b, err := os.ReadFile(filepath.Join(src, name))
-		if err != nil {
-			t.Fatalf("read %s: %v", name, err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
-			t.Fatalf("stage %s: %v", name, err)
-		}
-	}
-	if err := os.Symlink(modules, filepath.Join(dir, "node_modules")); err != nil {
-		t.Fatalf("link node_modules: %v", err)
-	}
-	// The sandbox reads the code dir through a bind mount; 0700 from
-	// t.TempDir would do for uid 0, but keep it readable like real code.
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatalf("chmod %s: %v", dir, err)
-	}
-	cached := filepath.Dir(modules)
-	return dir, []config.Mount{{Source: cached, Target: cached, ReadOnly: true}}
-}
-
 // buildTutorial builds examples/tutorial, berth's Go twin of the tutorial agent.
 func buildTutorial(t *testing.T) string {
 	t.Helper()
@@ -194,7 +180,6 @@ func buildTutorial(t *testing.T) string {
 
 // berth is a real berth server on loopback.
 type berth struct {
-	t      *testing.T
 	d      *daemon.Daemon
 	client *bedrockagentcore.Client
 }
@@ -230,7 +215,7 @@ func startBerth(t *testing.T, runtimes []config.Runtime, mutate ...func(*config.
 			t.Errorf("close berth: %v", err)
 		}
 	})
-	return &berth{t: t, d: d, client: bedrockagentcore.New(bedrockagentcore.Options{
+	return &berth{d: d, client: bedrockagentcore.New(bedrockagentcore.Options{
 		Region:       "us-east-1",
 		BaseEndpoint: aws.String(d.URL()),
 		Credentials:  credentials.NewStaticCredentialsProvider("AKIDBERTHCOMPAT", "secret", ""),
@@ -238,13 +223,14 @@ func startBerth(t *testing.T, runtimes []config.Runtime, mutate ...func(*config.
 	})}
 }
 
-func (b *berth) arn(name string) string {
+func (b *berth) arn(t *testing.T, name string) string {
+	t.Helper()
 	for _, rt := range b.d.Runtimes() {
 		if rt.Name == name {
 			return rt.ARN
 		}
 	}
-	b.t.Fatalf("no runtime %q", name)
+	t.Fatalf("no runtime %q", name)
 	return ""
 }
 

@@ -32,6 +32,7 @@ const netnsEnv = "BERTH_COMPAT_IN_NETNS"
 // The test re-runs itself in a fresh network namespace, so the 8080 it
 // fights over is its own.
 func TestAgentCoreSDKAgentOnProcessBackend(t *testing.T) {
+	t.Parallel()
 	if os.Getenv(netnsEnv) == "" {
 		runInNetns(t)
 		return
@@ -45,12 +46,13 @@ func TestAgentCoreSDKAgentOnProcessBackend(t *testing.T) {
 		c.StartTimeout = config.Duration(5 * time.Second)
 	})
 
+	arn := b.arn(t, "tsproc")
 	invoke := func(sid string) error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		body, _ := json.Marshal(map[string]any{"action": "whoami"})
 		out, err := b.client.InvokeAgentRuntime(ctx, &bedrockagentcore.InvokeAgentRuntimeInput{
-			AgentRuntimeArn:  aws.String(b.arn("tsproc")),
+			AgentRuntimeArn:  aws.String(arn),
 			RuntimeSessionId: aws.String(sid),
 			ContentType:      aws.String("application/json"),
 			Payload:          body,
@@ -72,6 +74,11 @@ func TestAgentCoreSDKAgentOnProcessBackend(t *testing.T) {
 		if !errors.As(err, &ae) || ae.ErrorCode() != "RuntimeClientError" {
 			t.Fatalf("session %d on the process backend: got %v, want RuntimeClientError", i+1, err)
 		}
+		// The refusal names the cause and the cure, rather than only a
+		// ping timeout or an exit code.
+		if msg := ae.ErrorMessage(); !strings.Contains(msg, "$PORT") || !strings.Contains(msg, "sandbox: linux") {
+			t.Errorf("session %d: the refusal does not say the agent ignores PORT and needs the linux sandbox: %s", i+1, msg)
+		}
 		t.Logf("session %d refused: %s", i+1, ae.ErrorMessage())
 	}
 }
@@ -82,6 +89,9 @@ func runInNetns(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to create a private network namespace, so the test's port 8080 clashes with nobody else's")
 	}
+	// Install here, once, rather than racing the inner run's install.
+	requireNode(t)
+	npmProject(t, tsAgentDir, "agent.js")
 	args := []string{"-test.run=^" + t.Name() + "$", "-test.count=1"}
 	if testing.Verbose() {
 		args = append(args, "-test.v")

@@ -4,13 +4,18 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/bedrockagentcore"
+	"github.com/aws/aws-sdk-go-v2/service/bedrockagentcorecontrol"
+	ctltypes "github.com/aws/aws-sdk-go-v2/service/bedrockagentcorecontrol/types"
+	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/sandbox/linux"
@@ -33,7 +38,6 @@ type tsState struct {
 	PingStatus  string            `json:"ping_status"`
 	AsyncTasks  int               `json:"async_tasks"`
 	Payload     json.RawMessage   `json:"payload"`
-	Task        int               `json:"task"`
 }
 
 func newSessionID() string { return "compat-" + uuid.NewString() }
@@ -41,17 +45,13 @@ func newSessionID() string { return "compat-" + uuid.NewString() }
 // tsRuntime declares the TypeScript agent as a runtime, run the way its
 // package says: `node agent.js`.
 func tsRuntime(t *testing.T, name, backend string) config.Runtime {
-	node := requireNode(t)
-	dir, mounts := stageNodeProject(t, tsAgentDir, "agent.js")
-	if backend == "process" {
-		mounts = nil // it sees the host's files as they are, and takes no mounts
-	}
+	requireNode(t)
+	dir := npmProject(t, tsAgentDir, "agent.js")
 	return config.Runtime{
 		Name:    name,
-		Command: []string{node, "agent.js"},
+		Command: []string{"node", "agent.js"}, // found on the sandbox's PATH
 		Workdir: dir,
 		Sandbox: backend,
-		Mounts:  mounts,
 		Env:     map[string]string{"LOG_LEVEL": "warn"},
 		// Short, so the HealthyBusy check is quick; max_lifetime must
 		// stay above it.
@@ -60,14 +60,14 @@ func tsRuntime(t *testing.T, name, backend string) config.Runtime {
 	}
 }
 
-func (b *berth) tsInvoke(runtime, sessionID string, payload any, opts ...func(*bedrockagentcore.Options)) tsState {
-	b.t.Helper()
+func (b *berth) tsInvoke(t *testing.T, runtime, sessionID string, payload any, opts ...func(*bedrockagentcore.Options)) tsState {
+	t.Helper()
 	body, err := json.Marshal(payload)
 	if err != nil {
-		b.t.Fatal(err)
+		t.Fatal(err)
 	}
 	out, err := b.client.InvokeAgentRuntime(context.Background(), &bedrockagentcore.InvokeAgentRuntimeInput{
-		AgentRuntimeArn:  aws.String(b.arn(runtime)),
+		AgentRuntimeArn:  aws.String(b.arn(t, runtime)),
 		Qualifier:        aws.String("DEFAULT"),
 		RuntimeSessionId: aws.String(sessionID),
 		ContentType:      aws.String("application/json"),
@@ -75,18 +75,18 @@ func (b *berth) tsInvoke(runtime, sessionID string, payload any, opts ...func(*b
 		Payload:          body,
 	}, opts...)
 	if err != nil {
-		b.t.Fatalf("invoke %s: %v", runtime, err)
+		t.Fatalf("invoke %s: %v", runtime, err)
 	}
 	defer out.Response.Close()
 	if ct := aws.ToString(out.ContentType); !strings.HasPrefix(ct, "application/json") {
-		b.t.Fatalf("content type %q, want application/json", ct)
+		t.Fatalf("content type %q, want application/json", ct)
 	}
 	if got := aws.ToString(out.RuntimeSessionId); got != sessionID {
-		b.t.Fatalf("response names session %q, want %q", got, sessionID)
+		t.Fatalf("response names session %q, want %q", got, sessionID)
 	}
 	var st tsState
 	if err := json.NewDecoder(out.Response).Decode(&st); err != nil {
-		b.t.Fatalf("decode agent reply: %v", err)
+		t.Fatalf("decode agent reply: %v", err)
 	}
 	return st
 }
@@ -96,6 +96,7 @@ func (b *berth) tsInvoke(runtime, sessionID string, payload any, opts ...func(*b
 // for Go v2. The agent binds 0.0.0.0:8080 whatever PORT says, so every
 // session needs its own network namespace: the linux sandbox.
 func TestAgentCoreTypeScriptSDK(t *testing.T) {
+	t.Parallel()
 	if err := linux.Available(); err != nil {
 		t.Skipf("the linux sandbox is unavailable here (%v); AgentCore SDK agents listen on 8080 and need a network namespace per session", err)
 	}
@@ -106,8 +107,8 @@ func TestAgentCoreTypeScriptSDK(t *testing.T) {
 		payload := map[string]any{"action": "whoami", "prompt": "hello", "nested": map[string]any{"k": []any{1.5, "x"}}}
 		custom := smithyhttp.AddHeaderValue("X-Amzn-Bedrock-AgentCore-Runtime-Custom-Tier", "gold")
 		withHeader := func(o *bedrockagentcore.Options) { o.APIOptions = append(o.APIOptions, custom) }
-		first := b.tsInvoke("tsagent", sid, payload, withHeader)
-		second := b.tsInvoke("tsagent", sid, payload)
+		first := b.tsInvoke(t, "tsagent", sid, payload, withHeader)
+		second := b.tsInvoke(t, "tsagent", sid, payload)
 
 		if first.SessionID != sid || second.SessionID != sid {
 			t.Errorf("context.sessionId = %q, %q; want %q", first.SessionID, second.SessionID, sid)
@@ -145,7 +146,7 @@ func TestAgentCoreTypeScriptSDK(t *testing.T) {
 		body, _ := json.Marshal(map[string]any{"action": "stream", "count": count, "interval_ms": interval.Milliseconds()})
 		start := time.Now()
 		out, err := b.client.InvokeAgentRuntime(context.Background(), &bedrockagentcore.InvokeAgentRuntimeInput{
-			AgentRuntimeArn:  aws.String(b.arn("tsagent")),
+			AgentRuntimeArn:  aws.String(b.arn(t, "tsagent")),
 			RuntimeSessionId: aws.String(newSessionID()),
 			ContentType:      aws.String("application/json"),
 			Accept:           aws.String("text/event-stream"),
@@ -212,11 +213,11 @@ func TestAgentCoreTypeScriptSDK(t *testing.T) {
 		const task = 4 * time.Second
 		busy, plain := newSessionID(), newSessionID()
 		started := time.Now()
-		st := b.tsInvoke("tsagent", busy, map[string]any{"action": "busy", "ms": task.Milliseconds()})
+		st := b.tsInvoke(t, "tsagent", busy, map[string]any{"action": "busy", "ms": task.Milliseconds()})
 		if st.PingStatus != "HealthyBusy" || st.AsyncTasks != 1 {
 			t.Fatalf("after addAsyncTask the agent reports %s with %d tasks", st.PingStatus, st.AsyncTasks)
 		}
-		ctl := b.tsInvoke("tsagent", plain, map[string]any{"action": "whoami"})
+		ctl := b.tsInvoke(t, "tsagent", plain, map[string]any{"action": "whoami"})
 		lastCall := time.Now()
 
 		// The control session, invoked at the same moment and otherwise
@@ -252,20 +253,77 @@ func TestAgentCoreTypeScriptSDK(t *testing.T) {
 			time.Since(started).Round(time.Millisecond), task, idle)
 
 		// Both sessions start afresh: their module-level state is gone.
-		if again := b.tsInvoke("tsagent", busy, map[string]any{}); again.Instance == st.Instance || again.Invocations != 1 {
+		if again := b.tsInvoke(t, "tsagent", busy, map[string]any{}); again.Instance == st.Instance || again.Invocations != 1 {
 			t.Errorf("busy session was not restarted afresh: %+v, was %s", again, st.Instance)
 		}
-		if again := b.tsInvoke("tsagent", plain, map[string]any{}); again.Instance == ctl.Instance || again.Invocations != 1 {
+		if again := b.tsInvoke(t, "tsagent", plain, map[string]any{}); again.Instance == ctl.Instance || again.Invocations != 1 {
 			t.Errorf("control session was not restarted afresh: %+v, was %s", again, ctl.Instance)
 		}
 	})
 
+	t.Run("registered through the control plane", func(t *testing.T) {
+		// As one would register it with AWS, but with the code on the berth
+		// host: bucket "berth-local", prefix = the code directory.
+		ctl := bedrockagentcorecontrol.New(bedrockagentcorecontrol.Options{
+			Region:       "us-east-1",
+			BaseEndpoint: aws.String(b.d.URL()),
+			Credentials:  credentials.NewStaticCredentialsProvider("AKIDBERTHCOMPAT", "secret", ""),
+			Retryer:      aws.NopRetryer{},
+		})
+		dir := npmProject(t, tsAgentDir, "agent.js")
+		created, err := ctl.CreateAgentRuntime(context.Background(), &bedrockagentcorecontrol.CreateAgentRuntimeInput{
+			AgentRuntimeName: aws.String("tsagent_api"),
+			AgentRuntimeArtifact: &ctltypes.AgentRuntimeArtifactMemberCodeConfiguration{Value: ctltypes.CodeConfiguration{
+				Code:       &ctltypes.CodeMemberS3{Value: ctltypes.S3Location{Bucket: aws.String("berth-local"), Prefix: aws.String(dir)}},
+				Runtime:    ctltypes.AgentManagedRuntimeTypeNode22,
+				EntryPoint: []string{"agent.js"},
+			}},
+			RoleArn:              aws.String("arn:aws:iam::123456789012:role/agentcore-runtime"),
+			NetworkConfiguration: &ctltypes.NetworkConfiguration{NetworkMode: ctltypes.NetworkModePublic},
+			Tags:                 map[string]string{"berth:sandbox": "linux"},
+		})
+		if err != nil {
+			t.Fatalf("CreateAgentRuntime: %v", err)
+		}
+		arn := aws.ToString(created.AgentRuntimeArn)
+		sid := newSessionID()
+		body, _ := json.Marshal(map[string]any{"action": "remember", "note": "via the control plane"})
+		in := &bedrockagentcore.InvokeAgentRuntimeInput{
+			AgentRuntimeArn:  aws.String(arn),
+			RuntimeSessionId: aws.String(sid),
+			Payload:          body,
+		}
+		// Left to itself the Go SDK labels the payload
+		// application/octet-stream, which the TypeScript SDK's server
+		// refuses with 415, on AWS as here: the agent's answer is relayed
+		// as a RuntimeClientError.
+		_, err = b.client.InvokeAgentRuntime(context.Background(), in)
+		var ae smithy.APIError
+		if !errors.As(err, &ae) || ae.ErrorCode() != "RuntimeClientError" || !strings.Contains(ae.ErrorMessage(), "415") {
+			t.Fatalf("payload without a JSON content type: got %v, want RuntimeClientError relaying the agent's 415", err)
+		}
+		in.ContentType = aws.String("application/json")
+		out, err := b.client.InvokeAgentRuntime(context.Background(), in)
+		if err != nil {
+			t.Fatalf("invoke %s: %v", arn, err)
+		}
+		defer out.Response.Close()
+		var st tsState
+		if err := json.NewDecoder(out.Response).Decode(&st); err != nil {
+			t.Fatalf("decode: %v", err)
+		}
+		if st.SessionID != sid || !slices.Equal(st.Notes, []string{"via the control plane"}) {
+			t.Errorf("agent registered through the control plane answered %+v", st)
+		}
+		t.Logf("%s runs node agent.js from %s", arn, dir)
+	})
+
 	t.Run("sessions are isolated", func(t *testing.T) {
 		a, bb := newSessionID(), newSessionID()
-		a1 := b.tsInvoke("tsagent", a, map[string]any{"action": "remember", "note": "alpha"})
-		b1 := b.tsInvoke("tsagent", bb, map[string]any{"action": "remember", "note": "beta"})
-		a2 := b.tsInvoke("tsagent", a, map[string]any{"action": "whoami"})
-		b2 := b.tsInvoke("tsagent", bb, map[string]any{"action": "whoami"})
+		a1 := b.tsInvoke(t, "tsagent", a, map[string]any{"action": "remember", "note": "alpha"})
+		b1 := b.tsInvoke(t, "tsagent", bb, map[string]any{"action": "remember", "note": "beta"})
+		a2 := b.tsInvoke(t, "tsagent", a, map[string]any{"action": "whoami"})
+		b2 := b.tsInvoke(t, "tsagent", bb, map[string]any{"action": "whoami"})
 
 		if a1.Instance != a2.Instance || a2.Invocations != a1.Invocations+1 {
 			t.Errorf("session A lost its state: %+v then %+v", a1, a2)
