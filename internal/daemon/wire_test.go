@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -572,3 +573,39 @@ func pidAlive(pid int) bool {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestCloseLeavesNoGoroutines: a daemon that served sessions (JSON, SSE,
+// a stop, an idle durable pool) leaves no goroutine behind after Close.
+func TestCloseLeavesNoGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	e := newEnv(t, func(c *config.Config) {
+		c.Runtimes[0].WarmPool = 2
+	})
+	sid := newSessionID()
+	e.echo(sid)
+	out, err := e.invoke(context.Background(), "echo", newSessionID(), map[string]any{"op": "sse", "n": 3, "delay_ms": 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, out.Response)
+	out.Response.Close()
+	if _, err := e.client.StopRuntimeSession(context.Background(), &bedrockagentcore.StopRuntimeSessionInput{
+		AgentRuntimeArn: aws.String(e.arn("echo")), RuntimeSessionId: aws.String(sid)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.d.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if tr, ok := e.client.Options().HTTPClient.(interface{ CloseIdleConnections() }); ok {
+		tr.CloseIdleConnections()
+	}
+	http.DefaultClient.CloseIdleConnections()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<20)
+		t.Fatalf("%d goroutines before, %d after Close:\n%s", before, n, buf[:runtime.Stack(buf, true)])
+	}
+}
