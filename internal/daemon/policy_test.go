@@ -130,13 +130,15 @@ func TestConcurrencyQueueRunsOneAtATimeInOrder(t *testing.T) {
 	if _, err := e.exclusive("queuer", sid, 0, "warm"); err != nil {
 		t.Fatal(err)
 	}
-	const n = 24
+	// Arrivals 40 ms apart, calls of 120 ms: the queue builds up, and
+	// scheduling jitter stays well below the gap between arrivals.
+	const n = 12
 	var wg sync.WaitGroup
 	replies := make([]exclusiveReply, n)
 	for i := range n {
 		wg.Go(func() {
-			time.Sleep(time.Duration(i) * 10 * time.Millisecond) // arrive in order
-			r, err := e.exclusive("queuer", sid, 25, fmt.Sprint(i))
+			time.Sleep(time.Duration(i) * 40 * time.Millisecond) // arrive in order
+			r, err := e.exclusive("queuer", sid, 120, fmt.Sprint(i))
 			if err != nil {
 				t.Errorf("call %d lost: %v", i, err)
 			}
@@ -167,14 +169,14 @@ func TestConcurrencyQueueFullAndTimeout(t *testing.T) {
 	codes := map[string]int{}
 	for range 8 {
 		wg.Go(func() {
-			_, err := e.exclusive("smallq", sid, 400, "")
+			_, err := e.exclusive("smallq", sid, 1500, "")
 			mu.Lock()
 			codes[errorCode(err)]++
 			mu.Unlock()
 		})
 	}
 	wg.Wait()
-	// One runs; two may wait, but only 150 ms, less than a call's 400 ms.
+	// One runs; two may wait, but only 150 ms, far less than a call's 1.5 s.
 	if codes[""] != 1 || codes["ThrottlingException"] != 7 {
 		t.Fatalf("outcomes %v: want 1 success and 7 ThrottlingException", codes)
 	}
