@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/sandbox"
+	"github.com/berth-dev/berth/internal/sandbox/linux"
 	"github.com/berth-dev/berth/internal/sandbox/process"
 )
 
@@ -30,14 +31,11 @@ func coldStart(tb testing.TB, b sandbox.Backend, s sandbox.Spec) time.Duration {
 	}
 	waitPing(tb, h)
 	d := time.Since(t0)
-	coldStartLast = d
 	if err := h.Stop(context.Background(), time.Second); err != nil {
 		tb.Fatalf("stop: %v", err)
 	}
 	return d
 }
-
-var coldStartLast time.Duration
 
 func benchStart(b *testing.B, be sandbox.Backend, network sandbox.NetworkMode) {
 	var lat []time.Duration
@@ -54,6 +52,17 @@ func BenchmarkStartLinux(b *testing.B) {
 
 func BenchmarkStartLinuxHostNet(b *testing.B) {
 	benchStart(b, newBackend(b), sandbox.NetworkHost)
+}
+
+func BenchmarkStartLinuxEgress(b *testing.B) {
+	requireEgressTools(b)
+	benchStart(b, newBackend(b), sandbox.NetworkEgress)
+}
+
+// BenchmarkStartLinuxCold starts every sandbox from a fresh init: the cost
+// the warm pool hides (a Start that finds the pool empty pays it).
+func BenchmarkStartLinuxCold(b *testing.B) {
+	benchStart(b, newBackend(b, func(c *linux.Config) { c.WarmInits = -1 }), sandbox.NetworkNone)
 }
 
 func BenchmarkStartProcess(b *testing.B) {

@@ -216,7 +216,14 @@ func (l *cgroupLayout) create(name string, lim sandbox.Limits) (*cgroup, error) 
 	cg := &cgroup{layout: l, name: name}
 	for _, d := range l.dirs() {
 		dir := filepath.Join(d, name)
-		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		err := os.Mkdir(dir, 0o755)
+		if errors.Is(err, os.ErrNotExist) {
+			// Someone removed the (then empty) parent: make it again.
+			if err = l.prepare(); err == nil {
+				err = os.Mkdir(dir, 0o755)
+			}
+		}
+		if err != nil && !errors.Is(err, os.ErrExist) {
 			cg.remove()
 			return nil, fmt.Errorf("create cgroup %s: %w", dir, err)
 		}
@@ -282,8 +289,11 @@ func (cg *cgroup) setLimits(lim sandbox.Limits) error {
 				return err
 			}
 		} else {
-			if err := writeCg(dir, "cpu.cfs_period_us", strconv.Itoa(period)); err != nil {
-				return err
+			// 100 ms is the kernel's default period: skip the write when so.
+			if cur, err := readInt(filepath.Join(dir, "cpu.cfs_period_us")); err != nil || cur != period {
+				if err := writeCg(dir, "cpu.cfs_period_us", strconv.Itoa(period)); err != nil {
+					return err
+				}
 			}
 			if err := writeCg(dir, "cpu.cfs_quota_us", quota); err != nil {
 				return err

@@ -38,3 +38,15 @@ func TestConformanceHostNetwork(t *testing.T) {
 	requireLinux(t)
 	sandboxtest.RunWithOptions(t, sandboxtest.Options{Network: sandbox.NetworkHost}, conformanceBackend)
 }
+
+func TestConformanceEgress(t *testing.T) {
+	requireLinux(t)
+	requireEgressTools(t)
+	sandboxtest.RunWithOptions(t, sandboxtest.Options{
+		Network:   sandbox.NetworkEgress,
+		FixedPort: 8080,
+		AdjustSpec: func(s *sandbox.Spec) {
+			s.Limits = sandbox.Limits{MemoryBytes: 256 << 20, Pids: 128, DiskBytes: 64 << 20}
+		},
+	}, conformanceBackend)
+}

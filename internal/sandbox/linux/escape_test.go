@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -66,8 +67,10 @@ func hostPidsOf(token string) []int {
 	return pids
 }
 
-// hostPidInCgroup finds a host pid in the memory cgroup named name.
-func hostPidInCgroup(name string) int {
+// hostPidInCgroup finds a host pid, other than the init, in the cgroup
+// whose directory is dir.
+func hostPidInCgroup(dir string) int {
+	name := filepath.Base(dir)
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
@@ -102,19 +105,25 @@ func TestEscapeSuite(t *testing.T) {
 	defer func() {
 		t.Logf("escape suite: %d attempts, %d contained", led.attempts, led.contained)
 	}()
-	b := newBackend(t)
+	inet := newInternet(t)
+	b := newBackend(t, func(c *linux.Config) {
+		c.EgressDeny = []netip.Prefix{netip.PrefixFrom(inet.denied.Addr(), 32)}
+	})
 	limits := sandbox.Limits{MemoryBytes: 128 << 20, Pids: 64, DiskBytes: 8 << 20, CPUMillis: 1000}
 	withLimits := func(s *sandbox.Spec) { s.Limits = limits }
+	egress := func(s *sandbox.Spec) { s.Network = sandbox.NetworkEgress }
 
 	victimSpec := spec(t, withLimits)
 	victim := start(t, b, victimSpec)
 	hostVictimSpec := spec(t, withLimits, func(s *sandbox.Spec) { s.Network = sandbox.NetworkHost })
 	hostVictim := start(t, b, hostVictimSpec)
 	attacker := start(t, b, spec(t, withLimits))
+	egressVictim := start(t, b, spec(t, withLimits, egress))
+	egressAttacker := start(t, b, spec(t, withLimits, egress))
 
 	const secret = "victim-secret"
 	mustTry(t, victim, tryReq{Op: "exec", Args: []string{"/bin/sh", "-c", "echo " + secret + " > /tmp/home/secret && echo " + secret + " > /tmp/secret"}})
-	victimHostPid := hostPidInCgroup(victimSpec.Name)
+	victimHostPid := hostPidInCgroup(linux.CgroupDirs(victim)[0])
 	if victimHostPid == 0 {
 		t.Fatal("cannot find the victim agent's host pid")
 	}
@@ -132,7 +141,7 @@ func TestEscapeSuite(t *testing.T) {
 
 	t.Run("files", func(t *testing.T) {
 		led.t = t
-		victimDir := filepath.Join(linux.SandboxPaths(b, victimSpec.Name)[0])
+		victimDir := linux.SandboxDir(b, victimSpec.Name)
 		for _, p := range []string{
 			fmt.Sprintf("/proc/%d/root/tmp/home/secret", victimHostPid),
 			fmt.Sprintf("/proc/%d/root/tmp/secret", victimHostPid),
@@ -222,6 +231,46 @@ func TestEscapeSuite(t *testing.T) {
 			leaked = leaked || strings.Contains(r.Out, fmt.Sprintf(":%04X ", atoi(p)))
 		}
 		led.attempt("see the host's and other sessions' sockets", r.OK && !leaked, r.Out)
+	})
+
+	t.Run("egress", func(t *testing.T) {
+		led.t = t
+		// Not an attempt: egress must work, or the rest proves nothing.
+		if r := mustTry(t, egressAttacker, tryReq{Op: "dialread", Arg: inet.server.String()}); !r.OK {
+			t.Fatalf("egress sandbox cannot reach the internet at %s: %+v", inet.server, r)
+		}
+		own, victim := sandboxAddr(t, egressAttacker), sandboxAddr(t, egressVictim)
+		tcp, udp := hostTCP(t), hostUDP(t)
+		connect := func(what, addr string) {
+			t.Helper()
+			r := mustTry(t, egressAttacker, tryReq{Op: "connect", Arg: addr, N: 500})
+			led.attempt(what+" "+addr, !r.OK && tcp.hits.Load() == 0, r)
+		}
+		connect("connect to berth's loopback listener", hostListener(t))
+		connect("connect to a host-network session's port", hostVictim.Addr())
+		connect("connect to the host at its own gateway", tcp.at(gateway(own)))
+		connect("connect to the host at another sandbox's gateway", tcp.at(gateway(victim)))
+		connect("connect to the host at its side of the uplink", tcp.at(inet.gw))
+		for _, a := range hostAddrs(t) {
+			connect("connect to the host's address", tcp.at(a))
+		}
+		connect("connect to another egress sandbox's agent", netip.AddrPortFrom(victim.Addr(), 8080).String())
+		connect("connect to a denied destination", inet.denied.String())
+
+		targets := append([]netip.Addr{gateway(own), inet.gw}, hostAddrs(t)...)
+		for _, a := range targets {
+			mustTry(t, egressAttacker, tryReq{Op: "udp", Arg: udp.at(a)})
+		}
+		time.Sleep(300 * time.Millisecond)
+		led.attempt(fmt.Sprintf("send UDP to a host service (%d addresses)", len(targets)), udp.hits.Load() == 0, udp.hits.Load())
+
+		r := mustTry(t, egressAttacker, tryReq{Op: "exec", Args: []string{"/bin/sh", "-c",
+			"ip addr add " + victim.String() + " dev eth0 || ip route add " + victim.Addr().String() + "/32 dev eth0 && echo claimed"}})
+		led.attempt("claim another sandbox's address", !strings.Contains(r.Out, "claimed"), r)
+		r = mustTry(t, attacker, tryReq{Op: "connect", Arg: inet.server.String(), N: 500})
+		led.attempt("reach the internet from network mode none", !r.OK, r)
+		r = mustTry(t, egressVictim, tryReq{Op: "dialread", Arg: inet.server.String()})
+		led.attempt("other egress sessions unharmed", r.OK, r)
 	})
 
 	t.Run("kernel", func(t *testing.T) {

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"runtime"
 	"sync"
 	"syscall"
@@ -28,17 +27,14 @@ type handle struct {
 	b    *Backend
 	name string
 	addr string
+	port int // host network only: the loopback port reserved in b.ports
+	mode sandbox.NetworkMode
 	log  *slog.Logger
 	dir  string
 
-	cmd        *exec.Cmd
-	cg         *cgroup
-	netns      *os.File // nil when sharing the host network
-	statusPipe *os.File
-	status     *bufio.Reader
-	madeDir    bool
-	slot       uint32
-	hasSlot    bool
+	p       *initProc     // the init serving this sandbox; owns cgroups, netns, veth
+	status  *bufio.Reader // over p.status, once the init is taken
+	madeDir bool
 
 	done chan struct{}
 	// mu guards the fields that follow; they are final once done is closed.
@@ -69,7 +65,7 @@ func (h *handle) Stats() (sandbox.Stats, error) {
 		return sandbox.Stats{}, fmt.Errorf("sandbox %s stats: sandbox has exited", h.name)
 	default:
 	}
-	s, err := h.cg.stats()
+	s, err := h.p.cg.stats()
 	if err != nil {
 		return s, fmt.Errorf("sandbox %s stats: %w", h.name, err)
 	}
@@ -88,8 +84,9 @@ func (h *handle) wait() {
 			agentExit = &m
 		}
 	}
-	werr := h.cmd.Wait()
-	h.statusPipe.Close()
+	cmd := h.p.cmd
+	werr := cmd.Wait()
+	h.p.status.Close()
 
 	var st sandbox.ExitStatus
 	switch {
@@ -98,16 +95,16 @@ func (h *handle) wait() {
 	default:
 		// The init itself was killed (Stop's SIGKILL, or the OOM killer
 		// picked it); its pid namespace died with it.
-		st.Code = h.cmd.ProcessState.ExitCode()
-		if ws, ok := h.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		st.Code = cmd.ProcessState.ExitCode()
+		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			st.Code, st.Signal = -1, unix.SignalName(ws.Signal())
-		} else if werr != nil && h.cmd.ProcessState == nil {
+		} else if werr != nil && cmd.ProcessState == nil {
 			st.Code = -1
 		}
 	}
 	// A SIGKILL with OOM kills recorded in the memory cgroup is the OOM
 	// killer's work, whichever process it chose.
-	if st.Signal == unix.SignalName(syscall.SIGKILL) && h.cg.oomKilled() {
+	if st.Signal == unix.SignalName(syscall.SIGKILL) && h.p.cg.oomKilled() {
 		st.OOMKilled = true
 	}
 	err := h.cleanup()
@@ -122,17 +119,14 @@ func (h *handle) wait() {
 }
 
 // cleanup kills anything left in the cgroups and removes the cgroups, the
-// netns reference and the directory. It runs once per handle: from wait, or
-// from a failed Start.
+// netns reference, the veth and the directory. It runs once per handle:
+// from wait, or from a failed Start.
 func (h *handle) cleanup() error {
 	var errs []error
-	if h.cg != nil {
-		if err := h.cg.remove(); err != nil {
+	if h.p != nil {
+		if err := h.p.release(); err != nil {
 			errs = append(errs, err)
 		}
-	}
-	if h.netns != nil {
-		h.netns.Close()
 	}
 	if h.madeDir {
 		detachMountsUnder(h.dir)
@@ -141,11 +135,11 @@ func (h *handle) cleanup() error {
 		}
 	}
 	h.b.mu.Lock()
-	if h.hasSlot {
-		delete(h.b.slots, h.slot)
-	}
 	if h.b.live[h.name] == h {
 		delete(h.b.live, h.name)
+	}
+	if h.port != 0 {
+		delete(h.b.ports, h.port)
 	}
 	h.b.mu.Unlock()
 	return errors.Join(errs...)
@@ -160,7 +154,7 @@ func (h *handle) Stop(ctx context.Context, grace time.Duration) error {
 		return h.stopErr()
 	default:
 	}
-	_ = h.cmd.Process.Signal(syscall.SIGTERM)
+	_ = h.p.cmd.Process.Signal(syscall.SIGTERM)
 	t := time.NewTimer(grace)
 	defer t.Stop()
 	select {
@@ -169,7 +163,7 @@ func (h *handle) Stop(ctx context.Context, grace time.Duration) error {
 	case <-t.C:
 	case <-ctx.Done():
 	}
-	_ = h.cmd.Process.Kill()
+	_ = h.p.cmd.Process.Kill()
 	// Teardown must finish even if the caller has given up.
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
@@ -193,16 +187,16 @@ func (h *handle) stopErr() error {
 // DialContext implements sandbox.Handle: the socket is created inside the
 // sandbox's network namespace, so the agent's port is reachable only this way.
 func (h *handle) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	if h.netns == nil {
+	if h.mode == sandbox.NetworkHost {
 		var d net.Dialer
 		return d.DialContext(ctx, network, addr)
 	}
-	select {
-	case <-h.done:
+	h.p.nsMu.RLock()
+	defer h.p.nsMu.RUnlock()
+	if h.p.netns == nil {
 		return nil, fmt.Errorf("dial sandbox %s: sandbox has exited", h.name)
-	default:
 	}
-	return dialInNetns(ctx, h.netns, h.b.hostNet, network, addr)
+	return dialInNetns(ctx, h.p.netns, h.b.hostNet, network, addr)
 }
 
 // dialInNetns dials from a thread switched into ns. A socket stays in the

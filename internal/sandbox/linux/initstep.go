@@ -14,7 +14,6 @@ import (
 	"runtime"
 	"strings"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -24,19 +23,29 @@ const initArg = "__berth_sandbox_init"
 
 // File descriptors the parent hands the init step.
 const (
-	fdConfig  = 3 // the parent writes initConfig here
+	// fdControl is a unix SOCK_SEQPACKET socket. The parent sends a
+	// warmConfig at once, and a sessionConfig (with the log file attached)
+	// when the init is taken for a session.
+	fdControl = 3
 	fdStatus  = 4 // the init step writes statusMsg lines here
-	fdRelease = 5 // one byte here once the init is in its cgroups
 )
 
-// initConfig is everything the init step needs, sent over fdConfig.
-type initConfig struct {
-	Hostname string
+// warmConfig is what an init needs before it knows its session: the
+// backend-wide parts of the sandbox, set up while it waits in the pool.
+type warmConfig struct {
 	// NewRoot is an empty host directory the new root is assembled on.
 	NewRoot string
 	// Hide lists host paths covered by an empty read-only tmpfs (berth's
 	// data and sandbox directories, /run): other sessions live there.
-	Hide []string
+	Hide   []string
+	OwnNet bool
+}
+
+// sessionConfig arrives when the init is taken for a session. The parent
+// sends it only after the init is in its cgroups and the limits are
+// written, so everything the agent does is limited.
+type sessionConfig struct {
+	Hostname string
 	// Binds are bind mounts applied after Hide, so they may re-expose paths
 	// inside hidden ones (the code dir, the agent binary, runtime mounts).
 	Binds []bindMount
@@ -45,13 +54,14 @@ type initConfig struct {
 	Dir      string
 	Argv     []string
 	Env      []string
-	OwnNet   bool
-	T0       int64
 }
 
 type bindMount struct {
 	Source, Target string
 	ReadOnly       bool
+	// Resolve binds over the file a symlinked Target points to, inside the
+	// new root (/etc/resolv.conf often links into /run).
+	Resolve bool `json:",omitempty"`
 }
 
 // statusMsg is one line the init step reports to the parent.
@@ -86,16 +96,7 @@ func MaybeRunInit() {
 	os.Exit(runInit())
 }
 
-var initT0 int64
-
-func imark(s string) {
-	if initT0 != 0 {
-		fmt.Fprintf(os.Stderr, "TRACE init %s %d\n", s, (time.Now().UnixNano()-initT0)/1000)
-	}
-}
 func runInit() int {
-	entry := time.Now()
-	defer func() { _ = entry }()
 	status := os.NewFile(fdStatus, "status")
 	report := func(m statusMsg) {
 		b, _ := json.Marshal(m)
@@ -106,67 +107,84 @@ func runInit() int {
 		report(statusMsg{Error: err.Error()})
 		return 127
 	}
-	// Keep our pipes out of the agent.
-	unix.CloseOnExec(fdConfig)
+	// Keep our descriptors out of the agent.
+	unix.CloseOnExec(fdControl)
 	unix.CloseOnExec(fdStatus)
-	unix.CloseOnExec(fdRelease)
 
 	// Handle TERM/INT before anything else: PID 1 ignores signals it has no
 	// handler for, so an early Stop would otherwise wait for its grace.
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 
-	raw, err := io.ReadAll(os.NewFile(fdConfig, "config"))
+	// Warm phase: everything that does not depend on the session.
+	var warm warmConfig
+	if _, err := recvConfig(fdControl, &warm); err != nil {
+		return fail(fmt.Errorf("read warm config: %w", err))
+	}
+	hidden, err := prepareRoot(&warm)
 	if err != nil {
-		return fail(fmt.Errorf("read config: %w", err))
-	}
-	var cfg initConfig
-	if err := json.Unmarshal(raw, &cfg); err != nil {
-		return fail(fmt.Errorf("decode config: %w", err))
-	}
-	initT0 = cfg.T0
-	fmt.Fprintf(os.Stderr, "TRACE init entry %d\n", (entry.UnixNano()-initT0)/1000)
-	imark("cfg")
-	if err := setupRoot(&cfg); err != nil {
 		return fail(fmt.Errorf("set up mounts: %w", err))
 	}
-	imark("setuproot")
-	if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
-		return fail(fmt.Errorf("set hostname: %w", err))
-	}
-	if cfg.OwnNet {
+	if warm.OwnNet {
 		if err := loopbackUp(); err != nil {
 			return fail(err)
 		}
+	}
+	filter, err := assembleSeccomp()
+	if err != nil {
+		return fail(err)
+	}
+
+	// Session phase: the parent has placed us in our cgroups and set the
+	// limits before sending this.
+	var cfg sessionConfig
+	logFd, err := recvConfig(fdControl, &cfg)
+	if errors.Is(err, io.EOF) {
+		return 0 // discarded from the pool unused
+	}
+	if err != nil {
+		return fail(fmt.Errorf("read session config: %w", err))
+	}
+	if logFd >= 0 {
+		// The agent's (and our) stdout and stderr go to the session log.
+		for _, fd := range []int{1, 2} {
+			if err := unix.Dup3(logFd, fd, 0); err != nil {
+				return fail(fmt.Errorf("attach log: %w", err))
+			}
+		}
+		unix.Close(logFd)
+	}
+	if err := finishRoot(warm.NewRoot, hidden, &cfg); err != nil {
+		return fail(fmt.Errorf("set up mounts: %w", err))
+	}
+	if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
+		return fail(fmt.Errorf("set hostname: %w", err))
+	}
+	// The clone made our cgroup namespace while we sat in berth's cgroup;
+	// a new one now roots the agent's view at its own cgroup.
+	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+		return fail(fmt.Errorf("new cgroup namespace: %w", err))
 	}
 	path, err := lookPath(cfg.Argv[0], cfg.Dir, cfg.Env)
 	if err != nil {
 		return fail(err)
 	}
-	// Mount setup above overlaps with the parent's cgroup placement, which
-	// can take milliseconds on v1; no agent code runs before this returns.
-	imark("mounted")
-	var one [1]byte
-	if n, _ := os.NewFile(fdRelease, "release").Read(one[:]); n != 1 {
-		return fail(errors.New("parent did not release the sandbox"))
-	}
-	imark("released")
 	if err := dropCapabilities(); err != nil {
 		return fail(err)
 	}
-	imark("caps")
-	if err := loadSeccomp(); err != nil {
+	if err := installSeccomp(filter); err != nil {
 		return fail(err)
 	}
-	imark("seccomp")
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {
 		return fail(err)
 	}
-	agent, err := os.StartProcess(path, cfg.Argv, &os.ProcAttr{
+	// syscall.ForkExec, not os.StartProcess: the latter first forks a probe
+	// child to test pidfd support, a millisecond we need not spend.
+	agentPid, err := syscall.ForkExec(path, cfg.Argv, &syscall.ProcAttr{
 		Dir:   cfg.Dir,
 		Env:   cfg.Env,
-		Files: []*os.File{devnull, os.Stdout, os.Stderr},
+		Files: []uintptr{devnull.Fd(), 1, 2},
 		// Its own session, so a terminal-style group signal from the agent
 		// never reaches init.
 		Sys: &syscall.SysProcAttr{Setsid: true},
@@ -175,12 +193,11 @@ func runInit() int {
 		return fail(fmt.Errorf("start agent: %w", err))
 	}
 	devnull.Close()
-	imark("agentstarted")
-	report(statusMsg{Pid: agent.Pid})
+	report(statusMsg{Pid: agentPid})
 
 	go func() {
 		for s := range sigs {
-			_ = syscall.Kill(agent.Pid, s.(syscall.Signal))
+			_ = syscall.Kill(agentPid, s.(syscall.Signal))
 		}
 	}()
 	// PID 1 reaps every orphan; the agent's own status decides ours.
@@ -193,7 +210,7 @@ func runInit() int {
 		if err != nil {
 			return fail(fmt.Errorf("wait for agent: %w", err))
 		}
-		if pid != agent.Pid {
+		if pid != agentPid {
 			continue
 		}
 		m := statusMsg{Exited: true, Code: ws.ExitStatus()}
@@ -206,6 +223,63 @@ func runInit() int {
 		// Exiting tears down the pid namespace: leftovers die with us.
 		return code
 	}
+}
+
+// recvConfig reads one JSON message from the control socket into v and
+// returns the file descriptor attached to it, or -1. io.EOF means the
+// parent closed the socket.
+func recvConfig(fd int, v any) (int, error) {
+	var n int
+	var err error
+	for {
+		// Peek at the size first, so any config fits.
+		n, _, _, _, err = unix.Recvmsg(fd, nil, nil, unix.MSG_PEEK|unix.MSG_TRUNC)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		return -1, err
+	}
+	if n == 0 {
+		return -1, io.EOF
+	}
+	buf := make([]byte, n)
+	oob := make([]byte, unix.CmsgSpace(4))
+	var oobn int
+	for {
+		n, oobn, _, _, err = unix.Recvmsg(fd, buf, oob, unix.MSG_CMSG_CLOEXEC)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		return -1, err
+	}
+	logFd := -1
+	if oobn > 0 {
+		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+		if err != nil {
+			return -1, fmt.Errorf("parse control message: %w", err)
+		}
+		for _, m := range msgs {
+			fds, err := unix.ParseUnixRights(&m)
+			if err != nil {
+				return -1, fmt.Errorf("parse control message: %w", err)
+			}
+			for _, f := range fds {
+				if logFd < 0 {
+					logFd = f
+				} else {
+					unix.Close(f)
+				}
+			}
+		}
+	}
+	if err := json.Unmarshal(buf[:n], v); err != nil {
+		return logFd, fmt.Errorf("decode: %w", err)
+	}
+	return logFd, nil
 }
 
 // lookPath resolves argv[0] the way a shell would, with the agent's PATH.

@@ -6,9 +6,13 @@
 // writable areas, dropped capabilities, no_new_privs and a seccomp filter.
 //
 // berth re-execs itself as the sandbox's init (PID 1 of the new pid
-// namespace): see MaybeRunInit. The parent places the init in its cgroups
-// before the init runs any agent code, so limits hold from the agent's
-// first instruction.
+// namespace): see MaybeRunInit. Inits are started ahead of need and kept in
+// a small pool (pool.go), already in cgroups of their own; a Start writes
+// the session's limits into those cgroups before the init runs any agent
+// code, so limits hold from the agent's first instruction.
+//
+// Network mode egress gives a sandbox a veth pair, NAT and filter rules
+// that keep it off the host and other sandboxes (egress.go).
 package linux
 
 import (
@@ -19,8 +23,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -59,6 +63,22 @@ type Config struct {
 	UserNamespace bool
 	// UIDBase is the first host uid used for user namespaces. Default 100000.
 	UIDBase uint32
+	// WarmInits is how many started init steps the backend keeps ready for
+	// each network mode it has been asked for (see pool.go): a Start then
+	// skips fork, exec, namespace creation and most mounts. Default 2;
+	// negative turns the pool off.
+	WarmInits int
+	// EgressRange is the private IPv4 range egress sandboxes take their /30
+	// subnets from. Default 10.213.0.0/16. Give each berth on a host its own.
+	EgressRange netip.Prefix
+	// EgressDeny lists destinations egress sandboxes may not reach, on top
+	// of the host itself, other sandboxes and 169.254.0.0/16 (cloud
+	// metadata), which are always denied. Add your LAN ranges here.
+	EgressDeny []netip.Prefix
+	// EgressDNS are the resolvers written into egress sandboxes'
+	// /etc/resolv.conf. Default: the host's nameservers a sandbox can reach
+	// (not loopback, not the host's own addresses).
+	EgressDNS []netip.Addr
 	// Logger receives lifecycle logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -71,11 +91,21 @@ type Backend struct {
 	// hostNet is berth's own network namespace, to return to after dialing
 	// into a sandbox's.
 	hostNet *os.File
+	// newRoot is the empty directory every init assembles its root on (in
+	// its own mount namespace, so they never see each other's).
+	newRoot string
+	pool    *pool
+	egress  *egress
+	// nice is berth's own nice value, which sandboxes run at.
+	nice int
 
-	// mu guards the fields that follow.
+	// mu guards the fields that follow. Lock order: pool.mu and egress.mu
+	// are never held while taking mu, nor mu while taking them.
 	mu    sync.Mutex
 	live  map[string]*handle
+	procs map[string]bool // inits started and not yet released, by name
 	slots map[uint32]bool // user-namespace uid ranges in use
+	ports map[int]bool    // loopback ports of host-network sandboxes
 }
 
 var _ sandbox.Backend = (*Backend)(nil)
@@ -83,9 +113,13 @@ var _ sandbox.Backend = (*Backend)(nil)
 // ErrExists means a sandbox with the spec's name is already running here.
 var ErrExists = errors.New("sandbox already exists")
 
-// namePattern matches sandbox.Name's output; anything else under RootDir or
-// the cgroup parent is not ours to reap.
-var namePattern = regexp.MustCompile(`^b[0-9a-f]{16}$`)
+// namePattern matches sandbox.Name's output; reapPattern adds the names of
+// inits not yet taken by a session. Anything else under RootDir or the
+// cgroup parent is not ours to reap.
+var (
+	namePattern = regexp.MustCompile(`^b[0-9a-f]{16}$`)
+	reapPattern = regexp.MustCompile(`^[bp][0-9a-f]{16}$`)
+)
 
 // Available reports whether this host can run linux sandboxes, and if not, why.
 func Available() error {
@@ -149,24 +183,45 @@ func New(cfg Config) (*Backend, error) {
 	if err := layout.prepare(); err != nil {
 		return nil, fmt.Errorf("new linux backend: %w", err)
 	}
+	newRoot := filepath.Join(root, ".root")
+	if err := os.Mkdir(newRoot, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("new linux backend: create root mount point: %w", err)
+	}
 	hostNet, err := os.Open("/proc/self/ns/net")
 	if err != nil {
 		return nil, fmt.Errorf("new linux backend: open own network namespace: %w", err)
 	}
-	return &Backend{
-		cfg: cfg, log: cfg.Logger.With("backend", "linux"), layout: layout, hostNet: hostNet,
-		live: map[string]*handle{}, slots: map[uint32]bool{},
-	}, nil
+	log := cfg.Logger.With("backend", "linux")
+	eg, err := newEgress(cfg, hostNet, log)
+	if err != nil {
+		hostNet.Close()
+		return nil, fmt.Errorf("new linux backend: %w", err)
+	}
+	b := &Backend{
+		cfg: cfg, log: log, layout: layout, hostNet: hostNet, newRoot: newRoot, egress: eg,
+		live: map[string]*handle{}, procs: map[string]bool{}, slots: map[uint32]bool{}, ports: map[int]bool{},
+	}
+	if prio, err := unix.Getpriority(unix.PRIO_PROCESS, 0); err == nil {
+		b.nice = 20 - prio // the raw syscall answers 20 - nice
+	}
+	size := cfg.WarmInits
+	if size == 0 {
+		size = 2
+	}
+	b.pool = newPool(b, size)
+	return b, nil
 }
 
 // Name implements sandbox.Backend.
 func (b *Backend) Name() string { return "linux" }
 
-// state is persisted per sandbox so a later berth can reap it.
+// state is persisted per sandbox (and per pooled init) so a later berth can
+// reap it.
 type state struct {
 	Pid       int
 	StartTime uint64 // from /proc/<pid>/stat, to tell a reused pid apart
 	Cgroups   []string
+	Veth      string `json:",omitempty"` // host side of an egress sandbox's link
 }
 
 // Start implements sandbox.Backend.
@@ -184,7 +239,9 @@ func (b *Backend) Start(ctx context.Context, spec sandbox.Spec) (sandbox.Handle,
 	switch mode {
 	case sandbox.NetworkNone, sandbox.NetworkHost:
 	case sandbox.NetworkEgress:
-		return nil, fmt.Errorf("start sandbox: network mode egress (needs a veth pair and NAT; not built yet): %w", sandbox.ErrUnsupported)
+		if err := b.egress.ensure(); err != nil {
+			return nil, fmt.Errorf("start sandbox: %w", err)
+		}
 	default:
 		return nil, fmt.Errorf("start sandbox: network mode %q: %w", mode, sandbox.ErrUnsupported)
 	}
@@ -213,25 +270,23 @@ func (b *Backend) Start(ctx context.Context, spec sandbox.Spec) (sandbox.Handle,
 }
 
 func (b *Backend) start(ctx context.Context, spec sandbox.Spec, mode sandbox.NetworkMode) (_ *handle, err error) {
-	t0 := time.Now()
-	mark := func(s string) { fmt.Fprintf(os.Stderr, "TRACE parent %s %d\n", s, time.Since(t0).Microseconds()) }
-	defer mark("end")
 	log := b.log.With("sandbox", spec.Name, "runtime", spec.RuntimeID, "session", spec.SessionID)
-	h := &handle{b: b, name: spec.Name, log: log, done: make(chan struct{}),
+	h := &handle{b: b, name: spec.Name, log: log, mode: mode, done: make(chan struct{}),
 		dir: filepath.Join(b.cfg.RootDir, spec.Name)}
 	// On failure, everything made so far goes; h.cleanup knows the pieces.
 	defer func() {
 		if err != nil {
 			// The init may have said why it died; that beats our symptom.
-			if h.status == nil && h.statusPipe != nil {
-				_ = h.statusPipe.SetReadDeadline(time.Now().Add(time.Second))
-				if m, rerr := readStatus(bufio.NewReader(h.statusPipe)); rerr == nil && m.Error != "" {
+			if h.status == nil && h.p != nil && h.p.status != nil {
+				_ = h.p.status.SetReadDeadline(time.Now().Add(time.Second))
+				if m, rerr := readStatus(bufio.NewReader(h.p.status)); rerr == nil && m.Error != "" {
 					err = fmt.Errorf("%w (init: %s)", err, m.Error)
 				}
 			}
-			if h.cmd != nil && h.cmd.Process != nil {
-				_ = h.cmd.Process.Kill()
-				_ = h.cmd.Wait()
+			if h.p != nil && h.p.cmd != nil {
+				_ = h.p.cmd.Process.Kill()
+				_ = h.p.cmd.Wait()
+				h.p.status.Close()
 			}
 			if cerr := h.cleanup(); cerr != nil {
 				log.Warn("clean up failed start", "err", cerr)
@@ -239,131 +294,65 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec, mode sandbox.Net
 		}
 	}()
 
-	if err := os.Mkdir(h.dir, 0o711); err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return nil, fmt.Errorf("leftover directory %s (run Reap): %w", h.dir, ErrExists)
-		}
-		return nil, fmt.Errorf("create sandbox dir: %w", err)
+	// The sandbox directory is the init's pool directory, renamed (see hand).
+	if _, err := os.Lstat(h.dir); err == nil {
+		return nil, fmt.Errorf("leftover directory %s (run Reap): %w", h.dir, ErrExists)
 	}
-	h.madeDir = true
-	newRoot := filepath.Join(h.dir, "root")
-	if err := os.Mkdir(newRoot, 0o755); err != nil {
-		return nil, fmt.Errorf("create root mount point: %w", err)
-	}
-	mark("dirs")
-	h.cg, err = b.layout.create(spec.Name, spec.Limits)
-	if err != nil {
-		return nil, err
-	}
-	mark("cgcreate")
-
 	port := 8080
 	if mode == sandbox.NetworkHost {
-		if port, err = freeLoopbackPort(); err != nil {
+		if port, err = b.takePort(); err != nil {
 			return nil, err
 		}
+		h.port = port
 	}
 	h.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	icfg, err := b.initConfig(spec, newRoot, port, mode != sandbox.NetworkHost)
+	scfg, err := b.sessionConfig(spec, port, mode)
 	if err != nil {
 		return nil, err
 	}
-
 	logFile, err := openLog(spec.LogPath)
 	if err != nil {
 		return nil, err
 	}
 	defer logFile.Close()
-	cfgR, cfgW, err := os.Pipe()
-	if err != nil {
-		return nil, fmt.Errorf("create config pipe: %w", err)
-	}
-	defer cfgW.Close()
-	stR, stW, err := os.Pipe()
-	if err != nil {
-		cfgR.Close()
-		return nil, fmt.Errorf("create status pipe: %w", err)
-	}
-	h.statusPipe = stR
-	relR, relW, err := os.Pipe()
-	if err != nil {
-		cfgR.Close()
-		stW.Close()
-		return nil, fmt.Errorf("create release pipe: %w", err)
-	}
-	defer relW.Close()
 
-	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWCGROUP)
-	if mode != sandbox.NetworkHost {
-		flags |= unix.CLONE_NEWNET
+	// A pooled init that died while waiting fails here; a fresh one then
+	// gets the same chance.
+	p, pooled, err := b.pool.take(mode)
+	if err != nil {
+		return nil, err
 	}
-	attr := &syscall.SysProcAttr{
-		Cloneflags: flags,
-		// The init dies with berth, and its pid namespace with it. Pdeathsig
-		// fires when the forking thread exits; Go only retires threads whose
-		// goroutine exits while locked, which Start never does.
-		Pdeathsig: syscall.SIGKILL,
-	}
-	if b.cfg.UserNamespace {
-		hostID, err := b.takeSlot(h)
-		if err != nil {
+	for {
+		h.p = p
+		err := h.hand(spec.Limits, scfg, logFile)
+		if err == nil {
+			break
+		}
+		died := errors.Is(err, unix.EPIPE) || errors.Is(err, unix.ECONNRESET) || errors.Is(err, unix.ESRCH)
+		if !pooled || !died {
 			return nil, err
 		}
-		attr.Cloneflags |= unix.CLONE_NEWUSER
-		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(hostID), Size: 65536}}
-		attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(hostID), Size: 65536}}
-		attr.GidMappingsEnableSetgroups = false
-		attr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
-	}
-	cmd := exec.Command("/proc/self/exe", initArg, spec.Name)
-	cmd.Env = []string{"GOMAXPROCS=1", "GOTRACEBACK=single"}
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.ExtraFiles = []*os.File{cfgR, stW, relR}
-	cmd.SysProcAttr = attr
-	err = cmd.Start()
-	cfgR.Close()
-	stW.Close()
-	relR.Close()
-	if err != nil {
-		return nil, fmt.Errorf("start init: %w", err)
-	}
-	h.cmd = cmd
-	mark("cmdstart")
-	icfg.T0 = t0.UnixNano()
-	// The init sets up its mounts while we place it in its cgroups; it
-	// starts no agent code until released.
-	if err := json.NewEncoder(cfgW).Encode(icfg); err != nil {
-		return nil, fmt.Errorf("send init config: %w", err)
-	}
-	cfgW.Close()
-
-	st := state{Pid: cmd.Process.Pid, StartTime: procStartTime(cmd.Process.Pid), Cgroups: h.cg.Dirs}
-	if err := writeState(h.dir, st); err != nil {
-		return nil, err
-	}
-	mark("cfgsent")
-	if err := h.cg.add(cmd.Process.Pid); err != nil {
-		return nil, err
-	}
-	mark("cgadd")
-	if mode != sandbox.NetworkHost {
-		if h.netns, err = os.Open(fmt.Sprintf("/proc/%d/ns/net", cmd.Process.Pid)); err != nil {
-			return nil, fmt.Errorf("open sandbox network namespace: %w", err)
+		log.Warn("warm init died while pooled; starting a fresh one", "init", p.name, "err", err)
+		h.p = nil
+		p.discard()
+		if h.madeDir { // the dead init's state file, claimed for the sandbox
+			if err := removeDir(h.dir); err != nil {
+				return nil, err
+			}
+			h.madeDir = false
 		}
+		if p, err = b.spawn(mode); err != nil {
+			return nil, err
+		}
+		pooled = false
 	}
-	// Release the init: it is in its cgroups now.
-	if _, err := relW.Write([]byte{1}); err != nil {
-		return nil, fmt.Errorf("release init: %w", err)
-	}
-	relW.Close()
-	mark("released")
 
 	deadline := time.Now().Add(30 * time.Second)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	_ = stR.SetReadDeadline(deadline)
-	h.status = bufio.NewReader(stR)
+	_ = h.p.status.SetReadDeadline(deadline)
+	h.status = bufio.NewReader(h.p.status)
 	msg, err := readStatus(h.status)
 	if err != nil {
 		return nil, fmt.Errorf("wait for init (see the sandbox log): %w", err)
@@ -371,9 +360,35 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec, mode sandbox.Net
 	if msg.Error != "" {
 		return nil, fmt.Errorf("init: %s", msg.Error)
 	}
-	_ = stR.SetReadDeadline(time.Time{})
-	log.Debug("sandbox started", "init_pid", cmd.Process.Pid, "network", mode, "addr", h.addr)
+	_ = h.p.status.SetReadDeadline(time.Time{})
+	log.Debug("sandbox started", "init_pid", h.p.cmd.Process.Pid, "init", h.p.name, "network", mode, "addr", h.addr)
 	return h, nil
+}
+
+// hand gives h's init its session: the limits go into its cgroups first,
+// then its directory (and state file) is renamed to the sandbox's, then the
+// config (with the log file) goes out. No agent code runs before the limits
+// hold.
+func (h *handle) hand(lim sandbox.Limits, scfg *sessionConfig, logFile *os.File) error {
+	p := h.p
+	if err := p.cg.setLimits(lim); err != nil {
+		return err
+	}
+	if err := p.unnice(); err != nil {
+		return err
+	}
+	if err := unix.Renameat2(unix.AT_FDCWD, p.dir, unix.AT_FDCWD, h.dir, unix.RENAME_NOREPLACE); err != nil {
+		if errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("leftover directory %s (run Reap): %w", h.dir, ErrExists)
+		}
+		return fmt.Errorf("claim sandbox dir: %w", err)
+	}
+	p.dir, h.madeDir = "", true
+	if err := p.send(scfg, int(logFile.Fd())); err != nil {
+		return fmt.Errorf("send session config: %w", err)
+	}
+	p.closeControl()
+	return nil
 }
 
 // alwaysHidden are host paths no sandbox sees: host daemons' sockets, and
@@ -381,16 +396,13 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec, mode sandbox.Net
 // namespace is in use.
 var alwaysHidden = []string{"/run", "/var/run", "/root", "/etc/shadow", "/etc/gshadow", "/etc/ssh"}
 
-// initConfig builds what the init step needs from spec.
-func (b *Backend) initConfig(spec sandbox.Spec, newRoot string, port int, ownNet bool) (*initConfig, error) {
-	c := &initConfig{
+// sessionConfig builds what the init step needs from spec.
+func (b *Backend) sessionConfig(spec sandbox.Spec, port int, mode sandbox.NetworkMode) (*sessionConfig, error) {
+	c := &sessionConfig{
 		Hostname: spec.Name,
-		NewRoot:  newRoot,
-		Hide:     append(append([]string{b.cfg.RootDir}, alwaysHidden...), b.cfg.HidePaths...),
 		TmpBytes: spec.Limits.DiskBytes,
 		Dir:      sandboxHome,
 		Argv:     spec.Command,
-		OwnNet:   ownNet,
 	}
 	if spec.Dir != "" {
 		dir, err := filepath.Abs(spec.Dir)
@@ -410,6 +422,9 @@ func (b *Backend) initConfig(spec sandbox.Spec, newRoot string, port int, ownNet
 			return nil, fmt.Errorf("mount %s:%s: paths must be absolute", m.Source, m.Target)
 		}
 		c.Binds = append(c.Binds, bindMount{Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly})
+	}
+	if mode == sandbox.NetworkEgress {
+		c.Binds = append(c.Binds, bindMount{Source: b.egress.resolv, Target: "/etc/resolv.conf", ReadOnly: true, Resolve: true})
 	}
 	env := map[string]string{"PATH": defaultPath}
 	var order []string
@@ -449,24 +464,39 @@ func openLog(path string) (*os.File, error) {
 	return f, nil
 }
 
-func freeLoopbackPort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("pick loopback port: %w", err)
+// takePort picks a free loopback port for a host-network sandbox. The kernel
+// may hand a port it just gave us to the next caller once we close it, so
+// ports held by live sandboxes are skipped: two agents never share one.
+func (b *Backend) takePort() (int, error) {
+	for range 32 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, fmt.Errorf("pick loopback port: %w", err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		b.mu.Lock()
+		taken := b.ports[port]
+		if !taken {
+			b.ports[port] = true
+		}
+		b.mu.Unlock()
+		if !taken {
+			return port, nil
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return 0, errors.New("pick loopback port: every port offered is in use by a sandbox")
 }
 
-// takeSlot reserves a user-namespace uid range for h.
-func (b *Backend) takeSlot(h *handle) (uint32, error) {
+// takeSlot reserves a user-namespace uid range for p.
+func (b *Backend) takeSlot(p *initProc) (uint32, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	max := (uint32(1<<32-1) - b.cfg.UIDBase) / 65536
 	for s := uint32(0); s < max; s++ {
 		if !b.slots[s] {
 			b.slots[s] = true
-			h.slot, h.hasSlot = s, true
+			p.slot, p.hasSlot = s, true
 			return b.cfg.UIDBase + s*65536, nil
 		}
 	}
@@ -518,17 +548,21 @@ func removeDir(dir string) error {
 	return nil
 }
 
-// Reap implements sandbox.Backend: it removes sandboxes a previous berth
-// left behind (found by name under RootDir and the cgroup parent), killing
-// their processes first.
+// Reap implements sandbox.Backend: it removes sandboxes and warm inits a
+// previous berth left behind (found by name under RootDir and the cgroup
+// parent), killing their processes first, then their veths and this
+// backend's egress rules.
 func (b *Backend) Reap(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	deadline, _ := ctx.Deadline()
 	b.mu.Lock()
-	live := make(map[string]bool, len(b.live))
+	ours := make(map[string]bool, len(b.live)+len(b.procs))
 	for n := range b.live {
-		live[n] = true
+		ours[n] = true
+	}
+	for n := range b.procs {
+		ours[n] = true
 	}
 	b.mu.Unlock()
 
@@ -540,7 +574,7 @@ func (b *Backend) Reap(ctx context.Context) error {
 	}
 	for _, e := range entries {
 		name := e.Name()
-		if !namePattern.MatchString(name) || live[name] {
+		if !reapPattern.MatchString(name) || ours[name] {
 			continue
 		}
 		dir := filepath.Join(b.cfg.RootDir, name)
@@ -555,6 +589,12 @@ func (b *Backend) Reap(ctx context.Context) error {
 		if err := removeCgroupDirs(st.Cgroups, deadline); err != nil {
 			errs = append(errs, err)
 		}
+		// The kernel drops a veth with its namespace, but only later.
+		if st.Veth != "" {
+			if err := deleteLink(st.Veth); err != nil {
+				errs = append(errs, err)
+			}
+		}
 		detachMountsUnder(dir)
 		if err := removeDir(dir); err != nil {
 			errs = append(errs, err)
@@ -568,7 +608,7 @@ func (b *Backend) Reap(ctx context.Context) error {
 			continue
 		}
 		for _, e := range entries {
-			if !e.IsDir() || !namePattern.MatchString(e.Name()) || live[e.Name()] {
+			if !e.IsDir() || !reapPattern.MatchString(e.Name()) || ours[e.Name()] {
 				continue
 			}
 			d := []string{filepath.Join(parent, e.Name())}
@@ -578,6 +618,9 @@ func (b *Backend) Reap(ctx context.Context) error {
 			}
 			reaped++
 		}
+	}
+	if err := b.egress.reapRules(); err != nil {
+		errs = append(errs, err)
 	}
 	if reaped > 0 {
 		b.log.Info("reaped leftover sandboxes", "count", reaped)
@@ -608,12 +651,25 @@ func detachMountsUnder(dir string) {
 	}
 }
 
-// Close releases the backend's own resources: its handle on berth's network
-// namespace and its cgroup parents, if empty. Live sandboxes are not stopped.
+// Close releases the backend's own resources: its warm inits, its egress
+// rules (unless an egress sandbox still runs: they are what confines it),
+// its handle on berth's network namespace and its cgroup parents, if empty.
+// Live sandboxes are not stopped.
 func (b *Backend) Close() error {
+	b.pool.close()
+	b.mu.Lock()
+	egressLive := false
+	for _, h := range b.live {
+		egressLive = egressLive || (h != nil && h.mode == sandbox.NetworkEgress)
+	}
+	b.mu.Unlock()
+	var err error
+	if !egressLive {
+		err = b.egress.uninstall()
+	}
 	b.hostNet.Close()
 	for _, d := range b.layout.dirs() {
 		_ = unix.Rmdir(d)
 	}
-	return nil
+	return err
 }

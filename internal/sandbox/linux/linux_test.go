@@ -7,9 +7,13 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/sandbox"
 	"github.com/berth-dev/berth/internal/sandbox/linux"
@@ -50,16 +54,15 @@ func TestStartPingStop(t *testing.T) {
 	if ex := h.Exit(); ex.Signal != "SIGTERM" || ex.OOMKilled {
 		t.Errorf("exit = %+v, want killed by forwarded SIGTERM", ex)
 	}
-	assertGone(t, b, s.Name)
+	assertGone(t, b)
 }
 
-// assertGone checks no directory or cgroup is left for name.
-func assertGone(t *testing.T, b *linux.Backend, name string) {
+// assertGone checks that no directory, cgroup or veth is left except those
+// of live sandboxes and of inits the pool holds.
+func assertGone(t *testing.T, b *linux.Backend) {
 	t.Helper()
-	for _, d := range linux.SandboxPaths(b, name) {
-		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("%s still exists after stop (err=%v)", d, err)
-		}
+	if left := linux.Leftovers(b); len(left) > 0 {
+		t.Errorf("left behind: %v", left)
 	}
 }
 
@@ -130,11 +133,11 @@ func TestStartFailures(t *testing.T) {
 	if _, err := b.Start(context.Background(), s); err == nil {
 		t.Fatal("start of a missing binary succeeded")
 	}
-	assertGone(t, b, s.Name)
+	assertGone(t, b)
 
-	s = spec(t, func(s *sandbox.Spec) { s.Network = sandbox.NetworkEgress })
+	s = spec(t, func(s *sandbox.Spec) { s.Network = "bridge" })
 	if _, err := b.Start(context.Background(), s); !errors.Is(err, sandbox.ErrUnsupported) {
-		t.Fatalf("egress: err = %v, want ErrUnsupported", err)
+		t.Fatalf("unknown network mode: err = %v, want ErrUnsupported", err)
 	}
 
 	s = spec(t)
@@ -173,6 +176,8 @@ func TestReapAfterAbandon(t *testing.T) {
 		names = append(names, s.Name)
 		handles = append(handles, h)
 	}
+	// A dead berth's pool is not refilling: let this one settle first.
+	waitIdle(t, old, 2)
 	// The old backend is abandoned, as if berth had been SIGKILLed; a new
 	// one (same root and cgroup parent) must find and remove everything.
 	fresh := newBackend(t, cfg)
@@ -185,11 +190,23 @@ func TestReapAfterAbandon(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatalf("sandbox %s still running after reap", names[i])
 		}
-		assertGone(t, fresh, names[i])
 	}
+	assertGone(t, fresh)
 	entries, _ := os.ReadDir(root)
-	if len(entries) != 0 {
-		t.Errorf("root dir not empty after reap: %v", entries)
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), ".") {
+			t.Errorf("root dir holds %s after reap", e.Name())
+		}
+	}
+}
+
+// waitIdle waits until b's pool holds n warm inits.
+func waitIdle(t testing.TB, b *linux.Backend, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); linux.IdleInits(b) < n; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("pool holds %d warm inits, want %d", linux.IdleInits(b), n)
+		}
 	}
 }
 
@@ -220,4 +237,39 @@ func TestUserNamespace(t *testing.T) {
 	if r := mustTry(t, h, tryReq{Op: "unshare-user"}); r.OK {
 		t.Errorf("nested user namespace allowed")
 	}
+}
+
+func TestWarmPool(t *testing.T) {
+	b := newBackend(t)
+	start(t, b, spec(t)) // the first start is cold and fills the pool
+	waitIdle(t, b, 2)
+	warm := linux.IdleInitPids(b)
+	h := start(t, b, spec(t))
+	if pid := linux.InitPid(h); !slices.Contains(warm, pid) {
+		t.Errorf("sandbox init %d is not one of the warm inits %v", pid, warm)
+	}
+	// The agent's cgroup namespace is rooted at its own cgroups, so it sees
+	// "/" in every hierarchy, never berth's path.
+	r := mustTry(t, h, tryReq{Op: "read", Arg: "/proc/self/cgroup"})
+	for l := range strings.SplitSeq(strings.TrimSpace(r.Out), "\n") {
+		if !strings.HasSuffix(l, ":/") {
+			t.Errorf("agent's cgroup view is not rooted at its own cgroup: %q", l)
+		}
+	}
+	// Taken from the pool, the init runs at berth's priority again.
+	prio, err := unix.Getpriority(unix.PRIO_PROCESS, linux.InitPid(h))
+	if own, _ := unix.Getpriority(unix.PRIO_PROCESS, 0); err != nil || prio != own {
+		t.Errorf("taken init priority %d (err %v), want berth's %d", prio, err, own)
+	}
+	waitIdle(t, b, 2)
+
+	// Warm inits that died in the pool (an OOM kill, say) are replaced.
+	for _, pid := range linux.IdleInitPids(b) {
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
+	start(t, b, spec(t))
+	assertGone(t, b)
 }

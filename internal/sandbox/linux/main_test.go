@@ -24,6 +24,9 @@ import (
 
 func TestMain(m *testing.M) {
 	linux.MaybeRunInit()
+	if os.Getenv(childMode) == "kill" {
+		os.Exit(runKillChild())
+	}
 	code := m.Run()
 	if agentPath != "" {
 		os.RemoveAll(filepath.Dir(agentPath))
@@ -77,6 +80,7 @@ func newBackend(t testing.TB, mod ...func(*linux.Config)) *linux.Backend {
 	cfg := linux.Config{
 		RootDir:      filepath.Join(t.TempDir(), "sandboxes"),
 		CgroupParent: "berth-test-" + randHex(4),
+		EgressRange:  nextTestRange(),
 	}
 	for _, f := range mod {
 		f(&cfg)

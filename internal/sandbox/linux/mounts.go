@@ -13,30 +13,74 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// setupRoot builds the sandbox's filesystem on cfg.NewRoot and pivots into
-// it. It runs in the init step, inside the new mount namespace:
+// The sandbox's filesystem is assembled on NewRoot in two phases, inside the
+// init's own mount namespace:
 //
 //	/            the host root, bound read-only (nosuid)
-//	/tmp         private tmpfs capped at TmpBytes; $HOME is /tmp/home
 //	/dev         tmpfs with null, zero, full, random, urandom, tty, shm, pts
 //	/proc        this pid namespace's proc; /proc/sys and friends read-only
 //	/sys         a fresh read-only sysfs (own netns), else host's with cgroups hidden
-//	Hide paths   empty read-only tmpfs
-//	Binds        the code dir, the agent binary and runtime mounts
-func setupRoot(cfg *initConfig) error {
+//	Hide paths   empty tmpfs (read-only once the binds are in)
+//
+// are the same for every session and are done while the init waits in the
+// pool (prepareRoot);
+//
+//	/tmp         private tmpfs capped at TmpBytes; $HOME is /tmp/home
+//	Binds        the code dir, the agent binary, runtime mounts, resolv.conf
+//
+// depend on the session (finishRoot), which then pivots into the result.
+
+// prepareRoot does the session-independent mounts and returns the hiding
+// tmpfs mounts, which finishRoot makes read-only.
+func prepareRoot(cfg *warmConfig) ([]string, error) {
 	// Nothing below may propagate back to the host.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return fmt.Errorf("make mounts private: %w", err)
+		return nil, fmt.Errorf("make mounts private: %w", err)
 	}
 	nr := cfg.NewRoot
 	if err := unix.Mount("/", nr, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-		return fmt.Errorf("bind host root: %w", err)
+		return nil, fmt.Errorf("bind host root: %w", err)
 	}
 	if err := setReadOnly(nr, true, unix.MOUNT_ATTR_NOSUID); err != nil {
-		return fmt.Errorf("make host root read-only: %w", err)
+		return nil, fmt.Errorf("make host root read-only: %w", err)
+	}
+	if err := setupDev(nr); err != nil {
+		return nil, err
+	}
+	if err := setupProc(nr); err != nil {
+		return nil, err
+	}
+	if err := setupSys(nr, cfg.OwnNet); err != nil {
+		return nil, err
 	}
 	at := func(p string) string { return filepath.Join(nr, p) }
+	hide := slices.Clone(cfg.Hide)
+	slices.Sort(hide) // parents before children
+	var hidden []string
+	for _, h := range hide {
+		// /tmp is replaced whole later; a parent hide already covers children.
+		if within(h, sandboxTmp) {
+			continue
+		}
+		fi, err := os.Lstat(at(h))
+		if err != nil || fi.Mode()&os.ModeSymlink != 0 {
+			continue
+		}
+		if fi.IsDir() {
+			if err := unix.Mount("tmpfs", at(h), "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=64k,mode=0755"); err != nil {
+				return nil, fmt.Errorf("hide %s: %w", h, err)
+			}
+		} else if err := unix.Mount("/dev/null", at(h), "", unix.MS_BIND, ""); err != nil {
+			return nil, fmt.Errorf("hide %s: %w", h, err)
+		}
+		hidden = append(hidden, at(h))
+	}
+	return hidden, nil
+}
 
+// finishRoot does the session's own mounts and pivots into the new root.
+func finishRoot(nr string, hidden []string, cfg *sessionConfig) error {
+	at := func(p string) string { return filepath.Join(nr, p) }
 	tmpOpts := "mode=1777"
 	if cfg.TmpBytes > 0 {
 		tmpOpts += ",size=" + strconv.FormatInt(cfg.TmpBytes, 10)
@@ -53,36 +97,12 @@ func setupRoot(cfg *initConfig) error {
 	if err := os.Chmod(at(sandboxShm), 0o1777); err != nil {
 		return fmt.Errorf("create shm dir: %w", err)
 	}
-	if err := setupDev(nr); err != nil {
-		return err
-	}
-	if err := setupProc(nr); err != nil {
-		return err
-	}
-	if err := setupSys(nr, cfg.OwnNet); err != nil {
-		return err
-	}
-
-	hide := slices.Clone(cfg.Hide)
-	slices.Sort(hide) // parents before children
-	var hidden []string
-	for _, h := range hide {
-		// Missing inside means already covered (by /tmp or a parent hide).
-		fi, err := os.Lstat(at(h))
-		if err != nil || fi.Mode()&os.ModeSymlink != 0 {
-			continue
-		}
-		if fi.IsDir() {
-			if err := unix.Mount("tmpfs", at(h), "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=64k,mode=0755"); err != nil {
-				return fmt.Errorf("hide %s: %w", h, err)
-			}
-		} else if err := unix.Mount("/dev/null", at(h), "", unix.MS_BIND, ""); err != nil {
-			return fmt.Errorf("hide %s: %w", h, err)
-		}
-		hidden = append(hidden, at(h))
-	}
 	for _, b := range cfg.Binds {
-		if err := bind(b.Source, at(b.Target), b.ReadOnly); err != nil {
+		target := at(b.Target)
+		if b.Resolve {
+			target = resolveIn(nr, b.Target)
+		}
+		if err := bind(b.Source, target, b.ReadOnly); err != nil {
 			return err
 		}
 	}
@@ -108,6 +128,22 @@ func setupRoot(cfg *initConfig) error {
 		return fmt.Errorf("enter new root: %w", err)
 	}
 	return nil
+}
+
+// resolveIn follows symlinks at p (a path inside the new root nr) as the
+// sandbox would see them, and returns the host path of the final target.
+func resolveIn(nr, p string) string {
+	for range 8 {
+		link, err := os.Readlink(filepath.Join(nr, p))
+		if err != nil {
+			break
+		}
+		if !filepath.IsAbs(link) {
+			link = filepath.Join(filepath.Dir(p), link)
+		}
+		p = filepath.Clean(link)
+	}
+	return filepath.Join(nr, p)
 }
 
 // setReadOnly makes a mount (and with recursive, every mount below it)

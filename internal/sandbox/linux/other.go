@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 
 	"github.com/berth-dev/berth/internal/sandbox"
 )
@@ -20,6 +21,10 @@ type Config struct {
 	DefaultNetwork sandbox.NetworkMode
 	UserNamespace  bool
 	UIDBase        uint32
+	WarmInits      int
+	EgressRange    netip.Prefix
+	EgressDeny     []netip.Prefix
+	EgressDNS      []netip.Addr
 	Logger         *slog.Logger
 }
 

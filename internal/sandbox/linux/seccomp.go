@@ -4,8 +4,10 @@ package linux
 
 import (
 	"fmt"
+	"unsafe"
 
 	seccomp "github.com/elastic/go-seccomp-bpf"
+	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -61,16 +63,39 @@ func sandboxPolicy() seccomp.Policy {
 	}
 }
 
-// loadSeccomp installs the filter on every thread of the calling process and
-// sets no_new_privs.
-func loadSeccomp() error {
-	err := seccomp.LoadFilter(seccomp.Filter{
-		NoNewPrivs: true,
-		Flag:       seccomp.FilterFlagTSync,
-		Policy:     sandboxPolicy(),
-	})
+// assembleSeccomp compiles the filter. Warm inits do it while they wait.
+func assembleSeccomp() ([]unix.SockFilter, error) {
+	policy := sandboxPolicy()
+	insts, err := policy.Assemble()
 	if err != nil {
-		return fmt.Errorf("load seccomp filter: %w", err)
+		return nil, fmt.Errorf("assemble seccomp filter: %w", err)
+	}
+	raw, err := bpf.Assemble(insts)
+	if err != nil {
+		return nil, fmt.Errorf("assemble seccomp filter: %w", err)
+	}
+	out := make([]unix.SockFilter, len(raw))
+	for i, r := range raw {
+		out[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
+	}
+	return out, nil
+}
+
+// installSeccomp sets no_new_privs and installs filter on every thread of
+// the calling process.
+func installSeccomp(filter []unix.SockFilter) error {
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("set no_new_privs: %w", err)
+	}
+	prog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
+	r, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER,
+		unix.SECCOMP_FILTER_FLAG_TSYNC, uintptr(unsafe.Pointer(&prog)))
+	if errno != 0 {
+		return fmt.Errorf("load seccomp filter: %w", errno)
+	}
+	if r != 0 {
+		// TSYNC names the thread it could not synchronise.
+		return fmt.Errorf("load seccomp filter: thread %d could not take it", r)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -88,12 +89,51 @@ func try(req request) (string, error) {
 		pid, _ := strconv.Atoi(req.Arg)
 		return "", syscall.Kill(pid, syscall.SIGKILL)
 	case "connect":
-		c, err := net.DialTimeout("tcp", req.Arg, time.Second)
+		// N is the timeout in milliseconds (default 1 s): a dropped SYN
+		// only ever times out.
+		timeout := time.Second
+		if req.N > 0 {
+			timeout = time.Duration(req.N) * time.Millisecond
+		}
+		c, err := net.DialTimeout("tcp", req.Arg, timeout)
 		if err != nil {
 			return "", err
 		}
 		c.Close()
 		return "connected", nil
+	case "dialread":
+		// Connect and return the first line the server sends.
+		c, err := net.DialTimeout("tcp", req.Arg, 5*time.Second)
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		line, err := bufio.NewReader(c).ReadString('\n')
+		return strings.TrimSpace(line), err
+	case "udp":
+		// Send one datagram; delivery is for the receiver to confirm.
+		c, err := net.Dial("udp", req.Arg)
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		_, err = c.Write([]byte("pwned"))
+		return "", err
+	case "addrs":
+		// Every address on every interface, "name addr/len" per line.
+		ifs, err := net.Interfaces()
+		if err != nil {
+			return "", err
+		}
+		var lines []string
+		for _, ifc := range ifs {
+			addrs, _ := ifc.Addrs()
+			for _, a := range addrs {
+				lines = append(lines, ifc.Name+" "+a.String())
+			}
+		}
+		return strings.Join(lines, "\n"), nil
 	case "sethostname":
 		return "", syscall.Sethostname([]byte(req.Arg))
 	case "hostname":
