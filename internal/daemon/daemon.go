@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -36,6 +37,7 @@ type Daemon struct {
 	runtimes       []registry.Runtime
 	defaultBackend string
 	dataDir        string
+	backends       map[string]sandbox.Backend
 
 	stopJanitor context.CancelFunc
 	wg          sync.WaitGroup // the HTTP server and the janitor
@@ -59,6 +61,10 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 	ok := false
 	defer func() {
 		if !ok {
+			if d.sessions != nil {
+				d.sessions.Shutdown(context.WithoutCancel(ctx))
+			}
+			d.closeBackends()
 			d.closeStore()
 		}
 	}()
@@ -74,6 +80,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 		return nil, err
 	}
 	d.defaultBackend = defaultBackend
+	d.backends = backends
 	d.sessions = session.NewManager(d.db, backends, session.Options{
 		LogDir:         filepath.Join(dataDir, "logs"),
 		StateDir:       filepath.Join(dataDir, "run"),
@@ -273,9 +280,27 @@ func (d *Daemon) Close(ctx context.Context) error {
 	}
 	d.stopJanitor()
 	d.wg.Wait()
+	if err := d.closeBackends(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := d.closeStore(); err != nil {
 		errs = append(errs, err)
 	}
+	return errors.Join(errs...)
+}
+
+// closeBackends releases what backends hold of their own (the linux
+// backend's pre-started inits and egress rules), after every sandbox ended.
+func (d *Daemon) closeBackends() error {
+	var errs []error
+	for name, b := range d.backends {
+		if c, ok := b.(io.Closer); ok {
+			if err := c.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("close %s sandbox backend: %w", name, err))
+			}
+		}
+	}
+	d.backends = nil
 	return errors.Join(errs...)
 }
 
