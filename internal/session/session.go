@@ -498,8 +498,15 @@ type Info struct {
 }
 
 func (s *Session) info() Info {
+	// The runner writes rec until ready closes; before that, only the key.
+	rec := Record{Key: s.spec.Key, Version: s.spec.Version, State: StateStarting}
+	select {
+	case <-s.ready:
+		rec = s.rec
+	default:
+	}
 	s.mu.Lock()
-	in := Info{Record: s.rec, InFlight: s.inflight, Busy: s.busy}
+	in := Info{Record: rec, InFlight: s.inflight, Busy: s.busy}
 	in.LastActiveAt = s.lastActive
 	in.Invocations = s.invocations
 	h := s.handle
@@ -512,6 +519,7 @@ func (s *Session) info() Info {
 	case in.ID != "" && in.SandboxID != "":
 		in.State = StateIdle
 	}
+	in.UserID = s.ownerNow()
 	if sr, ok := h.(sandbox.StatsReporter); ok {
 		if st, err := sr.Stats(); err == nil {
 			in.Stats = &st
