@@ -40,18 +40,21 @@ const (
 
 // Config is the whole file.
 type Config struct {
-	Listen          string    `yaml:"listen"`
-	DataDir         string    `yaml:"data_dir"`
-	Region          string    `yaml:"region"`
-	Account         string    `yaml:"account"`
-	MaxPayloadBytes Bytes     `yaml:"max_payload_bytes"`
-	StartTimeout    Duration  `yaml:"start_timeout"`
-	PingInterval    Duration  `yaml:"ping_interval"`
-	PingFailures    int       `yaml:"ping_failures"`
-	StopGrace       Duration  `yaml:"stop_grace"`
-	LogRetention    Duration  `yaml:"log_retention"`
-	StateRetention  Duration  `yaml:"state_retention"`
-	Runtimes        []Runtime `yaml:"runtimes"`
+	Listen          string   `yaml:"listen"`
+	DataDir         string   `yaml:"data_dir"`
+	Region          string   `yaml:"region"`
+	Account         string   `yaml:"account"`
+	MaxPayloadBytes Bytes    `yaml:"max_payload_bytes"`
+	StartTimeout    Duration `yaml:"start_timeout"`
+	PingInterval    Duration `yaml:"ping_interval"`
+	PingFailures    int      `yaml:"ping_failures"`
+	StopGrace       Duration `yaml:"stop_grace"`
+	LogRetention    Duration `yaml:"log_retention"`
+	StateRetention  Duration `yaml:"state_retention"`
+	// UserNamespace maps root inside linux sandboxes to unprivileged host
+	// IDs. Agents' code and binaries must then be readable by "other".
+	UserNamespace bool      `yaml:"user_namespace"`
+	Runtimes      []Runtime `yaml:"runtimes"`
 }
 
 // Runtime is one runtime declared in the file.

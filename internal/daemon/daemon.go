@@ -75,7 +75,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 	}
 	d.reg = registry.New(d.db, cfg.Region, cfg.Account, log)
 
-	backends, defaultBackend, err := openBackends(dataDir, log)
+	backends, defaultBackend, err := openBackends(dataDir, cfg.UserNamespace, log)
 	if err != nil {
 		return nil, err
 	}
@@ -137,12 +137,12 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 
 // openBackends opens every sandbox backend this host can run and picks the
 // default: linux where the kernel allows it, otherwise process.
-func openBackends(dataDir string, log *slog.Logger) (map[string]sandbox.Backend, string, error) {
+func openBackends(dataDir string, userNS bool, log *slog.Logger) (map[string]sandbox.Backend, string, error) {
 	backends := map[string]sandbox.Backend{
 		"process": process.New(filepath.Join(dataDir, "sandboxes", "process"), log),
 	}
 	def := "process"
-	if b, err := openLinux(dataDir, log); err == nil {
+	if b, err := openLinux(dataDir, userNS, log); err == nil {
 		backends["linux"] = b
 		def = "linux"
 	} else {

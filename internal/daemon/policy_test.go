@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -286,5 +289,60 @@ func TestMemoryLimitEndsSessionAsCrashed(t *testing.T) {
 	}
 	if r := e.echo(bystander); r.Invocations != 2 {
 		t.Fatalf("bystander session harmed: %+v", r)
+	}
+}
+
+// TestUserNamespaceOption: with user_namespace: true, a session's agent is
+// root inside its sandbox and an unprivileged uid on the host.
+func TestUserNamespaceOption(t *testing.T) {
+	if err := linux.Available(); err != nil {
+		t.Skipf("needs the linux sandbox backend: %v", err)
+	}
+	// The mapped root must reach the agent and the data dir: open them up.
+	dir, err := os.MkdirTemp("", "berth-userns-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	agent := filepath.Join(dir, "testagent")
+	data, err := os.ReadFile(sandboxtest.BuildAgent(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(agent, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, func(c *config.Config) {
+		c.DataDir = filepath.Join(dir, "data")
+		c.UserNamespace = true
+		c.Runtimes = append(c.Runtimes, config.Runtime{Name: "mapped", Command: []string{agent}, Sandbox: "linux",
+			Env: map[string]string{"BERTH_WIRE_TOKEN": "userns-" + filepath.Base(dir)}})
+	})
+	out, err := e.invoke(context.Background(), "mapped", newSessionID(), map[string]any{"op": "echo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r struct {
+		UID int `json:"uid"`
+	}
+	json.NewDecoder(out.Response).Decode(&r)
+	out.Response.Close()
+	pids, err := sandboxtest.ProcsWithEnv("BERTH_WIRE_TOKEN=userns-" + filepath.Base(dir))
+	if err != nil || len(pids) != 1 {
+		t.Fatalf("agent processes %v: %v", pids, err)
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pids[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostUID := -1
+	for line := range strings.SplitSeq(string(status), "\n") {
+		if f := strings.Fields(line); len(f) > 1 && f[0] == "Uid:" {
+			hostUID, _ = strconv.Atoi(f[1])
+		}
+	}
+	if r.UID != 0 || hostUID < 1000 {
+		t.Fatalf("agent is uid %d inside and %d on the host; want 0 inside, unprivileged outside", r.UID, hostUID)
 	}
 }
