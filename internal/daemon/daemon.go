@@ -81,7 +81,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 	}
 	d.defaultBackend = defaultBackend
 	d.backends = backends
+	reg, observer := newMetrics(d)
 	d.sessions = session.NewManager(d.db, backends, session.Options{
+		Observer:       observer,
 		LogDir:         filepath.Join(dataDir, "logs"),
 		StateDir:       filepath.Join(dataDir, "run"),
 		StateHandler:   server.StateHandler,
@@ -105,6 +107,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 		Registry:        d.reg,
 		Sessions:        d.sessions,
 		SessionStore:    d.db,
+		Metrics:         reg,
 		MaxPayloadBytes: int64(cfg.MaxPayloadBytes),
 		Logger:          log,
 	})

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/api"
+	"github.com/berth-dev/berth/internal/metrics"
 	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/session"
 	"github.com/google/uuid"
@@ -25,6 +26,8 @@ type Options struct {
 	Sessions *session.Manager
 	// SessionStore backs berth's session API.
 	SessionStore SessionStore
+	// Metrics, if set, is served on /metrics and gets the call metrics.
+	Metrics *metrics.Registry
 	// MaxPayloadBytes caps an invocation body. Default 100,000,000.
 	MaxPayloadBytes int64
 	Logger          *slog.Logger
@@ -32,12 +35,14 @@ type Options struct {
 
 // Server serves the AgentCore APIs.
 type Server struct {
-	reg          *registry.Registry
-	sessions     *session.Manager
-	sessionStore SessionStore
-	maxPayload   int64
-	log          *slog.Logger
-	mux          *http.ServeMux
+	reg             *registry.Registry
+	sessions        *session.Manager
+	sessionStore    SessionStore
+	metrics         *callMetrics
+	metricsRegistry *metrics.Registry
+	maxPayload      int64
+	log             *slog.Logger
+	mux             *http.ServeMux
 }
 
 // New builds the handler tree.
@@ -50,7 +55,12 @@ func New(opts Options) *Server {
 	}
 	s := &Server{reg: opts.Registry, sessions: opts.Sessions, maxPayload: opts.MaxPayloadBytes,
 		log: opts.Logger, mux: http.NewServeMux(), sessionStore: opts.SessionStore}
-	s.mux.HandleFunc("POST /runtimes/{arn}/invocations", s.invoke)
+	if opts.Metrics != nil {
+		s.metricsRegistry = opts.Metrics
+		s.metrics = newCallMetrics(opts.Metrics)
+		s.mux.HandleFunc("GET /metrics", s.serveMetrics)
+	}
+	s.mux.HandleFunc("POST /runtimes/{arn}/invocations", s.measured("invoke", s.invoke))
 	s.mux.HandleFunc("POST /runtimes/{arn}/stopruntimesession", s.stopSession)
 	s.registerControl()
 	s.registerWebSocket()

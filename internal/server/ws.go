@@ -38,7 +38,7 @@ const queryCustomPrefix = "X-Amzn-Bedrock-AgentCore-Runtime-Custom-"
 
 // registerWebSocket adds the WebSocket route.
 func (s *Server) registerWebSocket() {
-	s.mux.HandleFunc("GET /runtimes/{arn}/ws", s.websocket)
+	s.mux.HandleFunc("GET /runtimes/{arn}/ws", s.measured("websocket", s.websocket))
 }
 
 func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {

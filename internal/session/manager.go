@@ -59,6 +59,8 @@ type Options struct {
 	// StateHandler builds the HTTP handler served on a durable session's
 	// state socket (internal/server provides it).
 	StateHandler func(StateAccess) http.Handler
+	// Observer, if set, hears of session starts and ends (for metrics).
+	Observer Observer
 	// StartTimeout bounds sandbox start plus the first healthy ping. Default 30s.
 	StartTimeout time.Duration
 	// PingInterval is the health-check period. Default 2s.
@@ -73,6 +75,15 @@ type Options struct {
 	// Region and Account go into the agent's OTEL resource attributes.
 	RuntimeARN func(runtimeID string) string
 	Logger     *slog.Logger
+}
+
+// Observer hears of sessions starting and ending.
+type Observer interface {
+	// SessionStarted: the sandbox answered its first ping after took;
+	// warm says it came from a warm pool.
+	SessionStarted(runtimeID, backend string, warm bool, took time.Duration)
+	// SessionEnded: the session lived for lifetime.
+	SessionEnded(runtimeID string, reason EndReason, lifetime time.Duration)
 }
 
 // Spec is what a new session runs: resolved by the caller from the registry.

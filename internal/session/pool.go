@@ -279,3 +279,20 @@ func (m *Manager) forgetHost(host string) {
 	delete(m.byHost, host)
 	m.mu.Unlock()
 }
+
+// PoolSizes reports every warm pool's ready count, by runtime ID.
+func (m *Manager) PoolSizes() map[string]int {
+	m.mu.Lock()
+	pools := make(map[string]*pool, len(m.pools))
+	for id, p := range m.pools {
+		pools[id] = p
+	}
+	m.mu.Unlock()
+	out := make(map[string]int, len(pools))
+	for id, p := range pools {
+		p.mu.Lock()
+		out[id] = len(p.ready)
+		p.mu.Unlock()
+	}
+	return out
+}

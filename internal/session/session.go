@@ -31,6 +31,7 @@ type Session struct {
 	log     *slog.Logger
 
 	state    *stateServer  // durable sessions only; set before ready closes
+	warm     bool          // the sandbox came from a warm pool; set before ready closes
 	ready    chan struct{} // closed once the agent answered /ping, or start failed
 	done     chan struct{} // closed after teardown and the final store write
 	startErr error
@@ -156,7 +157,10 @@ func (s *Session) startup() bool {
 		return false
 	}
 	close(s.ready)
-	s.log.Info("session started", "sandbox_id", s.rec.SandboxID, "backend", s.backend.Name())
+	s.log.Info("session started", "sandbox_id", s.rec.SandboxID, "backend", s.backend.Name(), "warm", s.warm)
+	if o := s.m.opts.Observer; o != nil {
+		o.SessionStarted(s.spec.RuntimeID, s.backend.Name(), s.warm, time.Since(s.rec.CreatedAt))
+	}
 	return true
 }
 
@@ -165,6 +169,7 @@ func (s *Session) startup() bool {
 func (s *Session) start() error {
 	logPath := s.m.LogPath(s.spec.RuntimeID, s.rec.ID)
 	if mem := s.m.claimPooled(s.spec.RuntimeID, s.spec.Version); mem != nil {
+		s.warm = true
 		if err := os.Rename(mem.logPath, logPath); err != nil {
 			s.log.Warn("move pooled sandbox log", "err", err)
 		}
@@ -473,6 +478,9 @@ func (s *Session) teardown() {
 	}
 	if s.rec.ID == "" {
 		return
+	}
+	if o := s.m.opts.Observer; o != nil {
+		o.SessionEnded(s.spec.RuntimeID, reason, time.Since(s.rec.CreatedAt))
 	}
 	s.mu.Lock()
 	last, n := s.lastActive, s.invocations
