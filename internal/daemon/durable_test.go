@@ -68,7 +68,7 @@ func TestSuspendAndResume(t *testing.T) {
 		// The state cap holds: an oversize save is refused whole and the
 		// saved state is intact.
 		rec = liveRecord(t, e, sid)
-		sock := filepath.Join(e.d.DataDir(), "run", rec.ID, "state.sock")
+		sock := filepath.Join(e.d.DataDir(), "run", rec.ID[:12], "state.sock")
 		hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", sock)

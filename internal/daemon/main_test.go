@@ -2,6 +2,7 @@ package daemon_test
 
 import (
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/berth-dev/berth/internal/sandbox/linux"
@@ -10,5 +11,9 @@ import (
 // TestMain lets the test binary serve as the linux sandbox's init step.
 func TestMain(m *testing.M) {
 	linux.MaybeRunInit()
-	os.Exit(m.Run())
+	code := m.Run()
+	if tutorialBin != "" {
+		os.RemoveAll(filepath.Dir(tutorialBin))
+	}
+	os.Exit(code)
 }

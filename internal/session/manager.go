@@ -194,6 +194,7 @@ func (m *Manager) Recover(ctx context.Context) error {
 	for _, r := range ended {
 		m.log.Info("session ended by restart", "runtime_id", r.RuntimeID, "session_id", r.SessionID, "record_id", r.ID)
 	}
+	m.removeStateDirs()
 	for name, b := range m.backends {
 		if err := b.Reap(ctx); err != nil {
 			return fmt.Errorf("reap %s sandboxes: %w", name, err)

@@ -2,6 +2,8 @@ package session
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -9,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -48,11 +51,13 @@ func (m *Manager) startStateServer(id string, maxBytes int64) (*stateServer, err
 	if m.state == nil {
 		return nil, errors.New("durable sessions need a store that keeps session state")
 	}
-	dir := filepath.Join(m.opts.StateDir, id)
-	// Unix socket paths are capped at 108 bytes; fall back to a short one.
+	id = strings.TrimPrefix(id, "pool-")
+	dir := filepath.Join(m.opts.StateDir, id[:min(len(id), 12)])
+	// Unix socket paths are capped at 108 bytes; fall back to a short one
+	// that Recover can still find.
 	if m.opts.StateDir == "" || len(dir)+len(stateSocket)+1 >= 100 {
 		var err error
-		if dir, err = os.MkdirTemp("", "berth-state-"); err != nil {
+		if dir, err = os.MkdirTemp("", m.stateTempPrefix()); err != nil {
 			return nil, fmt.Errorf("create state socket dir: %w", err)
 		}
 	} else if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -75,6 +80,26 @@ func (m *Manager) startStateServer(id string, maxBytes int64) (*stateServer, err
 		ss.srv.Serve(ln)
 	}()
 	return ss, nil
+}
+
+// stateTempPrefix names this manager's fallback socket dirs in os.TempDir.
+func (m *Manager) stateTempPrefix() string {
+	sum := sha256.Sum256([]byte(m.opts.StateDir))
+	return "berth-state-" + hex.EncodeToString(sum[:4]) + "-"
+}
+
+// removeStateDirs removes the socket dirs a previous process left.
+func (m *Manager) removeStateDirs() {
+	if m.opts.StateDir != "" {
+		entries, _ := os.ReadDir(m.opts.StateDir)
+		for _, e := range entries {
+			os.RemoveAll(filepath.Join(m.opts.StateDir, e.Name()))
+		}
+	}
+	leftovers, _ := filepath.Glob(filepath.Join(os.TempDir(), m.stateTempPrefix()+"*"))
+	for _, d := range leftovers {
+		os.RemoveAll(d)
+	}
 }
 
 // wire adds what the agent needs to reach the socket to spec.
