@@ -31,6 +31,14 @@ type outcomeWriter struct {
 	http.ResponseWriter
 	outcome string
 	wrote   bool
+	runtime string // set by admit once the runtime resolved
+}
+
+// noteRuntime labels the call's metrics with the runtime it resolved to.
+func noteRuntime(w http.ResponseWriter, runtimeID string) {
+	if ow, ok := w.(*outcomeWriter); ok {
+		ow.runtime = runtimeID
+	}
 }
 
 func (o *outcomeWriter) WriteHeader(code int) {
@@ -53,7 +61,7 @@ func (o *outcomeWriter) Write(b []byte) (int, error) {
 func (o *outcomeWriter) Unwrap() http.ResponseWriter { return o.ResponseWriter }
 
 // measured wraps a data-plane handler with call metrics. The runtime label
-// is the one the request named only once it resolved, so junk paths cannot
+// is set only once the request's runtime resolved, so junk paths cannot
 // grow the series without bound.
 func (s *Server) measured(kind string, h func(w http.ResponseWriter, r *http.Request)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -62,16 +70,10 @@ func (s *Server) measured(kind string, h func(w http.ResponseWriter, r *http.Req
 			return
 		}
 		start := time.Now()
-		ow := &outcomeWriter{ResponseWriter: w, outcome: "ok"}
+		ow := &outcomeWriter{ResponseWriter: w, outcome: "ok", runtime: "-"}
 		h(ow, r)
-		runtime := "-"
-		if ow.outcome != string(api.ErrResourceNotFound) && ow.outcome != string(api.ErrValidation) {
-			if res, err := s.reg.Resolve(r.Context(), r.PathValue("arn"), qualifier(r)); err == nil {
-				runtime = res.Runtime.ID // from the resolver's cache
-			}
-		}
-		s.metrics.calls.Inc(runtime, kind, ow.outcome)
-		s.metrics.duration.ObserveDuration(time.Since(start), runtime, kind)
+		s.metrics.calls.Inc(ow.runtime, kind, ow.outcome)
+		s.metrics.duration.ObserveDuration(time.Since(start), ow.runtime, kind)
 	}
 }
 

@@ -107,7 +107,7 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, validation("payload", "payload of "+itoa64(r.ContentLength)+" bytes exceeds the limit of "+itoa64(s.maxPayload)+" bytes"))
 		return
 	}
-	call, out, err := s.admit(r, sid)
+	call, out, err := s.admit(w, r, sid)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -150,7 +150,7 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
 // admit resolves the runtime and qualifier, builds the headers the agent
 // will see, and admits a call into the session: the part of a call that
 // invocations and WebSockets share.
-func (s *Server) admit(r *http.Request, sid string) (*session.Call, http.Header, error) {
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, sid string) (*session.Call, http.Header, error) {
 	if uid := r.Header.Get(api.HeaderUserID); len(uid) > 1024 {
 		return nil, nil, validation("runtimeUserId", "runtimeUserId exceeds 1024 characters")
 	}
@@ -158,6 +158,7 @@ func (s *Server) admit(r *http.Request, sid string) (*session.Call, http.Header,
 	if err != nil {
 		return nil, nil, err
 	}
+	noteRuntime(w, res.Runtime.ID)
 	out, err := forwardHeaders(r, res.Version.Config.HeaderAllowlist)
 	if err != nil {
 		return nil, nil, err

@@ -57,7 +57,7 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 	}
 	// The socket holds a call slot for its whole life, so the idle reaper
 	// leaves the session alone while it is open.
-	call, out, err := s.admit(r, sid)
+	call, out, err := s.admit(w, r, sid)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
