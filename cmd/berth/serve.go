@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
 
 	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/daemon"
@@ -39,6 +40,13 @@ StopRuntimeSession) for the runtimes declared in --config.`,
 				return fmt.Errorf("--log-level: %w", err)
 			}
 			log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+			if os.Getenv("GOGC") == "" {
+				// berth's live heap is small (tens of MB for a thousand
+				// sessions) while every proxied call allocates: a higher
+				// GC target buys about a quarter more throughput for a few
+				// MB. GOGC in the environment overrides it.
+				debug.SetGCPercent(400)
+			}
 			d, err := daemon.Start(cmd.Context(), cfg, log)
 			if err != nil {
 				return err
