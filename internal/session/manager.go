@@ -140,7 +140,7 @@ func NewManager(store Store, backends map[string]sandbox.Backend, opts Options) 
 		opts.RuntimeARN = func(id string) string { return id }
 	}
 	m := &Manager{
-		store:    offstack{store},
+		store:    store,
 		backends: backends,
 		opts:     opts,
 		log:      opts.Logger,
