@@ -25,7 +25,6 @@ import (
 	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/daemon"
 	"github.com/berth-dev/berth/internal/registry"
-	"github.com/berth-dev/berth/internal/sandbox/linux"
 	"github.com/berth-dev/berth/internal/sandbox/sandboxtest"
 	"github.com/berth-dev/berth/internal/session"
 	"github.com/berth-dev/berth/internal/store"
@@ -48,39 +47,11 @@ type cp struct {
 	token   string
 }
 
-// controlBackends lists the sandbox backends the control-plane tests run
-// API-created runtimes on: process everywhere, linux where the host allows.
-func controlBackends(t *testing.T) []string {
-	out := []string{"process"}
-	if err := linux.Available(); err == nil {
-		out = append(out, "linux")
-	} else {
-		t.Logf("linux backend not tested here: %v", err)
-	}
-	return out
-}
-
 // agents counts the live agent processes of runtimes made by createInput.
-func (c *cp) agents() int {
-	c.t.Helper()
-	pids, err := sandboxtest.ProcsWithEnv(tokenVar + "=" + c.token)
-	if err != nil {
-		c.t.Fatalf("scan processes: %v", err)
-	}
-	return len(pids)
-}
+func (c *cp) agents() int { return countAgents(c.t, tokenVar+"="+c.token) }
 
 // waitAgents waits until n agent processes of this test are alive.
-func (c *cp) waitAgents(n int) {
-	c.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for c.agents() != n {
-		if time.Now().After(deadline) {
-			c.t.Fatalf("%d agent processes alive, want %d", c.agents(), n)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+func (c *cp) waitAgents(n int) { waitForAgents(c.t, tokenVar+"="+c.token, n) }
 
 const tokenVar = "BERTH_CONTROL_TEST_TOKEN"
 
@@ -219,7 +190,7 @@ func sessionRecords(t *testing.T, dataDir, runtimeID string) []session.Record {
 }
 
 func TestControlPlaneLifecycle(t *testing.T) {
-	for _, backend := range controlBackends(t) {
+	for _, backend := range backends(t) {
 		t.Run(backend, func(t *testing.T) { testLifecycle(t, backend) })
 	}
 }
@@ -763,7 +734,7 @@ func TestControlPlaneBadInput(t *testing.T) {
 // restart on the same data dir, that sessions alive at the restart end as
 // "shutdown", and that their IDs then get fresh sandboxes.
 func TestControlPlaneRestart(t *testing.T) {
-	for _, backend := range controlBackends(t) {
+	for _, backend := range backends(t) {
 		for _, crash := range []bool{false, true} {
 			name := backend + "/clean"
 			if crash {

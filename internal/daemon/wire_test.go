@@ -116,22 +116,28 @@ func newEnv(t *testing.T, mutate ...func(*config.Config)) *env {
 }
 
 // agents counts the live agent processes (with their children) of this env.
-func (e *env) agents() int {
-	e.t.Helper()
-	pids, err := sandboxtest.ProcsWithEnv("BERTH_WIRE_TOKEN=" + e.token)
+func (e *env) agents() int { return countAgents(e.t, "BERTH_WIRE_TOKEN="+e.token) }
+
+// waitAgents waits for the count of live agent processes to reach n.
+func (e *env) waitAgents(n int) { waitForAgents(e.t, "BERTH_WIRE_TOKEN="+e.token, n) }
+
+// countAgents counts live processes whose environment holds entry.
+func countAgents(t *testing.T, entry string) int {
+	t.Helper()
+	pids, err := sandboxtest.ProcsWithEnv(entry)
 	if err != nil {
-		e.t.Fatalf("scan processes: %v", err)
+		t.Fatalf("scan processes: %v", err)
 	}
 	return len(pids)
 }
 
-// waitAgents waits for the count of live agent processes to reach n.
-func (e *env) waitAgents(n int) {
-	e.t.Helper()
+// waitForAgents waits up to 10 s for countAgents to reach n.
+func waitForAgents(t *testing.T, entry string, n int) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for e.agents() != n {
+	for countAgents(t, entry) != n {
 		if time.Now().After(deadline) {
-			e.t.Fatalf("%d agent processes live, want %d", e.agents(), n)
+			t.Fatalf("%d agent processes live, want %d", countAgents(t, entry), n)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -506,14 +512,6 @@ func TestIdleTimeoutAndHealthyBusy(t *testing.T) {
 			json.NewDecoder(out.Response).Decode(&r)
 			return r
 		}
-		live := func(sid string) bool {
-			for _, in := range e.d.Sessions().Live() {
-				if in.SessionID == sid {
-					return true
-				}
-			}
-			return false
-		}
 		// HealthyBusy for 2.5 s holds the 1 s idle timeout off.
 		busy := newSessionID()
 		p := call(busy, map[string]any{"op": "echo"}).Instance
@@ -526,10 +524,10 @@ func TestIdleTimeoutAndHealthyBusy(t *testing.T) {
 		idle := newSessionID()
 		p = call(idle, map[string]any{"op": "echo"}).Instance
 		deadline := time.Now().Add(5 * time.Second)
-		for live(idle) && time.Now().Before(deadline) {
+		for liveRecordOK(e, idle) && time.Now().Before(deadline) {
 			time.Sleep(50 * time.Millisecond)
 		}
-		if live(idle) {
+		if liveRecordOK(e, idle) {
 			t.Fatal("idle session outlived its idle timeout")
 		}
 		if q := call(idle, map[string]any{"op": "echo"}); q.Instance == p || q.Invocations != 1 {
