@@ -2,7 +2,6 @@ package daemon_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -558,16 +557,6 @@ func TestShutdownLeavesNoProcess(t *testing.T) {
 			t.Fatalf("%d agent processes survived berth's shutdown", n)
 		}
 	})
-}
-
-// pidAlive reports whether host pid exists and is not a zombie.
-func pidAlive(pid int) bool {
-	data, err := os.ReadFile("/proc/" + itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(data, ')')
-	return i < 0 || i+2 >= len(data) || data[i+2] != 'Z'
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }

@@ -431,8 +431,6 @@ type Control struct {
 func NewControl(reg *Registry) *Control { return &Control{reg: reg} }
 
 // Registry returns the registry the service writes through.
-func (c *Control) Registry() *Registry { return c.reg }
-
 // WorkloadIdentityARN is the workload identity AgentCore would create for
 // a runtime; berth reports it but issues no tokens for it.
 func (c *Control) WorkloadIdentityARN(name string) string {

@@ -75,9 +75,6 @@ func New(opts Options) *Server {
 	return s
 }
 
-// Handle registers extra routes (the control plane and berth API).
-func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
-
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(api.HeaderAWSRequestID, uuid.NewString())
 	s.mux.ServeHTTP(w, r)

@@ -81,8 +81,8 @@ func (s *Session) end(reason EndReason, detail string) bool {
 	return context.Cause(s.killCtx).(*endCause).reason == reason
 }
 
-// Ended reports why the session ended, if it has.
-func (s *Session) Ended() (EndReason, string, bool) {
+// ended reports why the session ended, if it has.
+func (s *Session) ended() (EndReason, string, bool) {
 	var c *endCause
 	if errors.As(context.Cause(s.killCtx), &c) {
 		return c.reason, c.detail, true
@@ -454,7 +454,7 @@ func (s *Session) flush() {
 
 // teardown stops the sandbox and records the end, on a fresh bounded context.
 func (s *Session) teardown() {
-	reason, detail, _ := s.Ended()
+	reason, detail, _ := s.ended()
 	grace := s.m.opts.StopGrace
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.killCtx), grace+30*time.Second)
 	defer cancel()
@@ -621,7 +621,7 @@ func (c *Call) URL(path string) string { return "http://" + c.s.host + path }
 func (c *Call) KillContext() context.Context { return c.s.killCtx }
 
 // Ended reports why the session ended, if it has.
-func (c *Call) Ended() (EndReason, string, bool) { return c.s.Ended() }
+func (c *Call) Ended() (EndReason, string, bool) { return c.s.ended() }
 
 // Done releases the call and restarts the session's idle clock.
 func (c *Call) Done() {
