@@ -39,7 +39,6 @@ var (
 
 // SessionState is this session's durable state store.
 type SessionState struct {
-	socket string
 	max    int64
 	client *http.Client
 }
@@ -60,17 +59,21 @@ func State() (*SessionState, error) {
 		if err != nil || limit <= 0 {
 			limit = DefaultStateMaxBytes
 		}
-		state = &SessionState{socket: sock, max: limit, client: &http.Client{Transport: &http.Transport{
-			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				var d net.Dialer
-				return d.DialContext(ctx, "unix", sock)
-			},
-		}}}
+		state = newSessionState(sock, limit)
 	})
 	if state == nil {
 		return nil, ErrNoDurableState
 	}
 	return state, nil
+}
+
+func newSessionState(sock string, limit int64) *SessionState {
+	return &SessionState{max: limit, client: &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		},
+	}}}
 }
 
 // MaxBytes is the cap on one save.
