@@ -93,16 +93,9 @@ func (db *DB) createRuntime(ctx context.Context, rt registry.Runtime, v registry
 	if v.Version != 1 {
 		return fmt.Errorf("first version is %d, want 1: %w", v.Version, registry.ErrValidation)
 	}
-	if v.RuntimeID != "" && v.RuntimeID != rt.ID {
-		return fmt.Errorf("version belongs to runtime %s: %w", v.RuntimeID, registry.ErrValidation)
-	}
-	tags, err := json.Marshal(rt.Tags)
+	tags, config, err := encodeRuntime(rt, v)
 	if err != nil {
-		return fmt.Errorf("encode tags: %w", err)
-	}
-	config, err := json.Marshal(v.Config)
-	if err != nil {
-		return fmt.Errorf("encode config: %w", err)
+		return err
 	}
 	return db.write(ctx, func(tx *sql.Tx) error {
 		var taken string
@@ -132,6 +125,20 @@ func (db *DB) createRuntime(ctx context.Context, rt registry.Runtime, v registry
 	})
 }
 
+// encodeRuntime checks v belongs to rt and encodes the JSON columns.
+func encodeRuntime(rt registry.Runtime, v registry.Version) (tags, config []byte, err error) {
+	if v.RuntimeID != "" && v.RuntimeID != rt.ID {
+		return nil, nil, fmt.Errorf("version belongs to runtime %s: %w", v.RuntimeID, registry.ErrValidation)
+	}
+	if tags, err = json.Marshal(rt.Tags); err != nil {
+		return nil, nil, fmt.Errorf("encode tags: %w", err)
+	}
+	if config, err = json.Marshal(v.Config); err != nil {
+		return nil, nil, fmt.Errorf("encode config: %w", err)
+	}
+	return tags, config, nil
+}
+
 func insertVersion(ctx context.Context, tx *sql.Tx, runtimeID string, version int, config []byte, v registry.Version) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO runtime_versions (runtime_id, version, config, created_at) VALUES (?, ?, ?, ?)`,
 		runtimeID, version, string(config), nanos(v.CreatedAt))
@@ -153,16 +160,9 @@ func (db *DB) UpdateRuntime(ctx context.Context, rt registry.Runtime, v registry
 }
 
 func (db *DB) updateRuntime(ctx context.Context, rt registry.Runtime, v registry.Version) error {
-	if v.RuntimeID != "" && v.RuntimeID != rt.ID {
-		return fmt.Errorf("version belongs to runtime %s: %w", v.RuntimeID, registry.ErrValidation)
-	}
-	tags, err := json.Marshal(rt.Tags)
+	tags, config, err := encodeRuntime(rt, v)
 	if err != nil {
-		return fmt.Errorf("encode tags: %w", err)
-	}
-	config, err := json.Marshal(v.Config)
-	if err != nil {
-		return fmt.Errorf("encode config: %w", err)
+		return err
 	}
 	return db.write(ctx, func(tx *sql.Tx) error {
 		var latest int
