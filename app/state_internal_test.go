@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/server"
 	"github.com/berth-dev/berth/internal/session"
 )
@@ -25,7 +26,7 @@ func (m *memState) Load(context.Context) ([]byte, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.data == nil {
-		return nil, session.ErrNotFound
+		return nil, errdefs.ErrNotFound
 	}
 	return m.data, nil
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/berth-dev/berth/internal/errdefs"
 )
 
 // The control plane's domain rules: what a runtime or endpoint may look
@@ -20,26 +22,6 @@ import (
 // create/update/delete operations that turn a valid request into store
 // writes. HTTP stays in internal/server; these functions speak in
 // AgentCore's field names so the server can report them as they arrived.
-
-// ErrQuotaExceeded means a write would pass one of AgentCore's quotas.
-var ErrQuotaExceeded = errors.New("quota exceeded")
-
-// FieldError is a validation failure of one input field. Field is the
-// control plane's own name for it ("lifecycleConfiguration.maxLifetime").
-// It matches ErrValidation under errors.Is.
-type FieldError struct {
-	Field   string
-	Message string
-}
-
-func (e *FieldError) Error() string { return e.Field + ": " + e.Message }
-
-// Is makes a FieldError an ErrValidation.
-func (e *FieldError) Is(target error) bool { return target == ErrValidation }
-
-func fieldErr(field, format string, args ...any) error {
-	return &FieldError{Field: field, Message: fmt.Sprintf(format, args...)}
-}
 
 // AgentCore's limits, as the control plane enforces them.
 const (
@@ -101,7 +83,7 @@ var (
 // pattern [a-zA-Z][a-zA-Z0-9_]{0,47}.
 func ValidateName(field, name string) error {
 	if !nameRE.MatchString(name) {
-		return fieldErr(field, "%q must match [a-zA-Z][a-zA-Z0-9_]{0,47}", name)
+		return errdefs.Field(field, "%q must match [a-zA-Z][a-zA-Z0-9_]{0,47}", name)
 	}
 	return nil
 }
@@ -153,7 +135,7 @@ func Lifecycle(idle, maxLife *int) (time.Duration, time.Duration, error) {
 		v    *int
 	}{{idleField, idle}, {maxField, maxLife}} {
 		if f.v != nil && (*f.v < MinLifetime || *f.v > MaxLifetime) {
-			return 0, 0, fieldErr(f.name, "%d seconds is outside %d-%d", *f.v, MinLifetime, MaxLifetime)
+			return 0, 0, errdefs.Field(f.name, "%d seconds is outside %d-%d", *f.v, MinLifetime, MaxLifetime)
 		}
 	}
 	m := DefaultMaxLifetimeSeconds
@@ -165,7 +147,7 @@ func Lifecycle(idle, maxLife *int) (time.Duration, time.Duration, error) {
 		i = *idle
 	}
 	if i > m {
-		return 0, 0, fieldErr(idleField, "%d seconds exceeds maxLifetime %d", i, m)
+		return 0, 0, errdefs.Field(idleField, "%d seconds exceeds maxLifetime %d", i, m)
 	}
 	return time.Duration(i) * time.Second, time.Duration(m) * time.Second, nil
 }
@@ -175,18 +157,18 @@ func Lifecycle(idle, maxLife *int) (time.Duration, time.Duration, error) {
 func ValidateEnv(env map[string]string) error {
 	const field = "environmentVariables"
 	if len(env) > MaxEnv {
-		return fieldErr(field, "%d variables exceed the limit of %d", len(env), MaxEnv)
+		return errdefs.Field(field, "%d variables exceed the limit of %d", len(env), MaxEnv)
 	}
 	for _, k := range slices.Sorted(maps.Keys(env)) {
 		switch v := env[k]; {
 		case len(k) < 1 || len(k) > MaxEnvKeyLen:
-			return fieldErr(field, "key %q must be 1-%d characters", k, MaxEnvKeyLen)
+			return errdefs.Field(field, "key %q must be 1-%d characters", k, MaxEnvKeyLen)
 		case strings.ContainsAny(k, "=\x00"):
-			return fieldErr(field, "key %q must not contain '=' or NUL", k)
+			return errdefs.Field(field, "key %q must not contain '=' or NUL", k)
 		case len(v) > MaxEnvValueLen:
-			return fieldErr(field, "value of %s is %d characters; the limit is %d", k, len(v), MaxEnvValueLen)
+			return errdefs.Field(field, "value of %s is %d characters; the limit is %d", k, len(v), MaxEnvValueLen)
 		case strings.ContainsRune(v, 0):
-			return fieldErr(field, "value of %s must not contain NUL", k)
+			return errdefs.Field(field, "value of %s must not contain NUL", k)
 		}
 	}
 	return nil
@@ -196,19 +178,19 @@ func ValidateEnv(env map[string]string) error {
 // tags against the values berth understands.
 func ValidateTags(field string, tags map[string]string) error {
 	if len(tags) > MaxTags {
-		return fieldErr(field, "%d tags exceed the limit of %d", len(tags), MaxTags)
+		return errdefs.Field(field, "%d tags exceed the limit of %d", len(tags), MaxTags)
 	}
 	for _, k := range slices.Sorted(maps.Keys(tags)) {
 		v := tags[k]
 		switch {
 		case len(k) < 1 || len(k) > 128 || !tagRE.MatchString(k):
-			return fieldErr(field, "tag key %q must be 1-128 characters of letters, digits, spaces and ._:/=+@-", k)
+			return errdefs.Field(field, "tag key %q must be 1-128 characters of letters, digits, spaces and ._:/=+@-", k)
 		case len(v) > 256 || !tagRE.MatchString(v):
-			return fieldErr(field, "value of tag %q must be up to 256 characters of letters, digits, spaces and ._:/=+@-", k)
+			return errdefs.Field(field, "value of tag %q must be up to 256 characters of letters, digits, spaces and ._:/=+@-", k)
 		case k == TagSandbox && !slices.Contains([]string{"auto", "process", "linux"}, v):
-			return fieldErr(field, "tag %s=%q: want auto, process or linux", k, v)
+			return errdefs.Field(field, "tag %s=%q: want auto, process or linux", k, v)
 		case k == TagNetwork && !slices.Contains([]string{"none", "host", "egress"}, v):
-			return fieldErr(field, "tag %s=%q: want none, host or egress", k, v)
+			return errdefs.Field(field, "tag %s=%q: want none, host or egress", k, v)
 		}
 	}
 	return nil
@@ -217,7 +199,7 @@ func ValidateTags(field string, tags map[string]string) error {
 // ParseVersion reads an agentRuntimeVersion string ("1" to "99999").
 func ParseVersion(field, s string) (int, error) {
 	if !versionRE.MatchString(s) {
-		return 0, fieldErr(field, "%q is not a version (1 to 99999)", s)
+		return 0, errdefs.Field(field, "%q is not a version (1 to 99999)", s)
 	}
 	n, _ := strconv.Atoi(s)
 	return n, nil
@@ -256,28 +238,28 @@ func (a ArtifactSpec) Command() (command []string, dir string, err error) {
 	const base = "agentRuntimeArtifact"
 	switch {
 	case a.ContainerURI != "" && a.Code != nil:
-		return nil, "", fieldErr(base, "give containerConfiguration or codeConfiguration, not both")
+		return nil, "", errdefs.Field(base, "give containerConfiguration or codeConfiguration, not both")
 	case a.ContainerURI != "":
-		return nil, "", fieldErr(base+".containerConfiguration",
+		return nil, "", errdefs.Field(base+".containerConfiguration",
 			"berth cannot run container images yet; use codeConfiguration with code.s3.bucket %q and code.s3.prefix the absolute path of the agent's directory", LocalBucket)
 	case a.Code == nil:
-		return nil, "", fieldErr(base, "codeConfiguration is required")
+		return nil, "", errdefs.Field(base, "codeConfiguration is required")
 	}
 	c := a.Code
 	const code = base + ".codeConfiguration"
 	if c.Bucket == "" && c.Prefix == "" {
-		return nil, "", fieldErr(code+".code.s3", "code.s3 is required: bucket %q and prefix the absolute path of the agent's directory", LocalBucket)
+		return nil, "", errdefs.Field(code+".code.s3", "code.s3 is required: bucket %q and prefix the absolute path of the agent's directory", LocalBucket)
 	}
 	if c.Bucket != LocalBucket {
-		return nil, "", fieldErr(code+".code.s3.bucket",
+		return nil, "", errdefs.Field(code+".code.s3.bucket",
 			"berth does not fetch from S3: set bucket %q and prefix to the absolute path of the agent's directory on the berth host (got bucket %q)", LocalBucket, c.Bucket)
 	}
 	if !filepath.IsAbs(c.Prefix) {
-		return nil, "", fieldErr(code+".code.s3.prefix", "%q must be an absolute directory on the berth host", c.Prefix)
+		return nil, "", errdefs.Field(code+".code.s3.prefix", "%q must be an absolute directory on the berth host", c.Prefix)
 	}
 	dir = filepath.Clean(c.Prefix)
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-		return nil, "", fieldErr(code+".code.s3.prefix", "directory %s does not exist on the berth host", dir)
+		return nil, "", errdefs.Field(code+".code.s3.prefix", "directory %s does not exist on the berth host", dir)
 	}
 	var interp string
 	var scriptExt []string
@@ -287,15 +269,15 @@ func (a ArtifactSpec) Command() (command []string, dir string, err error) {
 	case c.Runtime == "NODE_22":
 		interp, scriptExt = "node", []string{".js", ".mjs", ".cjs"}
 	default:
-		return nil, "", fieldErr(code+".runtime", "%q is not one of %s, NODE_22", c.Runtime, strings.Join(pyRuntimes, ", "))
+		return nil, "", errdefs.Field(code+".runtime", "%q is not one of %s, NODE_22", c.Runtime, strings.Join(pyRuntimes, ", "))
 	}
 	ep := c.EntryPoint
 	if len(ep) < 1 || len(ep) > 2 {
-		return nil, "", fieldErr(code+".entryPoint", "give 1 or 2 entries, got %d", len(ep))
+		return nil, "", errdefs.Field(code+".entryPoint", "give 1 or 2 entries, got %d", len(ep))
 	}
 	for i, e := range ep {
 		if e == "" || len(e) > 128 {
-			return nil, "", fieldErr(fmt.Sprintf("%s.entryPoint[%d]", code, i), "must be 1-128 characters")
+			return nil, "", errdefs.Field(fmt.Sprintf("%s.entryPoint[%d]", code, i), "must be 1-128 characters")
 		}
 	}
 	isScript := func(s string) bool { return slices.Contains(scriptExt, filepath.Ext(s)) }
@@ -308,7 +290,7 @@ func (a ArtifactSpec) Command() (command []string, dir string, err error) {
 	script := func(i int) error {
 		p := inDir(ep[i])
 		if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() {
-			return fieldErr(fmt.Sprintf("%s.entryPoint[%d]", code, i), "script %s does not exist", p)
+			return errdefs.Field(fmt.Sprintf("%s.entryPoint[%d]", code, i), "script %s does not exist", p)
 		}
 		return nil
 	}
@@ -326,7 +308,7 @@ func (a ArtifactSpec) Command() (command []string, dir string, err error) {
 		}
 		return []string{ep[0], interp, ep[1]}, dir, nil
 	}
-	return nil, "", fieldErr(code+".entryPoint[0]",
+	return nil, "", errdefs.Field(code+".entryPoint[0]",
 		"%q is neither an executable in %s nor a %s script for %s", ep[0], dir, strings.Join(scriptExt, "/"), c.Runtime)
 }
 
@@ -359,34 +341,34 @@ type RuntimeSpec struct {
 // are the runtime's tags, which carry berth's own settings.
 func (spec RuntimeSpec) config(tags map[string]string) (Config, error) {
 	if spec.Description != nil && (len(*spec.Description) < 1 || len(*spec.Description) > MaxDescription) {
-		return Config{}, fieldErr("description", "must be 1-%d characters", MaxDescription)
+		return Config{}, errdefs.Field("description", "must be 1-%d characters", MaxDescription)
 	}
 	if spec.RoleARN != "" && (len(spec.RoleARN) > 2048 || !roleARNRE.MatchString(spec.RoleARN)) {
-		return Config{}, fieldErr("roleArn", "%q is not an IAM role ARN", spec.RoleARN)
+		return Config{}, errdefs.Field("roleArn", "%q is not an IAM role ARN", spec.RoleARN)
 	}
 	switch spec.NetworkMode {
 	case "", "PUBLIC":
 	case "VPC":
-		return Config{}, fieldErr("networkConfiguration.networkMode", "berth has no VPC networking; use PUBLIC")
+		return Config{}, errdefs.Field("networkConfiguration.networkMode", "berth has no VPC networking; use PUBLIC")
 	default:
-		return Config{}, fieldErr("networkConfiguration.networkMode", "%q is not PUBLIC or VPC", spec.NetworkMode)
+		return Config{}, errdefs.Field("networkConfiguration.networkMode", "%q is not PUBLIC or VPC", spec.NetworkMode)
 	}
 	proto := spec.Protocol
 	if proto == "" {
 		proto = "HTTP"
 	}
 	if !slices.Contains(protocols, proto) {
-		return Config{}, fieldErr("protocolConfiguration.serverProtocol", "%q is not one of %s", spec.Protocol, strings.Join(protocols, ", "))
+		return Config{}, errdefs.Field("protocolConfiguration.serverProtocol", "%q is not one of %s", spec.Protocol, strings.Join(protocols, ", "))
 	}
 	idle, maxLife, err := Lifecycle(spec.IdleTimeout, spec.MaxLifetime)
 	if err != nil {
 		return Config{}, err
 	}
 	if spec.HeaderAllowlist != nil && len(spec.HeaderAllowlist) == 0 {
-		return Config{}, fieldErr("requestHeaderConfiguration.requestHeaderAllowlist", "must list at least one header")
+		return Config{}, errdefs.Field("requestHeaderConfiguration.requestHeaderAllowlist", "must list at least one header")
 	}
 	if err := ValidateAllowlist(spec.HeaderAllowlist); err != nil {
-		return Config{}, fieldErr("requestHeaderConfiguration.requestHeaderAllowlist", "%s", err)
+		return Config{}, errdefs.Field("requestHeaderConfiguration.requestHeaderAllowlist", "%s", err)
 	}
 	if err := ValidateEnv(spec.Env); err != nil {
 		return Config{}, err
@@ -442,7 +424,7 @@ func (c *Control) WorkloadIdentityARN(name string) string {
 // accepted too).
 func (c *Control) lookup(ctx context.Context, ref string) (Runtime, error) {
 	if ref == "" {
-		return Runtime{}, fieldErr("agentRuntimeId", "must not be empty")
+		return Runtime{}, errdefs.Field("agentRuntimeId", "must not be empty")
 	}
 	rt, err := c.reg.Lookup(ctx, ref)
 	if err != nil {
@@ -457,12 +439,12 @@ func ownedByConfig(rt Runtime, verb string) error {
 	if rt.Source != SourceConfig {
 		return nil
 	}
-	return fieldErr("agentRuntimeId",
+	return errdefs.Field("agentRuntimeId",
 		"runtime %s is declared in berth's config file, which owns it; %s it there and restart berth", rt.Name, verb)
 }
 
 // CreateRuntime validates spec and writes the runtime, its version 1 and
-// its DEFAULT endpoint. A taken name is ErrConflict.
+// its DEFAULT endpoint. A taken name is errdefs.ErrConflict.
 func (c *Control) CreateRuntime(ctx context.Context, spec RuntimeSpec) (Runtime, Version, error) {
 	if err := ValidateName("agentRuntimeName", spec.Name); err != nil {
 		return Runtime{}, Version{}, err
@@ -477,8 +459,8 @@ func (c *Control) CreateRuntime(ctx context.Context, spec RuntimeSpec) (Runtime,
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if other, err := c.reg.store.GetRuntimeByName(ctx, spec.Name); err == nil {
-		return Runtime{}, Version{}, fmt.Errorf("a runtime named %s already exists (%s): %w", spec.Name, other.ID, ErrConflict)
-	} else if !errors.Is(err, ErrNotFound) {
+		return Runtime{}, Version{}, fmt.Errorf("a runtime named %s already exists (%s): %w", spec.Name, other.ID, errdefs.ErrConflict)
+	} else if !errors.Is(err, errdefs.ErrNotFound) {
 		return Runtime{}, Version{}, fmt.Errorf("check name: %w", err)
 	}
 	now := time.Now().UTC()
@@ -521,7 +503,7 @@ func (c *Control) UpdateRuntime(ctx context.Context, ref string, spec RuntimeSpe
 		return Runtime{}, Version{}, fmt.Errorf("get runtime: %w", err)
 	}
 	if rt.LatestVersion >= 99999 {
-		return Runtime{}, Version{}, fmt.Errorf("runtime %s has %d versions, the most a version string can count: %w", rt.ID, rt.LatestVersion, ErrQuotaExceeded)
+		return Runtime{}, Version{}, fmt.Errorf("runtime %s has %d versions, the most a version string can count: %w", rt.ID, rt.LatestVersion, errdefs.ErrResourceExhausted)
 	}
 	now := time.Now().UTC()
 	rt.LatestVersion++
@@ -584,10 +566,10 @@ func (c *Control) GetRuntime(ctx context.Context, ref, version string) (Runtime,
 // ValidatePage checks a listing's maxResults (1-100, or 0 for the default).
 func ValidatePage(p Page) error {
 	if p.MaxResults < 0 || p.MaxResults > 100 {
-		return fieldErr("maxResults", "%d is outside 1-100", p.MaxResults)
+		return errdefs.Field("maxResults", "%d is outside 1-100", p.MaxResults)
 	}
 	if len(p.NextToken) > 2048 {
-		return fieldErr("nextToken", "longer than 2048 characters")
+		return errdefs.Field("nextToken", "longer than 2048 characters")
 	}
 	return nil
 }
@@ -595,8 +577,8 @@ func ValidatePage(p Page) error {
 // pageErr reports a store's rejection of a page token as a field error:
 // the token is the only input a listing's store call validates.
 func pageErr(err error) error {
-	if errors.Is(err, ErrValidation) {
-		return fieldErr("nextToken", "not a page token this listing issued")
+	if errors.Is(err, errdefs.ErrInvalidArgument) {
+		return errdefs.Field("nextToken", "not a page token this listing issued")
 	}
 	return err
 }
@@ -642,7 +624,7 @@ type EndpointSpec struct {
 
 func (spec EndpointSpec) validate(rt Runtime) (version int, err error) {
 	if spec.Description != nil && (len(*spec.Description) < 1 || len(*spec.Description) > MaxEndpointDescription) {
-		return 0, fieldErr("description", "must be 1-%d characters", MaxEndpointDescription)
+		return 0, errdefs.Field("description", "must be 1-%d characters", MaxEndpointDescription)
 	}
 	if err := ValidateTags("tags", spec.Tags); err != nil {
 		return 0, err
@@ -655,13 +637,13 @@ func (spec EndpointSpec) validate(rt Runtime) (version int, err error) {
 		return 0, err
 	}
 	if n > rt.LatestVersion {
-		return 0, fieldErr("agentRuntimeVersion", "runtime %s has no version %d (latest is %d)", rt.ID, n, rt.LatestVersion)
+		return 0, errdefs.Field("agentRuntimeVersion", "runtime %s has no version %d (latest is %d)", rt.ID, n, rt.LatestVersion)
 	}
 	return n, nil
 }
 
 // CreateEndpoint adds a named endpoint pinned to a version. A taken name
-// is ErrConflict; more than MaxEndpoints is ErrQuotaExceeded.
+// is errdefs.ErrConflict; more than MaxEndpoints is errdefs.ErrResourceExhausted.
 func (c *Control) CreateEndpoint(ctx context.Context, ref string, spec EndpointSpec) (Runtime, Endpoint, error) {
 	if err := ValidateName("name", spec.Name); err != nil {
 		return Runtime{}, Endpoint{}, err
@@ -680,8 +662,8 @@ func (c *Control) CreateEndpoint(ctx context.Context, ref string, spec EndpointS
 		return Runtime{}, Endpoint{}, err
 	}
 	if _, err := c.reg.store.GetEndpoint(ctx, rt.ID, spec.Name); err == nil {
-		return Runtime{}, Endpoint{}, fmt.Errorf("runtime %s already has an endpoint named %s: %w", rt.ID, spec.Name, ErrConflict)
-	} else if !errors.Is(err, ErrNotFound) {
+		return Runtime{}, Endpoint{}, fmt.Errorf("runtime %s already has an endpoint named %s: %w", rt.ID, spec.Name, errdefs.ErrConflict)
+	} else if !errors.Is(err, errdefs.ErrNotFound) {
 		return Runtime{}, Endpoint{}, fmt.Errorf("check endpoint name: %w", err)
 	}
 	existing, _, err := c.reg.store.ListEndpoints(ctx, rt.ID, Page{MaxResults: MaxEndpoints + 1})
@@ -689,7 +671,7 @@ func (c *Control) CreateEndpoint(ctx context.Context, ref string, spec EndpointS
 		return Runtime{}, Endpoint{}, fmt.Errorf("count endpoints: %w", err)
 	}
 	if len(existing) >= MaxEndpoints {
-		return Runtime{}, Endpoint{}, fmt.Errorf("runtime %s has %d endpoints, the most AgentCore allows: %w", rt.ID, len(existing), ErrQuotaExceeded)
+		return Runtime{}, Endpoint{}, fmt.Errorf("runtime %s has %d endpoints, the most AgentCore allows: %w", rt.ID, len(existing), errdefs.ErrResourceExhausted)
 	}
 	now := time.Now().UTC()
 	e := Endpoint{RuntimeID: rt.ID, Name: spec.Name, ID: RandomID(spec.Name), ARN: c.reg.EndpointARN(rt.ID, spec.Name),
@@ -714,7 +696,7 @@ func (c *Control) UpdateEndpoint(ctx context.Context, ref, name string, spec End
 		return Runtime{}, Endpoint{}, err
 	}
 	if name == DefaultEndpoint {
-		return Runtime{}, Endpoint{}, fieldErr("endpointName", "DEFAULT always follows the latest version; create a named endpoint to pin one")
+		return Runtime{}, Endpoint{}, errdefs.Field("endpointName", "DEFAULT always follows the latest version; create a named endpoint to pin one")
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -755,7 +737,7 @@ func (c *Control) DeleteEndpoint(ctx context.Context, ref, name string) (Runtime
 		return Runtime{}, Endpoint{}, err
 	}
 	if name == DefaultEndpoint {
-		return Runtime{}, Endpoint{}, fieldErr("endpointName", "DEFAULT goes only with its runtime")
+		return Runtime{}, Endpoint{}, errdefs.Field("endpointName", "DEFAULT goes only with its runtime")
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

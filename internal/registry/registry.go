@@ -6,15 +6,7 @@ package registry
 
 import (
 	"context"
-	"errors"
 	"time"
-)
-
-// Domain errors; internal/server maps them to AgentCore error types.
-var (
-	ErrNotFound   = errors.New("not found")
-	ErrConflict   = errors.New("conflict")
-	ErrValidation = errors.New("validation")
 )
 
 // Status values shared by runtimes and endpoints (AgentCore's enum).
@@ -157,7 +149,7 @@ type Page struct {
 }
 
 // Store persists runtimes, versions and endpoints. Every method is one
-// transaction. Implementations return ErrNotFound and ErrConflict wrapped.
+// transaction. Implementations return errdefs.ErrNotFound and errdefs.ErrConflict wrapped.
 type Store interface {
 	// CreateRuntime writes the runtime, version 1 and the DEFAULT endpoint.
 	CreateRuntime(ctx context.Context, rt Runtime, v Version) error

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/berth-dev/berth/internal/errdefs"
 )
 
 // Registry resolves runtimes and qualifiers, and owns their naming rules.
@@ -103,12 +105,12 @@ func RuntimeRef(ref string) string {
 func (r *Registry) Lookup(ctx context.Context, ref string) (Runtime, error) {
 	id := RuntimeRef(ref)
 	rt, err := r.store.GetRuntime(ctx, id)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, errdefs.ErrNotFound) {
 		rt, err = r.store.GetRuntimeByName(ctx, id)
 	}
 	if err != nil {
-		if errors.Is(err, ErrNotFound) {
-			return Runtime{}, fmt.Errorf("runtime %q: %w", ref, ErrNotFound)
+		if errors.Is(err, errdefs.ErrNotFound) {
+			return Runtime{}, fmt.Errorf("runtime %q: %w", ref, errdefs.ErrNotFound)
 		}
 		return Runtime{}, fmt.Errorf("look up runtime %q: %w", ref, err)
 	}
@@ -135,12 +137,12 @@ func (r *Registry) Resolve(ctx context.Context, ref, qualifier string) (Resolved
 		return Resolved{}, err
 	}
 	if rt.Status == StatusDeleting {
-		return Resolved{}, fmt.Errorf("runtime %q is being deleted: %w", ref, ErrNotFound)
+		return Resolved{}, fmt.Errorf("runtime %q is being deleted: %w", ref, errdefs.ErrNotFound)
 	}
 	ep, err := r.store.GetEndpoint(ctx, rt.ID, qualifier)
 	if err != nil {
-		if errors.Is(err, ErrNotFound) {
-			return Resolved{}, fmt.Errorf("endpoint %q of runtime %s: %w", qualifier, rt.ID, ErrNotFound)
+		if errors.Is(err, errdefs.ErrNotFound) {
+			return Resolved{}, fmt.Errorf("endpoint %q of runtime %s: %w", qualifier, rt.ID, errdefs.ErrNotFound)
 		}
 		return Resolved{}, fmt.Errorf("get endpoint: %w", err)
 	}
@@ -182,9 +184,9 @@ func (r *Registry) Reconcile(ctx context.Context, declared []Declared) ([]Runtim
 		keep[id] = true
 		rt, err := r.store.GetRuntime(ctx, id)
 		switch {
-		case errors.Is(err, ErrNotFound):
+		case errors.Is(err, errdefs.ErrNotFound):
 			if other, err := r.store.GetRuntimeByName(ctx, d.Name); err == nil {
-				return nil, fmt.Errorf("runtime %q from the config file: the name is taken by runtime %s created through the API: %w", d.Name, other.ID, ErrConflict)
+				return nil, fmt.Errorf("runtime %q from the config file: the name is taken by runtime %s created through the API: %w", d.Name, other.ID, errdefs.ErrConflict)
 			}
 			rt = Runtime{ID: id, Name: d.Name, ARN: r.RuntimeARN(id), Description: d.Description,
 				Status: StatusReady, LatestVersion: 1, Source: "config", CreatedAt: now, UpdatedAt: now}
@@ -221,7 +223,7 @@ func (r *Registry) Reconcile(ctx context.Context, declared []Declared) ([]Runtim
 		}
 		for _, rt := range page {
 			if rt.Source == "config" && !keep[rt.ID] {
-				if err := r.store.DeleteRuntime(ctx, rt.ID); err != nil && !errors.Is(err, ErrNotFound) {
+				if err := r.store.DeleteRuntime(ctx, rt.ID); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 					return nil, fmt.Errorf("delete runtime %s: %w", rt.ID, err)
 				}
 				r.log.Info("runtime removed: no longer in config", "runtime_id", rt.ID)

@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/berth-dev/berth/api"
-	"github.com/berth-dev/berth/internal/registry"
-	"github.com/berth-dev/berth/internal/session"
+	"github.com/berth-dev/berth/internal/errdefs"
 )
 
 // apiError is an error on its way to the wire: a public type and message,
@@ -29,46 +29,63 @@ func validation(field, msg string) *apiError {
 		fields: []api.FieldError{{Name: field, Message: msg}}}
 }
 
-// classify maps a domain error to its AgentCore error type. It is the only
-// place domain errors meet HTTP.
+// classes maps each error class to its AgentCore error type: the one
+// table where domain errors meet the wire.
+var classes = []struct {
+	class error
+	typ   api.ErrorType
+}{
+	{errdefs.ErrInvalidArgument, api.ErrValidation},
+	{errdefs.ErrNotFound, api.ErrResourceNotFound},
+	{errdefs.ErrConflict, api.ErrConflict},
+	{errdefs.ErrFailedPrecondition, api.ErrRetryableConflict},
+	{errdefs.ErrResourceExhausted, api.ErrServiceQuota},
+	{errdefs.ErrUnavailable, api.ErrThrottling},
+	{errdefs.ErrPermissionDenied, api.ErrAccessDenied},
+	{errdefs.ErrUnauthenticated, api.ErrUnauthorized},
+	{errdefs.ErrAgent, api.ErrRuntimeClient},
+}
+
+// classify maps an error to what the caller sees: its class's AgentCore
+// type, and a field list for a field error.
 func classify(err error) *apiError {
 	var ae *apiError
 	if errors.As(err, &ae) {
 		return ae
 	}
 	var mbe *http.MaxBytesError
-	var fe *registry.FieldError
 	switch {
 	case errors.As(err, &mbe):
 		return &apiError{typ: api.ErrValidation, msg: "payload exceeds the limit of " + itoa64(mbe.Limit) + " bytes", cause: err}
-	case errors.Is(err, registry.ErrNotFound), errors.Is(err, session.ErrNotFound):
-		return &apiError{typ: api.ErrResourceNotFound, msg: err.Error(), cause: err}
-	case errors.As(err, &fe):
-		return &apiError{typ: api.ErrValidation, msg: fe.Error(), reason: "FieldValidationFailed",
-			fields: []api.FieldError{{Name: fe.Field, Message: fe.Message}}, cause: err}
-	case errors.Is(err, registry.ErrValidation):
-		return &apiError{typ: api.ErrValidation, msg: err.Error(), reason: "FieldValidationFailed", cause: err}
-	case errors.Is(err, registry.ErrQuotaExceeded):
-		return &apiError{typ: api.ErrServiceQuota, msg: err.Error(), cause: err}
-	case errors.Is(err, registry.ErrConflict), errors.Is(err, session.ErrLive):
-		return &apiError{typ: api.ErrConflict, msg: err.Error(), cause: err}
-	case errors.Is(err, session.ErrStartFailed), errors.Is(err, session.ErrEnded), errors.Is(err, session.ErrBackend):
-		return &apiError{typ: api.ErrRuntimeClient, msg: err.Error(), cause: err}
-	case errors.Is(err, session.ErrBusy):
-		return &apiError{typ: api.ErrRetryableConflict, msg: err.Error(), cause: err}
-	case errors.Is(err, session.ErrQueueFull), errors.Is(err, session.ErrQueueTimeout):
-		return &apiError{typ: api.ErrThrottling, msg: err.Error(), cause: err}
-	case errors.Is(err, session.ErrAccessDenied):
-		return &apiError{typ: api.ErrAccessDenied, msg: err.Error(), cause: err}
-	case errors.Is(err, session.ErrQuota):
-		return &apiError{typ: api.ErrServiceQuota, msg: err.Error(), cause: err}
-	case errors.Is(err, session.ErrShuttingDown):
-		return &apiError{typ: api.ErrThrottling, msg: "berth is shutting down; retry against another node", cause: err}
 	case errors.Is(err, context.DeadlineExceeded):
 		return &apiError{typ: api.ErrRuntimeClient, msg: "the agent did not answer in time", cause: err}
-	default:
-		return &apiError{typ: api.ErrInternalServer, msg: "internal error", cause: err}
 	}
+	for _, c := range classes {
+		if !errors.Is(err, c.class) {
+			continue
+		}
+		out := &apiError{typ: c.typ, msg: dropClass(err.Error(), c.class), cause: err}
+		var fe *errdefs.FieldError
+		if errors.As(err, &fe) {
+			out.reason = "FieldValidationFailed"
+			out.fields = []api.FieldError{{Name: fe.Field, Message: fe.Message}}
+		} else if c.typ == api.ErrValidation {
+			out.reason = "FieldValidationFailed"
+		}
+		return out
+	}
+	return &apiError{typ: api.ErrInternalServer, msg: "internal error", cause: err}
+}
+
+// dropClass removes the class's own words from a message: callers read
+// "runtime \"x\": not found" fine, but not "busy: failed precondition".
+func dropClass(msg string, class error) string {
+	name := class.Error()
+	if class == errdefs.ErrNotFound {
+		return msg
+	}
+	msg = strings.ReplaceAll(msg, ": "+name+":", ":")
+	return strings.TrimSuffix(msg, ": "+name)
 }
 
 // writeError sends an AgentCore error response the AWS SDKs decode.

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/api"
-	"github.com/berth-dev/berth/internal/registry"
+	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/session"
 )
 
@@ -66,7 +66,7 @@ func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
 	}
 	recs, next, err := s.sessionStore.ListSessions(r.Context(), f)
 	if err != nil {
-		if errors.Is(err, registry.ErrValidation) {
+		if errors.Is(err, errdefs.ErrInvalidArgument) {
 			s.writeError(w, r, validation("cursor", "malformed cursor"))
 			return
 		}

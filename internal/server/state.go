@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 
+	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/session"
 )
 
@@ -17,7 +18,7 @@ func StateHandler(sa session.StateAccess) http.Handler {
 	fail := func(w http.ResponseWriter, err error) {
 		code := http.StatusInternalServerError
 		switch {
-		case errors.Is(err, session.ErrNotFound):
+		case errors.Is(err, errdefs.ErrNotFound):
 			code = http.StatusNotFound
 		case errors.Is(err, session.ErrStateTooLarge):
 			code = http.StatusRequestEntityTooLarge

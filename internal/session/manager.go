@@ -21,31 +21,23 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/sandbox"
 	"github.com/google/uuid"
 )
 
-// Domain errors the server maps to AgentCore error types.
+// Session errors. Each wraps an errdefs class, which the server maps to
+// the wire; callers that must tell them apart use errors.Is.
 var (
 	// ErrStartFailed: the agent did not start or never became healthy.
-	ErrStartFailed = errors.New("agent failed to start")
+	ErrStartFailed = fmt.Errorf("agent failed to start: %w", errdefs.ErrAgent)
 	// ErrEnded: the session ended while the call was in flight.
-	ErrEnded = errors.New("session ended")
+	ErrEnded = fmt.Errorf("session ended: %w", errdefs.ErrAgent)
 	// ErrShuttingDown: berth is draining and admits no new calls.
-	ErrShuttingDown = errors.New("berth is shutting down")
-	// ErrBackend: the runtime names a sandbox backend this host cannot run.
-	ErrBackend = errors.New("sandbox backend unavailable")
+	ErrShuttingDown = fmt.Errorf("berth is shutting down; retry against another node: %w", errdefs.ErrUnavailable)
 	// ErrBusy: the session's policy rejects a call while another runs.
-	ErrBusy = errors.New("session busy: another call is in flight")
-	// ErrQueueFull and ErrQueueTimeout: the session's call queue refused
-	// or gave up on a call.
-	ErrQueueFull    = errors.New("session call queue full")
-	ErrQueueTimeout = errors.New("timed out waiting in the session call queue")
-	// ErrAccessDenied: the session is bound to another user.
-	ErrAccessDenied = errors.New("session belongs to another user")
-	// ErrQuota: the user has as many live sessions as the runtime allows.
-	ErrQuota = errors.New("live session quota exceeded")
+	ErrBusy = fmt.Errorf("session busy: another call is in flight: %w", errdefs.ErrFailedPrecondition)
 )
 
 // Options configure a Manager. Zero values take the defaults noted.
@@ -231,11 +223,11 @@ func (m *Manager) Acquire(ctx context.Context, spec Spec) (*Call, error) {
 			}
 			if pol.BindUser && owner != spec.UserID {
 				m.mu.Unlock()
-				return nil, fmt.Errorf("session %s: %w", spec.SessionID, ErrAccessDenied)
+				return nil, fmt.Errorf("session %s: %w", spec.SessionID, errdefs.ErrPermissionDenied)
 			}
 			if n := pol.MaxSessionsPerUser; n > 0 && spec.UserID != "" && m.userSessionsLocked(spec.RuntimeID, spec.UserID) >= n {
 				m.mu.Unlock()
-				return nil, fmt.Errorf("user %s has %d live sessions of runtime %s: %w", spec.UserID, n, spec.RuntimeID, ErrQuota)
+				return nil, fmt.Errorf("user %s has %d live sessions of runtime %s: %w", spec.UserID, n, spec.RuntimeID, errdefs.ErrResourceExhausted)
 			}
 			var err error
 			if s, err = m.newSessionLocked(spec, owner); err != nil {
@@ -258,7 +250,7 @@ func (m *Manager) Acquire(ctx context.Context, spec Spec) (*Call, error) {
 		if pol.BindUser && !s.bindLocked(spec.UserID) {
 			s.mu.Unlock()
 			m.mu.Unlock()
-			return nil, fmt.Errorf("session %s: %w", spec.SessionID, ErrAccessDenied)
+			return nil, fmt.Errorf("session %s: %w", spec.SessionID, errdefs.ErrPermissionDenied)
 		}
 		s.inflight++
 		s.lastActive = time.Now()
@@ -307,7 +299,7 @@ func (m *Manager) newSessionLocked(spec Spec, owner string) (*Session, error) {
 	}
 	b, ok := m.backends[name]
 	if !ok {
-		return nil, fmt.Errorf("runtime %s asks for sandbox backend %q, which this host cannot run: %w", spec.RuntimeID, name, ErrBackend)
+		return nil, fmt.Errorf("runtime %s asks for sandbox backend %q, which this host cannot run: %w", spec.RuntimeID, name, errdefs.ErrAgent)
 	}
 	killCtx, kill := context.WithCancelCause(context.Background())
 	s := &Session{
@@ -352,7 +344,7 @@ func (m *Manager) Stop(ctx context.Context, req StopRequest) error {
 		owner := s.owner
 		s.mu.Unlock()
 		if owner != req.UserID {
-			return fmt.Errorf("session %s: %w", req.SessionID, ErrAccessDenied)
+			return fmt.Errorf("session %s: %w", req.SessionID, errdefs.ErrPermissionDenied)
 		}
 	}
 	stopped := false
@@ -369,18 +361,18 @@ func (m *Manager) Stop(ctx context.Context, req StopRequest) error {
 		switch {
 		case err == nil:
 			if req.Policy.BindUser && owner != "" && owner != req.UserID {
-				return fmt.Errorf("session %s: %w", req.SessionID, ErrAccessDenied)
+				return fmt.Errorf("session %s: %w", req.SessionID, errdefs.ErrPermissionDenied)
 			}
 			if err := ss.DeleteState(ctx, req.Key); err != nil {
 				return fmt.Errorf("delete session state: %w", err)
 			}
 			stopped = true
-		case !errors.Is(err, ErrNotFound):
+		case !errors.Is(err, errdefs.ErrNotFound):
 			return fmt.Errorf("load session state: %w", err)
 		}
 	}
 	if !stopped {
-		return fmt.Errorf("session %s: %w", req.SessionID, ErrNotFound)
+		return fmt.Errorf("session %s: %w", req.SessionID, errdefs.ErrNotFound)
 	}
 	return nil
 }
@@ -392,7 +384,7 @@ func (m *Manager) stateOwner(ctx context.Context, k Key) (string, error) {
 		return "", nil
 	}
 	_, owner, err := ss.LoadState(ctx, k)
-	if err != nil && !errors.Is(err, ErrNotFound) {
+	if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return "", fmt.Errorf("load session state: %w", err)
 	}
 	return owner, nil

@@ -2,8 +2,10 @@ package session
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"time"
+
+	"github.com/berth-dev/berth/internal/errdefs"
 )
 
 // State is where a session is in its lifecycle.
@@ -49,7 +51,7 @@ type Lease struct {
 }
 
 // ErrFenced means the session's row has moved on past the writer's lease.
-var ErrFenced = errors.New("session lease fenced")
+var ErrFenced = fmt.Errorf("session lease fenced: %w", errdefs.ErrConflict)
 
 // Record is one incarnation of a session: a session ID reused after the
 // session ended gets a new record with a new ID and a higher epoch.
@@ -111,11 +113,8 @@ type Store interface {
 	ListSessions(ctx context.Context, f Filter) ([]Record, string, error)
 }
 
-// Store errors.
-var (
-	ErrNotFound = errors.New("session not found")
-	ErrLive     = errors.New("session already live")
-)
+// ErrLive: the key already has a live incarnation.
+var ErrLive = fmt.Errorf("session already live: %w", errdefs.ErrConflict)
 
 // StateStore keeps durable sessions' saved state. Writes are whole: a
 // reader sees the previous state or the new one.

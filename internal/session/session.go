@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/api"
+	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/sandbox"
 	"github.com/google/uuid"
@@ -566,7 +567,7 @@ func (c *Call) admit(ctx context.Context, pol registry.SessionPolicy) error {
 		}
 		if len(s.queue) >= pol.QueueSize {
 			s.mu.Unlock()
-			return fmt.Errorf("session %s has %d calls waiting: %w", s.spec.SessionID, len(s.queue), ErrQueueFull)
+			return fmt.Errorf("session %s has %d calls waiting: %w", s.spec.SessionID, len(s.queue), errdefs.ErrUnavailable)
 		}
 		ch := make(chan struct{})
 		s.queue = append(s.queue, ch)
@@ -579,7 +580,7 @@ func (c *Call) admit(ctx context.Context, pol registry.SessionPolicy) error {
 			c.turn = true // handed over by the call before us
 			return nil
 		case <-t.C:
-			err = fmt.Errorf("session %s: waited %s: %w", s.spec.SessionID, pol.QueueTimeout, ErrQueueTimeout)
+			err = fmt.Errorf("session %s: waited %s: %w", s.spec.SessionID, pol.QueueTimeout, errdefs.ErrUnavailable)
 		case <-ctx.Done():
 			err = ctx.Err()
 		case <-s.killCtx.Done():

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/sandbox"
 )
 
@@ -130,8 +131,8 @@ func (ss *stateServer) close() {
 // ErrStateTooLarge: a save exceeded the runtime's state cap; nothing was
 // written. ErrUnclaimed: a warm sandbox asked before any session owned it.
 var (
-	ErrStateTooLarge = errors.New("session state exceeds the size cap")
-	ErrUnclaimed     = errors.New("this sandbox serves no session yet")
+	ErrStateTooLarge = fmt.Errorf("session state exceeds the size cap: %w", errdefs.ErrInvalidArgument)
+	ErrUnclaimed     = fmt.Errorf("this sandbox serves no session yet: %w", errdefs.ErrFailedPrecondition)
 )
 
 // StateAccess is one sandbox's view of its session's durable state. The

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/session"
 )
@@ -118,7 +119,7 @@ func crashWriter(path string, seed uint64) error {
 		case op < 9:
 			name := fmt.Sprintf("crash%d", rng.IntN(crashRuntimes))
 			rt, err := db.GetRuntimeByName(ctx, name)
-			if errors.Is(err, registry.ErrNotFound) {
+			if errors.Is(err, errdefs.ErrNotFound) {
 				rt = registry.Runtime{ID: name + "-0000000000", Name: name, Status: registry.StatusReady,
 					CreatedAt: time.Now(), UpdatedAt: time.Now()}
 				err = db.CreateRuntime(ctx, rt, registry.Version{Config: crashConfig(1)})
@@ -358,7 +359,7 @@ func checkCrashed(t *testing.T, path string, acks []string) {
 				t.Fatalf("acked %q, found %+v, %v", line, rt, err)
 			}
 		case "del":
-			if _, err := db.GetRuntime(ctx, f[1]); !errors.Is(err, registry.ErrNotFound) {
+			if _, err := db.GetRuntime(ctx, f[1]); !errors.Is(err, errdefs.ErrNotFound) {
 				t.Fatalf("acked %q, runtime still there: %v", line, err)
 			}
 		default:

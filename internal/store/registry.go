@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/registry"
 )
 
@@ -75,7 +76,7 @@ func scanEndpoint(s scanner) (registry.Endpoint, error) {
 
 // CreateRuntime writes rt, its version 1 (v.Version must be 0 or 1) and the
 // DEFAULT endpoint pointing at it. rt.LatestVersion is set to 1. A taken ID
-// or name fails with registry.ErrConflict.
+// or name fails with errdefs.ErrConflict.
 func (db *DB) CreateRuntime(ctx context.Context, rt registry.Runtime, v registry.Version) error {
 	if err := db.createRuntime(ctx, rt, v); err != nil {
 		return fmt.Errorf("create runtime %s: %w", rt.ID, err)
@@ -85,13 +86,13 @@ func (db *DB) CreateRuntime(ctx context.Context, rt registry.Runtime, v registry
 
 func (db *DB) createRuntime(ctx context.Context, rt registry.Runtime, v registry.Version) error {
 	if rt.ID == "" || rt.Name == "" {
-		return fmt.Errorf("runtime needs an ID and a name: %w", registry.ErrValidation)
+		return fmt.Errorf("runtime needs an ID and a name: %w", errdefs.ErrInvalidArgument)
 	}
 	if v.Version == 0 {
 		v.Version = 1
 	}
 	if v.Version != 1 {
-		return fmt.Errorf("first version is %d, want 1: %w", v.Version, registry.ErrValidation)
+		return fmt.Errorf("first version is %d, want 1: %w", v.Version, errdefs.ErrInvalidArgument)
 	}
 	tags, config, err := encodeRuntime(rt, v)
 	if err != nil {
@@ -102,7 +103,7 @@ func (db *DB) createRuntime(ctx context.Context, rt registry.Runtime, v registry
 		err := tx.QueryRowContext(ctx, `SELECT id FROM runtimes WHERE id = ? OR name = ?`, rt.ID, rt.Name).Scan(&taken)
 		switch {
 		case err == nil:
-			return fmt.Errorf("runtime %s already has that ID or name %q: %w", taken, rt.Name, registry.ErrConflict)
+			return fmt.Errorf("runtime %s already has that ID or name %q: %w", taken, rt.Name, errdefs.ErrConflict)
 		case !errors.Is(err, sql.ErrNoRows):
 			return fmt.Errorf("check name: %w", err)
 		}
@@ -128,7 +129,7 @@ func (db *DB) createRuntime(ctx context.Context, rt registry.Runtime, v registry
 // encodeRuntime checks v belongs to rt and encodes the JSON columns.
 func encodeRuntime(rt registry.Runtime, v registry.Version) (tags, config []byte, err error) {
 	if v.RuntimeID != "" && v.RuntimeID != rt.ID {
-		return nil, nil, fmt.Errorf("version belongs to runtime %s: %w", v.RuntimeID, registry.ErrValidation)
+		return nil, nil, fmt.Errorf("version belongs to runtime %s: %w", v.RuntimeID, errdefs.ErrInvalidArgument)
 	}
 	if tags, err = json.Marshal(rt.Tags); err != nil {
 		return nil, nil, fmt.Errorf("encode tags: %w", err)
@@ -149,7 +150,7 @@ func insertVersion(ctx context.Context, tx *sql.Tx, runtimeID string, version in
 }
 
 // UpdateRuntime appends v, which must be the runtime's next version (else
-// registry.ErrConflict: someone else updated first), moves DEFAULT to it,
+// errdefs.ErrConflict: someone else updated first), moves DEFAULT to it,
 // and updates the runtime's LatestVersion, Description, Tags, UpdatedAt and,
 // when rt.Status is set, Status.
 func (db *DB) UpdateRuntime(ctx context.Context, rt registry.Runtime, v registry.Version) error {
@@ -168,13 +169,13 @@ func (db *DB) updateRuntime(ctx context.Context, rt registry.Runtime, v registry
 		var latest int
 		err := tx.QueryRowContext(ctx, `SELECT latest_version FROM runtimes WHERE id = ?`, rt.ID).Scan(&latest)
 		if errors.Is(err, sql.ErrNoRows) {
-			return registry.ErrNotFound
+			return errdefs.ErrNotFound
 		}
 		if err != nil {
 			return fmt.Errorf("read runtime: %w", err)
 		}
 		if v.Version != latest+1 {
-			return fmt.Errorf("version %d, but the next is %d: %w", v.Version, latest+1, registry.ErrConflict)
+			return fmt.Errorf("version %d, but the next is %d: %w", v.Version, latest+1, errdefs.ErrConflict)
 		}
 		if err := insertVersion(ctx, tx, rt.ID, v.Version, config, v); err != nil {
 			return err
@@ -214,7 +215,7 @@ func (db *DB) DeleteRuntime(ctx context.Context, id string) error {
 		if n, err := res.RowsAffected(); err != nil {
 			return err
 		} else if n == 0 {
-			return registry.ErrNotFound
+			return errdefs.ErrNotFound
 		}
 		return nil
 	})
@@ -245,7 +246,7 @@ func (db *DB) GetRuntimeByName(ctx context.Context, name string) (registry.Runti
 func getRuntime(ctx context.Context, q queryer, where string, arg any) (registry.Runtime, error) {
 	rt, err := scanRuntime(q.QueryRowContext(ctx, `SELECT `+runtimeCols+` FROM runtimes WHERE `+where, arg))
 	if errors.Is(err, sql.ErrNoRows) {
-		return registry.Runtime{}, registry.ErrNotFound
+		return registry.Runtime{}, errdefs.ErrNotFound
 	}
 	return rt, err
 }
@@ -279,7 +280,7 @@ func (db *DB) GetVersion(ctx context.Context, runtimeID string, version int) (re
 		`SELECT runtime_id, version, config, created_at FROM runtime_versions WHERE runtime_id = ? AND version = ?`,
 		runtimeID, version))
 	if errors.Is(err, sql.ErrNoRows) {
-		err = registry.ErrNotFound
+		err = errdefs.ErrNotFound
 	}
 	if err != nil {
 		return registry.Version{}, fmt.Errorf("get runtime %s version %d: %w", runtimeID, version, err)
@@ -288,7 +289,7 @@ func (db *DB) GetVersion(ctx context.Context, runtimeID string, version int) (re
 }
 
 // ListVersions lists a runtime's versions, oldest first. An unknown runtime
-// fails with registry.ErrNotFound.
+// fails with errdefs.ErrNotFound.
 func (db *DB) ListVersions(ctx context.Context, runtimeID string, p registry.Page) ([]registry.Version, string, error) {
 	var (
 		vs   []registry.Version
@@ -302,7 +303,7 @@ func (db *DB) ListVersions(ctx context.Context, runtimeID string, p registry.Pag
 		after := 0
 		if tok != "" {
 			if after, err = strconv.Atoi(tok); err != nil {
-				return fmt.Errorf("page token: %w", registry.ErrValidation)
+				return fmt.Errorf("page token: %w", errdefs.ErrInvalidArgument)
 			}
 		}
 		if err := runtimeExists(ctx, tx, runtimeID); err != nil {
@@ -333,7 +334,7 @@ func runtimeExists(ctx context.Context, tx *sql.Tx, id string) error {
 	var one int
 	err := tx.QueryRowContext(ctx, `SELECT 1 FROM runtimes WHERE id = ?`, id).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("runtime %s: %w", id, registry.ErrNotFound)
+		return fmt.Errorf("runtime %s: %w", id, errdefs.ErrNotFound)
 	}
 	if err != nil {
 		return fmt.Errorf("read runtime: %w", err)
@@ -343,11 +344,11 @@ func runtimeExists(ctx context.Context, tx *sql.Tx, id string) error {
 
 // PutEndpoint creates or replaces an endpoint. The runtime must exist, and
 // so must the live and target versions when they are set; otherwise it
-// fails with registry.ErrNotFound.
+// fails with errdefs.ErrNotFound.
 func (db *DB) PutEndpoint(ctx context.Context, e registry.Endpoint) error {
 	err := db.write(ctx, func(tx *sql.Tx) error {
 		if e.Name == "" {
-			return fmt.Errorf("endpoint needs a name: %w", registry.ErrValidation)
+			return fmt.Errorf("endpoint needs a name: %w", errdefs.ErrInvalidArgument)
 		}
 		if err := runtimeExists(ctx, tx, e.RuntimeID); err != nil {
 			return err
@@ -360,7 +361,7 @@ func (db *DB) PutEndpoint(ctx context.Context, e registry.Endpoint) error {
 			err := tx.QueryRowContext(ctx, `SELECT 1 FROM runtime_versions WHERE runtime_id = ? AND version = ?`,
 				e.RuntimeID, v).Scan(&one)
 			if errors.Is(err, sql.ErrNoRows) {
-				return fmt.Errorf("version %d: %w", v, registry.ErrNotFound)
+				return fmt.Errorf("version %d: %w", v, errdefs.ErrNotFound)
 			}
 			if err != nil {
 				return fmt.Errorf("read version %d: %w", v, err)
@@ -386,7 +387,7 @@ func (db *DB) GetEndpoint(ctx context.Context, runtimeID, name string) (registry
 	e, err := scanEndpoint(db.r.QueryRowContext(ctx,
 		`SELECT `+endpointCols+` FROM runtime_endpoints WHERE runtime_id = ? AND name = ?`, runtimeID, name))
 	if errors.Is(err, sql.ErrNoRows) {
-		err = registry.ErrNotFound
+		err = errdefs.ErrNotFound
 	}
 	if err != nil {
 		return registry.Endpoint{}, fmt.Errorf("get endpoint %s of runtime %s: %w", name, runtimeID, err)
@@ -395,11 +396,11 @@ func (db *DB) GetEndpoint(ctx context.Context, runtimeID, name string) (registry
 }
 
 // DeleteEndpoint removes a named endpoint. DEFAULT cannot be deleted
-// (registry.ErrValidation); it goes with its runtime.
+// (errdefs.ErrInvalidArgument); it goes with its runtime.
 func (db *DB) DeleteEndpoint(ctx context.Context, runtimeID, name string) error {
 	err := db.write(ctx, func(tx *sql.Tx) error {
 		if name == DefaultEndpoint {
-			return fmt.Errorf("DEFAULT goes only with its runtime: %w", registry.ErrValidation)
+			return fmt.Errorf("DEFAULT goes only with its runtime: %w", errdefs.ErrInvalidArgument)
 		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM runtime_endpoints WHERE runtime_id = ? AND name = ?`, runtimeID, name)
 		if err != nil {
@@ -408,7 +409,7 @@ func (db *DB) DeleteEndpoint(ctx context.Context, runtimeID, name string) error 
 		if n, err := res.RowsAffected(); err != nil {
 			return err
 		} else if n == 0 {
-			return registry.ErrNotFound
+			return errdefs.ErrNotFound
 		}
 		return nil
 	})
@@ -419,7 +420,7 @@ func (db *DB) DeleteEndpoint(ctx context.Context, runtimeID, name string) error 
 }
 
 // ListEndpoints lists a runtime's endpoints ordered by name. An unknown
-// runtime fails with registry.ErrNotFound.
+// runtime fails with errdefs.ErrNotFound.
 func (db *DB) ListEndpoints(ctx context.Context, runtimeID string, p registry.Page) ([]registry.Endpoint, string, error) {
 	var (
 		es   []registry.Endpoint

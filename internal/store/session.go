@@ -12,7 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/berth-dev/berth/internal/registry"
+	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/session"
 )
 
@@ -137,7 +137,7 @@ func (db *DB) UpdateSession(ctx context.Context, id string, l session.Lease, fn 
 	err := db.write(ctx, func(tx *sql.Tx) error {
 		old, err := scanRecord(tx.QueryRowContext(ctx, `SELECT `+sessionCols+` FROM sessions WHERE id = ?`, id))
 		if errors.Is(err, sql.ErrNoRows) {
-			return session.ErrNotFound
+			return errdefs.ErrNotFound
 		}
 		if err != nil {
 			return fmt.Errorf("read incarnation: %w", err)
@@ -196,7 +196,7 @@ func (db *DB) EndSession(ctx context.Context, id string, l session.Lease, reason
 		err := tx.QueryRowContext(ctx, `SELECT owner, epoch, ended_at FROM sessions WHERE id = ?`, id).
 			Scan(&cur.Owner, &cur.Epoch, &ended)
 		if errors.Is(err, sql.ErrNoRows) {
-			return session.ErrNotFound
+			return errdefs.ErrNotFound
 		}
 		if err != nil {
 			return fmt.Errorf("read incarnation: %w", err)
@@ -254,7 +254,7 @@ func (db *DB) EndAllLive(ctx context.Context, owner string, reason session.EndRe
 func (db *DB) GetSession(ctx context.Context, id string) (session.Record, error) {
 	rec, err := scanRecord(db.r.QueryRowContext(ctx, `SELECT `+sessionCols+` FROM sessions WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		err = session.ErrNotFound
+		err = errdefs.ErrNotFound
 	}
 	if err != nil {
 		return session.Record{}, fmt.Errorf("get session %s: %w", id, err)
@@ -266,7 +266,7 @@ func (db *DB) GetSession(ctx context.Context, id string) (session.Record, error)
 // cursor names the last row returned, so rows inserted meanwhile never shift
 // later pages. CreatedAfter and CreatedBefore are exclusive. A zero Limit
 // means DefaultPageSize, and no page holds more than MaxPageSize. A malformed
-// cursor fails with registry.ErrValidation.
+// cursor fails with errdefs.ErrInvalidArgument.
 func (db *DB) ListSessions(ctx context.Context, f session.Filter) ([]session.Record, string, error) {
 	recs, next, err := db.listSessions(ctx, f)
 	if err != nil {
@@ -343,7 +343,7 @@ func decodeCursor(c string) (at int64, id string, err error) {
 	ns, id, ok := strings.Cut(key, "/")
 	at, perr := strconv.ParseInt(ns, 10, 64)
 	if !ok || perr != nil {
-		return 0, "", fmt.Errorf("cursor: %w", registry.ErrValidation)
+		return 0, "", fmt.Errorf("cursor: %w", errdefs.ErrInvalidArgument)
 	}
 	return at, id, nil
 }

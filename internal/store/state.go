@@ -7,11 +7,12 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/session"
 )
 
 // LoadState returns a durable session's saved state and the user it is
-// bound to; session.ErrNotFound if nothing was saved.
+// bound to; errdefs.ErrNotFound if nothing was saved.
 func (db *DB) LoadState(ctx context.Context, k session.Key) ([]byte, string, error) {
 	var (
 		data []byte
@@ -20,7 +21,7 @@ func (db *DB) LoadState(ctx context.Context, k session.Key) ([]byte, string, err
 	err := db.r.QueryRowContext(ctx, `SELECT data, user_id FROM session_state WHERE runtime_id = ? AND endpoint = ? AND session_id = ?`,
 		k.RuntimeID, k.Endpoint, k.SessionID).Scan(&data, &user)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, "", fmt.Errorf("state of session %s: %w", k.SessionID, session.ErrNotFound)
+		return nil, "", fmt.Errorf("state of session %s: %w", k.SessionID, errdefs.ErrNotFound)
 	}
 	if err != nil {
 		return nil, "", fmt.Errorf("load state of session %s: %w", k.SessionID, err)

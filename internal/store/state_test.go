@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/session"
 )
 
@@ -18,7 +19,7 @@ func TestSessionState(t *testing.T) {
 	}
 	defer db.Close()
 	k := session.Key{RuntimeID: "rt-0123456789", Endpoint: "DEFAULT", SessionID: "state-session-000000000000000000000"}
-	if _, _, err := db.LoadState(ctx, k); !errors.Is(err, session.ErrNotFound) {
+	if _, _, err := db.LoadState(ctx, k); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("empty load: %v", err)
 	}
 	old := time.Now().Add(-48 * time.Hour)
@@ -51,7 +52,7 @@ func TestSessionState(t *testing.T) {
 	if err := db.DeleteState(ctx, other); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := db.LoadState(ctx, other); !errors.Is(err, session.ErrNotFound) {
+	if _, _, err := db.LoadState(ctx, other); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("after delete: %v", err)
 	}
 }

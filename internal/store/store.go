@@ -19,6 +19,7 @@ import (
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
+	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/session"
 )
@@ -192,11 +193,11 @@ func decodeToken(kind, token string) (key string, err error) {
 	}
 	b, err := base64.RawURLEncoding.DecodeString(token)
 	if err != nil {
-		return "", fmt.Errorf("page token: %w", registry.ErrValidation)
+		return "", fmt.Errorf("page token: %w", errdefs.ErrInvalidArgument)
 	}
 	key, ok := strings.CutPrefix(string(b), kind+"/")
 	if !ok {
-		return "", fmt.Errorf("page token: not a %s token: %w", kind, registry.ErrValidation)
+		return "", fmt.Errorf("page token: not a %s token: %w", kind, errdefs.ErrInvalidArgument)
 	}
 	return key, nil
 }

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/session"
 )
@@ -218,18 +219,18 @@ func testCreateRuntimeConflict(t *testing.T, s Store) {
 
 	dupID, v := newRuntime("other", at(time.Second))
 	dupID.ID, v.RuntimeID = rt.ID, rt.ID
-	wantErr(t, s.CreateRuntime(ctx, dupID, v), registry.ErrConflict, "create with a taken ID")
+	wantErr(t, s.CreateRuntime(ctx, dupID, v), errdefs.ErrConflict, "create with a taken ID")
 
 	dupName, v := newRuntime("alpha", at(time.Second))
 	dupName.ID = "alpha-zzzzzzzzzz"
 	v.RuntimeID = dupName.ID
-	wantErr(t, s.CreateRuntime(ctx, dupName, v), registry.ErrConflict, "create with a taken name")
+	wantErr(t, s.CreateRuntime(ctx, dupName, v), errdefs.ErrConflict, "create with a taken name")
 
 	got, err := s.GetRuntime(ctx, rt.ID)
 	check(t, err, "get runtime")
 	same(t, rtUTC(got), rt, "runtime after failed creates")
 	_, err = s.GetRuntime(ctx, dupName.ID)
-	wantErr(t, err, registry.ErrNotFound, "get the runtime whose create failed")
+	wantErr(t, err, errdefs.ErrNotFound, "get the runtime whose create failed")
 }
 
 func testUpdateRuntimeAppendsVersions(t *testing.T, s Store) {
@@ -264,13 +265,13 @@ func testUpdateRuntimeStaleVersion(t *testing.T, s Store) {
 		stale.Description = "stale"
 		stale.UpdatedAt = at(time.Hour)
 		err := s.UpdateRuntime(ctx, stale, newVersion(rt.ID, n, at(time.Hour)))
-		wantErr(t, err, registry.ErrConflict, fmt.Sprintf("update with version %d", n))
+		wantErr(t, err, errdefs.ErrConflict, fmt.Sprintf("update with version %d", n))
 	}
 	got, err := s.GetRuntime(ctx, rt.ID)
 	check(t, err, "get runtime")
 	same(t, rtUTC(got), rt, "runtime after stale updates")
 	_, err = s.GetVersion(ctx, rt.ID, rt.LatestVersion+2)
-	wantErr(t, err, registry.ErrNotFound, "get a version that was refused")
+	wantErr(t, err, errdefs.ErrNotFound, "get a version that was refused")
 	wantDefault(t, s, rt.ID, rt.LatestVersion)
 }
 
@@ -301,7 +302,7 @@ func testConcurrentUpdateRuntime(t *testing.T, s Store) {
 					mu.Lock()
 					won = append(won, v.Version)
 					mu.Unlock()
-				case !errors.Is(err, registry.ErrConflict):
+				case !errors.Is(err, errdefs.ErrConflict):
 					t.Errorf("worker %d: update: %v", w, err)
 					return
 				}
@@ -365,17 +366,17 @@ func testNamedEndpoints(t *testing.T, s Store) {
 
 	bad := prod
 	bad.Name, bad.LiveVersion = "future", 9
-	wantErr(t, s.PutEndpoint(ctx, bad), registry.ErrNotFound, "put an endpoint pinned to a missing version")
+	wantErr(t, s.PutEndpoint(ctx, bad), errdefs.ErrNotFound, "put an endpoint pinned to a missing version")
 	_, err = s.GetEndpoint(ctx, rt.ID, "future")
-	wantErr(t, err, registry.ErrNotFound, "get the endpoint whose put failed")
+	wantErr(t, err, errdefs.ErrNotFound, "get the endpoint whose put failed")
 
-	wantErr(t, s.DeleteEndpoint(ctx, rt.ID, "DEFAULT"), registry.ErrValidation, "delete DEFAULT")
+	wantErr(t, s.DeleteEndpoint(ctx, rt.ID, "DEFAULT"), errdefs.ErrInvalidArgument, "delete DEFAULT")
 	wantDefault(t, s, rt.ID, 3)
 
 	check(t, s.DeleteEndpoint(ctx, rt.ID, "prod"), "delete prod")
 	_, err = s.GetEndpoint(ctx, rt.ID, "prod")
-	wantErr(t, err, registry.ErrNotFound, "get deleted endpoint")
-	wantErr(t, s.DeleteEndpoint(ctx, rt.ID, "prod"), registry.ErrNotFound, "delete prod twice")
+	wantErr(t, err, errdefs.ErrNotFound, "get deleted endpoint")
+	wantErr(t, s.DeleteEndpoint(ctx, rt.ID, "prod"), errdefs.ErrNotFound, "delete prod twice")
 }
 
 func testDeleteRuntime(t *testing.T, s Store) {
@@ -387,18 +388,18 @@ func testDeleteRuntime(t *testing.T, s Store) {
 
 	check(t, s.DeleteRuntime(ctx, rt.ID), "delete runtime")
 	_, err := s.GetRuntime(ctx, rt.ID)
-	wantErr(t, err, registry.ErrNotFound, "get deleted runtime")
+	wantErr(t, err, errdefs.ErrNotFound, "get deleted runtime")
 	_, err = s.GetRuntimeByName(ctx, rt.Name)
-	wantErr(t, err, registry.ErrNotFound, "get deleted runtime by name")
+	wantErr(t, err, errdefs.ErrNotFound, "get deleted runtime by name")
 	for v := 1; v <= 2; v++ {
 		_, err = s.GetVersion(ctx, rt.ID, v)
-		wantErr(t, err, registry.ErrNotFound, fmt.Sprintf("get version %d of deleted runtime", v))
+		wantErr(t, err, errdefs.ErrNotFound, fmt.Sprintf("get version %d of deleted runtime", v))
 	}
 	for _, name := range []string{"DEFAULT", "prod"} {
 		_, err = s.GetEndpoint(ctx, rt.ID, name)
-		wantErr(t, err, registry.ErrNotFound, "get endpoint "+name+" of deleted runtime")
+		wantErr(t, err, errdefs.ErrNotFound, "get endpoint "+name+" of deleted runtime")
 	}
-	wantErr(t, s.DeleteRuntime(ctx, rt.ID), registry.ErrNotFound, "delete twice")
+	wantErr(t, s.DeleteRuntime(ctx, rt.ID), errdefs.ErrNotFound, "delete twice")
 
 	// The other runtime is untouched, and the name is free again.
 	got, err := s.GetVersion(ctx, other.ID, 1)
@@ -415,25 +416,25 @@ func testRegistryNotFound(t *testing.T, s Store) {
 	const missing = "missing-0000000000"
 
 	_, err := s.GetRuntime(ctx, missing)
-	wantErr(t, err, registry.ErrNotFound, "get runtime")
+	wantErr(t, err, errdefs.ErrNotFound, "get runtime")
 	_, err = s.GetRuntimeByName(ctx, "missing")
-	wantErr(t, err, registry.ErrNotFound, "get runtime by name")
+	wantErr(t, err, errdefs.ErrNotFound, "get runtime by name")
 	wantErr(t, s.UpdateRuntime(ctx, registry.Runtime{ID: missing}, newVersion(missing, 2, at(0))),
-		registry.ErrNotFound, "update runtime")
-	wantErr(t, s.DeleteRuntime(ctx, missing), registry.ErrNotFound, "delete runtime")
+		errdefs.ErrNotFound, "update runtime")
+	wantErr(t, s.DeleteRuntime(ctx, missing), errdefs.ErrNotFound, "delete runtime")
 	_, err = s.GetVersion(ctx, rt.ID, 2)
-	wantErr(t, err, registry.ErrNotFound, "get version 2")
+	wantErr(t, err, errdefs.ErrNotFound, "get version 2")
 	_, err = s.GetVersion(ctx, missing, 1)
-	wantErr(t, err, registry.ErrNotFound, "get version of missing runtime")
+	wantErr(t, err, errdefs.ErrNotFound, "get version of missing runtime")
 	_, _, err = s.ListVersions(ctx, missing, registry.Page{})
-	wantErr(t, err, registry.ErrNotFound, "list versions of missing runtime")
+	wantErr(t, err, errdefs.ErrNotFound, "list versions of missing runtime")
 	_, err = s.GetEndpoint(ctx, rt.ID, "nope")
-	wantErr(t, err, registry.ErrNotFound, "get endpoint")
-	wantErr(t, s.DeleteEndpoint(ctx, rt.ID, "nope"), registry.ErrNotFound, "delete endpoint")
+	wantErr(t, err, errdefs.ErrNotFound, "get endpoint")
+	wantErr(t, s.DeleteEndpoint(ctx, rt.ID, "nope"), errdefs.ErrNotFound, "delete endpoint")
 	wantErr(t, s.PutEndpoint(ctx, registry.Endpoint{RuntimeID: missing, Name: "prod"}),
-		registry.ErrNotFound, "put endpoint of missing runtime")
+		errdefs.ErrNotFound, "put endpoint of missing runtime")
 	_, _, err = s.ListEndpoints(ctx, missing, registry.Page{})
-	wantErr(t, err, registry.ErrNotFound, "list endpoints of missing runtime")
+	wantErr(t, err, errdefs.ErrNotFound, "list endpoints of missing runtime")
 }
 
 func listAllRuntimes(t *testing.T, s Store, pageSize int, between func()) []registry.Runtime {
@@ -583,11 +584,11 @@ func testBadPageToken(t *testing.T, s Store) {
 	rt, _ := createRuntime(t, s, "alpha", at(0))
 	for _, tok := range []string{"%%%not a token", "AAAA"} {
 		_, _, err := s.ListRuntimes(ctx, registry.Page{NextToken: tok})
-		wantErr(t, err, registry.ErrValidation, "list runtimes with token "+tok)
+		wantErr(t, err, errdefs.ErrInvalidArgument, "list runtimes with token "+tok)
 		_, _, err = s.ListVersions(ctx, rt.ID, registry.Page{NextToken: tok})
-		wantErr(t, err, registry.ErrValidation, "list versions with token "+tok)
+		wantErr(t, err, errdefs.ErrInvalidArgument, "list versions with token "+tok)
 		_, _, err = s.ListEndpoints(ctx, rt.ID, registry.Page{NextToken: tok})
-		wantErr(t, err, registry.ErrValidation, "list endpoints with token "+tok)
+		wantErr(t, err, errdefs.ErrInvalidArgument, "list endpoints with token "+tok)
 		_, _, err = s.ListSessions(ctx, session.Filter{After: tok})
 		if err == nil {
 			t.Fatalf("list sessions with cursor %q: no error", tok)
@@ -913,10 +914,10 @@ func testConcurrentClaimEndCycles(t *testing.T, s Store) {
 func testSessionNotFound(t *testing.T, s Store) {
 	ctx := t.Context()
 	_, err := s.GetSession(ctx, "no-such-incarnation")
-	wantErr(t, err, session.ErrNotFound, "get")
+	wantErr(t, err, errdefs.ErrNotFound, "get")
 	l := session.Lease{Owner: "node-a", Epoch: 1}
-	wantErr(t, s.UpdateSession(ctx, "no-such-incarnation", l, func(*session.Record) {}), session.ErrNotFound, "update")
-	wantErr(t, s.EndSession(ctx, "no-such-incarnation", l, session.EndStopped, "", at(0)), session.ErrNotFound, "end")
+	wantErr(t, s.UpdateSession(ctx, "no-such-incarnation", l, func(*session.Record) {}), errdefs.ErrNotFound, "update")
+	wantErr(t, s.EndSession(ctx, "no-such-incarnation", l, session.EndStopped, "", at(0)), errdefs.ErrNotFound, "end")
 }
 
 func listAllSessions(t *testing.T, s Store, f session.Filter, limit int) []session.Record {
