@@ -139,3 +139,30 @@ func SanitizeErrorType(s string) ErrorType {
 func ValidSessionID(id string) bool {
 	return len(id) >= MinSessionIDLen && len(id) <= MaxSessionIDLen
 }
+
+// Environment variables berth sets in every sandbox, read by agents (and by
+// the app SDK).
+const (
+	// EnvPort is the port the agent listens on. Where berth gives each
+	// sandbox its own network namespace it is the protocol's standard port.
+	EnvPort = "PORT"
+	// EnvAgentHost is the address the agent binds.
+	EnvAgentHost = "BERTH_AGENT_HOST"
+	// EnvStateSocket is the Unix socket of a durable session's saved state,
+	// and EnvStateMaxBytes the cap on one save.
+	EnvStateSocket   = "BERTH_STATE_SOCKET"
+	EnvStateMaxBytes = "BERTH_STATE_MAX_BYTES"
+	// EnvRuntimeARN is the runtime's ARN, as AgentCore sets it.
+	EnvRuntimeARN = "AGENTCORE_RUNTIME_ARN"
+	// EnvOTELResourceAttributes carries the runtime ARN and session ID to
+	// the agent's OpenTelemetry SDK.
+	EnvOTELResourceAttributes = "OTEL_RESOURCE_ATTRIBUTES"
+)
+
+// DefaultStateMaxBytes is berth's default cap on one durable session's
+// saved state.
+const DefaultStateMaxBytes = 10 << 20
+
+// The durable-state socket's HTTP route, served by berth and spoken by
+// app.State: GET, PUT and DELETE.
+const PathState = "/state"

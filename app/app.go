@@ -58,10 +58,10 @@ type Handler func(ctx context.Context, payload []byte) (any, error)
 // Environment variables Run reads to pick its listen address.
 const (
 	// EnvPort is the TCP port to listen on; AgentCore's contract is 8080.
-	EnvPort = "PORT"
+	EnvPort = api.EnvPort
 	// EnvHost is the address to bind; berth's process backend sets
 	// 127.0.0.1, containers default to all interfaces.
-	EnvHost = "BERTH_AGENT_HOST"
+	EnvHost = api.EnvAgentHost
 )
 
 const (

@@ -12,6 +12,8 @@ import (
 	"os"
 	"strconv"
 	"sync"
+
+	"github.com/berth-dev/berth/api"
 )
 
 // Durable session state. When a runtime sets `durability: state`, berth
@@ -21,12 +23,12 @@ import (
 
 // Environment variables berth sets for durable runtimes.
 const (
-	EnvStateSocket   = "BERTH_STATE_SOCKET"
-	EnvStateMaxBytes = "BERTH_STATE_MAX_BYTES"
+	EnvStateSocket   = api.EnvStateSocket
+	EnvStateMaxBytes = api.EnvStateMaxBytes
 )
 
 // DefaultStateMaxBytes is berth's default cap on one session's state.
-const DefaultStateMaxBytes = 10 << 20
+const DefaultStateMaxBytes = api.DefaultStateMaxBytes
 
 var (
 	// ErrNoDurableState means the runtime is not durable (or the agent runs
@@ -81,7 +83,7 @@ func (s *SessionState) MaxBytes() int64 { return s.max }
 
 // Load returns the saved state; ok is false when nothing was saved yet.
 func (s *SessionState) Load(ctx context.Context) (data []byte, ok bool, err error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://berth/state", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://berth"+api.PathState, nil)
 	if err != nil {
 		return nil, false, err
 	}
@@ -110,7 +112,7 @@ func (s *SessionState) Save(ctx context.Context, data []byte) error {
 	if int64(len(data)) > s.max {
 		return fmt.Errorf("save %d bytes (cap %d): %w", len(data), s.max, ErrStateTooLarge)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, "http://berth/state", bytes.NewReader(data))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, "http://berth"+api.PathState, bytes.NewReader(data))
 	if err != nil {
 		return err
 	}
@@ -131,7 +133,7 @@ func (s *SessionState) Save(ctx context.Context, data []byte) error {
 
 // Clear deletes the saved state.
 func (s *SessionState) Clear(ctx context.Context) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, "http://berth/state", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, "http://berth"+api.PathState, nil)
 	if err != nil {
 		return err
 	}

@@ -7,14 +7,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"github.com/berth-dev/berth/api"
 	"io"
 	"log/slog"
 	"strings"
 	"testing"
 
+	"github.com/berth-dev/berth/api"
+
 	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/daemon"
+	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/sandbox/sandboxtest"
 )
 
@@ -22,7 +24,7 @@ func startBerth(t *testing.T) *daemon.Daemon {
 	cfg := config.Default()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
-	cfg.Runtimes = []config.Runtime{{Name: "echo", Command: []string{sandboxtest.BuildAgent(t)}}}
+	cfg.Runtimes = []config.Runtime{{Name: "echo", Settings: registry.Settings{Command: []string{sandboxtest.BuildAgent(t)}}}}
 	d, err := daemon.Start(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)

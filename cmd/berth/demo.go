@@ -26,6 +26,8 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/daemon"
+	"github.com/berth-dev/berth/internal/registry"
+	"github.com/berth-dev/berth/internal/sandbox"
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 )
@@ -133,7 +135,7 @@ func runDemoWith(ctx context.Context, out, errOut io.Writer, opts demoOptions) e
 		}
 		// The model is across the network, so the sandbox shares the
 		// host's: the linux backend's default gives it loopback only.
-		rt = config.Runtime{Name: "claude", Command: []string{agent}, Env: env, Network: "host"}
+		rt = config.Runtime{Name: "claude", Settings: registry.Settings{Command: []string{agent}, Env: env, Network: sandbox.NetworkHost}}
 	}
 	cfg := config.Default()
 	cfg.Listen = "127.0.0.1:0"

@@ -13,7 +13,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/berth-dev/berth/api"
 	"github.com/berth-dev/berth/client"
+	"github.com/berth-dev/berth/internal/registry"
 	"github.com/spf13/cobra"
 )
 
@@ -89,7 +91,7 @@ func newRuntimesList() *cobra.Command {
 			}
 			tw := table(w, "NAME", "ID", "VERSION", "STATUS", "SOURCE", "UPDATED")
 			for _, rt := range rts {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", rt.Name, rt.ID, rt.Version, rt.Status, dash(rt.Source), when(rt.LastUpdatedAt))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", rt.AgentRuntimeName, rt.AgentRuntimeID, rt.AgentRuntimeVersion, rt.Status, dash(rt.BerthSource), when(rt.LastUpdatedAt))
 			}
 			return tw.Flush()
 		},
@@ -117,7 +119,7 @@ func newRuntimesShow() *cobra.Command {
 			if of.json {
 				return printJSON(w, rt)
 			}
-			eps, err := c.AllEndpoints(cmd.Context(), rt.ID)
+			eps, err := c.AllEndpoints(cmd.Context(), rt.AgentRuntimeID)
 			if err != nil {
 				return err
 			}
@@ -133,37 +135,52 @@ func newRuntimesShow() *cobra.Command {
 func printRuntime(w io.Writer, rt *client.Runtime, eps []client.Endpoint) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
-	row("Name", rt.Name)
-	row("ID", rt.ID)
-	row("ARN", rt.ARN)
-	row("Version", rt.Version)
+	row("Name", rt.AgentRuntimeName)
+	row("ID", rt.AgentRuntimeID)
+	row("ARN", rt.AgentRuntimeArn)
+	row("Version", rt.AgentRuntimeVersion)
 	row("Status", rt.Status)
-	row("Source", dash(rt.Source))
+	row("Source", dash(rt.BerthSource))
 	row("Description", dash(rt.Description))
 	row("Created", when(rt.CreatedAt))
 	row("Updated", when(rt.LastUpdatedAt))
-	if a := rt.Artifact; a != nil && a.Code != nil && a.Code.Code.S3 != nil {
+	if a := rt.AgentRuntimeArtifact; a != nil && a.Code != nil && a.Code.Code != nil && a.Code.Code.S3 != nil {
 		row("Code", a.Code.Code.S3.Prefix)
 		row("Code runtime", a.Code.Runtime)
 		row("Entry point", strings.Join(a.Code.EntryPoint, " "))
 	}
-	row("Command", strings.Join(rt.Command, " "))
-	row("Workdir", dash(rt.Workdir))
-	if rt.Protocol != nil {
-		row("Protocol", rt.Protocol.ServerProtocol)
+	row("Command", strings.Join(rt.BerthCommand, " "))
+	row("Workdir", dash(rt.BerthWorkdir))
+	if p := rt.ProtocolConfiguration; p != nil {
+		row("Protocol", p.ServerProtocol)
 	}
-	if l := rt.Lifecycle; l != nil {
-		row("Idle timeout", (time.Duration(l.IdleRuntimeSessionTimeout) * time.Second).String())
-		row("Max lifetime", (time.Duration(l.MaxLifetime) * time.Second).String())
+	if l := rt.LifecycleConfiguration; l != nil {
+		for _, f := range []struct {
+			name string
+			v    *int
+		}{{"Idle timeout", l.IdleRuntimeSessionTimeout}, {"Max lifetime", l.MaxLifetime}} {
+			if f.v != nil {
+				row(f.name, (time.Duration(*f.v) * time.Second).String())
+			}
+		}
 	}
-	if h := rt.RequestHeaders; h != nil {
+	if h := rt.RequestHeaderConfiguration; h != nil {
 		row("Header allowlist", strings.Join(h.RequestHeaderAllowlist, ", "))
 	}
-	for _, k := range slices.Sorted(maps.Keys(rt.Env)) {
-		row("Env", k+"="+rt.Env[k])
+	for _, k := range slices.Sorted(maps.Keys(rt.EnvironmentVariables)) {
+		row("Env", k+"="+rt.EnvironmentVariables[k])
 	}
-	if rt.RoleARN != "" {
-		row("Role ARN", rt.RoleARN)
+	if b := rt.BerthSettings; b != nil {
+		row("Sandbox", dash(b.Sandbox)+", network "+dash(b.Network))
+		if l := b.Limits; l != nil {
+			row("Limits", fmt.Sprintf("memory %d bytes, cpu %g, pids %d, disk %d bytes", l.MemoryBytes, l.CPU, l.Pids, l.DiskBytes))
+		}
+		if p := b.Sessions; p != nil {
+			row("Sessions", fmt.Sprintf("concurrency %s, durability %s, warm pool %d, bind user %t", dash(p.Concurrency), dash(p.Durability), p.WarmPool, p.BindUser))
+		}
+	}
+	if rt.RoleArn != "" {
+		row("Role ARN", rt.RoleArn)
 	}
 	tw.Flush()
 	if len(eps) == 0 {
@@ -185,6 +202,11 @@ func printEndpoints(w io.Writer, eps []client.Endpoint) {
 type specFlags struct {
 	code, codeRuntime, protocol, description, roleARN string
 	entryPoint, env, unsetEnv, allowHeaders           []string
+	memory, disk, concurrency, durability             string
+	cpu                                               float64
+	pids                                              int64
+	warmPool                                          int
+	bindUser                                          bool
 	idle, maxLife                                     string
 }
 
@@ -200,21 +222,32 @@ func (f *specFlags) register(cmd *cobra.Command) {
 	fl.StringArrayVar(&f.allowHeaders, "allow-header", nil, "request header to forward to the agent (repeatable)")
 	fl.StringVar(&f.idle, "idle-timeout", "", "idle session timeout: 15m, 900s or seconds (60-28800; default 900)")
 	fl.StringVar(&f.maxLife, "max-lifetime", "", "session max lifetime: 8h or seconds (60-28800; default 28800)")
+	fl.StringVar(&f.memory, "memory", "", "memory per session sandbox: 512Mi, 2Gi (up to the operator's ceiling)")
+	fl.Float64Var(&f.cpu, "cpu", 0, "CPU cores per session sandbox (up to the operator's ceiling)")
+	fl.Int64Var(&f.pids, "pids", 0, "processes per session sandbox (up to the operator's ceiling)")
+	fl.StringVar(&f.disk, "disk", "", "scratch disk per session sandbox: 1Gi (up to the operator's ceiling)")
+	fl.StringVar(&f.concurrency, "concurrency", "", "overlapping calls into one session: allow, reject or queue")
+	fl.StringVar(&f.durability, "durability", "", "none, or state: the agent's saved state outlives its sandbox")
+	fl.IntVar(&f.warmPool, "warm-pool", 0, "started sandboxes kept ready for new sessions")
+	fl.BoolVar(&f.bindUser, "bind-user", false, "bind each session to the first runtime user ID that calls it")
 }
 
 // apply writes the flags the user set onto in.
 func (f *specFlags) apply(cmd *cobra.Command, in *client.RuntimeInput) error {
 	fl := cmd.Flags()
-	code := in.Artifact.Code
+	var code *api.CodeConfiguration
+	if in.AgentRuntimeArtifact != nil {
+		code = in.AgentRuntimeArtifact.Code
+	}
 	if code == nil {
-		code = &client.CodeConfiguration{}
+		code = &api.CodeConfiguration{}
 	}
 	if fl.Changed("code") {
 		dir, err := filepath.Abs(f.code)
 		if err != nil {
 			return fmt.Errorf("--code: %w", err)
 		}
-		code.Code = client.CodeLocation{S3: &client.S3Location{Bucket: client.LocalBucket, Prefix: dir}}
+		code.Code = &api.CodeLocation{S3: &api.S3Location{Bucket: api.LocalBucket, Prefix: dir}}
 	}
 	if fl.Changed("entry-point") {
 		code.EntryPoint = f.entryPoint
@@ -229,46 +262,115 @@ func (f *specFlags) apply(cmd *cobra.Command, in *client.RuntimeInput) error {
 			code.Runtime = "NODE_22"
 		}
 	}
-	in.Artifact = client.Artifact{Code: code}
+	in.AgentRuntimeArtifact = &api.Artifact{Code: code}
 	if fl.Changed("protocol") {
-		in.Protocol = &client.ProtocolConfiguration{ServerProtocol: strings.ToUpper(f.protocol)}
+		in.ProtocolConfiguration = &api.ProtocolConfiguration{ServerProtocol: strings.ToUpper(f.protocol)}
 	}
 	if fl.Changed("description") {
-		in.Description = f.description
+		in.Description = &f.description
 	}
 	if fl.Changed("role-arn") {
-		in.RoleARN = f.roleARN
+		in.RoleArn = f.roleARN
 	}
 	for _, kv := range f.env {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
 			return fmt.Errorf("--env %q: want KEY=VALUE", kv)
 		}
-		if in.Env == nil {
-			in.Env = map[string]string{}
+		if in.EnvironmentVariables == nil {
+			in.EnvironmentVariables = map[string]string{}
 		}
-		in.Env[k] = v
+		in.EnvironmentVariables[k] = v
 	}
 	for _, k := range f.unsetEnv {
-		delete(in.Env, k)
+		delete(in.EnvironmentVariables, k)
 	}
 	if fl.Changed("allow-header") {
-		in.RequestHeaders = &client.RequestHeaderConfiguration{RequestHeaderAllowlist: f.allowHeaders}
+		in.RequestHeaderConfiguration = &api.RequestHeaderConfiguration{RequestHeaderAllowlist: f.allowHeaders}
 	}
 	if fl.Changed("idle-timeout") || fl.Changed("max-lifetime") {
-		if in.Lifecycle == nil {
-			in.Lifecycle = &client.Lifecycle{}
+		if in.LifecycleConfiguration == nil {
+			in.LifecycleConfiguration = &api.Lifecycle{}
 		}
-		var err error
-		if fl.Changed("idle-timeout") {
-			if in.Lifecycle.IdleRuntimeSessionTimeout, err = seconds(f.idle); err != nil {
-				return fmt.Errorf("--idle-timeout: %w", err)
+		for _, d := range []struct {
+			flag, val string
+			dst       **int
+		}{
+			{"idle-timeout", f.idle, &in.LifecycleConfiguration.IdleRuntimeSessionTimeout},
+			{"max-lifetime", f.maxLife, &in.LifecycleConfiguration.MaxLifetime},
+		} {
+			if !fl.Changed(d.flag) {
+				continue
+			}
+			n, err := seconds(d.val)
+			if err != nil {
+				return fmt.Errorf("--%s: %w", d.flag, err)
+			}
+			*d.dst = &n
+		}
+	}
+	return f.applyBerth(cmd, in)
+}
+
+// applyBerth writes berth's own settings (limits and session policy) the
+// user set onto in.
+func (f *specFlags) applyBerth(cmd *cobra.Command, in *client.RuntimeInput) error {
+	fl := cmd.Flags()
+	changed := func(names ...string) bool {
+		for _, n := range names {
+			if fl.Changed(n) {
+				return true
 			}
 		}
-		if fl.Changed("max-lifetime") {
-			if in.Lifecycle.MaxLifetime, err = seconds(f.maxLife); err != nil {
-				return fmt.Errorf("--max-lifetime: %w", err)
+		return false
+	}
+	if !changed("memory", "cpu", "pids", "disk", "concurrency", "durability", "warm-pool", "bind-user") {
+		return nil
+	}
+	if in.BerthSettings == nil {
+		in.BerthSettings = &api.BerthSettings{}
+	}
+	b := in.BerthSettings
+	b.Sandbox, b.Network, b.Mounts = "", "", nil // the operator's alone
+	if changed("memory", "cpu", "pids", "disk") {
+		if b.Limits == nil {
+			b.Limits = &api.Limits{}
+		}
+		for _, sz := range []struct {
+			flag, val string
+			dst       *int64
+		}{{"memory", f.memory, &b.Limits.MemoryBytes}, {"disk", f.disk, &b.Limits.DiskBytes}} {
+			if !fl.Changed(sz.flag) {
+				continue
 			}
+			n, err := registry.ParseBytes(sz.val)
+			if err != nil {
+				return fmt.Errorf("--%s: %w", sz.flag, err)
+			}
+			*sz.dst = n
+		}
+		if fl.Changed("cpu") {
+			b.Limits.CPU = f.cpu
+		}
+		if fl.Changed("pids") {
+			b.Limits.Pids = f.pids
+		}
+	}
+	if changed("concurrency", "durability", "warm-pool", "bind-user") {
+		if b.Sessions == nil {
+			b.Sessions = &api.SessionPolicy{}
+		}
+		if fl.Changed("concurrency") {
+			b.Sessions.Concurrency = f.concurrency
+		}
+		if fl.Changed("durability") {
+			b.Sessions.Durability = f.durability
+		}
+		if fl.Changed("warm-pool") {
+			b.Sessions.WarmPool = f.warmPool
+		}
+		if fl.Changed("bind-user") {
+			b.Sessions.BindUser = f.bindUser
 		}
 	}
 	return nil
@@ -288,10 +390,9 @@ func seconds(s string) (int, error) {
 
 func newRuntimesCreate() *cobra.Command {
 	var (
-		of               outputFlags
-		sf               specFlags
-		tags             []string
-		sandbox, network string
+		of   outputFlags
+		sf   specFlags
+		tags []string
 	)
 	cmd := &cobra.Command{
 		Use:   "create NAME --code DIR --entry-point FILE [flags]",
@@ -300,7 +401,7 @@ func newRuntimesCreate() *cobra.Command {
   berth runtimes create gobot --code ./bin --entry-point agent --idle-timeout 5m`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			in := client.RuntimeInput{Name: args[0], Network: &client.NetworkConfiguration{NetworkMode: "PUBLIC"}}
+			in := client.RuntimeInput{AgentRuntimeName: args[0], NetworkConfiguration: &api.NetworkConfiguration{NetworkMode: "PUBLIC"}}
 			if err := sf.apply(cmd, &in); err != nil {
 				return err
 			}
@@ -312,12 +413,6 @@ func newRuntimesCreate() *cobra.Command {
 				}
 				in.Tags[k] = v
 			}
-			if cmd.Flags().Changed("sandbox") {
-				in.Tags["berth:sandbox"] = sandbox
-			}
-			if cmd.Flags().Changed("network") {
-				in.Tags["berth:network"] = network
-			}
 			rt, err := of.client().CreateRuntime(cmd.Context(), in)
 			if err != nil {
 				return err
@@ -325,15 +420,13 @@ func newRuntimesCreate() *cobra.Command {
 			if of.json {
 				return printJSON(cmd.OutOrStdout(), rt)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "created runtime %s version %s (%s)\n%s\n", rt.ID, rt.Version, rt.Status, rt.ARN)
+			fmt.Fprintf(cmd.OutOrStdout(), "created runtime %s version %s (%s)\n%s\n", rt.AgentRuntimeID, rt.AgentRuntimeVersion, rt.Status, rt.AgentRuntimeArn)
 			return nil
 		},
 	}
 	of.register(cmd)
 	sf.register(cmd)
 	cmd.Flags().StringArrayVar(&tags, "tag", nil, "tag KEY=VALUE (repeatable)")
-	cmd.Flags().StringVar(&sandbox, "sandbox", "", "sandbox backend: auto, process or linux (the berth:sandbox tag)")
-	cmd.Flags().StringVar(&network, "network", "", "sandbox network: none, host or egress (the berth:network tag)")
 	cmd.MarkFlagRequired("code")
 	cmd.MarkFlagRequired("entry-point")
 	return cmd
@@ -363,14 +456,14 @@ keep the version they started on.`,
 			if err := sf.apply(cmd, &in); err != nil {
 				return err
 			}
-			rt, err := c.UpdateRuntime(cmd.Context(), cur.ID, in)
+			rt, err := c.UpdateRuntime(cmd.Context(), cur.AgentRuntimeID, in)
 			if err != nil {
 				return err
 			}
 			if of.json {
 				return printJSON(cmd.OutOrStdout(), rt)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "updated runtime %s to version %s (%s)\n", rt.ID, rt.Version, rt.Status)
+			fmt.Fprintf(cmd.OutOrStdout(), "updated runtime %s to version %s (%s)\n", rt.AgentRuntimeID, rt.AgentRuntimeVersion, rt.Status)
 			return nil
 		},
 	}
@@ -383,15 +476,17 @@ keep the version they started on.`,
 // inputFrom turns a runtime's latest version back into an update request.
 func inputFrom(rt *client.Runtime) client.RuntimeInput {
 	in := client.RuntimeInput{
-		RoleARN:        rt.RoleARN,
-		Network:        rt.Network,
-		Protocol:       rt.Protocol,
-		Lifecycle:      rt.Lifecycle,
-		RequestHeaders: rt.RequestHeaders,
-		Env:            maps.Clone(rt.Env),
+		AgentRuntimeArtifact:       rt.AgentRuntimeArtifact,
+		RoleArn:                    rt.RoleArn,
+		NetworkConfiguration:       rt.NetworkConfiguration,
+		ProtocolConfiguration:      rt.ProtocolConfiguration,
+		LifecycleConfiguration:     rt.LifecycleConfiguration,
+		RequestHeaderConfiguration: rt.RequestHeaderConfiguration,
+		EnvironmentVariables:       maps.Clone(rt.EnvironmentVariables),
+		BerthSettings:              rt.BerthSettings,
 	}
-	if rt.Artifact != nil {
-		in.Artifact = *rt.Artifact
+	if b := in.BerthSettings; b != nil {
+		b.Sandbox, b.Network, b.Mounts = "", "", nil // the operator's alone
 	}
 	return in
 }
@@ -407,7 +502,7 @@ func newRuntimesDelete() *cobra.Command {
 				return err
 			}
 			if of.json {
-				return printJSON(cmd.OutOrStdout(), map[string]string{"status": client.StatusDeleting})
+				return printJSON(cmd.OutOrStdout(), map[string]string{"status": api.StatusDeleting})
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "deleted runtime %s\n", args[0])
 			return nil
@@ -434,7 +529,7 @@ func newRuntimesVersions() *cobra.Command {
 			}
 			tw := table(w, "VERSION", "STATUS", "CREATED")
 			for _, v := range vs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\n", v.Version, v.Status, when(v.LastUpdatedAt))
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", v.AgentRuntimeVersion, v.Status, when(v.LastUpdatedAt))
 			}
 			return tw.Flush()
 		},
@@ -493,7 +588,7 @@ until you move them.`,
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			e, err := createOF.client().CreateEndpoint(cmd.Context(), args[0],
-				client.EndpointInput{Name: args[1], Version: createVersion, Description: createDesc})
+				client.EndpointInput{Name: args[1], AgentRuntimeVersion: optional(createVersion), Description: optional(createDesc)})
 			if err != nil {
 				return err
 			}
@@ -514,7 +609,7 @@ their version; new sessions get the new one.`,
 				return errors.New("nothing to change: give --version or --description")
 			}
 			e, err := updateOF.client().UpdateEndpoint(cmd.Context(), args[0], args[1],
-				client.EndpointInput{Version: updateVersion, Description: updateDesc})
+				client.EndpointInput{AgentRuntimeVersion: optional(updateVersion), Description: optional(updateDesc)})
 			if err != nil {
 				return err
 			}
@@ -533,7 +628,7 @@ their version; new sessions get the new one.`,
 				return err
 			}
 			if deleteOF.json {
-				return printJSON(cmd.OutOrStdout(), map[string]string{"status": client.StatusDeleting, "endpointName": args[1]})
+				return printJSON(cmd.OutOrStdout(), map[string]string{"status": api.StatusDeleting, "endpointName": args[1]})
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "deleted endpoint %s of %s\n", args[1], args[0])
 			return nil
@@ -551,8 +646,8 @@ func printEndpoint(w io.Writer, e *client.Endpoint, asJSON bool) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
 	row("Name", e.Name)
-	row("ARN", e.ARN)
-	row("Runtime", e.RuntimeARN)
+	row("ARN", e.AgentRuntimeEndpointArn)
+	row("Runtime", e.AgentRuntimeArn)
 	row("Live version", dash(e.LiveVersion))
 	row("Target version", dash(e.TargetVersion))
 	row("Status", e.Status)
@@ -560,4 +655,12 @@ func printEndpoint(w io.Writer, e *client.Endpoint, asJSON bool) error {
 	row("Created", when(e.CreatedAt))
 	row("Updated", when(e.LastUpdatedAt))
 	return tw.Flush()
+}
+
+// optional is nil for an empty flag value: "left out".
+func optional(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/config"
+	"github.com/berth-dev/berth/internal/registry"
 )
 
 // The tutorial's client, as users already have it, run against berth:
@@ -64,7 +65,7 @@ type tutorialReply struct {
 // tutorialBerth serves examples/tutorial on the default sandbox backend.
 func tutorialBerth(t *testing.T) (*berth, string) {
 	t.Helper()
-	b := startBerth(t, []config.Runtime{{Name: "tutorial", Command: []string{buildTutorial(t)}}})
+	b := startBerth(t, []config.Runtime{{Name: "tutorial", Settings: registry.Settings{Command: []string{buildTutorial(t)}}}})
 	return b, b.arn(t, "tutorial")
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/berth-dev/berth/internal/config"
+	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/sandbox/linux"
 	"github.com/google/uuid"
 )
@@ -47,17 +48,10 @@ func newSessionID() string { return "compat-" + uuid.NewString() }
 func tsRuntime(t *testing.T, name, backend string) config.Runtime {
 	requireNode(t)
 	dir := npmProject(t, tsAgentDir, "agent.js")
-	return config.Runtime{
-		Name:    name,
-		Command: []string{"node", "agent.js"}, // found on the sandbox's PATH
-		Workdir: dir,
-		Sandbox: backend,
-		Env:     map[string]string{"LOG_LEVEL": "warn"},
-		// Short, so the HealthyBusy check is quick; max_lifetime must
+	return config.Runtime{Name: name, Settings: registry.Settings{Command: []string{"node", "agent.js"}, // found on the sandbox's PATH
+		Workdir: dir, Sandbox: registry.Backend(backend), Env: map[string]string{"LOG_LEVEL": "warn"}, // Short, so the HealthyBusy check is quick; max_lifetime must
 		// stay above it.
-		IdleTimeout: config.Duration(2 * time.Second),
-		MaxLifetime: config.Duration(2 * time.Minute),
-	}
+		IdleTimeout: config.Duration(2 * time.Second), MaxLifetime: config.Duration(2 * time.Minute)}}
 }
 
 func (b *berth) tsInvoke(t *testing.T, runtime, sessionID string, payload any, opts ...func(*bedrockagentcore.Options)) tsState {
@@ -100,15 +94,20 @@ func TestAgentCoreTypeScriptSDK(t *testing.T) {
 	if err := linux.Available(); err != nil {
 		t.Skipf("the linux sandbox is unavailable here (%v); AgentCore SDK agents listen on 8080 and need a network namespace per session", err)
 	}
-	b := startBerth(t, []config.Runtime{tsRuntime(t, "tsagent", "linux")})
+	// tsagent idles out after 2 s, for the HealthyBusy check; patient
+	// keeps its sessions long enough for checks that make several calls,
+	// whatever a cold start costs on a loaded machine.
+	patient := tsRuntime(t, "patient", "linux")
+	patient.IdleTimeout = config.Duration(2 * time.Minute)
+	b := startBerth(t, []config.Runtime{tsRuntime(t, "tsagent", "linux"), patient})
 
 	t.Run("context and headers arrive", func(t *testing.T) {
 		sid := newSessionID()
 		payload := map[string]any{"action": "whoami", "prompt": "hello", "nested": map[string]any{"k": []any{1.5, "x"}}}
 		custom := smithyhttp.AddHeaderValue("X-Amzn-Bedrock-AgentCore-Runtime-Custom-Tier", "gold")
 		withHeader := func(o *bedrockagentcore.Options) { o.APIOptions = append(o.APIOptions, custom) }
-		first := b.tsInvoke(t, "tsagent", sid, payload, withHeader)
-		second := b.tsInvoke(t, "tsagent", sid, payload)
+		first := b.tsInvoke(t, "patient", sid, payload, withHeader)
+		second := b.tsInvoke(t, "patient", sid, payload)
 
 		if first.SessionID != sid || second.SessionID != sid {
 			t.Errorf("context.sessionId = %q, %q; want %q", first.SessionID, second.SessionID, sid)
@@ -146,7 +145,7 @@ func TestAgentCoreTypeScriptSDK(t *testing.T) {
 		body, _ := json.Marshal(map[string]any{"action": "stream", "count": count, "interval_ms": interval.Milliseconds()})
 		start := time.Now()
 		out, err := b.client.InvokeAgentRuntime(context.Background(), &bedrockagentcore.InvokeAgentRuntimeInput{
-			AgentRuntimeArn:  aws.String(b.arn(t, "tsagent")),
+			AgentRuntimeArn:  aws.String(b.arn(t, "patient")),
 			RuntimeSessionId: aws.String(newSessionID()),
 			ContentType:      aws.String("application/json"),
 			Accept:           aws.String("text/event-stream"),
@@ -212,6 +211,26 @@ func TestAgentCoreTypeScriptSDK(t *testing.T) {
 		const idle = 2 * time.Second
 		const task = 4 * time.Second
 		busy, plain := newSessionID(), newSessionID()
+		// Start both sandboxes first, together, so that what follows is
+		// timed from warm calls, whatever a cold start costs here.
+		arn := b.arn(t, "tsagent")
+		warm := make(chan error, 2)
+		for _, sid := range []string{busy, plain} {
+			go func() {
+				out, err := b.client.InvokeAgentRuntime(context.Background(), &bedrockagentcore.InvokeAgentRuntimeInput{
+					AgentRuntimeArn: aws.String(arn), RuntimeSessionId: aws.String(sid), ContentType: aws.String("application/json"),
+					Payload: []byte(`{"action":"whoami"}`)})
+				if err == nil {
+					out.Response.Close()
+				}
+				warm <- err
+			}()
+		}
+		for range 2 {
+			if err := <-warm; err != nil {
+				t.Fatalf("start a session: %v", err)
+			}
+		}
 		started := time.Now()
 		st := b.tsInvoke(t, "tsagent", busy, map[string]any{"action": "busy", "ms": task.Milliseconds()})
 		if st.PingStatus != "HealthyBusy" || st.AsyncTasks != 1 {
@@ -280,7 +299,6 @@ func TestAgentCoreTypeScriptSDK(t *testing.T) {
 			}},
 			RoleArn:              aws.String("arn:aws:iam::123456789012:role/agentcore-runtime"),
 			NetworkConfiguration: &ctltypes.NetworkConfiguration{NetworkMode: ctltypes.NetworkModePublic},
-			Tags:                 map[string]string{"berth:sandbox": "linux"},
 		})
 		if err != nil {
 			t.Fatalf("CreateAgentRuntime: %v", err)
@@ -320,10 +338,10 @@ func TestAgentCoreTypeScriptSDK(t *testing.T) {
 
 	t.Run("sessions are isolated", func(t *testing.T) {
 		a, bb := newSessionID(), newSessionID()
-		a1 := b.tsInvoke(t, "tsagent", a, map[string]any{"action": "remember", "note": "alpha"})
-		b1 := b.tsInvoke(t, "tsagent", bb, map[string]any{"action": "remember", "note": "beta"})
-		a2 := b.tsInvoke(t, "tsagent", a, map[string]any{"action": "whoami"})
-		b2 := b.tsInvoke(t, "tsagent", bb, map[string]any{"action": "whoami"})
+		a1 := b.tsInvoke(t, "patient", a, map[string]any{"action": "remember", "note": "alpha"})
+		b1 := b.tsInvoke(t, "patient", bb, map[string]any{"action": "remember", "note": "beta"})
+		a2 := b.tsInvoke(t, "patient", a, map[string]any{"action": "whoami"})
+		b2 := b.tsInvoke(t, "patient", bb, map[string]any{"action": "whoami"})
 
 		if a1.Instance != a2.Instance || a2.Invocations != a1.Invocations+1 {
 			t.Errorf("session A lost its state: %+v then %+v", a1, a2)

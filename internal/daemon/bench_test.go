@@ -21,6 +21,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/daemon"
+	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/sandbox/linux"
 	"github.com/berth-dev/berth/internal/sandbox/sandboxtest"
 	"github.com/google/uuid"
@@ -59,7 +60,7 @@ func benchDaemon(b *testing.B, agent, sandbox string, env map[string]string, mut
 	cfg := config.Default()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.DataDir = b.TempDir()
-	cfg.Runtimes = []config.Runtime{{Name: "bench", Command: []string{agent}, Sandbox: sandbox, Env: env}}
+	cfg.Runtimes = []config.Runtime{{Name: "bench", Settings: registry.Settings{Command: []string{agent}, Sandbox: registry.Backend(sandbox), Env: env}}}
 	for _, m := range mutate {
 		m(&cfg.Runtimes[0])
 	}
@@ -132,7 +133,7 @@ func BenchmarkColdStart(b *testing.B) {
 		// Paced at 50 new sessions per second, the rate the warm-pool
 		// target names; the pool refills between arrivals.
 		b.Run("berth-"+backend+"-warm-pool", func(b *testing.B) {
-			d := benchDaemon(b, agent, backend, nil, func(rt *config.Runtime) { rt.WarmPool = 4 })
+			d := benchDaemon(b, agent, backend, nil, func(rt *config.Runtime) { rt.Sessions.WarmPool = 4 })
 			rt := d.Runtimes()[0].ID
 			for d.Sessions().PoolSize(rt) < 4 {
 				time.Sleep(10 * time.Millisecond)

@@ -71,7 +71,8 @@ func startCP(t *testing.T, dataDir, backend, token string) *cp {
 	cfg.StartTimeout = config.Duration(5 * time.Second)
 	cfg.PingInterval = config.Duration(100 * time.Millisecond)
 	cfg.StopGrace = config.Duration(500 * time.Millisecond)
-	cfg.Runtimes = []config.Runtime{{Name: "fromconfig", Command: []string{agent}, Sandbox: "process"}}
+	cfg.APIRuntimes.Sandbox = registry.Backend(backend)
+	cfg.Runtimes = []config.Runtime{{Name: "fromconfig", Settings: registry.Settings{Command: []string{agent}, Sandbox: "process"}}}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -119,7 +120,7 @@ func codeDir(t *testing.T) string {
 
 func codeArtifact(dir string, entry ...string) ctltypes.AgentRuntimeArtifact {
 	return &ctltypes.AgentRuntimeArtifactMemberCodeConfiguration{Value: ctltypes.CodeConfiguration{
-		Code:       &ctltypes.CodeMemberS3{Value: ctltypes.S3Location{Bucket: aws.String(registry.LocalBucket), Prefix: aws.String(dir)}},
+		Code:       &ctltypes.CodeMemberS3{Value: ctltypes.S3Location{Bucket: aws.String(api.LocalBucket), Prefix: aws.String(dir)}},
 		Runtime:    ctltypes.AgentManagedRuntimeTypePython312,
 		EntryPoint: entry,
 	}}
@@ -139,7 +140,7 @@ func (c *cp) createInput(name, dir, mark string) *ctl.CreateAgentRuntimeInput {
 			MaxLifetime: aws.Int32(600),
 		},
 		RequestHeaderConfiguration: &ctltypes.RequestHeaderConfigurationMemberRequestHeaderAllowlist{Value: []string{"X-Tenant-Id"}},
-		Tags:                       map[string]string{registry.TagSandbox: c.backend, "team": "berth"},
+		Tags:                       map[string]string{"team": "berth"},
 	}
 }
 
@@ -227,7 +228,7 @@ func testLifecycle(t *testing.T, backend string) {
 		t.Fatalf("artifact %T, want code configuration", got.AgentRuntimeArtifact)
 	}
 	s3, _ := code.Value.Code.(*ctltypes.CodeMemberS3)
-	if s3 == nil || aws.ToString(s3.Value.Bucket) != registry.LocalBucket || aws.ToString(s3.Value.Prefix) != dir ||
+	if s3 == nil || aws.ToString(s3.Value.Bucket) != api.LocalBucket || aws.ToString(s3.Value.Prefix) != dir ||
 		!slices.Equal(code.Value.EntryPoint, []string{"testagent"}) || code.Value.Runtime != ctltypes.AgentManagedRuntimeTypePython312 {
 		t.Fatalf("artifact echoed as %+v", code.Value)
 	}
@@ -458,7 +459,7 @@ func TestControlPlaneBadInput(t *testing.T) {
 	}
 	id := aws.ToString(created.AgentRuntimeId)
 	cfgID := registry.StableID("fromconfig")
-	before := storeSnapshot(t, c.d.Registry().Store())
+	before := storeSnapshot(t, c.d.Store())
 
 	create := func(mut func(*ctl.CreateAgentRuntimeInput)) error {
 		in := c.createInput("fresh", dir, "v1")
@@ -591,8 +592,8 @@ func TestControlPlaneBadInput(t *testing.T) {
 					DiscoveryUrl: aws.String("https://issuer.example/.well-known/openid-configuration"), AllowedAudience: []string{"x"}}}
 			})
 		}, "ValidationException", 400, "authorizerConfiguration"},
-		{"unknown berth sandbox tag", func() error {
-			return create(func(in *ctl.CreateAgentRuntimeInput) { in.Tags = map[string]string{registry.TagSandbox: "docker"} })
+		{"a tag that would choose the sandbox", func() error {
+			return create(func(in *ctl.CreateAgentRuntimeInput) { in.Tags = map[string]string{"berth:sandbox": "process"} })
 		}, "ValidationException", 400, "tags"},
 		{"update an unknown runtime", func() error {
 			return update("nope-0123456789", func(*ctl.UpdateAgentRuntimeInput) {})
@@ -682,7 +683,7 @@ func TestControlPlaneBadInput(t *testing.T) {
 					t.Fatalf("validation error %q reason %q fields %+v, want field %s", aws.ToString(ve.Message), ve.Reason, ve.FieldList, tc.field)
 				}
 			}
-			if after := storeSnapshot(t, c.d.Registry().Store()); after != before {
+			if after := storeSnapshot(t, c.d.Store()); after != before {
 				t.Fatalf("store changed on bad input:\nbefore %s\nafter  %s", before, after)
 			}
 		})
@@ -695,7 +696,7 @@ func TestControlPlaneBadInput(t *testing.T) {
 	})
 	var ve *ctltypes.ValidationException
 	if !errors.As(err, &ve) || !strings.Contains(aws.ToString(ve.Message), "container images") ||
-		!strings.Contains(aws.ToString(ve.Message), registry.LocalBucket) {
+		!strings.Contains(aws.ToString(ve.Message), api.LocalBucket) {
 		t.Fatalf("container refusal: %v", err)
 	}
 
@@ -706,12 +707,12 @@ func TestControlPlaneBadInput(t *testing.T) {
 			t.Fatalf("endpoint %d: %v", i, err)
 		}
 	}
-	full := storeSnapshot(t, c.d.Registry().Store())
+	full := storeSnapshot(t, c.d.Store())
 	_, err = c.ctl.CreateAgentRuntimeEndpoint(ctx, &ctl.CreateAgentRuntimeEndpointInput{AgentRuntimeId: aws.String(id), Name: aws.String("one_too_many")})
 	wantAPIError(t, err, "ServiceQuotaExceededException", 402)
 	_, err = c.ctl.CreateAgentRuntimeEndpoint(ctx, &ctl.CreateAgentRuntimeEndpointInput{AgentRuntimeId: aws.String(id), Name: aws.String("e0")})
 	wantAPIError(t, err, "ConflictException", 409)
-	if after := storeSnapshot(t, c.d.Registry().Store()); after != full {
+	if after := storeSnapshot(t, c.d.Store()); after != full {
 		t.Fatalf("store changed on refused endpoint creates")
 	}
 
@@ -725,7 +726,7 @@ func TestControlPlaneBadInput(t *testing.T) {
 		Source  string   `json:"berthSource"`
 		Command []string `json:"berthCommand"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&raw); err != nil || resp.StatusCode != 200 || raw.Source != registry.SourceConfig || len(raw.Command) != 1 {
+	if err := json.NewDecoder(resp.Body).Decode(&raw); err != nil || resp.StatusCode != 200 || raw.Source != string(registry.SourceConfig) || len(raw.Command) != 1 {
 		t.Fatalf("config runtime: status %d source %q command %v err %v", resp.StatusCode, raw.Source, raw.Command, err)
 	}
 }
@@ -960,7 +961,7 @@ func TestControlPlaneArtifactMapping(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			in := c.createInput("map_"+tc.name, dir, "v1")
 			in.AgentRuntimeArtifact = &ctltypes.AgentRuntimeArtifactMemberCodeConfiguration{Value: ctltypes.CodeConfiguration{
-				Code:    &ctltypes.CodeMemberS3{Value: ctltypes.S3Location{Bucket: aws.String(registry.LocalBucket), Prefix: aws.String(dir)}},
+				Code:    &ctltypes.CodeMemberS3{Value: ctltypes.S3Location{Bucket: aws.String(api.LocalBucket), Prefix: aws.String(dir)}},
 				Runtime: tc.runtime, EntryPoint: tc.entry,
 			}}
 			out, err := c.ctl.CreateAgentRuntime(ctx, in)
@@ -1009,36 +1010,95 @@ func TestControlPlaneGoClient(t *testing.T) {
 	dir := codeDir(t)
 	cl := &client.Client{Endpoint: c.d.URL()}
 
+	idle := 120
 	in := client.RuntimeInput{
-		Name:        "via_client",
-		Artifact:    client.LocalCode(dir, "PYTHON_3_12", "testagent"),
-		Description: "made by package client",
-		Lifecycle:   &client.Lifecycle{IdleRuntimeSessionTimeout: 120},
-		Env:         c.env("v1"),
-		Tags:        map[string]string{registry.TagSandbox: "process"},
+		AgentRuntimeName:       "via_client",
+		AgentRuntimeArtifact:   api.LocalCode(dir, "PYTHON_3_12", "testagent"),
+		Description:            optional("made by package client"),
+		LifecycleConfiguration: &api.Lifecycle{IdleRuntimeSessionTimeout: &idle},
+		EnvironmentVariables:   c.env("v1"),
+		// berth's own settings: limits within the operator's ceilings and
+		// a session policy, which only the config file could set before.
+		BerthSettings: &api.BerthSettings{
+			Limits:   &api.Limits{MemoryBytes: 256 << 20, Pids: 64},
+			Sessions: &api.SessionPolicy{Concurrency: "reject"},
+		},
 	}
 	rt, err := cl.CreateRuntime(ctx, in)
 	if err != nil {
 		t.Fatalf("create: %v", err)
 	}
-	if rt.Version != "1" || rt.Status != client.StatusReady || rt.ID == "" || rt.CreatedAt.IsZero() {
+	if rt.AgentRuntimeVersion != "1" || rt.Status != api.StatusReady || rt.AgentRuntimeID == "" || rt.CreatedAt.IsZero() {
 		t.Fatalf("create returned %+v", rt)
 	}
 	got, err := cl.GetRuntime(ctx, "via_client", "")
 	if err != nil {
 		t.Fatalf("get: %v", err)
 	}
-	if got.ID != rt.ID || got.Source != registry.SourceAPI || got.Lifecycle.IdleRuntimeSessionTimeout != 120 ||
-		got.Lifecycle.MaxLifetime != 28800 || got.Env["VERSION_MARK"] != "v1" || got.Workdir != dir ||
-		!slices.Equal(got.Command, []string{filepath.Join(dir, "testagent")}) {
+	l := got.LifecycleConfiguration
+	if got.AgentRuntimeID != rt.AgentRuntimeID || got.BerthSource != string(registry.SourceAPI) || *l.IdleRuntimeSessionTimeout != 120 ||
+		*l.MaxLifetime != 28800 || got.EnvironmentVariables["VERSION_MARK"] != "v1" || got.BerthWorkdir != dir ||
+		!slices.Equal(got.BerthCommand, []string{filepath.Join(dir, "testagent")}) {
 		t.Fatalf("get returned %+v", got)
 	}
-	in.Env = c.env("v2")
-	up, err := cl.UpdateRuntime(ctx, rt.ID, in)
-	if err != nil || up.Version != "2" {
+	if b := got.BerthSettings; b == nil || b.Limits.MemoryBytes != 256<<20 || b.Limits.Pids != 64 ||
+		b.Sessions.Concurrency != "reject" || b.Sandbox != "process" || b.Network != "" {
+		t.Fatalf("berth settings not kept: %+v", got.BerthSettings)
+	}
+	// The policy is live: a second call while one runs is refused.
+	const sid = "reject-policy-session-0123456789abcdef"
+	first := make(chan error, 1)
+	go func() {
+		out, err := cl.Invoke(ctx, client.InvokeInput{Runtime: rt.AgentRuntimeID, SessionID: sid,
+			Payload: strings.NewReader(`{"op":"sleep","ms":5000}`)})
+		if err == nil {
+			_, err = io.Copy(io.Discard, out.Body)
+			out.Body.Close()
+		}
+		first <- err
+	}()
+	for inFlight := 0; inFlight == 0; {
+		list, err := cl.ListSessions(ctx, client.SessionFilter{Runtime: rt.AgentRuntimeID, State: "live"})
+		if err != nil {
+			t.Fatalf("list sessions: %v", err)
+		}
+		for _, s := range list.Sessions {
+			if s.SessionID == sid {
+				inFlight = s.InFlight
+			}
+		}
+	}
+	_, err = cl.Invoke(ctx, client.InvokeInput{Runtime: rt.AgentRuntimeID, SessionID: sid,
+		Payload: strings.NewReader(`{"op":"echo"}`)})
+	if ae := (*api.Error)(nil); !errors.As(err, &ae) || ae.Type != api.ErrRetryableConflict {
+		t.Fatalf("second call under reject: %v, want RetryableConflictException", err)
+	}
+	if err := <-first; err != nil {
+		t.Fatalf("first call: %v", err)
+	}
+	// Above the ceiling, or an operator-only setting: refused, field named.
+	for _, tc := range []struct {
+		b     *api.BerthSettings
+		field string
+	}{
+		{&api.BerthSettings{Limits: &api.Limits{MemoryBytes: 64 << 30}}, "berthSettings.limits.memoryBytes"},
+		{&api.BerthSettings{Sandbox: "process"}, "berthSettings.sandbox"},
+		{&api.BerthSettings{Network: "host"}, "berthSettings.network"},
+		{&api.BerthSettings{Mounts: []api.Mount{{Source: "/", Target: "/host"}}}, "berthSettings.mounts"},
+	} {
+		bad := in
+		bad.AgentRuntimeName, bad.BerthSettings = "refused", tc.b
+		_, err := cl.CreateRuntime(ctx, bad)
+		if ae := (*api.Error)(nil); !errors.As(err, &ae) || ae.Type != api.ErrValidation || !strings.Contains(ae.Message, tc.field) {
+			t.Errorf("%s: %v, want ValidationException naming it", tc.field, err)
+		}
+	}
+	in.EnvironmentVariables = c.env("v2")
+	up, err := cl.UpdateRuntime(ctx, rt.AgentRuntimeID, in)
+	if err != nil || up.AgentRuntimeVersion != "2" {
 		t.Fatalf("update: %v %+v", err, up)
 	}
-	vs, err := cl.AllRuntimeVersions(ctx, rt.ARN)
+	vs, err := cl.AllRuntimeVersions(ctx, rt.AgentRuntimeArn)
 	if err != nil || len(vs) != 2 {
 		t.Fatalf("versions: %v %+v", err, vs)
 	}
@@ -1046,19 +1106,19 @@ func TestControlPlaneGoClient(t *testing.T) {
 	if err != nil || len(all) != 2 {
 		t.Fatalf("runtimes: %v %+v", err, all)
 	}
-	ep, err := cl.CreateEndpoint(ctx, rt.ID, client.EndpointInput{Name: "old", Version: "1"})
+	ep, err := cl.CreateEndpoint(ctx, rt.AgentRuntimeID, client.EndpointInput{Name: "old", AgentRuntimeVersion: optional("1")})
 	if err != nil || ep.Name != "old" || ep.LiveVersion != "1" {
 		t.Fatalf("create endpoint: %v %+v", err, ep)
 	}
-	if ep, err = cl.UpdateEndpoint(ctx, rt.ID, "old", client.EndpointInput{Description: "still v1"}); err != nil ||
+	if ep, err = cl.UpdateEndpoint(ctx, rt.AgentRuntimeID, "old", client.EndpointInput{Description: optional("still v1")}); err != nil ||
 		ep.LiveVersion != "1" || ep.Description != "still v1" {
 		t.Fatalf("update endpoint without a version: %v %+v", err, ep)
 	}
-	eps, err := cl.AllEndpoints(ctx, rt.ID)
+	eps, err := cl.AllEndpoints(ctx, rt.AgentRuntimeID)
 	if err != nil || len(eps) != 2 {
 		t.Fatalf("endpoints: %v %+v", err, eps)
 	}
-	out, err := cl.Invoke(ctx, client.InvokeInput{Runtime: rt.ID, Qualifier: "old",
+	out, err := cl.Invoke(ctx, client.InvokeInput{Runtime: rt.AgentRuntimeID, Qualifier: "old",
 		Payload: strings.NewReader(`{"op":"echo","env":["VERSION_MARK"]}`)})
 	if err != nil {
 		t.Fatalf("invoke: %v", err)
@@ -1069,32 +1129,34 @@ func TestControlPlaneGoClient(t *testing.T) {
 	if err != nil || e.Env["VERSION_MARK"] != "v1" {
 		t.Fatalf("invoke on the old endpoint: %v %+v", err, e)
 	}
-	if err := cl.DeleteEndpoint(ctx, rt.ID, "old"); err != nil {
+	if err := cl.DeleteEndpoint(ctx, rt.AgentRuntimeID, "old"); err != nil {
 		t.Fatalf("delete endpoint: %v", err)
 	}
 
-	_, err = cl.CreateRuntime(ctx, client.RuntimeInput{Name: "bad-name", Artifact: client.LocalCode(dir, "PYTHON_3_12", "testagent")})
+	_, err = cl.CreateRuntime(ctx, client.RuntimeInput{AgentRuntimeName: "bad-name", AgentRuntimeArtifact: api.LocalCode(dir, "PYTHON_3_12", "testagent")})
 	var ae *api.Error
 	if !errors.As(err, &ae) || ae.Type != api.ErrValidation || ae.StatusCode != 400 || !strings.Contains(ae.Message, "agentRuntimeName") {
 		t.Fatalf("bad name: %v", err)
 	}
 	// Requests the AWS SDKs would stop client-side still get a clear
 	// answer: the CLI's update of a config runtime sends no artifact.
-	_, err = cl.UpdateRuntime(ctx, registry.StableID("fromconfig"), client.RuntimeInput{Env: map[string]string{"A": "b"}})
+	_, err = cl.UpdateRuntime(ctx, registry.StableID("fromconfig"), client.RuntimeInput{EnvironmentVariables: map[string]string{"A": "b"}})
 	if !errors.As(err, &ae) || ae.Type != api.ErrValidation || !strings.Contains(ae.Message, "config file") {
 		t.Fatalf("update of a config runtime: %v", err)
 	}
-	_, err = cl.CreateRuntime(ctx, client.RuntimeInput{Name: "no_code", Artifact: client.Artifact{Code: &client.CodeConfiguration{
+	_, err = cl.CreateRuntime(ctx, client.RuntimeInput{AgentRuntimeName: "no_code", AgentRuntimeArtifact: &api.Artifact{Code: &api.CodeConfiguration{
 		Runtime: "PYTHON_3_12", EntryPoint: []string{"main.py"}}}})
 	if !errors.As(err, &ae) || ae.Type != api.ErrValidation || !strings.Contains(ae.Message, "code.s3 is required") {
 		t.Fatalf("code without s3: %v", err)
 	}
-	if err := cl.DeleteRuntime(ctx, rt.ID); err != nil {
+	if err := cl.DeleteRuntime(ctx, rt.AgentRuntimeID); err != nil {
 		t.Fatalf("delete: %v", err)
 	}
 	c.waitAgents(0)
-	_, err = cl.GetRuntime(ctx, rt.ID, "")
+	_, err = cl.GetRuntime(ctx, rt.AgentRuntimeID, "")
 	if !errors.As(err, &ae) || ae.Type != api.ErrResourceNotFound || ae.StatusCode != 404 {
 		t.Fatalf("get after delete: %v", err)
 	}
 }
+
+func optional(s string) *string { return &s }

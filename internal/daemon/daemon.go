@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -50,6 +51,10 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 	if log == nil {
 		log = slog.Default()
 	}
+	cfg.Runtimes = slices.Clone(cfg.Runtimes)
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
 	dataDir, err := filepath.Abs(cfg.DataDir)
 	if err != nil {
 		return nil, fmt.Errorf("resolve data dir: %w", err)
@@ -73,7 +78,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	d.reg = registry.New(d.db, cfg.Region, cfg.Account, log)
+	d.reg = registry.New(d.db, cfg.Rules(), cfg.Region, cfg.Account, log)
 
 	backends, defaultBackend, err := openBackends(dataDir, cfg.UserNamespace, log)
 	if err != nil {
@@ -98,7 +103,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 	if err := d.sessions.Recover(ctx); err != nil {
 		return nil, fmt.Errorf("recover: %w", err)
 	}
-	d.runtimes, err = d.reg.Reconcile(ctx, declared(cfg))
+	d.runtimes, err = d.reg.Reconcile(ctx, cfg.Runtimes)
 	if err != nil {
 		return nil, fmt.Errorf("reconcile config runtimes: %w", err)
 	}
@@ -154,39 +159,6 @@ func openBackends(dataDir string, userNS bool, log *slog.Logger) (map[string]san
 	return backends, def, nil
 }
 
-func declared(cfg config.Config) []registry.Declared {
-	out := make([]registry.Declared, 0, len(cfg.Runtimes))
-	for _, rt := range cfg.Runtimes {
-		idle, maxLife := rt.Lifetimes()
-		mounts := make([]registry.Mount, 0, len(rt.Mounts))
-		for _, m := range rt.Mounts {
-			mounts = append(mounts, registry.Mount{Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly})
-		}
-		out = append(out, registry.Declared{
-			Name:        rt.Name,
-			Description: rt.Description,
-			Config: registry.Config{
-				Command:         rt.Command,
-				Workdir:         rt.Workdir,
-				Env:             rt.Env,
-				Sandbox:         rt.Sandbox,
-				IdleTimeout:     idle,
-				MaxLifetime:     maxLife,
-				HeaderAllowlist: rt.HeaderAllowlist,
-				Protocol:        rt.Protocol,
-				Network:         rt.Network,
-				MemoryBytes:     int64(rt.Memory),
-				CPUMillis:       int64(rt.CPU * 1000),
-				Pids:            rt.Pids,
-				DiskBytes:       int64(rt.Disk),
-				Mounts:          mounts,
-				Sessions:        rt.Policy(),
-			},
-		})
-	}
-	return out
-}
-
 // janitor prunes old session logs.
 func (d *Daemon) janitor(ctx context.Context) {
 	t := time.NewTicker(time.Hour)
@@ -227,12 +199,12 @@ func (d *Daemon) syncPools(ctx context.Context) {
 				break
 			}
 			for _, rt := range rts {
-				res, err := d.reg.Resolve(ctx, rt.ID, "DEFAULT")
-				if err != nil || res.Version.Config.Sessions.WarmPool <= 0 {
+				res, err := d.reg.Resolve(ctx, rt.ID, registry.DefaultEndpoint)
+				if err != nil || res.Version.Settings.Sessions.WarmPool <= 0 {
 					continue
 				}
 				keep[rt.ID] = true
-				d.sessions.SetPool(rt.ID, res.Version.Version, res.Version.Config)
+				d.sessions.SetPool(rt.ID, res.Version.Version, res.Version.Settings)
 			}
 			if next == "" {
 				break

@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/bedrockagentcore"
 	"github.com/berth-dev/berth/internal/config"
+	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/session"
 )
 
@@ -31,8 +32,7 @@ func TestSuspendAndResume(t *testing.T) {
 	eachBackend(t, func(t *testing.T, backend string) {
 		agent := buildTutorial(t)
 		e := newEnv(t, func(c *config.Config) {
-			c.Runtimes = append(c.Runtimes, config.Runtime{Name: "durable", Command: []string{agent}, Sandbox: backend,
-				Durability: "state", SuspendAfter: config.Duration(500 * time.Millisecond), StateMaxBytes: 4096})
+			c.Runtimes = append(c.Runtimes, config.Runtime{Name: "durable", Settings: registry.Settings{Command: []string{agent}, Sandbox: registry.Backend(backend), Sessions: registry.SessionPolicy{Durability: "state", SuspendAfter: config.Duration(500 * time.Millisecond), StateMaxBytes: 4096}}})
 		})
 		say := func(sid, prompt string) tutorialTurn {
 			t.Helper()

@@ -20,6 +20,7 @@ import (
 	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/berth-dev/berth/internal/config"
+	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/sandbox/linux"
 	"github.com/berth-dev/berth/internal/sandbox/sandboxtest"
 )
@@ -29,11 +30,10 @@ func policyEnv(t *testing.T) *env {
 	return newEnv(t, func(c *config.Config) {
 		agent := sandboxtest.BuildAgent(t)
 		c.Runtimes = append(c.Runtimes,
-			config.Runtime{Name: "rejecter", Command: []string{agent}, Sandbox: "process", Concurrency: "reject"},
-			config.Runtime{Name: "queuer", Command: []string{agent}, Sandbox: "process", Concurrency: "queue", QueueSize: 64},
-			config.Runtime{Name: "smallq", Command: []string{agent}, Sandbox: "process", Concurrency: "queue", QueueSize: 2,
-				QueueTimeout: config.Duration(150 * time.Millisecond)},
-			config.Runtime{Name: "bound", Command: []string{agent}, Sandbox: "process", BindUser: true, MaxSessionsPerUser: 2},
+			config.Runtime{Name: "rejecter", Settings: registry.Settings{Command: []string{agent}, Sandbox: "process", Sessions: registry.SessionPolicy{Concurrency: "reject"}}},
+			config.Runtime{Name: "queuer", Settings: registry.Settings{Command: []string{agent}, Sandbox: "process", Sessions: registry.SessionPolicy{Concurrency: "queue", QueueSize: 64}}},
+			config.Runtime{Name: "smallq", Settings: registry.Settings{Command: []string{agent}, Sandbox: "process", Sessions: registry.SessionPolicy{Concurrency: "queue", QueueSize: 2, QueueTimeout: config.Duration(150 * time.Millisecond)}}},
+			config.Runtime{Name: "bound", Settings: registry.Settings{Command: []string{agent}, Sandbox: "process", Sessions: registry.SessionPolicy{BindUser: true, MaxSessionsPerUser: 2}}},
 		)
 	})
 }
@@ -256,8 +256,7 @@ func TestMemoryLimitEndsSessionAsCrashed(t *testing.T) {
 		t.Skipf("needs the linux sandbox backend: %v", err)
 	}
 	e := newEnv(t, func(c *config.Config) {
-		c.Runtimes = append(c.Runtimes, config.Runtime{Name: "small", Command: []string{sandboxtest.BuildAgent(t)},
-			Sandbox: "linux", Memory: 64 << 20})
+		c.Runtimes = append(c.Runtimes, config.Runtime{Name: "small", Settings: registry.Settings{Command: []string{sandboxtest.BuildAgent(t)}, Sandbox: "linux", Limits: registry.Limits{Memory: 64 << 20}}})
 	})
 	bystander := newSessionID()
 	e.echo(bystander)
@@ -316,8 +315,7 @@ func TestUserNamespaceOption(t *testing.T) {
 	e := newEnv(t, func(c *config.Config) {
 		c.DataDir = filepath.Join(dir, "data")
 		c.UserNamespace = true
-		c.Runtimes = append(c.Runtimes, config.Runtime{Name: "mapped", Command: []string{agent}, Sandbox: "linux",
-			Env: map[string]string{"BERTH_WIRE_TOKEN": "userns-" + filepath.Base(dir)}})
+		c.Runtimes = append(c.Runtimes, config.Runtime{Name: "mapped", Settings: registry.Settings{Command: []string{agent}, Sandbox: "linux", Env: map[string]string{"BERTH_WIRE_TOKEN": "userns-" + filepath.Base(dir)}}})
 	})
 	out, err := e.invoke(context.Background(), "mapped", newSessionID(), map[string]any{"op": "echo"})
 	if err != nil {

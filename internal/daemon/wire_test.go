@@ -25,6 +25,7 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/daemon"
+	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/sandbox/linux"
 	"github.com/berth-dev/berth/internal/sandbox/sandboxtest"
 	"github.com/google/uuid"
@@ -62,7 +63,7 @@ func eachBackend(t *testing.T, fn func(t *testing.T, backend string)) {
 func withBackend(name string) func(*config.Config) {
 	return func(c *config.Config) {
 		for i := range c.Runtimes {
-			c.Runtimes[i].Sandbox = name
+			c.Runtimes[i].Sandbox = registry.Backend(name)
 		}
 	}
 }
@@ -76,12 +77,15 @@ func newEnv(t *testing.T, mutate ...func(*config.Config)) *env {
 	cfg.StartTimeout = config.Duration(3 * time.Second)
 	cfg.PingInterval = config.Duration(100 * time.Millisecond)
 	cfg.StopGrace = config.Duration(500 * time.Millisecond)
+	rt := func(name string, s registry.Settings) config.Runtime {
+		s.Command, s.Sandbox = []string{agent}, registry.BackendProcess
+		return config.Runtime{Name: name, Settings: s}
+	}
 	cfg.Runtimes = []config.Runtime{
-		{Name: "echo", Command: []string{agent}, Sandbox: "process", HeaderAllowlist: []string{"X-Tenant-Id"}},
-		{Name: "unhealthy", Command: []string{agent}, Sandbox: "process", Env: map[string]string{"AGENT_MODE": "unhealthy"}},
-		{Name: "crashstart", Command: []string{agent}, Sandbox: "process", Env: map[string]string{"AGENT_MODE": "crash-on-start"}},
-		{Name: "idle", Command: []string{agent}, Sandbox: "process",
-			IdleTimeout: config.Duration(time.Second), MaxLifetime: config.Duration(time.Minute)},
+		rt("echo", registry.Settings{HeaderAllowlist: []string{"X-Tenant-Id"}}),
+		rt("unhealthy", registry.Settings{Env: map[string]string{"AGENT_MODE": "unhealthy"}}),
+		rt("crashstart", registry.Settings{Env: map[string]string{"AGENT_MODE": "crash-on-start"}}),
+		rt("idle", registry.Settings{IdleTimeout: config.Duration(time.Second), MaxLifetime: config.Duration(time.Minute)}),
 	}
 	token := uuid.NewString()
 	for i := range cfg.Runtimes {
@@ -566,7 +570,7 @@ func itoa(n int) string { return strconv.Itoa(n) }
 func TestCloseLeavesNoGoroutines(t *testing.T) {
 	before := runtime.NumGoroutine()
 	e := newEnv(t, func(c *config.Config) {
-		c.Runtimes[0].WarmPool = 2
+		c.Runtimes[0].Sessions.WarmPool = 2
 	})
 	sid := newSessionID()
 	e.echo(sid)

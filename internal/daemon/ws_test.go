@@ -27,6 +27,7 @@ import (
 	"github.com/berth-dev/berth/api"
 	"github.com/berth-dev/berth/app"
 	"github.com/berth-dev/berth/internal/config"
+	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/session"
 	"github.com/coder/websocket"
 )
@@ -180,10 +181,8 @@ func withWSAgent(backend string) func(*config.Config) {
 		}
 		env := map[string]string{"BERTH_WIRE_TOKEN": c.Runtimes[0].Env["BERTH_WIRE_TOKEN"]}
 		c.Runtimes = append(c.Runtimes,
-			config.Runtime{Name: "wsagent", Command: []string{exe, wsAgentArg}, Sandbox: backend,
-				Env: env, HeaderAllowlist: []string{"X-Tenant-Id"}},
-			config.Runtime{Name: "wsidle", Command: []string{exe, wsAgentArg}, Sandbox: backend, Env: env,
-				IdleTimeout: config.Duration(time.Second), MaxLifetime: config.Duration(time.Minute)},
+			config.Runtime{Name: "wsagent", Settings: registry.Settings{Command: []string{exe, wsAgentArg}, Sandbox: registry.Backend(backend), Env: env, HeaderAllowlist: []string{"X-Tenant-Id"}}},
+			config.Runtime{Name: "wsidle", Settings: registry.Settings{Command: []string{exe, wsAgentArg}, Sandbox: registry.Backend(backend), Env: env, IdleTimeout: config.Duration(time.Second), MaxLifetime: config.Duration(time.Minute)}},
 		)
 	}
 }

@@ -7,13 +7,12 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/berth-dev/berth/api"
 	"github.com/berth-dev/berth/internal/errdefs"
 )
 
@@ -23,190 +22,11 @@ import (
 // writes. HTTP stays in internal/server; these functions speak in
 // AgentCore's field names so the server can report them as they arrived.
 
-// AgentCore's limits, as the control plane enforces them.
-const (
-	// MinLifetime and MaxLifetime bound idleRuntimeSessionTimeout and
-	// maxLifetime, in seconds.
-	MinLifetime = 60
-	MaxLifetime = 28800
-	// DefaultIdleSeconds and DefaultMaxLifetimeSeconds apply when a
-	// request leaves them out.
-	DefaultIdleSeconds        = 900
-	DefaultMaxLifetimeSeconds = 28800
-	// MaxAllowlist caps allow-listed request headers per runtime.
-	MaxAllowlist = 20
-	// MaxEnv caps environment variables; keys are 1-100 characters and
-	// values at most 5000.
-	MaxEnv         = 50
-	MaxEnvKeyLen   = 100
-	MaxEnvValueLen = 5000
-	// MaxTags caps tags per resource.
-	MaxTags = 50
-	// MaxEndpoints caps a runtime's endpoints, DEFAULT included.
-	MaxEndpoints = 10
-	// MaxDescription and MaxEndpointDescription cap descriptions.
-	MaxDescription         = 4096
-	MaxEndpointDescription = 256
-)
-
-// LocalBucket is the reserved code.s3.bucket that tells berth the
-// artifact's prefix is a directory on the berth host, not an S3 location.
-const LocalBucket = "berth-local"
-
 // DefaultEndpoint is the endpoint that follows a runtime's latest version.
-const DefaultEndpoint = "DEFAULT"
+const DefaultEndpoint = api.DefaultQualifier
 
-// Tags berth reads as settings of its own; AgentCore has no field for
-// them. They apply to every version of the runtime.
-const (
-	TagSandbox = "berth:sandbox"
-	TagNetwork = "berth:network"
-)
-
-// Source values of Runtime.Source.
-const (
-	SourceConfig = "config"
-	SourceAPI    = "api"
-)
-
-var (
-	nameRE     = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_]{0,47}$`)
-	headerRE   = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,255}$`)
-	versionRE  = regexp.MustCompile(`^[1-9][0-9]{0,4}$`)
-	tagRE      = regexp.MustCompile(`^[a-zA-Z0-9\s._:/=+@-]*$`)
-	roleARNRE  = regexp.MustCompile(`^arn:aws(-[^:]+)?:iam::([0-9]{12})?:role/.+$`)
-	protocols  = []string{"HTTP", "MCP", "A2A", "AGUI"}
-	pyRuntimes = []string{"PYTHON_3_10", "PYTHON_3_11", "PYTHON_3_12", "PYTHON_3_13", "PYTHON_3_14"}
-)
-
-// ValidateName checks a runtime or endpoint name against AgentCore's
-// pattern [a-zA-Z][a-zA-Z0-9_]{0,47}.
-func ValidateName(field, name string) error {
-	if !nameRE.MatchString(name) {
-		return errdefs.Field(field, "%q must match [a-zA-Z][a-zA-Z0-9_]{0,47}", name)
-	}
-	return nil
-}
-
-// restrictedHeaders may never be allow-listed: they are hop-by-hop, set by
-// berth, or would let a caller spoof what the agent sees.
-var restrictedHeaders = map[string]bool{
-	"accept": true, "accept-encoding": true, "connection": true, "content-length": true,
-	"content-type": true, "cookie": true, "host": true, "keep-alive": true, "proxy-authorization": true,
-	"te": true, "trailer": true, "transfer-encoding": true, "upgrade": true, "expect": true,
-	"forwarded": true, "via": true, "set-cookie": true, "origin": true, "referer": true,
-}
-
-// ValidateAllowlist applies AgentCore's request header allowlist rules.
-func ValidateAllowlist(names []string) error {
-	if len(names) > MaxAllowlist {
-		return fmt.Errorf("%d headers exceed the limit of %d", len(names), MaxAllowlist)
-	}
-	seen := map[string]bool{}
-	for _, h := range names {
-		l := strings.ToLower(h)
-		switch {
-		case !headerRE.MatchString(h):
-			return fmt.Errorf("%q is not a valid header name", h)
-		case seen[l]:
-			return fmt.Errorf("%q is listed twice", h)
-		case restrictedHeaders[l], strings.HasPrefix(l, "x-forwarded-"), strings.HasPrefix(l, "sec-websocket-"):
-			return fmt.Errorf("%q is a restricted header", h)
-		case strings.HasPrefix(l, "x-amz-"):
-			return fmt.Errorf("%q: x-amz-* headers cannot be allow-listed", h)
-		case strings.HasPrefix(l, "x-amzn-") && !strings.HasPrefix(l, "x-amzn-bedrock-agentcore-runtime-custom-"):
-			return fmt.Errorf("%q: x-amzn-* headers cannot be allow-listed", h)
-		}
-		seen[l] = true
-	}
-	return nil
-}
-
-// Lifecycle applies AgentCore's lifecycle rules to the seconds a request
-// gave (nil when left out): each in 60-28800, idle at most the max
-// lifetime, idle 900 by default but never above a given max lifetime.
-func Lifecycle(idle, maxLife *int) (time.Duration, time.Duration, error) {
-	const (
-		idleField = "lifecycleConfiguration.idleRuntimeSessionTimeout"
-		maxField  = "lifecycleConfiguration.maxLifetime"
-	)
-	for _, f := range []struct {
-		name string
-		v    *int
-	}{{idleField, idle}, {maxField, maxLife}} {
-		if f.v != nil && (*f.v < MinLifetime || *f.v > MaxLifetime) {
-			return 0, 0, errdefs.Field(f.name, "%d seconds is outside %d-%d", *f.v, MinLifetime, MaxLifetime)
-		}
-	}
-	m := DefaultMaxLifetimeSeconds
-	if maxLife != nil {
-		m = *maxLife
-	}
-	i := min(DefaultIdleSeconds, m)
-	if idle != nil {
-		i = *idle
-	}
-	if i > m {
-		return 0, 0, errdefs.Field(idleField, "%d seconds exceeds maxLifetime %d", i, m)
-	}
-	return time.Duration(i) * time.Second, time.Duration(m) * time.Second, nil
-}
-
-// ValidateEnv checks environment variables: at most 50, keys 1-100
-// characters that a process environment can hold, values up to 5000.
-func ValidateEnv(env map[string]string) error {
-	const field = "environmentVariables"
-	if len(env) > MaxEnv {
-		return errdefs.Field(field, "%d variables exceed the limit of %d", len(env), MaxEnv)
-	}
-	for _, k := range slices.Sorted(maps.Keys(env)) {
-		switch v := env[k]; {
-		case len(k) < 1 || len(k) > MaxEnvKeyLen:
-			return errdefs.Field(field, "key %q must be 1-%d characters", k, MaxEnvKeyLen)
-		case strings.ContainsAny(k, "=\x00"):
-			return errdefs.Field(field, "key %q must not contain '=' or NUL", k)
-		case len(v) > MaxEnvValueLen:
-			return errdefs.Field(field, "value of %s is %d characters; the limit is %d", k, len(v), MaxEnvValueLen)
-		case strings.ContainsRune(v, 0):
-			return errdefs.Field(field, "value of %s must not contain NUL", k)
-		}
-	}
-	return nil
-}
-
-// ValidateTags checks tags against AgentCore's limits, and berth's own
-// tags against the values berth understands.
-func ValidateTags(field string, tags map[string]string) error {
-	if len(tags) > MaxTags {
-		return errdefs.Field(field, "%d tags exceed the limit of %d", len(tags), MaxTags)
-	}
-	for _, k := range slices.Sorted(maps.Keys(tags)) {
-		v := tags[k]
-		switch {
-		case len(k) < 1 || len(k) > 128 || !tagRE.MatchString(k):
-			return errdefs.Field(field, "tag key %q must be 1-128 characters of letters, digits, spaces and ._:/=+@-", k)
-		case len(v) > 256 || !tagRE.MatchString(v):
-			return errdefs.Field(field, "value of tag %q must be up to 256 characters of letters, digits, spaces and ._:/=+@-", k)
-		case k == TagSandbox && !slices.Contains([]string{"auto", "process", "linux"}, v):
-			return errdefs.Field(field, "tag %s=%q: want auto, process or linux", k, v)
-		case k == TagNetwork && !slices.Contains([]string{"none", "host", "egress"}, v):
-			return errdefs.Field(field, "tag %s=%q: want none, host or egress", k, v)
-		}
-	}
-	return nil
-}
-
-// ParseVersion reads an agentRuntimeVersion string ("1" to "99999").
-func ParseVersion(field, s string) (int, error) {
-	if !versionRE.MatchString(s) {
-		return 0, errdefs.Field(field, "%q is not a version (1 to 99999)", s)
-	}
-	n, _ := strconv.Atoi(s)
-	return n, nil
-}
-
-// FormatVersion writes a version number as AgentCore's version string.
-func FormatVersion(v int) string { return strconv.Itoa(v) }
+// pythonRuntimes are AgentCore's managed Python runtimes.
+var pythonRuntimes = []string{"PYTHON_3_10", "PYTHON_3_11", "PYTHON_3_12", "PYTHON_3_13", "PYTHON_3_14"}
 
 // CodeSpec is AgentCore's codeConfiguration. berth reads code.s3.bucket
 // "berth-local" as "code.s3.prefix is an absolute directory on this host".
@@ -241,18 +61,18 @@ func (a ArtifactSpec) Command() (command []string, dir string, err error) {
 		return nil, "", errdefs.Field(base, "give containerConfiguration or codeConfiguration, not both")
 	case a.ContainerURI != "":
 		return nil, "", errdefs.Field(base+".containerConfiguration",
-			"berth cannot run container images yet; use codeConfiguration with code.s3.bucket %q and code.s3.prefix the absolute path of the agent's directory", LocalBucket)
+			"berth cannot run container images yet; use codeConfiguration with code.s3.bucket %q and code.s3.prefix the absolute path of the agent's directory", api.LocalBucket)
 	case a.Code == nil:
 		return nil, "", errdefs.Field(base, "codeConfiguration is required")
 	}
 	c := a.Code
 	const code = base + ".codeConfiguration"
 	if c.Bucket == "" && c.Prefix == "" {
-		return nil, "", errdefs.Field(code+".code.s3", "code.s3 is required: bucket %q and prefix the absolute path of the agent's directory", LocalBucket)
+		return nil, "", errdefs.Field(code+".code.s3", "code.s3 is required: bucket %q and prefix the absolute path of the agent's directory", api.LocalBucket)
 	}
-	if c.Bucket != LocalBucket {
+	if c.Bucket != api.LocalBucket {
 		return nil, "", errdefs.Field(code+".code.s3.bucket",
-			"berth does not fetch from S3: set bucket %q and prefix to the absolute path of the agent's directory on the berth host (got bucket %q)", LocalBucket, c.Bucket)
+			"berth does not fetch from S3: set bucket %q and prefix to the absolute path of the agent's directory on the berth host (got bucket %q)", api.LocalBucket, c.Bucket)
 	}
 	if !filepath.IsAbs(c.Prefix) {
 		return nil, "", errdefs.Field(code+".code.s3.prefix", "%q must be an absolute directory on the berth host", c.Prefix)
@@ -264,12 +84,12 @@ func (a ArtifactSpec) Command() (command []string, dir string, err error) {
 	var interp string
 	var scriptExt []string
 	switch {
-	case slices.Contains(pyRuntimes, c.Runtime):
+	case slices.Contains(pythonRuntimes, c.Runtime):
 		interp, scriptExt = "python3", []string{".py"}
 	case c.Runtime == "NODE_22":
 		interp, scriptExt = "node", []string{".js", ".mjs", ".cjs"}
 	default:
-		return nil, "", errdefs.Field(code+".runtime", "%q is not one of %s, NODE_22", c.Runtime, strings.Join(pyRuntimes, ", "))
+		return nil, "", errdefs.Field(code+".runtime", "%q is not one of %s, NODE_22", c.Runtime, strings.Join(pythonRuntimes, ", "))
 	}
 	ep := c.EntryPoint
 	if len(ep) < 1 || len(ep) > 2 {
@@ -318,83 +138,55 @@ func executable(p string) bool {
 }
 
 // RuntimeSpec is a create or update request, in the control plane's terms.
-// Nil pointers and nil collections mean "left out".
 type RuntimeSpec struct {
-	// Name is set on create only.
-	Name        string
+	// Name and Tags are read on create only.
+	Name string
+	Tags map[string]string
+	// Description nil means "left out".
 	Description *string
 	Artifact    ArtifactSpec
 	RoleARN     string
 	// NetworkMode is PUBLIC (or empty); VPC is refused.
 	NetworkMode string
-	// Protocol is HTTP (default), MCP, A2A or AGUI.
-	Protocol        string
-	IdleTimeout     *int
-	MaxLifetime     *int
-	HeaderAllowlist []string
-	Env             map[string]string
-	// Tags are set on create only.
-	Tags map[string]string
+	// Settings carries everything else the request asked for; the
+	// artifact fills its command and workdir.
+	Settings Settings
 }
 
-// config validates spec and builds the version config it describes. tags
-// are the runtime's tags, which carry berth's own settings.
-func (spec RuntimeSpec) config(tags map[string]string) (Config, error) {
+// settings validates spec as an API caller's request and returns the
+// version settings it describes, defaults filled in.
+func (c *Control) settings(spec RuntimeSpec) (Settings, error) {
 	if spec.Description != nil && (len(*spec.Description) < 1 || len(*spec.Description) > MaxDescription) {
-		return Config{}, errdefs.Field("description", "must be 1-%d characters", MaxDescription)
+		return Settings{}, errdefs.Field("description", "must be 1-%d characters", MaxDescription)
 	}
 	if spec.RoleARN != "" && (len(spec.RoleARN) > 2048 || !roleARNRE.MatchString(spec.RoleARN)) {
-		return Config{}, errdefs.Field("roleArn", "%q is not an IAM role ARN", spec.RoleARN)
+		return Settings{}, errdefs.Field("roleArn", "%q is not an IAM role ARN", spec.RoleARN)
 	}
 	switch spec.NetworkMode {
 	case "", "PUBLIC":
 	case "VPC":
-		return Config{}, errdefs.Field("networkConfiguration.networkMode", "berth has no VPC networking; use PUBLIC")
+		return Settings{}, errdefs.Field("networkConfiguration.networkMode", "berth has no VPC networking; use PUBLIC")
 	default:
-		return Config{}, errdefs.Field("networkConfiguration.networkMode", "%q is not PUBLIC or VPC", spec.NetworkMode)
+		return Settings{}, errdefs.Field("networkConfiguration.networkMode", "%q is not PUBLIC or VPC", spec.NetworkMode)
 	}
-	proto := spec.Protocol
-	if proto == "" {
-		proto = "HTTP"
-	}
-	if !slices.Contains(protocols, proto) {
-		return Config{}, errdefs.Field("protocolConfiguration.serverProtocol", "%q is not one of %s", spec.Protocol, strings.Join(protocols, ", "))
-	}
-	idle, maxLife, err := Lifecycle(spec.IdleTimeout, spec.MaxLifetime)
-	if err != nil {
-		return Config{}, err
-	}
-	if spec.HeaderAllowlist != nil && len(spec.HeaderAllowlist) == 0 {
-		return Config{}, errdefs.Field("requestHeaderConfiguration.requestHeaderAllowlist", "must list at least one header")
-	}
-	if err := ValidateAllowlist(spec.HeaderAllowlist); err != nil {
-		return Config{}, errdefs.Field("requestHeaderConfiguration.requestHeaderAllowlist", "%s", err)
-	}
-	if err := ValidateEnv(spec.Env); err != nil {
-		return Config{}, err
-	}
+	s := spec.Settings
+	s.Env = maps.Clone(s.Env)
+	s.HeaderAllowlist = slices.Clone(s.HeaderAllowlist)
 	cmd, dir, err := spec.Artifact.Command()
 	if err != nil {
-		return Config{}, err
+		return Settings{}, err
 	}
-	c := spec.Artifact.Code
-	return Config{
-		Command:         cmd,
-		Workdir:         dir,
-		Env:             maps.Clone(spec.Env),
-		Sandbox:         tags[TagSandbox],
-		Network:         tags[TagNetwork],
-		IdleTimeout:     idle,
-		MaxLifetime:     maxLife,
-		HeaderAllowlist: slices.Clone(spec.HeaderAllowlist),
-		Protocol:        proto,
-		Artifact: Artifact{
-			CodeLocation: dir,
-			EntryPoint:   slices.Clone(c.EntryPoint),
-			Runtime:      c.Runtime,
-			RoleARN:      spec.RoleARN,
-		},
-	}, nil
+	s.Command, s.Workdir = cmd, dir
+	s.Artifact = Artifact{
+		CodeLocation: dir,
+		EntryPoint:   slices.Clone(spec.Artifact.Code.EntryPoint),
+		Runtime:      spec.Artifact.Code.Runtime,
+		RoleARN:      spec.RoleARN,
+	}
+	if err := c.reg.rules.Validate(SourceAPI, &s); err != nil {
+		return Settings{}, err
+	}
+	return s, nil
 }
 
 // Control is the control plane's service: it validates requests and makes
@@ -412,7 +204,6 @@ type Control struct {
 // NewControl returns the control-plane service over reg.
 func NewControl(reg *Registry) *Control { return &Control{reg: reg} }
 
-// Registry returns the registry the service writes through.
 // WorkloadIdentityARN is the workload identity AgentCore would create for
 // a runtime; berth reports it but issues no tokens for it.
 func (c *Control) WorkloadIdentityARN(name string) string {
@@ -452,7 +243,7 @@ func (c *Control) CreateRuntime(ctx context.Context, spec RuntimeSpec) (Runtime,
 	if err := ValidateTags("tags", spec.Tags); err != nil {
 		return Runtime{}, Version{}, err
 	}
-	cfg, err := spec.config(spec.Tags)
+	cfg, err := c.settings(spec)
 	if err != nil {
 		return Runtime{}, Version{}, err
 	}
@@ -465,12 +256,12 @@ func (c *Control) CreateRuntime(ctx context.Context, spec RuntimeSpec) (Runtime,
 	}
 	now := time.Now().UTC()
 	id := RandomID(spec.Name)
-	rt := Runtime{ID: id, Name: spec.Name, ARN: c.reg.RuntimeARN(id), Status: StatusReady,
+	rt := Runtime{ID: id, Name: spec.Name, ARN: c.reg.RuntimeARN(id), Status: api.StatusReady,
 		LatestVersion: 1, Tags: maps.Clone(spec.Tags), Source: SourceAPI, CreatedAt: now, UpdatedAt: now}
 	if spec.Description != nil {
 		rt.Description = *spec.Description
 	}
-	v := Version{RuntimeID: id, Version: 1, Config: cfg, CreatedAt: now}
+	v := Version{RuntimeID: id, Version: 1, Settings: cfg, CreatedAt: now}
 	if err := c.reg.store.CreateRuntime(ctx, rt, v); err != nil {
 		return Runtime{}, Version{}, fmt.Errorf("create runtime: %w", err)
 	}
@@ -492,7 +283,7 @@ func (c *Control) UpdateRuntime(ctx context.Context, ref string, spec RuntimeSpe
 	if err := ownedByConfig(rt, "change"); err != nil {
 		return Runtime{}, Version{}, err
 	}
-	cfg, err := spec.config(rt.Tags)
+	cfg, err := c.settings(spec)
 	if err != nil {
 		return Runtime{}, Version{}, err
 	}
@@ -508,11 +299,11 @@ func (c *Control) UpdateRuntime(ctx context.Context, ref string, spec RuntimeSpe
 	now := time.Now().UTC()
 	rt.LatestVersion++
 	rt.UpdatedAt = now
-	rt.Status = StatusReady
+	rt.Status = api.StatusReady
 	if spec.Description != nil {
 		rt.Description = *spec.Description
 	}
-	v := Version{RuntimeID: rt.ID, Version: rt.LatestVersion, Config: cfg, CreatedAt: now}
+	v := Version{RuntimeID: rt.ID, Version: rt.LatestVersion, Settings: cfg, CreatedAt: now}
 	if err := c.reg.store.UpdateRuntime(ctx, rt, v); err != nil {
 		return Runtime{}, Version{}, fmt.Errorf("update runtime: %w", err)
 	}
@@ -539,7 +330,7 @@ func (c *Control) DeleteRuntime(ctx context.Context, ref string) (Runtime, error
 	}
 	c.reg.Invalidate()
 	c.reg.log.Info("runtime deleted", "runtime_id", rt.ID)
-	rt.Status = StatusDeleting
+	rt.Status = api.StatusDeleting
 	return rt, nil
 }
 
@@ -675,7 +466,7 @@ func (c *Control) CreateEndpoint(ctx context.Context, ref string, spec EndpointS
 	}
 	now := time.Now().UTC()
 	e := Endpoint{RuntimeID: rt.ID, Name: spec.Name, ID: RandomID(spec.Name), ARN: c.reg.EndpointARN(rt.ID, spec.Name),
-		Status: StatusReady, LiveVersion: version, TargetVersion: version, CreatedAt: now, UpdatedAt: now}
+		Status: api.StatusReady, LiveVersion: version, TargetVersion: version, CreatedAt: now, UpdatedAt: now}
 	if spec.Description != nil {
 		e.Description = *spec.Description
 	}
@@ -716,7 +507,7 @@ func (c *Control) UpdateEndpoint(ctx context.Context, ref, name string, spec End
 		version = e.LiveVersion
 	}
 	e.LiveVersion, e.TargetVersion = version, version
-	e.Status = StatusReady
+	e.Status = api.StatusReady
 	e.UpdatedAt = time.Now().UTC()
 	if spec.Description != nil {
 		e.Description = *spec.Description
@@ -750,7 +541,7 @@ func (c *Control) DeleteEndpoint(ctx context.Context, ref, name string) (Runtime
 	}
 	c.reg.Invalidate()
 	c.reg.log.Info("endpoint deleted", "runtime_id", rt.ID, "endpoint", name)
-	e.Status = StatusDeleting
+	e.Status = api.StatusDeleting
 	return rt, e, nil
 }
 

@@ -12,12 +12,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berth-dev/berth/api"
 	"github.com/berth-dev/berth/internal/errdefs"
 )
 
 // Registry resolves runtimes and qualifiers, and owns their naming rules.
 type Registry struct {
 	store   Store
+	rules   Rulebook
 	region  string
 	account string
 	log     *slog.Logger
@@ -42,17 +44,15 @@ type Resolved struct {
 	Version  Version
 }
 
-// New returns a registry over store. ARNs use region and account.
-func New(store Store, region, account string, log *slog.Logger) *Registry {
+// New returns a registry over store that checks API runtimes by rules.
+// ARNs use region and account.
+func New(store Store, rules Rulebook, region, account string, log *slog.Logger) *Registry {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Registry{store: store, region: region, account: account, log: log,
+	return &Registry{store: store, rules: rules, region: region, account: account, log: log,
 		ttl: time.Second, cache: map[cacheKey]cacheEntry{}}
 }
-
-// Store returns the underlying store.
-func (r *Registry) Store() Store { return r.store }
 
 // RuntimeARN builds a runtime's ARN.
 func (r *Registry) RuntimeARN(id string) string {
@@ -121,7 +121,7 @@ func (r *Registry) Lookup(ctx context.Context, ref string) (Runtime, error) {
 // session runs, behind a short cache.
 func (r *Registry) Resolve(ctx context.Context, ref, qualifier string) (Resolved, error) {
 	if qualifier == "" {
-		qualifier = "DEFAULT"
+		qualifier = DefaultEndpoint
 	}
 	k := cacheKey{ref, qualifier}
 	now := time.Now()
@@ -136,7 +136,7 @@ func (r *Registry) Resolve(ctx context.Context, ref, qualifier string) (Resolved
 	if err != nil {
 		return Resolved{}, err
 	}
-	if rt.Status == StatusDeleting {
+	if rt.Status == api.StatusDeleting {
 		return Resolved{}, fmt.Errorf("runtime %q is being deleted: %w", ref, errdefs.ErrNotFound)
 	}
 	ep, err := r.store.GetEndpoint(ctx, rt.ID, qualifier)
@@ -164,13 +164,6 @@ func (r *Registry) Invalidate() {
 	r.mu.Unlock()
 }
 
-// Declared is a runtime declared in the config file.
-type Declared struct {
-	Name        string
-	Description string
-	Config      Config
-}
-
 // Reconcile makes the store match the config file's runtimes: new ones are
 // created, changed ones get a new version, and config runtimes no longer in
 // the file are deleted. Runtimes created through the API are left alone.
@@ -189,8 +182,8 @@ func (r *Registry) Reconcile(ctx context.Context, declared []Declared) ([]Runtim
 				return nil, fmt.Errorf("runtime %q from the config file: the name is taken by runtime %s created through the API: %w", d.Name, other.ID, errdefs.ErrConflict)
 			}
 			rt = Runtime{ID: id, Name: d.Name, ARN: r.RuntimeARN(id), Description: d.Description,
-				Status: StatusReady, LatestVersion: 1, Source: "config", CreatedAt: now, UpdatedAt: now}
-			if err := r.store.CreateRuntime(ctx, rt, Version{RuntimeID: id, Version: 1, Config: d.Config, CreatedAt: now}); err != nil {
+				Status: api.StatusReady, LatestVersion: 1, Source: SourceConfig, CreatedAt: now, UpdatedAt: now}
+			if err := r.store.CreateRuntime(ctx, rt, Version{RuntimeID: id, Version: 1, Settings: d.Settings, CreatedAt: now}); err != nil {
 				return nil, fmt.Errorf("create runtime %s: %w", d.Name, err)
 			}
 			r.log.Info("runtime created from config", "runtime_id", id)
@@ -201,13 +194,13 @@ func (r *Registry) Reconcile(ctx context.Context, declared []Declared) ([]Runtim
 			if err != nil {
 				return nil, fmt.Errorf("get version of %s: %w", d.Name, err)
 			}
-			if reflect.DeepEqual(normalize(latest.Config), normalize(d.Config)) && rt.Description == d.Description {
+			if reflect.DeepEqual(normalize(latest.Settings), normalize(d.Settings)) && rt.Description == d.Description {
 				break
 			}
 			rt.LatestVersion++
 			rt.Description = d.Description
 			rt.UpdatedAt = now
-			if err := r.store.UpdateRuntime(ctx, rt, Version{RuntimeID: id, Version: rt.LatestVersion, Config: d.Config, CreatedAt: now}); err != nil {
+			if err := r.store.UpdateRuntime(ctx, rt, Version{RuntimeID: id, Version: rt.LatestVersion, Settings: d.Settings, CreatedAt: now}); err != nil {
 				return nil, fmt.Errorf("update runtime %s: %w", d.Name, err)
 			}
 			r.log.Info("runtime updated from config", "runtime_id", id, "version", rt.LatestVersion)
@@ -222,7 +215,7 @@ func (r *Registry) Reconcile(ctx context.Context, declared []Declared) ([]Runtim
 			return nil, fmt.Errorf("list runtimes: %w", err)
 		}
 		for _, rt := range page {
-			if rt.Source == "config" && !keep[rt.ID] {
+			if rt.Source == SourceConfig && !keep[rt.ID] {
 				if err := r.store.DeleteRuntime(ctx, rt.ID); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 					return nil, fmt.Errorf("delete runtime %s: %w", rt.ID, err)
 				}
@@ -238,7 +231,7 @@ func (r *Registry) Reconcile(ctx context.Context, declared []Declared) ([]Runtim
 }
 
 // normalize makes empty and nil collections compare equal.
-func normalize(c Config) Config {
+func normalize(c Settings) Settings {
 	if len(c.Env) == 0 {
 		c.Env = nil
 	}

@@ -38,11 +38,12 @@ type Limits struct {
 	DiskBytes int64
 }
 
-// Mount is an extra bind mount into the sandbox.
+// Mount is an extra bind mount into the sandbox. The tags are the config
+// file's and the store's names for it.
 type Mount struct {
-	Source   string
-	Target   string
-	ReadOnly bool
+	Source   string `json:"source" yaml:"source"`
+	Target   string `json:"target" yaml:"target"`
+	ReadOnly bool   `json:"read_only,omitempty" yaml:"read_only"`
 }
 
 // Spec describes one sandbox to start.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"regexp"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/berth-dev/berth/api"
 	"github.com/berth-dev/berth/internal/registry"
+	"github.com/berth-dev/berth/internal/sandbox"
 	"github.com/berth-dev/berth/internal/session"
 )
 
@@ -58,208 +60,48 @@ func (s *Server) registerControl() {
 	}
 }
 
-// Wire shapes. Pointers and RawMessage tell "left out" from "zero".
-
-type lifecycleJSON struct {
-	IdleRuntimeSessionTimeout *int `json:"idleRuntimeSessionTimeout,omitempty"`
-	MaxLifetime               *int `json:"maxLifetime,omitempty"`
-}
-
-type s3JSON struct {
-	Bucket    string `json:"bucket"`
-	Prefix    string `json:"prefix"`
-	VersionID string `json:"versionId,omitempty"`
-}
-
-type codeJSON struct {
-	S3 *s3JSON `json:"s3,omitempty"`
-}
-
-type codeConfigJSON struct {
-	Code       *codeJSON `json:"code,omitempty"`
-	Runtime    string    `json:"runtime"`
-	EntryPoint []string  `json:"entryPoint"`
-}
-
-type containerJSON struct {
-	ContainerURI string `json:"containerUri"`
-}
-
-type artifactJSON struct {
-	ContainerConfiguration *containerJSON  `json:"containerConfiguration,omitempty"`
-	CodeConfiguration      *codeConfigJSON `json:"codeConfiguration,omitempty"`
-}
-
-type networkJSON struct {
-	NetworkMode       string          `json:"networkMode"`
-	NetworkModeConfig json.RawMessage `json:"networkModeConfig,omitempty"`
-}
-
-type protocolJSON struct {
-	ServerProtocol string  `json:"serverProtocol"`
-	Port           *int    `json:"port,omitempty"`
-	Path           *string `json:"path,omitempty"`
-}
-
-type headerConfigJSON struct {
-	RequestHeaderAllowlist []string `json:"requestHeaderAllowlist"`
-}
-
-type workloadJSON struct {
-	WorkloadIdentityArn string `json:"workloadIdentityArn"`
-}
-
-// runtimeRequest is CreateAgentRuntime's and UpdateAgentRuntime's body.
-type runtimeRequest struct {
-	AgentRuntimeName           *string           `json:"agentRuntimeName"`
-	AgentRuntimeArtifact       *artifactJSON     `json:"agentRuntimeArtifact"`
-	RoleArn                    *string           `json:"roleArn"`
-	NetworkConfiguration       *networkJSON      `json:"networkConfiguration"`
-	ClientToken                *string           `json:"clientToken"`
-	Description                *string           `json:"description"`
-	RequestHeaderConfiguration *headerConfigJSON `json:"requestHeaderConfiguration"`
-	ProtocolConfiguration      *protocolJSON     `json:"protocolConfiguration"`
-	LifecycleConfiguration     *lifecycleJSON    `json:"lifecycleConfiguration"`
-	EnvironmentVariables       map[string]string `json:"environmentVariables"`
-	Tags                       map[string]string `json:"tags"`
-
-	// Features berth cannot honour; a request using one is refused rather
-	// than half-served.
-	AuthorizerConfiguration       json.RawMessage `json:"authorizerConfiguration"`
-	FilesystemConfigurations      json.RawMessage `json:"filesystemConfigurations"`
-	CapacityProviderConfiguration json.RawMessage `json:"capacityProviderConfiguration"`
-	AllowedPorts                  json.RawMessage `json:"allowedPorts"`
-	// metadataConfiguration and platformVersion are accepted and ignored:
-	// they tune AWS's microVMs, which berth does not have.
-}
-
-// runtimeJSON is GetAgentRuntime's answer.
-type runtimeJSON struct {
-	AgentRuntimeArn            string            `json:"agentRuntimeArn"`
-	AgentRuntimeName           string            `json:"agentRuntimeName"`
-	AgentRuntimeID             string            `json:"agentRuntimeId"`
-	AgentRuntimeVersion        string            `json:"agentRuntimeVersion"`
-	CreatedAt                  string            `json:"createdAt"`
-	LastUpdatedAt              string            `json:"lastUpdatedAt"`
-	RoleArn                    string            `json:"roleArn,omitempty"`
-	NetworkConfiguration       networkJSON       `json:"networkConfiguration"`
-	Status                     string            `json:"status"`
-	LifecycleConfiguration     lifecycleJSON     `json:"lifecycleConfiguration"`
-	Description                string            `json:"description,omitempty"`
-	WorkloadIdentityDetails    *workloadJSON     `json:"workloadIdentityDetails,omitempty"`
-	AgentRuntimeArtifact       *artifactJSON     `json:"agentRuntimeArtifact,omitempty"`
-	ProtocolConfiguration      *protocolJSON     `json:"protocolConfiguration,omitempty"`
-	EnvironmentVariables       map[string]string `json:"environmentVariables,omitempty"`
-	RequestHeaderConfiguration *headerConfigJSON `json:"requestHeaderConfiguration,omitempty"`
-
-	// berth's own members; AWS SDKs skip members they do not know.
-	BerthSource  string   `json:"berthSource"`
-	BerthCommand []string `json:"berthCommand,omitempty"`
-	BerthWorkdir string   `json:"berthWorkdir,omitempty"`
-}
-
-// runtimeSummaryJSON is one entry of ListAgentRuntimes and
-// ListAgentRuntimeVersions.
-type runtimeSummaryJSON struct {
-	AgentRuntimeArn     string `json:"agentRuntimeArn"`
-	AgentRuntimeID      string `json:"agentRuntimeId"`
-	AgentRuntimeVersion string `json:"agentRuntimeVersion"`
-	AgentRuntimeName    string `json:"agentRuntimeName"`
-	Description         string `json:"description"`
-	LastUpdatedAt       string `json:"lastUpdatedAt"`
-	Status              string `json:"status"`
-	BerthSource         string `json:"berthSource"`
-}
-
-// runtimeWriteJSON answers CreateAgentRuntime and UpdateAgentRuntime.
-type runtimeWriteJSON struct {
-	AgentRuntimeArn         string        `json:"agentRuntimeArn"`
-	AgentRuntimeID          string        `json:"agentRuntimeId"`
-	AgentRuntimeVersion     string        `json:"agentRuntimeVersion"`
-	WorkloadIdentityDetails *workloadJSON `json:"workloadIdentityDetails,omitempty"`
-	CreatedAt               string        `json:"createdAt"`
-	LastUpdatedAt           string        `json:"lastUpdatedAt,omitempty"`
-	Status                  string        `json:"status"`
-}
-
-type endpointRequest struct {
-	Name                *string           `json:"name"`
-	AgentRuntimeVersion *string           `json:"agentRuntimeVersion"`
-	Description         *string           `json:"description"`
-	ClientToken         *string           `json:"clientToken"`
-	Tags                map[string]string `json:"tags"`
-}
-
-// endpointJSON is GetAgentRuntimeEndpoint's answer, an entry of
-// ListAgentRuntimeEndpoints and UpdateAgentRuntimeEndpoint's answer.
-type endpointJSON struct {
-	Name                    string `json:"name"`
-	ID                      string `json:"id"`
-	AgentRuntimeEndpointArn string `json:"agentRuntimeEndpointArn"`
-	AgentRuntimeArn         string `json:"agentRuntimeArn"`
-	AgentRuntimeID          string `json:"agentRuntimeId"`
-	LiveVersion             string `json:"liveVersion,omitempty"`
-	TargetVersion           string `json:"targetVersion,omitempty"`
-	Status                  string `json:"status"`
-	Description             string `json:"description,omitempty"`
-	CreatedAt               string `json:"createdAt"`
-	LastUpdatedAt           string `json:"lastUpdatedAt"`
-}
-
-// createEndpointJSON is CreateAgentRuntimeEndpoint's answer.
-type createEndpointJSON struct {
-	TargetVersion           string `json:"targetVersion"`
-	AgentRuntimeEndpointArn string `json:"agentRuntimeEndpointArn"`
-	AgentRuntimeArn         string `json:"agentRuntimeArn"`
-	AgentRuntimeID          string `json:"agentRuntimeId"`
-	EndpointName            string `json:"endpointName"`
-	Status                  string `json:"status"`
-	CreatedAt               string `json:"createdAt"`
-}
-
 // Handlers.
 
 func (c *controlAPI) createRuntime(w http.ResponseWriter, r *http.Request) {
-	var req runtimeRequest
+	var req api.RuntimeInput
 	if err := decodeControlBody(r, &req); err != nil {
 		c.s.writeError(w, r, err)
 		return
 	}
-	if req.AgentRuntimeName == nil {
+	if req.AgentRuntimeName == "" {
 		c.s.writeError(w, r, validation("agentRuntimeName", "agentRuntimeName is required"))
 		return
 	}
-	spec, err := req.spec()
+	spec, err := runtimeSpec(&req)
 	if err != nil {
 		c.s.writeError(w, r, err)
 		return
 	}
-	spec.Name = *req.AgentRuntimeName
-	spec.Tags = req.Tags
+	spec.Name, spec.Tags = req.AgentRuntimeName, req.Tags
 	rt, v, err := c.ctl.CreateRuntime(r.Context(), spec)
 	if err != nil {
 		c.s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, runtimeWriteJSON{
+	writeJSON(w, http.StatusAccepted, api.AgentRuntime{
 		AgentRuntimeArn:         rt.ARN,
 		AgentRuntimeID:          rt.ID,
 		AgentRuntimeVersion:     registry.FormatVersion(v.Version),
-		WorkloadIdentityDetails: &workloadJSON{c.ctl.WorkloadIdentityARN(rt.Name)},
-		CreatedAt:               timestamp(rt.CreatedAt),
+		WorkloadIdentityDetails: &api.WorkloadIdentity{WorkloadIdentityARN: c.ctl.WorkloadIdentityARN(rt.Name)},
+		CreatedAt:               rt.CreatedAt,
 		Status:                  rt.Status,
 	})
 }
 
 func (c *controlAPI) updateRuntime(w http.ResponseWriter, r *http.Request) {
-	var req runtimeRequest
+	var req api.RuntimeInput
 	if err := decodeControlBody(r, &req); err != nil {
 		c.s.writeError(w, r, err)
 		return
 	}
 	// Name and tags are not part of UpdateAgentRuntime; a body that has
 	// them anyway is not changing them.
-	spec, err := req.spec()
+	spec, err := runtimeSpec(&req)
 	if err != nil {
 		c.s.writeError(w, r, err)
 		return
@@ -269,13 +111,13 @@ func (c *controlAPI) updateRuntime(w http.ResponseWriter, r *http.Request) {
 		c.s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, runtimeWriteJSON{
+	writeJSON(w, http.StatusAccepted, api.AgentRuntime{
 		AgentRuntimeArn:         rt.ARN,
 		AgentRuntimeID:          rt.ID,
 		AgentRuntimeVersion:     registry.FormatVersion(v.Version),
-		WorkloadIdentityDetails: &workloadJSON{c.ctl.WorkloadIdentityARN(rt.Name)},
-		CreatedAt:               timestamp(rt.CreatedAt),
-		LastUpdatedAt:           timestamp(v.CreatedAt),
+		WorkloadIdentityDetails: &api.WorkloadIdentity{WorkloadIdentityARN: c.ctl.WorkloadIdentityARN(rt.Name)},
+		CreatedAt:               rt.CreatedAt,
+		LastUpdatedAt:           v.CreatedAt,
 		Status:                  rt.Status,
 	})
 }
@@ -286,40 +128,42 @@ func (c *controlAPI) getRuntime(w http.ResponseWriter, r *http.Request) {
 		c.s.writeError(w, r, err)
 		return
 	}
-	cfg := v.Config
-	idle, maxLife := int(cfg.IdleTimeout/time.Second), int(cfg.MaxLifetime/time.Second)
-	out := runtimeJSON{
+	writeJSON(w, http.StatusOK, c.runtimeOut(rt, v))
+}
+
+// runtimeOut is GetAgentRuntime's answer for one version.
+func (c *controlAPI) runtimeOut(rt registry.Runtime, v registry.Version) api.AgentRuntime {
+	cfg := v.Settings
+	idle, maxLife := int(cfg.IdleTimeout.D()/time.Second), int(cfg.MaxLifetime.D()/time.Second)
+	out := api.AgentRuntime{
 		AgentRuntimeArn:        rt.ARN,
 		AgentRuntimeName:       rt.Name,
 		AgentRuntimeID:         rt.ID,
 		AgentRuntimeVersion:    registry.FormatVersion(v.Version),
-		CreatedAt:              timestamp(rt.CreatedAt),
-		LastUpdatedAt:          timestamp(v.CreatedAt),
+		CreatedAt:              rt.CreatedAt,
+		LastUpdatedAt:          v.CreatedAt,
 		RoleArn:                cfg.Artifact.RoleARN,
-		NetworkConfiguration:   networkJSON{NetworkMode: "PUBLIC"},
+		NetworkConfiguration:   &api.NetworkConfiguration{NetworkMode: "PUBLIC"},
 		Status:                 rt.Status,
-		LifecycleConfiguration: lifecycleJSON{IdleRuntimeSessionTimeout: &idle, MaxLifetime: &maxLife},
+		LifecycleConfiguration: &api.Lifecycle{IdleRuntimeSessionTimeout: &idle, MaxLifetime: &maxLife},
 		Description:            rt.Description,
-		ProtocolConfiguration:  &protocolJSON{ServerProtocol: cmp.Or(strings.ToUpper(cfg.Protocol), "HTTP")},
+		ProtocolConfiguration:  &api.ProtocolConfiguration{ServerProtocol: string(cfg.Protocol)},
 		EnvironmentVariables:   cfg.Env,
-		BerthSource:            rt.Source,
+		BerthSource:            string(rt.Source),
 		BerthCommand:           cfg.Command,
 		BerthWorkdir:           cfg.Workdir,
+		BerthSettings:          berthSettingsOut(cfg),
 	}
 	if rt.Source == registry.SourceAPI {
-		out.WorkloadIdentityDetails = &workloadJSON{c.ctl.WorkloadIdentityARN(rt.Name)}
+		out.WorkloadIdentityDetails = &api.WorkloadIdentity{WorkloadIdentityARN: c.ctl.WorkloadIdentityARN(rt.Name)}
 	}
 	if a := cfg.Artifact; a.CodeLocation != "" {
-		out.AgentRuntimeArtifact = &artifactJSON{CodeConfiguration: &codeConfigJSON{
-			Code:       &codeJSON{S3: &s3JSON{Bucket: registry.LocalBucket, Prefix: a.CodeLocation}},
-			Runtime:    a.Runtime,
-			EntryPoint: a.EntryPoint,
-		}}
+		out.AgentRuntimeArtifact = api.LocalCode(a.CodeLocation, a.Runtime, a.EntryPoint...)
 	}
 	if len(cfg.HeaderAllowlist) > 0 {
-		out.RequestHeaderConfiguration = &headerConfigJSON{RequestHeaderAllowlist: cfg.HeaderAllowlist}
+		out.RequestHeaderConfiguration = &api.RequestHeaderConfiguration{RequestHeaderAllowlist: cfg.HeaderAllowlist}
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out
 }
 
 func (c *controlAPI) deleteRuntime(w http.ResponseWriter, r *http.Request) {
@@ -344,7 +188,7 @@ func (c *controlAPI) deleteRuntime(w http.ResponseWriter, r *http.Request) {
 		c.s.sessions.EndRuntime(ctx, rt.ID, session.EndDeleted)
 		cancel()
 	}
-	writeJSON(w, http.StatusAccepted, map[string]string{"status": rt.Status, "agentRuntimeId": rt.ID})
+	writeJSON(w, http.StatusAccepted, api.DeleteResult{Status: rt.Status, AgentRuntimeID: rt.ID})
 }
 
 func (c *controlAPI) listRuntimes(w http.ResponseWriter, r *http.Request) {
@@ -358,14 +202,11 @@ func (c *controlAPI) listRuntimes(w http.ResponseWriter, r *http.Request) {
 		c.s.writeError(w, r, err)
 		return
 	}
-	items := make([]runtimeSummaryJSON, 0, len(rts))
+	out := api.AgentRuntimeList{AgentRuntimes: make([]api.AgentRuntime, 0, len(rts)), NextToken: next}
 	for _, rt := range rts {
-		items = append(items, summary(rt, rt.LatestVersion, rt.UpdatedAt))
+		out.AgentRuntimes = append(out.AgentRuntimes, summary(rt, rt.LatestVersion, rt.UpdatedAt))
 	}
-	writeJSON(w, http.StatusOK, struct {
-		AgentRuntimes []runtimeSummaryJSON `json:"agentRuntimes"`
-		NextToken     string               `json:"nextToken,omitempty"`
-	}{items, next})
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (c *controlAPI) listVersions(w http.ResponseWriter, r *http.Request) {
@@ -379,55 +220,52 @@ func (c *controlAPI) listVersions(w http.ResponseWriter, r *http.Request) {
 		c.s.writeError(w, r, err)
 		return
 	}
-	items := make([]runtimeSummaryJSON, 0, len(vs))
+	out := api.AgentRuntimeList{AgentRuntimes: make([]api.AgentRuntime, 0, len(vs)), NextToken: next}
 	for _, v := range vs {
-		items = append(items, summary(rt, v.Version, v.CreatedAt))
+		out.AgentRuntimes = append(out.AgentRuntimes, summary(rt, v.Version, v.CreatedAt))
 	}
-	writeJSON(w, http.StatusOK, struct {
-		AgentRuntimes []runtimeSummaryJSON `json:"agentRuntimes"`
-		NextToken     string               `json:"nextToken,omitempty"`
-	}{items, next})
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (c *controlAPI) createEndpoint(w http.ResponseWriter, r *http.Request) {
-	var req endpointRequest
+	var req api.EndpointInput
 	if err := decodeControlBody(r, &req); err != nil {
 		c.s.writeError(w, r, err)
 		return
 	}
-	if req.Name == nil {
+	if req.Name == "" {
 		c.s.writeError(w, r, validation("name", "name is required"))
 		return
 	}
-	spec, err := req.spec()
+	spec, err := endpointSpec(&req)
 	if err != nil {
 		c.s.writeError(w, r, err)
 		return
 	}
-	spec.Name = *req.Name
+	spec.Name = req.Name
 	rt, e, err := c.ctl.CreateEndpoint(r.Context(), r.PathValue("id"), spec)
 	if err != nil {
 		c.s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, createEndpointJSON{
+	writeJSON(w, http.StatusAccepted, api.Endpoint{
 		TargetVersion:           registry.FormatVersion(e.TargetVersion),
 		AgentRuntimeEndpointArn: e.ARN,
 		AgentRuntimeArn:         rt.ARN,
 		AgentRuntimeID:          rt.ID,
 		EndpointName:            e.Name,
 		Status:                  e.Status,
-		CreatedAt:               timestamp(e.CreatedAt),
+		CreatedAt:               e.CreatedAt,
 	})
 }
 
 func (c *controlAPI) updateEndpoint(w http.ResponseWriter, r *http.Request) {
-	var req endpointRequest
+	var req api.EndpointInput
 	if err := decodeControlBody(r, &req); err != nil {
 		c.s.writeError(w, r, err)
 		return
 	}
-	spec, err := req.spec()
+	spec, err := endpointSpec(&req)
 	if err != nil {
 		c.s.writeError(w, r, err)
 		return
@@ -459,7 +297,7 @@ func (c *controlAPI) deleteEndpoint(w http.ResponseWriter, r *http.Request) {
 		c.s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, map[string]string{"status": e.Status, "agentRuntimeId": rt.ID, "endpointName": e.Name})
+	writeJSON(w, http.StatusAccepted, api.DeleteResult{Status: e.Status, AgentRuntimeID: rt.ID, EndpointName: e.Name})
 }
 
 func (c *controlAPI) listEndpoints(w http.ResponseWriter, r *http.Request) {
@@ -473,21 +311,19 @@ func (c *controlAPI) listEndpoints(w http.ResponseWriter, r *http.Request) {
 		c.s.writeError(w, r, err)
 		return
 	}
-	items := make([]endpointJSON, 0, len(es))
+	out := api.EndpointList{RuntimeEndpoints: make([]api.Endpoint, 0, len(es)), NextToken: next}
 	for _, e := range es {
-		items = append(items, endpoint(rt, e))
+		out.RuntimeEndpoints = append(out.RuntimeEndpoints, endpoint(rt, e))
 	}
-	writeJSON(w, http.StatusOK, struct {
-		RuntimeEndpoints []endpointJSON `json:"runtimeEndpoints"`
-		NextToken        string         `json:"nextToken,omitempty"`
-	}{items, next})
+	writeJSON(w, http.StatusOK, out)
 }
 
 // Translation.
 
-// spec turns a create or update body into the registry's terms, refusing
-// the features berth cannot honour.
-func (req *runtimeRequest) spec() (registry.RuntimeSpec, error) {
+// runtimeSpec turns a create or update body into the registry's terms,
+// refusing the features berth cannot honour. The registry's rulebook
+// checks every value.
+func runtimeSpec(req *api.RuntimeInput) (registry.RuntimeSpec, error) {
 	for _, u := range []struct {
 		field string
 		raw   json.RawMessage
@@ -505,29 +341,25 @@ func (req *runtimeRequest) spec() (registry.RuntimeSpec, error) {
 	if err := validClientTokenPtr(req.ClientToken); err != nil {
 		return registry.RuntimeSpec{}, err
 	}
-	// A missing artifact is the registry's to report, after it has checked
-	// that the runtime may be changed at all.
-	if req.AgentRuntimeArtifact == nil {
-		req.AgentRuntimeArtifact = &artifactJSON{}
-	}
 	spec := registry.RuntimeSpec{
 		Description: req.Description,
-		Env:         req.EnvironmentVariables,
+		RoleARN:     req.RoleArn,
+		Settings:    registry.Settings{Env: req.EnvironmentVariables},
 	}
-	if a := req.AgentRuntimeArtifact; a.ContainerConfiguration != nil {
-		// An empty URI still asks for a container; the registry refuses
-		// every container, so it only has to know one was asked for.
-		spec.Artifact.ContainerURI = cmp.Or(a.ContainerConfiguration.ContainerURI, "(empty)")
-	}
-	if cc := req.AgentRuntimeArtifact.CodeConfiguration; cc != nil {
-		code := &registry.CodeSpec{Runtime: cc.Runtime, EntryPoint: cc.EntryPoint}
-		if cc.Code != nil && cc.Code.S3 != nil {
-			code.Bucket, code.Prefix, code.VersionID = cc.Code.S3.Bucket, cc.Code.S3.Prefix, cc.Code.S3.VersionID
+	// A missing artifact is the registry's to report, after it has checked
+	// that the runtime may be changed at all.
+	if a := req.AgentRuntimeArtifact; a != nil {
+		if a.Container != nil {
+			// An empty URI still asks for a container.
+			spec.Artifact.ContainerURI = cmp.Or(a.Container.ContainerURI, "(empty)")
 		}
-		spec.Artifact.Code = code
-	}
-	if req.RoleArn != nil {
-		spec.RoleARN = *req.RoleArn
+		if cc := a.Code; cc != nil {
+			code := &registry.CodeSpec{Runtime: cc.Runtime, EntryPoint: cc.EntryPoint}
+			if cc.Code != nil && cc.Code.S3 != nil {
+				code.Bucket, code.Prefix, code.VersionID = cc.Code.S3.Bucket, cc.Code.S3.Prefix, cc.Code.S3.VersionID
+			}
+			spec.Artifact.Code = code
+		}
 	}
 	if n := req.NetworkConfiguration; n != nil {
 		spec.NetworkMode = n.NetworkMode
@@ -543,21 +375,94 @@ func (req *runtimeRequest) spec() (registry.RuntimeSpec, error) {
 		if p.ServerProtocol == "" {
 			return registry.RuntimeSpec{}, validation("protocolConfiguration.serverProtocol", "serverProtocol is required")
 		}
-		spec.Protocol = p.ServerProtocol
+		spec.Settings.Protocol = registry.Protocol(p.ServerProtocol)
 	}
 	if l := req.LifecycleConfiguration; l != nil {
-		spec.IdleTimeout, spec.MaxLifetime = l.IdleRuntimeSessionTimeout, l.MaxLifetime
+		for _, f := range []struct {
+			name string
+			in   *int
+			out  *registry.Duration
+		}{
+			{"lifecycleConfiguration.idleRuntimeSessionTimeout", l.IdleRuntimeSessionTimeout, &spec.Settings.IdleTimeout},
+			{"lifecycleConfiguration.maxLifetime", l.MaxLifetime, &spec.Settings.MaxLifetime},
+		} {
+			if f.in == nil {
+				continue
+			}
+			if *f.in <= 0 {
+				return registry.RuntimeSpec{}, validation(f.name, fmt.Sprintf("%d seconds is outside 60-28800", *f.in))
+			}
+			*f.out = registry.Duration(time.Duration(*f.in) * time.Second)
+		}
 	}
 	if h := req.RequestHeaderConfiguration; h != nil {
-		spec.HeaderAllowlist = h.RequestHeaderAllowlist
-		if spec.HeaderAllowlist == nil {
-			spec.HeaderAllowlist = []string{}
+		if len(h.RequestHeaderAllowlist) == 0 {
+			return registry.RuntimeSpec{}, validation("requestHeaderConfiguration.requestHeaderAllowlist", "must list at least one header")
 		}
+		spec.Settings.HeaderAllowlist = h.RequestHeaderAllowlist
+	}
+	if b := req.BerthSettings; b != nil {
+		berthSettingsIn(b, &spec.Settings)
 	}
 	return spec, nil
 }
 
-func (req *endpointRequest) spec() (registry.EndpointSpec, error) {
+// berthSettingsIn copies berth's own members into s; the rulebook judges
+// them, the operator-only ones included.
+func berthSettingsIn(b *api.BerthSettings, s *registry.Settings) {
+	s.Sandbox = registry.Backend(b.Sandbox)
+	s.Network = sandbox.NetworkMode(b.Network)
+	for _, m := range b.Mounts {
+		s.Mounts = append(s.Mounts, sandbox.Mount{Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly})
+	}
+	if l := b.Limits; l != nil {
+		s.Limits = registry.Limits{Memory: registry.Bytes(l.MemoryBytes), CPU: registry.Millicores(l.CPU * 1000),
+			Pids: l.Pids, Disk: registry.Bytes(l.DiskBytes)}
+	}
+	if p := b.Sessions; p != nil {
+		s.Sessions = registry.SessionPolicy{
+			Concurrency:        registry.Concurrency(p.Concurrency),
+			QueueSize:          p.QueueSize,
+			QueueTimeout:       seconds(p.QueueTimeoutSeconds),
+			BindUser:           p.BindUser,
+			MaxSessionsPerUser: p.MaxSessionsPerUser,
+			Durability:         registry.Durability(p.Durability),
+			StateMaxBytes:      registry.Bytes(p.StateMaxBytes),
+			SuspendAfter:       seconds(p.SuspendAfterSeconds),
+			WarmPool:           p.WarmPool,
+		}
+	}
+}
+
+func seconds(f float64) registry.Duration { return registry.Duration(f * float64(time.Second)) }
+
+// berthSettingsOut shows berth's own settings of a version.
+func berthSettingsOut(s registry.Settings) *api.BerthSettings {
+	p := s.Sessions
+	out := &api.BerthSettings{
+		Sandbox: string(s.Sandbox),
+		Network: string(s.Network),
+		Limits: &api.Limits{MemoryBytes: int64(s.Memory), CPU: float64(s.CPU) / 1000,
+			Pids: s.Pids, DiskBytes: int64(s.Disk)},
+		Sessions: &api.SessionPolicy{
+			Concurrency:         string(p.Concurrency),
+			QueueSize:           p.QueueSize,
+			QueueTimeoutSeconds: p.QueueTimeout.D().Seconds(),
+			BindUser:            p.BindUser,
+			MaxSessionsPerUser:  p.MaxSessionsPerUser,
+			Durability:          string(p.Durability),
+			StateMaxBytes:       int64(p.StateMaxBytes),
+			SuspendAfterSeconds: p.SuspendAfter.D().Seconds(),
+			WarmPool:            p.WarmPool,
+		},
+	}
+	for _, m := range s.Mounts {
+		out.Mounts = append(out.Mounts, api.Mount{Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly})
+	}
+	return out
+}
+
+func endpointSpec(req *api.EndpointInput) (registry.EndpointSpec, error) {
 	if err := validClientTokenPtr(req.ClientToken); err != nil {
 		return registry.EndpointSpec{}, err
 	}
@@ -571,21 +476,21 @@ func (req *endpointRequest) spec() (registry.EndpointSpec, error) {
 	return spec, nil
 }
 
-func summary(rt registry.Runtime, version int, updated time.Time) runtimeSummaryJSON {
-	return runtimeSummaryJSON{
+func summary(rt registry.Runtime, version int, updated time.Time) api.AgentRuntime {
+	return api.AgentRuntime{
 		AgentRuntimeArn:     rt.ARN,
 		AgentRuntimeID:      rt.ID,
 		AgentRuntimeVersion: registry.FormatVersion(version),
 		AgentRuntimeName:    rt.Name,
 		Description:         rt.Description,
-		LastUpdatedAt:       timestamp(updated),
+		LastUpdatedAt:       updated,
 		Status:              rt.Status,
-		BerthSource:         rt.Source,
+		BerthSource:         string(rt.Source),
 	}
 }
 
-func endpoint(rt registry.Runtime, e registry.Endpoint) endpointJSON {
-	return endpointJSON{
+func endpoint(rt registry.Runtime, e registry.Endpoint) api.Endpoint {
+	return api.Endpoint{
 		Name:                    e.Name,
 		ID:                      e.ID,
 		AgentRuntimeEndpointArn: e.ARN,
@@ -595,13 +500,10 @@ func endpoint(rt registry.Runtime, e registry.Endpoint) endpointJSON {
 		TargetVersion:           registry.FormatVersion(e.TargetVersion),
 		Status:                  e.Status,
 		Description:             e.Description,
-		CreatedAt:               timestamp(e.CreatedAt),
-		LastUpdatedAt:           timestamp(e.UpdatedAt),
+		CreatedAt:               e.CreatedAt,
+		LastUpdatedAt:           e.UpdatedAt,
 	}
 }
-
-// timestamp writes the ISO 8601 form the SDKs parse (smithy date-time).
-func timestamp(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
 // decodeControlBody reads a JSON body into v. An empty body leaves v zero.
 func decodeControlBody(r *http.Request, v any) error {

@@ -156,16 +156,16 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, sid string) (*ses
 		return nil, nil, err
 	}
 	noteRuntime(w, res.Runtime.ID)
-	out, err := forwardHeaders(r, res.Version.Config.HeaderAllowlist)
+	out, err := forwardHeaders(r, res.Version.Settings.HeaderAllowlist)
 	if err != nil {
 		return nil, nil, err
 	}
 	out.Set(api.HeaderSessionID, sid)
 	call, err := s.sessions.Acquire(r.Context(), session.Spec{
-		Key:     session.Key{RuntimeID: res.Runtime.ID, Endpoint: res.Endpoint.Name, SessionID: sid},
-		Version: res.Version.Version,
-		Config:  res.Version.Config,
-		UserID:  r.Header.Get(api.HeaderUserID),
+		Key:      session.Key{RuntimeID: res.Runtime.ID, Endpoint: res.Endpoint.Name, SessionID: sid},
+		Version:  res.Version.Version,
+		Settings: res.Version.Settings,
+		UserID:   r.Header.Get(api.HeaderUserID),
 	})
 	if err != nil {
 		return nil, nil, err
@@ -255,7 +255,7 @@ func (s *Server) stopSession(w http.ResponseWriter, r *http.Request) {
 	req := session.StopRequest{
 		Key:    session.Key{RuntimeID: res.Runtime.ID, Endpoint: res.Endpoint.Name, SessionID: sid},
 		UserID: r.Header.Get(api.HeaderUserID),
-		Policy: res.Version.Config.Sessions,
+		Policy: res.Version.Settings.Sessions,
 	}
 	if err := s.sessions.Stop(r.Context(), req); err != nil {
 		s.writeError(w, r, err)

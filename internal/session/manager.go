@@ -81,9 +81,9 @@ type Observer interface {
 // Spec is what a new session runs: resolved by the caller from the registry.
 type Spec struct {
 	Key
-	Version int
-	Config  registry.Config
-	UserID  string
+	Version  int
+	Settings registry.Settings
+	UserID   string
 }
 
 // Manager owns every live session on this node.
@@ -198,7 +198,7 @@ func (m *Manager) Recover(ctx context.Context) error {
 // Acquire finds or starts the session for spec and admits one call into it.
 // The caller must call Call.Done exactly once.
 func (m *Manager) Acquire(ctx context.Context, spec Spec) (*Call, error) {
-	pol := spec.Config.Sessions
+	pol := spec.Settings.Sessions
 	var stateOwner *string // a durable session's bound user, read once if needed
 	for {
 		m.mu.Lock()
@@ -293,7 +293,7 @@ func (m *Manager) userSessionsLocked(runtimeID, user string) int {
 }
 
 func (m *Manager) newSessionLocked(spec Spec, owner string) (*Session, error) {
-	name := spec.Config.Sandbox
+	name := string(spec.Settings.Sandbox)
 	if name == "" || name == "auto" {
 		name = m.opts.DefaultBackend
 	}

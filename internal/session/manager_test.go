@@ -49,9 +49,9 @@ func newHarness(t *testing.T) *harness {
 
 func spec(sid string, idle, maxLife time.Duration) session.Spec {
 	return session.Spec{
-		Key:     session.Key{RuntimeID: "rt-0123456789", Endpoint: "DEFAULT", SessionID: sid},
-		Version: 1,
-		Config:  registry.Config{Command: []string{"agent"}, IdleTimeout: idle, MaxLifetime: maxLife},
+		Key:      session.Key{RuntimeID: "rt-0123456789", Endpoint: "DEFAULT", SessionID: sid},
+		Version:  1,
+		Settings: registry.Settings{Command: []string{"agent"}, IdleTimeout: registry.Duration(idle), MaxLifetime: registry.Duration(maxLife)},
 	}
 }
 
@@ -202,7 +202,7 @@ func TestStopAndShutdown(t *testing.T) {
 func TestWarmPool(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t)
-		cfg := spec("x", 15*time.Minute, 8*time.Hour).Config
+		cfg := spec("x", 15*time.Minute, 8*time.Hour).Settings
 		cfg.Sessions.WarmPool = 2
 		h.m.SetPool("rt-0123456789", 1, cfg)
 		synctest.Wait()
@@ -217,7 +217,7 @@ func TestWarmPool(t *testing.T) {
 		seen := map[string]bool{}
 		for i := range 5 {
 			sp := spec(fmt.Sprintf("pool-session-%02d-0123456789012345678901", i), 15*time.Minute, 8*time.Hour)
-			sp.Config = cfg
+			sp.Settings = cfg
 			rec := h.invoke(sp)
 			if seen[rec.SandboxID] {
 				t.Fatalf("sandbox %s handed to two sessions", rec.SandboxID)
@@ -247,7 +247,7 @@ func TestWarmPool(t *testing.T) {
 			t.Fatalf("%d old pool sandboxes stopped on a version change, want 2", stopped)
 		}
 		sp := spec("old-version-session-0123456789012345678", 15*time.Minute, 8*time.Hour)
-		sp.Config = cfg // version 1: must not claim a version-2 sandbox
+		sp.Settings = cfg // version 1: must not claim a version-2 sandbox
 		if rec := h.invoke(sp); seen[rec.SandboxID] || h.m.PoolSize("rt-0123456789") != 2 {
 			t.Fatalf("a version-1 session took from the version-2 pool")
 		}

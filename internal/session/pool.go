@@ -22,7 +22,7 @@ type pool struct {
 	m         *Manager
 	runtimeID string
 	version   int
-	cfg       registry.Config
+	cfg       registry.Settings
 	backend   sandbox.Backend
 	size      int
 
@@ -55,7 +55,7 @@ func (mb *member) getHandle() sandbox.Handle {
 
 // SetPool keeps size warm sandboxes of runtime version ready; size 0
 // removes the pool. A new version recycles the old pool's sandboxes.
-func (m *Manager) SetPool(runtimeID string, version int, cfg registry.Config) {
+func (m *Manager) SetPool(runtimeID string, version int, cfg registry.Settings) {
 	size := cfg.Sessions.WarmPool
 	m.mu.Lock()
 	old := m.pools[runtimeID]
@@ -66,7 +66,7 @@ func (m *Manager) SetPool(runtimeID string, version int, cfg registry.Config) {
 	delete(m.pools, runtimeID)
 	var p *pool
 	if size > 0 {
-		name := cfg.Sandbox
+		name := string(cfg.Sandbox)
 		if name == "" || name == "auto" {
 			name = m.opts.DefaultBackend
 		}
@@ -205,7 +205,7 @@ func (p *pool) startOne() error {
 	id := strings.ReplaceAll(uuid.NewString(), "-", "")
 	mb := &member{host: id + ".pool", logPath: m.LogPath(p.runtimeID, "pool-"+id)}
 	if p.cfg.Sessions.Durable() {
-		ss, err := m.startStateServer("pool-"+id[:12], p.cfg.Sessions.StateMaxBytes)
+		ss, err := m.startStateServer("pool-"+id[:12], int64(p.cfg.Sessions.StateMaxBytes))
 		if err != nil {
 			return err
 		}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -125,7 +126,7 @@ func (s *Session) run() {
 // startup claims the record and starts the sandbox; false if it failed.
 func (s *Session) startup() bool {
 	opts := s.m.opts
-	cfg := s.spec.Config
+	cfg := s.spec.Settings
 	now := time.Now().UTC()
 
 	rec, err := s.m.store.ClaimSession(context.Background(), Record{
@@ -138,7 +139,7 @@ func (s *Session) startup() bool {
 		Backend:      s.backend.Name(),
 		CreatedAt:    now,
 		LastActiveAt: now,
-		ExpiresAt:    now.Add(cfg.MaxLifetime),
+		ExpiresAt:    now.Add(cfg.MaxLifetime.D()),
 	})
 	if err != nil {
 		s.startErr = fmt.Errorf("record session: %w", err)
@@ -188,8 +189,8 @@ func (s *Session) start() error {
 	ctx, cancel := context.WithTimeout(s.killCtx, s.m.opts.StartTimeout)
 	defer cancel()
 	var err error
-	if s.spec.Config.Sessions.Durable() {
-		if s.state, err = s.m.startStateServer(s.rec.ID, s.spec.Config.Sessions.StateMaxBytes); err != nil {
+	if s.spec.Settings.Sessions.Durable() {
+		if s.state, err = s.m.startStateServer(s.rec.ID, int64(s.spec.Settings.Sessions.StateMaxBytes)); err != nil {
 			return err
 		}
 		s.state.assign(s.spec.Key, s.ownerNow)
@@ -198,7 +199,7 @@ func (s *Session) start() error {
 		runtimeID: s.spec.RuntimeID,
 		sessionID: s.spec.SessionID,
 		name:      sandbox.Name(s.spec.RuntimeID+"/"+s.spec.Endpoint, s.spec.SessionID),
-		cfg:       s.spec.Config,
+		cfg:       s.spec.Settings,
 		backend:   s.backend,
 		logPath:   logPath,
 		host:      s.host,
@@ -232,7 +233,7 @@ type launchSpec struct {
 	runtimeID string
 	sessionID string // empty for a pool member
 	name      string
-	cfg       registry.Config
+	cfg       registry.Settings
 	backend   sandbox.Backend
 	logPath   string
 	// host is the synthetic URL host that dials the sandbox.
@@ -240,35 +241,27 @@ type launchSpec struct {
 	state *stateServer
 }
 
-// launch starts a sandbox and waits for its first healthy ping. started
-// receives the handle as soon as it exists, so pings can dial it.
-func (m *Manager) launch(ctx context.Context, ls launchSpec, started func(sandbox.Handle)) (sandbox.Handle, error) {
+// sandboxSpec derives the sandbox a session or pool member runs from its
+// runtime's settings: the one place settings become a sandbox.Spec.
+func sandboxSpec(ls launchSpec, arn string) sandbox.Spec {
 	cfg := ls.cfg
-	if err := os.MkdirAll(filepath.Dir(ls.logPath), 0o755); err != nil {
-		return nil, fmt.Errorf("create log dir: %w", err)
-	}
 	env := make([]string, 0, len(cfg.Env)+4)
 	for k, v := range cfg.Env {
 		env = append(env, k+"="+v)
 	}
-	arn := m.opts.RuntimeARN(ls.runtimeID)
 	otel := "cloud.resource_id=" + arn
 	if ls.sessionID != "" {
 		otel += ",aws.agentcore.session_id=" + ls.sessionID
 	}
-	env = append(env, "AGENTCORE_RUNTIME_ARN="+arn, "OTEL_RESOURCE_ATTRIBUTES="+otel)
-	mounts := make([]sandbox.Mount, 0, len(cfg.Mounts))
-	for _, mt := range cfg.Mounts {
-		mounts = append(mounts, sandbox.Mount{Source: mt.Source, Target: mt.Target, ReadOnly: mt.ReadOnly})
-	}
-	network := sandbox.NetworkMode(cfg.Network)
+	env = append(env, api.EnvRuntimeARN+"="+arn, api.EnvOTELResourceAttributes+"="+otel)
+	network := cfg.Network
 	if network == "" {
 		network = sandbox.NetworkHost
 		if ls.backend.Name() != "process" {
 			network = sandbox.NetworkNone
 		}
 	}
-	spec := sandbox.Spec{
+	return sandbox.Spec{
 		Name:      ls.name,
 		RuntimeID: ls.runtimeID,
 		SessionID: ls.sessionID,
@@ -276,11 +269,20 @@ func (m *Manager) launch(ctx context.Context, ls launchSpec, started func(sandbo
 		Dir:       cfg.Workdir,
 		Env:       env,
 		LogPath:   ls.logPath,
-		Limits: sandbox.Limits{MemoryBytes: cfg.MemoryBytes, CPUMillis: cfg.CPUMillis,
-			Pids: cfg.Pids, DiskBytes: cfg.DiskBytes},
-		Network: network,
-		Mounts:  mounts,
+		Limits:    cfg.Limits.Sandbox(),
+		Network:   network,
+		Mounts:    slices.Clone(cfg.Mounts),
 	}
+}
+
+// launch starts a sandbox and waits for its first healthy ping. started
+// receives the handle as soon as it exists, so pings can dial it.
+func (m *Manager) launch(ctx context.Context, ls launchSpec, started func(sandbox.Handle)) (sandbox.Handle, error) {
+	if err := os.MkdirAll(filepath.Dir(ls.logPath), 0o755); err != nil {
+		return nil, fmt.Errorf("create log dir: %w", err)
+	}
+	spec := sandboxSpec(ls, m.opts.RuntimeARN(ls.runtimeID))
+	network := spec.Network
 	if ls.state != nil {
 		ls.state.wire(&spec, ls.backend.Name() == "process")
 	}
@@ -346,7 +348,7 @@ func (m *Manager) ping(ctx context.Context, host string) (api.PingResponse, erro
 // loop runs the health checks and lifetime timers until the session ends.
 func (s *Session) loop() {
 	opts := s.m.opts
-	cfg := s.spec.Config
+	cfg := s.spec.Settings
 	h := s.getHandle()
 	pings := time.NewTicker(opts.PingInterval)
 	defer pings.Stop()
@@ -363,7 +365,7 @@ func (s *Session) loop() {
 		case <-h.Done():
 			s.end(EndCrashed, "agent "+h.Exit().String())
 		case <-life.C:
-			s.end(EndMaxLifetime, fmt.Sprintf("max lifetime %s reached", cfg.MaxLifetime))
+			s.end(EndMaxLifetime, fmt.Sprintf("max lifetime %s reached", cfg.MaxLifetime.D()))
 		case <-idle.C:
 			if next, ended := s.reapIfIdle(); !ended {
 				idle.Reset(next)
@@ -421,11 +423,11 @@ func (s *Session) reapIfIdle() (time.Duration, bool) {
 // idleLimit is how long the session may idle, and why it ends after: a
 // durable session with suspend_after is suspended early, its state kept.
 func (s *Session) idleLimit() (time.Duration, EndReason) {
-	pol := s.spec.Config.Sessions
-	if pol.Durable() && pol.SuspendAfter > 0 && pol.SuspendAfter < s.spec.Config.IdleTimeout {
-		return pol.SuspendAfter, EndSuspended
+	pol := s.spec.Settings.Sessions
+	if pol.Durable() && pol.SuspendAfter > 0 && pol.SuspendAfter < s.spec.Settings.IdleTimeout {
+		return pol.SuspendAfter.D(), EndSuspended
 	}
-	return s.spec.Config.IdleTimeout, EndIdleTimeout
+	return s.spec.Settings.IdleTimeout.D(), EndIdleTimeout
 }
 
 // flush writes the session's activity to the store, so deadlines live in
@@ -572,7 +574,7 @@ func (c *Call) admit(ctx context.Context, pol registry.SessionPolicy) error {
 		ch := make(chan struct{})
 		s.queue = append(s.queue, ch)
 		s.mu.Unlock()
-		t := time.NewTimer(pol.QueueTimeout)
+		t := time.NewTimer(pol.QueueTimeout.D())
 		defer t.Stop()
 		var err error
 		select {
@@ -580,7 +582,7 @@ func (c *Call) admit(ctx context.Context, pol registry.SessionPolicy) error {
 			c.turn = true // handed over by the call before us
 			return nil
 		case <-t.C:
-			err = fmt.Errorf("session %s: waited %s: %w", s.spec.SessionID, pol.QueueTimeout, errdefs.ErrUnavailable)
+			err = fmt.Errorf("session %s: waited %s: %w", s.spec.SessionID, pol.QueueTimeout.D(), errdefs.ErrUnavailable)
 		case <-ctx.Done():
 			err = ctx.Err()
 		case <-s.killCtx.Done():

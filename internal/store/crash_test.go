@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/api"
 	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/session"
@@ -120,14 +121,14 @@ func crashWriter(path string, seed uint64) error {
 			name := fmt.Sprintf("crash%d", rng.IntN(crashRuntimes))
 			rt, err := db.GetRuntimeByName(ctx, name)
 			if errors.Is(err, errdefs.ErrNotFound) {
-				rt = registry.Runtime{ID: name + "-0000000000", Name: name, Status: registry.StatusReady,
+				rt = registry.Runtime{ID: name + "-0000000000", Name: name, Status: api.StatusReady,
 					CreatedAt: time.Now(), UpdatedAt: time.Now()}
-				err = db.CreateRuntime(ctx, rt, registry.Version{Config: crashConfig(1)})
+				err = db.CreateRuntime(ctx, rt, registry.Version{Settings: crashConfig(1)})
 				rt.LatestVersion = 1
 			} else if err == nil {
 				rt.LatestVersion++
 				rt.UpdatedAt = time.Now()
-				err = db.UpdateRuntime(ctx, rt, registry.Version{Version: rt.LatestVersion, Config: crashConfig(rt.LatestVersion)})
+				err = db.UpdateRuntime(ctx, rt, registry.Version{Version: rt.LatestVersion, Settings: crashConfig(rt.LatestVersion)})
 			}
 			if err != nil {
 				return err
@@ -137,7 +138,7 @@ func crashWriter(path string, seed uint64) error {
 			// A short-lived runtime with a pinned endpoint, deleted again:
 			// the cascade must never leave orphans.
 			rt := registry.Runtime{ID: fmt.Sprintf("tmp%d-%d", seed, i), Name: fmt.Sprintf("tmp%d_%d", seed, i)}
-			if err := db.CreateRuntime(ctx, rt, registry.Version{Config: crashConfig(1)}); err != nil {
+			if err := db.CreateRuntime(ctx, rt, registry.Version{Settings: crashConfig(1)}); err != nil {
 				return err
 			}
 			err := db.PutEndpoint(ctx, registry.Endpoint{RuntimeID: rt.ID, Name: "pinned", LiveVersion: 1, TargetVersion: 1})
@@ -152,8 +153,8 @@ func crashWriter(path string, seed uint64) error {
 	}
 }
 
-func crashConfig(v int) registry.Config {
-	return registry.Config{
+func crashConfig(v int) registry.Settings {
+	return registry.Settings{
 		Command: []string{"./agent", strconv.Itoa(v)},
 		Env:     map[string]string{"PAD": strings.Repeat("x", 200*v%4096)},
 	}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/api"
 	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/session"
 )
@@ -36,22 +37,22 @@ var (
 	v1Runtime = registry.Runtime{
 		ID: "legacy-0123456789", Name: "legacy",
 		ARN:         "arn:aws:bedrock-agentcore:us-east-1:000000000000:runtime/legacy-0123456789",
-		Description: "made by schema v1", Status: registry.StatusReady, LatestVersion: 2,
-		Tags: map[string]string{"env": "test"}, Source: "config",
+		Description: "made by schema v1", Status: api.StatusReady, LatestVersion: 2,
+		Tags: map[string]string{"env": "test"}, Source: registry.SourceConfig,
 		CreatedAt: v1Time, UpdatedAt: v1Time.Add(time.Hour),
 	}
 	v1Versions = []registry.Version{
 		{RuntimeID: v1Runtime.ID, Version: 1, CreatedAt: v1Time,
-			Config: registry.Config{Command: []string{"./agent", "--v1"}, IdleTimeout: 15 * time.Minute, MaxLifetime: 8 * time.Hour}},
+			Settings: registry.Settings{Command: []string{"./agent", "--v1"}, IdleTimeout: registry.Duration(15 * time.Minute), MaxLifetime: registry.Duration(8 * time.Hour)}},
 		{RuntimeID: v1Runtime.ID, Version: 2, CreatedAt: v1Time.Add(time.Hour),
-			Config: registry.Config{Command: []string{"./agent", "--v2"}, Env: map[string]string{"A": "b"},
-				IdleTimeout: time.Minute, MaxLifetime: time.Hour, MemoryBytes: 1 << 28}},
+			Settings: registry.Settings{Command: []string{"./agent", "--v2"}, Env: map[string]string{"A": "b"},
+				IdleTimeout: registry.Duration(time.Minute), MaxLifetime: registry.Duration(time.Hour), Limits: registry.Limits{Memory: 1 << 28}}},
 	}
 	v1Endpoints = []registry.Endpoint{
 		{RuntimeID: v1Runtime.ID, Name: "DEFAULT", ID: "DEFAULT", ARN: v1Runtime.ARN + "/runtime-endpoint/DEFAULT",
-			Status: registry.StatusReady, LiveVersion: 2, TargetVersion: 2, CreatedAt: v1Time, UpdatedAt: v1Time.Add(time.Hour)},
+			Status: api.StatusReady, LiveVersion: 2, TargetVersion: 2, CreatedAt: v1Time, UpdatedAt: v1Time.Add(time.Hour)},
 		{RuntimeID: v1Runtime.ID, Name: "prod", ID: "prod-0123456789", ARN: v1Runtime.ARN + "/runtime-endpoint/prod",
-			Description: "pinned", Status: registry.StatusReady, LiveVersion: 1, TargetVersion: 1,
+			Description: "pinned", Status: api.StatusReady, LiveVersion: 1, TargetVersion: 1,
 			CreatedAt: v1Time.Add(time.Minute), UpdatedAt: v1Time.Add(time.Minute)},
 	}
 	v1Key      = session.Key{RuntimeID: v1Runtime.ID, Endpoint: "DEFAULT", SessionID: strings.Repeat("a", 40)}
@@ -85,7 +86,7 @@ func writeV1(ctx context.Context, path string) error {
 			return err
 		}
 		for _, v := range v1Versions {
-			config, _ := json.Marshal(v.Config)
+			config, _ := json.Marshal(v.Settings)
 			if _, err := tx.ExecContext(ctx, `INSERT INTO runtime_versions VALUES (?, ?, ?, ?)`,
 				v.RuntimeID, v.Version, string(config), v.CreatedAt.UnixNano()); err != nil {
 				return err
@@ -277,7 +278,7 @@ func TestUpgradeFromV1(t *testing.T) {
 	}
 	next := v1Runtime
 	next.UpdatedAt = time.Now().UTC()
-	if err := db.UpdateRuntime(ctx, next, registry.Version{Version: 3, Config: v1Versions[1].Config}); err != nil {
+	if err := db.UpdateRuntime(ctx, next, registry.Version{Version: 3, Settings: v1Versions[1].Settings}); err != nil {
 		t.Fatalf("update v1 runtime: %v", err)
 	}
 	if err := db.SaveState(ctx, v1Key, "user-1", []byte("state"), time.Now()); err != nil {

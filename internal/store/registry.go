@@ -12,10 +12,9 @@ import (
 	"github.com/berth-dev/berth/internal/registry"
 )
 
-// DefaultEndpoint is the qualifier that follows a runtime's latest version.
-// CreateRuntime creates it with ID "DEFAULT" and ARN {runtime ARN}/runtime-endpoint/DEFAULT;
+// CreateRuntime creates the DEFAULT endpoint (registry.DefaultEndpoint)
+// with ID "DEFAULT" and ARN {runtime ARN}/runtime-endpoint/DEFAULT;
 // PutEndpoint may rewrite its descriptive fields later.
-const DefaultEndpoint = "DEFAULT"
 
 const runtimeCols = `id, name, arn, description, status, latest_version, tags, source, created_at, updated_at`
 
@@ -53,7 +52,7 @@ func scanVersion(s scanner) (registry.Version, error) {
 	if err := s.Scan(&v.RuntimeID, &v.Version, &config, &created); err != nil {
 		return registry.Version{}, err
 	}
-	if err := json.Unmarshal([]byte(config), &v.Config); err != nil {
+	if err := json.Unmarshal([]byte(config), &v.Settings); err != nil {
 		return registry.Version{}, fmt.Errorf("decode config of %s version %d: %w", v.RuntimeID, v.Version, err)
 	}
 	v.CreatedAt = fromNanos(created)
@@ -117,7 +116,7 @@ func (db *DB) createRuntime(ctx context.Context, rt registry.Runtime, v registry
 			return err
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO runtime_endpoints (`+endpointCols+`) VALUES (?, ?, ?, ?, '', ?, 1, 1, ?, ?)`,
-			rt.ID, DefaultEndpoint, DefaultEndpoint, rt.ARN+"/runtime-endpoint/"+DefaultEndpoint, rt.Status,
+			rt.ID, registry.DefaultEndpoint, registry.DefaultEndpoint, rt.ARN+"/runtime-endpoint/"+registry.DefaultEndpoint, rt.Status,
 			nanos(rt.CreatedAt), nanos(rt.UpdatedAt))
 		if err != nil {
 			return fmt.Errorf("insert DEFAULT endpoint: %w", err)
@@ -134,7 +133,7 @@ func encodeRuntime(rt registry.Runtime, v registry.Version) (tags, config []byte
 	if tags, err = json.Marshal(rt.Tags); err != nil {
 		return nil, nil, fmt.Errorf("encode tags: %w", err)
 	}
-	if config, err = json.Marshal(v.Config); err != nil {
+	if config, err = json.Marshal(v.Settings); err != nil {
 		return nil, nil, fmt.Errorf("encode config: %w", err)
 	}
 	return tags, config, nil
@@ -195,7 +194,7 @@ func (db *DB) updateRuntime(ctx context.Context, rt registry.Runtime, v registry
 				live_version = excluded.live_version,
 				target_version = excluded.target_version,
 				updated_at = excluded.updated_at`,
-			DefaultEndpoint, DefaultEndpoint, DefaultEndpoint, v.Version, v.Version, rt.ID)
+			registry.DefaultEndpoint, registry.DefaultEndpoint, registry.DefaultEndpoint, v.Version, v.Version, rt.ID)
 		if err != nil {
 			return fmt.Errorf("move DEFAULT endpoint: %w", err)
 		}
@@ -399,7 +398,7 @@ func (db *DB) GetEndpoint(ctx context.Context, runtimeID, name string) (registry
 // (errdefs.ErrInvalidArgument); it goes with its runtime.
 func (db *DB) DeleteEndpoint(ctx context.Context, runtimeID, name string) error {
 	err := db.write(ctx, func(tx *sql.Tx) error {
-		if name == DefaultEndpoint {
+		if name == registry.DefaultEndpoint {
 			return fmt.Errorf("DEFAULT goes only with its runtime: %w", errdefs.ErrInvalidArgument)
 		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM runtime_endpoints WHERE runtime_id = ? AND name = ?`, runtimeID, name)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/berth-dev/berth/api"
 	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/store/storetest"
 )
@@ -68,8 +69,8 @@ func TestReopenKeepsData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rt := registry.Runtime{ID: "a-0123456789", Name: "a", Status: registry.StatusReady}
-	if err := db.CreateRuntime(t.Context(), rt, registry.Version{Config: registry.Config{Command: []string{"x"}}}); err != nil {
+	rt := registry.Runtime{ID: "a-0123456789", Name: "a", Status: api.StatusReady}
+	if err := db.CreateRuntime(t.Context(), rt, registry.Version{Settings: registry.Settings{Command: []string{"x"}}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.Close(); err != nil {
@@ -84,7 +85,7 @@ func TestReopenKeepsData(t *testing.T) {
 	if err != nil {
 		t.Fatalf("get version after reopen: %v", err)
 	}
-	if len(got.Config.Command) != 1 || got.Config.Command[0] != "x" {
+	if len(got.Settings.Command) != 1 || got.Settings.Command[0] != "x" {
 		t.Fatalf("version after reopen: %+v", got)
 	}
 }

@@ -16,8 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/api"
 	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/registry"
+	"github.com/berth-dev/berth/internal/sandbox"
 	"github.com/berth-dev/berth/internal/session"
 )
 
@@ -133,7 +135,7 @@ func newRuntime(name string, created time.Time) (registry.Runtime, registry.Vers
 		Name:        name,
 		ARN:         "arn:aws:bedrock-agentcore:us-east-1:000000000000:runtime/" + id,
 		Description: "agent " + name,
-		Status:      registry.StatusReady,
+		Status:      api.StatusReady,
 		Tags:        map[string]string{"team": "berth", "name": name},
 		Source:      "api",
 		CreatedAt:   created,
@@ -146,21 +148,18 @@ func newVersion(runtimeID string, n int, created time.Time) registry.Version {
 	return registry.Version{
 		RuntimeID: runtimeID,
 		Version:   n,
-		Config: registry.Config{
+		Settings: registry.Settings{
 			Command:         []string{"python3", "agent.py", fmt.Sprintf("--v%d", n)},
 			Workdir:         "/srv/agent",
 			Env:             map[string]string{"MODEL": "m", "VERSION": fmt.Sprint(n)},
 			Sandbox:         "linux",
-			IdleTimeout:     15 * time.Minute,
-			MaxLifetime:     8 * time.Hour,
+			IdleTimeout:     registry.Duration(15 * time.Minute),
+			MaxLifetime:     registry.Duration(8 * time.Hour),
 			HeaderAllowlist: []string{"X-Amzn-Bedrock-Agentcore-Runtime-Custom-A"},
 			Protocol:        "HTTP",
 			Network:         "egress",
-			MemoryBytes:     1 << 30,
-			CPUMillis:       1500,
-			Pids:            256,
-			DiskBytes:       1 << 32,
-			Mounts:          []registry.Mount{{Source: "/data", Target: "/mnt/data", ReadOnly: true}},
+			Limits:          registry.Limits{Memory: 1 << 30, CPU: 1500, Pids: 256, Disk: 1 << 32},
+			Mounts:          []sandbox.Mount{{Source: "/data", Target: "/mnt/data", ReadOnly: true}},
 			Artifact:        registry.Artifact{ContainerURI: "example/agent:1", EntryPoint: []string{"agent.py"}},
 		},
 		CreatedAt: created,
@@ -339,7 +338,7 @@ func testNamedEndpoints(t *testing.T, s Store) {
 		ID:            "prod-0123456789",
 		ARN:           rt.ARN + "/runtime-endpoint/prod",
 		Description:   "pinned",
-		Status:        registry.StatusReady,
+		Status:        api.StatusReady,
 		LiveVersion:   1,
 		TargetVersion: 1,
 		CreatedAt:     at(2 * time.Minute),
@@ -358,7 +357,7 @@ func testNamedEndpoints(t *testing.T, s Store) {
 	same(t, epUTC(got), prod, "prod after runtime update")
 
 	// Put replaces.
-	prod.TargetVersion, prod.Status, prod.UpdatedAt = 3, registry.StatusUpdating, at(4*time.Minute)
+	prod.TargetVersion, prod.Status, prod.UpdatedAt = 3, api.StatusUpdating, at(4*time.Minute)
 	check(t, s.PutEndpoint(ctx, prod), "re-put prod")
 	got, err = s.GetEndpoint(ctx, rt.ID, "prod")
 	check(t, err, "get prod after re-put")

@@ -1,0 +1,403 @@
+package registry
+
+import (
+	"fmt"
+	"maps"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/berth-dev/berth/api"
+	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/sandbox"
+)
+
+// The rulebook: every rule a runtime's settings must pass, written once.
+// The same rules check the operator's config file and the control plane;
+// Source says who is asking, which decides the field names errors use and
+// what may be set at all.
+
+// Source says who declared a runtime: the operator (the config file, which
+// is trusted) or an API caller (the control plane, which is not).
+type Source string
+
+// The two sources.
+const (
+	SourceConfig Source = "config"
+	SourceAPI    Source = "api"
+)
+
+// AgentCore's limits, as the control plane enforces them.
+const (
+	// MinLifetime and MaxLifetime bound an API runtime's idle timeout and
+	// max lifetime. The operator's config may go lower (tests, demos).
+	MinLifetime = 60 * time.Second
+	MaxLifetime = 28800 * time.Second
+	// DefaultIdleTimeout and DefaultMaxLifetime apply when left out.
+	DefaultIdleTimeout = 900 * time.Second
+	DefaultMaxLifetime = 28800 * time.Second
+	// MaxAllowlist caps allow-listed request headers per runtime.
+	MaxAllowlist = 20
+	// MaxEnv caps an API runtime's environment variables; keys are 1-100
+	// characters and values at most 5000.
+	MaxEnv         = 50
+	MaxEnvKeyLen   = 100
+	MaxEnvValueLen = 5000
+	// MaxTags caps tags per resource.
+	MaxTags = 50
+	// MaxEndpoints caps a runtime's endpoints, DEFAULT included.
+	MaxEndpoints = 10
+	// MaxDescription and MaxEndpointDescription cap descriptions.
+	MaxDescription         = 4096
+	MaxEndpointDescription = 256
+	// MaxWarmPool caps any runtime's warm pool.
+	MaxWarmPool = 1000
+)
+
+// Defaults for the session policy's bounds.
+const (
+	DefaultQueueSize     = 16
+	DefaultQueueTimeout  = 30 * time.Second
+	DefaultStateMaxBytes = api.DefaultStateMaxBytes
+)
+
+// Rulebook checks runtime settings and fills their defaults. Its fields are
+// the operator's policy for what API callers may ask for.
+type Rulebook struct {
+	// DefaultLimits fill in the limits a runtime leaves out.
+	DefaultLimits Limits
+	// Ceilings cap the limits an API caller may ask for; a zero field
+	// means the default is also the ceiling.
+	Ceilings Limits
+	// APISandbox is the backend every API runtime runs on (linux unless
+	// the operator says otherwise); APINetwork its sandboxes' network.
+	APISandbox Backend
+	APINetwork sandbox.NetworkMode
+	// APIWarmPool caps an API runtime's warm pool.
+	APIWarmPool int
+}
+
+// setting names one setting in each place it can come from.
+type setting struct{ config, api string }
+
+func (s setting) in(src Source) string {
+	if src == SourceAPI {
+		return s.api
+	}
+	return s.config
+}
+
+func (s setting) err(src Source, format string, args ...any) error {
+	return errdefs.Field(s.in(src), format, args...)
+}
+
+var (
+	fCommand      = setting{"command", "agentRuntimeArtifact"}
+	fWorkdir      = setting{"workdir", "agentRuntimeArtifact.codeConfiguration.code.s3.prefix"}
+	fEnv          = setting{"env", "environmentVariables"}
+	fSandbox      = setting{"sandbox", "berthSettings.sandbox"}
+	fNetwork      = setting{"network", "berthSettings.network"}
+	fMounts       = setting{"mounts", "berthSettings.mounts"}
+	fMemory       = setting{"memory", "berthSettings.limits.memoryBytes"}
+	fCPU          = setting{"cpu", "berthSettings.limits.cpu"}
+	fPids         = setting{"pids", "berthSettings.limits.pids"}
+	fDisk         = setting{"disk", "berthSettings.limits.diskBytes"}
+	fProtocol     = setting{"protocol", "protocolConfiguration.serverProtocol"}
+	fIdle         = setting{"idle_timeout", "lifecycleConfiguration.idleRuntimeSessionTimeout"}
+	fMaxLifetime  = setting{"max_lifetime", "lifecycleConfiguration.maxLifetime"}
+	fAllowlist    = setting{"header_allowlist", "requestHeaderConfiguration.requestHeaderAllowlist"}
+	fConcurrency  = setting{"concurrency", "berthSettings.sessions.concurrency"}
+	fQueueSize    = setting{"queue_size", "berthSettings.sessions.queueSize"}
+	fQueueTimeout = setting{"queue_timeout", "berthSettings.sessions.queueTimeoutSeconds"}
+	fMaxPerUser   = setting{"max_sessions_per_user", "berthSettings.sessions.maxSessionsPerUser"}
+	fDurability   = setting{"durability", "berthSettings.sessions.durability"}
+	fStateMax     = setting{"state_max_bytes", "berthSettings.sessions.stateMaxBytes"}
+	fSuspend      = setting{"suspend_after", "berthSettings.sessions.suspendAfterSeconds"}
+	fWarmPool     = setting{"warm_pool", "berthSettings.sessions.warmPool"}
+)
+
+// Validate checks s as src declared it and fills in every default. The
+// error names the first bad field the way src wrote it.
+func (rb Rulebook) Validate(src Source, s *Settings) error {
+	if len(s.Command) == 0 || s.Command[0] == "" {
+		return fCommand.err(src, "must name a program")
+	}
+	if s.Workdir != "" && !filepath.IsAbs(s.Workdir) {
+		return fWorkdir.err(src, "%q must be an absolute path", s.Workdir)
+	}
+	if err := rb.validateEnv(src, s.Env); err != nil {
+		return err
+	}
+	if err := rb.validatePlacement(src, s); err != nil {
+		return err
+	}
+	if err := rb.validateLimits(src, &s.Limits); err != nil {
+		return err
+	}
+	switch p := Protocol(strings.ToUpper(string(s.Protocol))); p {
+	case "":
+		s.Protocol = ProtocolHTTP
+	case ProtocolHTTP, ProtocolMCP, ProtocolA2A, ProtocolAGUI:
+		s.Protocol = p
+	default:
+		return fProtocol.err(src, "%q is not one of HTTP, MCP, A2A, AGUI", s.Protocol)
+	}
+	if err := validateLifecycle(src, &s.IdleTimeout, &s.MaxLifetime); err != nil {
+		return err
+	}
+	if err := ValidateAllowlist(s.HeaderAllowlist); err != nil {
+		return fAllowlist.err(src, "%s", err)
+	}
+	return rb.validatePolicy(src, &s.Sessions)
+}
+
+func (rb Rulebook) validateEnv(src Source, env map[string]string) error {
+	if src == SourceAPI && len(env) > MaxEnv {
+		return fEnv.err(src, "%d variables exceed the limit of %d", len(env), MaxEnv)
+	}
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		switch v := env[k]; {
+		case k == "" || strings.ContainsAny(k, "=\x00"):
+			return fEnv.err(src, "%q is not a valid variable name", k)
+		case src == SourceAPI && len(k) > MaxEnvKeyLen:
+			return fEnv.err(src, "key %q must be 1-%d characters", k, MaxEnvKeyLen)
+		case src == SourceAPI && len(v) > MaxEnvValueLen:
+			return fEnv.err(src, "value of %s is %d characters; the limit is %d", k, len(v), MaxEnvValueLen)
+		case strings.ContainsRune(v, 0):
+			return fEnv.err(src, "value of %s must not contain NUL", k)
+		}
+	}
+	return nil
+}
+
+// validatePlacement checks where the sandbox runs and what it can reach:
+// the operator's choice alone.
+func (rb Rulebook) validatePlacement(src Source, s *Settings) error {
+	switch s.Sandbox {
+	case "", BackendAuto, BackendProcess, BackendLinux:
+	default:
+		return fSandbox.err(src, "%q is not one of auto, process, linux", s.Sandbox)
+	}
+	switch s.Network {
+	case "", sandbox.NetworkNone, sandbox.NetworkHost, sandbox.NetworkEgress:
+	default:
+		return fNetwork.err(src, "%q is not one of none, host, egress", s.Network)
+	}
+	for i, m := range s.Mounts {
+		if !filepath.IsAbs(m.Source) || !filepath.IsAbs(m.Target) {
+			return errdefs.Field(fmt.Sprintf("%s[%d]", fMounts.in(src), i), "source and target must be absolute paths")
+		}
+	}
+	if src != SourceAPI {
+		return nil
+	}
+	switch {
+	case s.Sandbox != "":
+		return fSandbox.err(src, "only the operator's config file chooses a sandbox backend")
+	case s.Network != "":
+		return fNetwork.err(src, "only the operator's config file chooses a network")
+	case len(s.Mounts) > 0:
+		return fMounts.err(src, "only the operator's config file adds mounts")
+	}
+	s.Sandbox = cmpOr(rb.APISandbox, BackendLinux)
+	if s.Sandbox == BackendLinux {
+		// The process backend has the host's network only.
+		s.Network = cmpOr(rb.APINetwork, sandbox.NetworkNone)
+	}
+	return nil
+}
+
+func (rb Rulebook) validateLimits(src Source, l *Limits) error {
+	for _, c := range []struct {
+		f          setting
+		v, def, up int64
+	}{
+		{fMemory, int64(l.Memory), int64(rb.DefaultLimits.Memory), int64(rb.Ceilings.Memory)},
+		{fCPU, int64(l.CPU), int64(rb.DefaultLimits.CPU), int64(rb.Ceilings.CPU)},
+		{fPids, l.Pids, rb.DefaultLimits.Pids, rb.Ceilings.Pids},
+		{fDisk, int64(l.Disk), int64(rb.DefaultLimits.Disk), int64(rb.Ceilings.Disk)},
+	} {
+		if c.v < 0 {
+			return c.f.err(src, "must not be negative")
+		}
+		if up := max(c.up, c.def); src == SourceAPI && up > 0 && c.v > up {
+			return c.f.err(src, "%d is above the operator's ceiling of %d", c.v, up)
+		}
+	}
+	l.Memory = cmpOr(l.Memory, rb.DefaultLimits.Memory)
+	l.CPU = cmpOr(l.CPU, rb.DefaultLimits.CPU)
+	l.Pids = cmpOr(l.Pids, rb.DefaultLimits.Pids)
+	l.Disk = cmpOr(l.Disk, rb.DefaultLimits.Disk)
+	return nil
+}
+
+// validateLifecycle applies AgentCore's lifecycle rules: each in 60-28800
+// s for API callers (any positive duration for the operator), idle at most
+// the max lifetime, idle 900 s by default but never above a given max
+// lifetime.
+func validateLifecycle(src Source, idle, maxLife *Duration) error {
+	for _, f := range []struct {
+		s setting
+		v Duration
+	}{{fIdle, *idle}, {fMaxLifetime, *maxLife}} {
+		switch {
+		case f.v < 0:
+			return f.s.err(src, "must not be negative")
+		case src == SourceAPI && f.v != 0 && (f.v.D() < MinLifetime || f.v.D() > MaxLifetime):
+			return f.s.err(src, "%d seconds is outside %d-%d", int(f.v.D()/time.Second), int(MinLifetime/time.Second), int(MaxLifetime/time.Second))
+		}
+	}
+	if *maxLife == 0 {
+		*maxLife = Duration(DefaultMaxLifetime)
+	}
+	if *idle == 0 {
+		*idle = min(Duration(DefaultIdleTimeout), *maxLife)
+	}
+	if *idle > *maxLife {
+		if src == SourceAPI {
+			return fIdle.err(src, "%d seconds exceeds maxLifetime %d", int(idle.D()/time.Second), int(maxLife.D()/time.Second))
+		}
+		return fIdle.err(src, "%s exceeds max_lifetime %s", idle.D(), maxLife.D())
+	}
+	return nil
+}
+
+func (rb Rulebook) validatePolicy(src Source, p *SessionPolicy) error {
+	switch p.Concurrency {
+	case "":
+		p.Concurrency = ConcurrencyAllow
+	case ConcurrencyAllow, ConcurrencyReject, ConcurrencyQueue:
+	default:
+		return fConcurrency.err(src, "%q is not one of allow, reject, queue", p.Concurrency)
+	}
+	switch {
+	case p.QueueSize < 0:
+		return fQueueSize.err(src, "must not be negative")
+	case p.QueueTimeout < 0:
+		return fQueueTimeout.err(src, "must not be negative")
+	case p.MaxSessionsPerUser < 0:
+		return fMaxPerUser.err(src, "must not be negative")
+	case p.MaxSessionsPerUser > 0 && !p.BindUser:
+		return fMaxPerUser.err(src, "needs bind_user: true")
+	}
+	if p.Concurrency == ConcurrencyQueue {
+		p.QueueSize = cmpOr(p.QueueSize, DefaultQueueSize)
+		p.QueueTimeout = cmpOr(p.QueueTimeout, Duration(DefaultQueueTimeout))
+	}
+	switch p.Durability {
+	case "", "none":
+		p.Durability = ""
+	case DurabilityState:
+		p.StateMaxBytes = cmpOr(p.StateMaxBytes, DefaultStateMaxBytes)
+	default:
+		return fDurability.err(src, "%q is not one of none, state", p.Durability)
+	}
+	switch {
+	case p.StateMaxBytes < 0 || (p.StateMaxBytes > 0 && !p.Durable()):
+		return fStateMax.err(src, "needs durability: state, and must not be negative")
+	case p.SuspendAfter < 0 || (p.SuspendAfter > 0 && !p.Durable()):
+		return fSuspend.err(src, "needs durability: state (a suspended session resumes from its saved state)")
+	case p.WarmPool < 0 || p.WarmPool > MaxWarmPool:
+		return fWarmPool.err(src, "must be 0 to %d", MaxWarmPool)
+	case src == SourceAPI && p.WarmPool > rb.APIWarmPool:
+		return fWarmPool.err(src, "%d is above the operator's ceiling of %d", p.WarmPool, rb.APIWarmPool)
+	}
+	return nil
+}
+
+func cmpOr[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// The naming and format rules of AgentCore's control plane.
+
+var (
+	nameRE    = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_]{0,47}$`)
+	headerRE  = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,255}$`)
+	versionRE = regexp.MustCompile(`^[1-9][0-9]{0,4}$`)
+	tagRE     = regexp.MustCompile(`^[a-zA-Z0-9\s._:/=+@-]*$`)
+	roleARNRE = regexp.MustCompile(`^arn:aws(-[^:]+)?:iam::([0-9]{12})?:role/.+$`)
+)
+
+// ValidateName checks a runtime or endpoint name against AgentCore's
+// pattern [a-zA-Z][a-zA-Z0-9_]{0,47}.
+func ValidateName(field, name string) error {
+	if !nameRE.MatchString(name) {
+		return errdefs.Field(field, "%q must match [a-zA-Z][a-zA-Z0-9_]{0,47}", name)
+	}
+	return nil
+}
+
+// restrictedHeaders may never be allow-listed: they are hop-by-hop, set by
+// berth, or would let a caller spoof what the agent sees.
+var restrictedHeaders = map[string]bool{
+	"accept": true, "accept-encoding": true, "connection": true, "content-length": true,
+	"content-type": true, "cookie": true, "host": true, "keep-alive": true, "proxy-authorization": true,
+	"te": true, "trailer": true, "transfer-encoding": true, "upgrade": true, "expect": true,
+	"forwarded": true, "via": true, "set-cookie": true, "origin": true, "referer": true,
+}
+
+// ValidateAllowlist applies AgentCore's request header allowlist rules.
+func ValidateAllowlist(names []string) error {
+	if len(names) > MaxAllowlist {
+		return fmt.Errorf("%d headers exceed the limit of %d", len(names), MaxAllowlist)
+	}
+	seen := map[string]bool{}
+	for _, h := range names {
+		l := strings.ToLower(h)
+		switch {
+		case !headerRE.MatchString(h):
+			return fmt.Errorf("%q is not a valid header name", h)
+		case seen[l]:
+			return fmt.Errorf("%q is listed twice", h)
+		case restrictedHeaders[l], strings.HasPrefix(l, "x-forwarded-"), strings.HasPrefix(l, "sec-websocket-"),
+			strings.HasPrefix(l, "content-"):
+			return fmt.Errorf("%q is a restricted header", h)
+		case strings.HasPrefix(l, "x-amz-"):
+			return fmt.Errorf("%q: x-amz-* headers cannot be allow-listed", h)
+		case strings.HasPrefix(l, "x-amzn-") && !strings.HasPrefix(l, "x-amzn-bedrock-agentcore-runtime-custom-"):
+			return fmt.Errorf("%q: x-amzn-* headers cannot be allow-listed", h)
+		}
+		seen[l] = true
+	}
+	return nil
+}
+
+// ValidateTags checks tags against AgentCore's limits. Tags are labels
+// only: none of them changes how berth runs a runtime.
+func ValidateTags(field string, tags map[string]string) error {
+	if len(tags) > MaxTags {
+		return errdefs.Field(field, "%d tags exceed the limit of %d", len(tags), MaxTags)
+	}
+	for _, k := range slices.Sorted(maps.Keys(tags)) {
+		v := tags[k]
+		switch {
+		case len(k) < 1 || len(k) > 128 || !tagRE.MatchString(k):
+			return errdefs.Field(field, "tag key %q must be 1-128 characters of letters, digits, spaces and ._:/=+@-", k)
+		case len(v) > 256 || !tagRE.MatchString(v):
+			return errdefs.Field(field, "value of tag %q must be up to 256 characters of letters, digits, spaces and ._:/=+@-", k)
+		case strings.HasPrefix(strings.ToLower(k), "berth:"):
+			return errdefs.Field(field, "tag %q: berth: tags are reserved; tags never choose a sandbox or network, which only the operator's config file sets", k)
+		}
+	}
+	return nil
+}
+
+// ParseVersion reads an agentRuntimeVersion string ("1" to "99999").
+func ParseVersion(field, s string) (int, error) {
+	if !versionRE.MatchString(s) {
+		return 0, errdefs.Field(field, "%q is not a version (1 to 99999)", s)
+	}
+	n, _ := strconv.Atoi(s)
+	return n, nil
+}
+
+// FormatVersion writes a version number as AgentCore's version string.
+func FormatVersion(v int) string { return strconv.Itoa(v) }
