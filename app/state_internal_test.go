@@ -3,15 +3,13 @@ package app
 import (
 	"context"
 	"errors"
-	"net"
-	"net/http"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
 
 	"github.com/berth-dev/berth/internal/errdefs"
-	"github.com/berth-dev/berth/internal/server"
-	"github.com/berth-dev/berth/internal/session"
+	"github.com/berth-dev/berth/internal/session/statesock"
 )
 
 // memState is a session's state kept in memory, behind berth's real
@@ -33,7 +31,7 @@ func (m *memState) Load(context.Context) ([]byte, error) {
 
 func (m *memState) Save(_ context.Context, data []byte) error {
 	if int64(len(data)) > m.max {
-		return session.ErrStateTooLarge
+		return fmt.Errorf("state over the cap: %w", errdefs.ErrInvalidArgument)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -51,15 +49,13 @@ func (m *memState) Delete(context.Context) error {
 func (m *memState) MaxBytes() int64 { return m.max }
 
 func TestSessionStateOverBerthsSocket(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "state.sock")
-	ln, err := net.Listen("unix", sock)
+	mem := &memState{max: 64}
+	srv, err := statesock.Listen(filepath.Join(t.TempDir(), "sock"), mem)
 	if err != nil {
 		t.Fatal(err)
 	}
-	mem := &memState{max: 64}
-	srv := &http.Server{Handler: server.StateHandler(mem)}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	t.Cleanup(srv.Close)
+	sock := filepath.Join(srv.Dir(), statesock.Name)
 	ctx := context.Background()
 
 	// The server's cap is 64; a client that believes it is larger still

@@ -62,7 +62,8 @@ func TestOnlyServerMapsErrorsToHTTP(t *testing.T) {
 		return
 	}
 	for _, f := range strings.Fields(string(out)) {
-		if !strings.Contains(f, "/internal/server/") && !strings.Contains(f, "/sandboxtest/") {
+		// statesock speaks berth's own protocol to agents, not AgentCore's.
+		if !strings.Contains(f, "/internal/server/") && !strings.Contains(f, "/sandboxtest/") && !strings.Contains(f, "/statesock/") {
 			t.Errorf("%s writes HTTP statuses or error types; only internal/server may", f)
 		}
 	}

@@ -135,7 +135,7 @@ func BenchmarkColdStart(b *testing.B) {
 		b.Run("berth-"+backend+"-warm-pool", func(b *testing.B) {
 			d := benchDaemon(b, agent, backend, nil, func(rt *config.Runtime) { rt.Sessions.WarmPool = 4 })
 			rt := d.Runtimes()[0].ID
-			for d.Sessions().PoolSize(rt) < 4 {
+			for d.Sessions().PoolSizes()[rt] < 4 {
 				time.Sleep(10 * time.Millisecond)
 			}
 			u := invokeURL(d)
@@ -297,7 +297,7 @@ func BenchmarkLiveSessions(b *testing.B) {
 		b.ReportMetric(float64(int64(after)-int64(before))/float64(n)/1024, "KB/session")
 		// Idle keep-alive connections are a cache that expires; without them
 		// is what an idle session costs once its connections time out.
-		d.Sessions().Transport().(interface{ CloseIdleConnections() }).CloseIdleConnections()
+		d.Sessions().CloseIdleConnections()
 		time.Sleep(100 * time.Millisecond)
 		b.ReportMetric(float64(int64(heapInUse())-int64(before))/float64(n)/1024, "KB/idle-session")
 		b.StopTimer()

@@ -40,9 +40,8 @@ type Daemon struct {
 	dataDir        string
 	backends       map[string]sandbox.Backend
 
-	stopJanitor context.CancelFunc
-	wg          sync.WaitGroup // the HTTP server and the janitor
-	serveErr    chan error
+	wg       sync.WaitGroup // the HTTP server
+	serveErr chan error
 }
 
 // Start opens the store, reconciles the config's runtimes, cleans up what a
@@ -89,9 +88,11 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 	reg, observer := newMetrics(d)
 	d.sessions = session.NewManager(d.db, backends, session.Options{
 		Observer:       observer,
+		Runtimes:       d.reg,
 		LogDir:         filepath.Join(dataDir, "logs"),
+		LogRetention:   time.Duration(cfg.LogRetention),
 		StateDir:       filepath.Join(dataDir, "run"),
-		StateHandler:   server.StateHandler,
+		StateRetention: time.Duration(cfg.StateRetention),
 		StartTimeout:   time.Duration(cfg.StartTimeout),
 		PingInterval:   time.Duration(cfg.PingInterval),
 		PingFailures:   cfg.PingFailures,
@@ -103,10 +104,16 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 	if err := d.sessions.Recover(ctx); err != nil {
 		return nil, fmt.Errorf("recover: %w", err)
 	}
+	d.reg.Watch(d.sessions)
 	d.runtimes, err = d.reg.Reconcile(ctx, cfg.Runtimes)
 	if err != nil {
 		return nil, fmt.Errorf("reconcile config runtimes: %w", err)
 	}
+	ids, err := d.reg.RuntimeIDs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d.sessions.SyncPools(ctx, ids)
 
 	srv := server.New(server.Options{
 		Registry:        d.reg,
@@ -128,17 +135,6 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 			d.serveErr <- err
 		}
 	}()
-	jctx, cancel := context.WithCancel(context.Background())
-	d.stopJanitor = cancel
-	d.wg.Add(2)
-	go func() {
-		defer d.wg.Done()
-		d.janitor(jctx)
-	}()
-	go func() {
-		defer d.wg.Done()
-		d.syncPools(jctx)
-	}()
 	ok = true
 	return d, nil
 }
@@ -157,67 +153,6 @@ func openBackends(dataDir string, userNS bool, log *slog.Logger) (map[string]san
 		log.Info("linux sandbox backend unavailable; using process", "reason", err)
 	}
 	return backends, def, nil
-}
-
-// janitor prunes old session logs.
-func (d *Daemon) janitor(ctx context.Context) {
-	t := time.NewTicker(time.Hour)
-	defer t.Stop()
-	for {
-		if err := d.sessions.PruneLogs(time.Duration(d.cfg.LogRetention)); err != nil {
-			d.log.Warn("prune session logs", "err", err)
-		}
-		if r := time.Duration(d.cfg.StateRetention); r > 0 {
-			if n, err := d.db.DeleteStates(ctx, "", time.Now().Add(-r)); err != nil {
-				d.log.Warn("expire durable session states", "err", err)
-			} else if n > 0 {
-				d.log.Info("expired durable session states", "count", n)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// syncPools keeps every runtime's warm pool on its DEFAULT endpoint's
-// live version, as runtimes are created, updated and deleted.
-func (d *Daemon) syncPools(ctx context.Context) {
-	t := time.NewTicker(min(time.Duration(d.cfg.PingInterval), 2*time.Second))
-	defer t.Stop()
-	for {
-		keep := map[string]bool{}
-		tok := ""
-		for {
-			rts, next, err := d.db.ListRuntimes(ctx, registry.Page{MaxResults: 100, NextToken: tok})
-			if err != nil {
-				if ctx.Err() == nil {
-					d.log.Warn("warm pools: list runtimes", "err", err)
-				}
-				break
-			}
-			for _, rt := range rts {
-				res, err := d.reg.Resolve(ctx, rt.ID, registry.DefaultEndpoint)
-				if err != nil || res.Version.Settings.Sessions.WarmPool <= 0 {
-					continue
-				}
-				keep[rt.ID] = true
-				d.sessions.SetPool(rt.ID, res.Version.Version, res.Version.Settings)
-			}
-			if next == "" {
-				break
-			}
-			tok = next
-		}
-		d.sessions.RetainPools(keep)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }
 
 // Addr is the address the server listens on.
@@ -243,9 +178,8 @@ func (d *Daemon) Err() <-chan error { return d.serveErr }
 func (d *Daemon) Close(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(d.cfg.StopGrace)+30*time.Second)
 	defer cancel()
-	// Stop the pool keeper first so it cannot refill during the drain, then
-	// end sessions: their streams would otherwise hold Shutdown open.
-	d.stopJanitor()
+	// End sessions first: their streams would otherwise hold the HTTP
+	// server's Shutdown open.
 	var errs []error
 	if err := d.sessions.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("end sessions: %w", err))
@@ -253,7 +187,6 @@ func (d *Daemon) Close(ctx context.Context) error {
 	if err := d.srv.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("stop http server: %w", err))
 	}
-	d.stopJanitor()
 	d.wg.Wait()
 	if err := d.closeBackends(); err != nil {
 		errs = append(errs, err)

@@ -265,8 +265,8 @@ func (c *Control) CreateRuntime(ctx context.Context, spec RuntimeSpec) (Runtime,
 	if err := c.reg.store.CreateRuntime(ctx, rt, v); err != nil {
 		return Runtime{}, Version{}, fmt.Errorf("create runtime: %w", err)
 	}
-	c.reg.Invalidate()
 	c.reg.log.Info("runtime created", "runtime_id", id, "version", 1)
+	c.reg.changed(ctx, Change{Kind: RuntimeCreated, RuntimeID: id})
 	return rt, v, nil
 }
 
@@ -307,8 +307,8 @@ func (c *Control) UpdateRuntime(ctx context.Context, ref string, spec RuntimeSpe
 	if err := c.reg.store.UpdateRuntime(ctx, rt, v); err != nil {
 		return Runtime{}, Version{}, fmt.Errorf("update runtime: %w", err)
 	}
-	c.reg.Invalidate()
 	c.reg.log.Info("runtime updated", "runtime_id", rt.ID, "version", v.Version)
+	c.reg.changed(ctx, Change{Kind: RuntimeUpdated, RuntimeID: rt.ID})
 	return rt, v, nil
 }
 
@@ -328,8 +328,8 @@ func (c *Control) DeleteRuntime(ctx context.Context, ref string) (Runtime, error
 	if err := c.reg.store.DeleteRuntime(ctx, rt.ID); err != nil {
 		return Runtime{}, fmt.Errorf("delete runtime: %w", err)
 	}
-	c.reg.Invalidate()
 	c.reg.log.Info("runtime deleted", "runtime_id", rt.ID)
+	c.reg.changed(ctx, Change{Kind: RuntimeDeleted, RuntimeID: rt.ID})
 	rt.Status = api.StatusDeleting
 	return rt, nil
 }
@@ -473,8 +473,8 @@ func (c *Control) CreateEndpoint(ctx context.Context, ref string, spec EndpointS
 	if err := c.reg.store.PutEndpoint(ctx, e); err != nil {
 		return Runtime{}, Endpoint{}, fmt.Errorf("create endpoint: %w", err)
 	}
-	c.reg.Invalidate()
 	c.reg.log.Info("endpoint created", "runtime_id", rt.ID, "endpoint", e.Name, "version", version)
+	c.reg.changed(ctx, Change{Kind: EndpointChanged, RuntimeID: rt.ID, Endpoint: e.Name})
 	return rt, e, nil
 }
 
@@ -515,8 +515,8 @@ func (c *Control) UpdateEndpoint(ctx context.Context, ref, name string, spec End
 	if err := c.reg.store.PutEndpoint(ctx, e); err != nil {
 		return Runtime{}, Endpoint{}, fmt.Errorf("update endpoint: %w", err)
 	}
-	c.reg.Invalidate()
 	c.reg.log.Info("endpoint updated", "runtime_id", rt.ID, "endpoint", e.Name, "version", version)
+	c.reg.changed(ctx, Change{Kind: EndpointChanged, RuntimeID: rt.ID, Endpoint: e.Name})
 	return rt, e, nil
 }
 
@@ -539,8 +539,8 @@ func (c *Control) DeleteEndpoint(ctx context.Context, ref, name string) (Runtime
 	if err := c.reg.store.DeleteEndpoint(ctx, rt.ID, name); err != nil {
 		return Runtime{}, Endpoint{}, fmt.Errorf("delete endpoint: %w", err)
 	}
-	c.reg.Invalidate()
 	c.reg.log.Info("endpoint deleted", "runtime_id", rt.ID, "endpoint", name)
+	c.reg.changed(ctx, Change{Kind: EndpointChanged, RuntimeID: rt.ID, Endpoint: name})
 	e.Status = api.StatusDeleting
 	return rt, e, nil
 }

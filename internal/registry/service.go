@@ -28,6 +28,8 @@ type Registry struct {
 	// mu guards cache.
 	mu    sync.Mutex
 	cache map[cacheKey]cacheEntry
+
+	watchers watchers
 }
 
 type cacheKey struct{ ref, qualifier string }
@@ -86,6 +88,25 @@ func encodeID(b []byte) string {
 		out[i] = idAlphabet[int(c)%len(idAlphabet)]
 	}
 	return string(out)
+}
+
+// RuntimeIDs lists every runtime's ID.
+func (r *Registry) RuntimeIDs(ctx context.Context) ([]string, error) {
+	var ids []string
+	tok := ""
+	for {
+		page, next, err := r.store.ListRuntimes(ctx, Page{MaxResults: 100, NextToken: tok})
+		if err != nil {
+			return nil, fmt.Errorf("list runtimes: %w", err)
+		}
+		for _, rt := range page {
+			ids = append(ids, rt.ID)
+		}
+		if next == "" {
+			return ids, nil
+		}
+		tok = next
+	}
 }
 
 // RuntimeRef extracts the runtime ID or name from an ARN, an ID or a name.
@@ -187,6 +208,7 @@ func (r *Registry) Reconcile(ctx context.Context, declared []Declared) ([]Runtim
 				return nil, fmt.Errorf("create runtime %s: %w", d.Name, err)
 			}
 			r.log.Info("runtime created from config", "runtime_id", id)
+			r.changed(ctx, Change{Kind: RuntimeCreated, RuntimeID: id})
 		case err != nil:
 			return nil, fmt.Errorf("get runtime %s: %w", d.Name, err)
 		default:
@@ -204,6 +226,7 @@ func (r *Registry) Reconcile(ctx context.Context, declared []Declared) ([]Runtim
 				return nil, fmt.Errorf("update runtime %s: %w", d.Name, err)
 			}
 			r.log.Info("runtime updated from config", "runtime_id", id, "version", rt.LatestVersion)
+			r.changed(ctx, Change{Kind: RuntimeUpdated, RuntimeID: id})
 		}
 		out = append(out, rt)
 	}
@@ -220,6 +243,7 @@ func (r *Registry) Reconcile(ctx context.Context, declared []Declared) ([]Runtim
 					return nil, fmt.Errorf("delete runtime %s: %w", rt.ID, err)
 				}
 				r.log.Info("runtime removed: no longer in config", "runtime_id", rt.ID)
+				r.changed(ctx, Change{Kind: RuntimeDeleted, RuntimeID: rt.ID})
 			}
 		}
 		if next == "" {

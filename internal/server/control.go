@@ -2,7 +2,6 @@ package server
 
 import (
 	"cmp"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,7 +15,6 @@ import (
 	"github.com/berth-dev/berth/api"
 	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/sandbox"
-	"github.com/berth-dev/berth/internal/session"
 )
 
 // The bedrock-agentcore-control subset berth serves: runtimes, their
@@ -26,10 +24,6 @@ import (
 
 // maxControlBody caps a control-plane request body.
 const maxControlBody = 1 << 20
-
-// endSessionsTimeout bounds how long a delete waits for the runtime's live
-// sessions to end.
-const endSessionsTimeout = time.Minute
 
 // controlAPI serves the control plane for one Server.
 type controlAPI struct {
@@ -176,17 +170,12 @@ func (c *controlAPI) deleteRuntime(w http.ResponseWriter, r *http.Request) {
 		c.s.writeError(w, r, err)
 		return
 	}
-	// The runtime goes first, so no new session can resolve it while the
-	// live ones end.
+	// The registry's watchers end the runtime's live sessions before this
+	// returns.
 	rt, err := c.ctl.DeleteRuntime(r.Context(), r.PathValue("id"))
 	if err != nil {
 		c.s.writeError(w, r, err)
 		return
-	}
-	if c.s.sessions != nil {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), endSessionsTimeout)
-		c.s.sessions.EndRuntime(ctx, rt.ID, session.EndDeleted)
-		cancel()
 	}
 	writeJSON(w, http.StatusAccepted, api.DeleteResult{Status: rt.Status, AgentRuntimeID: rt.ID})
 }

@@ -109,7 +109,7 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	defer call.Done()
+	defer call.Release()
 	w.Header().Set(api.HeaderSessionID, sid)
 
 	// The call ends with the client or with the session, whichever first.
@@ -118,7 +118,7 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
 	stop := context.AfterFunc(call.KillContext(), func() { cancel(session.ErrEnded) })
 	defer stop()
 
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, call.URL(api.PathInvocations),
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, api.PathInvocations,
 		http.MaxBytesReader(w, r.Body, s.maxPayload))
 	if err != nil {
 		s.writeError(w, r, err)
@@ -126,7 +126,7 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
 	}
 	req.ContentLength = r.ContentLength
 	req.Header = out
-	resp, err := s.sessions.Transport().RoundTrip(req)
+	resp, err := call.RoundTrip(req)
 	if err != nil {
 		s.writeError(w, r, s.callError(r, call, err))
 		return

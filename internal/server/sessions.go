@@ -1,13 +1,9 @@
 package server
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
-	"io"
 	"net/http"
-	"os"
 	"strconv"
 	"time"
 
@@ -97,7 +93,7 @@ func (s *Server) showSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := toAPI(rec, s.liveByID()[rec.ID])
-	out.LogTail = tail(s.sessions.LogPath(rec.RuntimeID, rec.ID), 20)
+	out.LogTail = s.sessions.Tail(rec, 20)
 	writeJSON(w, http.StatusOK, out)
 }
 
@@ -127,50 +123,22 @@ func (s *Server) sessionLogs(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	f, err := os.Open(s.sessions.LogPath(rec.RuntimeID, rec.ID))
+	log, err := s.sessions.OpenLog(rec)
 	if err != nil {
-		s.writeError(w, r, &apiError{typ: api.ErrResourceNotFound, msg: "no log for session " + rec.ID + " (logs are kept for a while after a session ends)"})
+		s.writeError(w, r, err)
 		return
 	}
-	defer f.Close()
-	if n, err := strconv.Atoi(r.URL.Query().Get("tail")); err == nil && n > 0 {
-		seekTail(f, n)
-	}
-	follow := r.URL.Query().Get("follow") == "true" || r.URL.Query().Get("follow") == "1"
+	defer log.Close()
+	q := r.URL.Query()
+	tail, _ := strconv.Atoi(q.Get("tail"))
+	follow := q.Get("follow") == "true" || q.Get("follow") == "1"
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	rc := http.NewResponseController(w)
 	rc.SetWriteDeadline(time.Time{})
-	buf := make([]byte, 32<<10)
-	t := time.NewTicker(200 * time.Millisecond)
-	defer t.Stop()
-	for {
-		n, err := f.Read(buf)
-		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				return
-			}
-			rc.Flush()
-			continue
-		}
-		if err != nil && err != io.EOF {
-			return
-		}
-		if !follow {
-			return
-		}
-		if cur, err := s.sessionStore.GetSession(r.Context(), rec.ID); err != nil || cur.State == session.StateTerminated {
-			// One last read picks up the agent's final lines.
-			io.Copy(w, f)
-			return
-		}
-		select {
-		case <-r.Context().Done():
-			return
-		case <-t.C:
-		}
-	}
+	w.WriteHeader(http.StatusOK)
+	rc.Flush()
+	log.Copy(r.Context(), tail, follow, w, func() { rc.Flush() })
 }
-
 func toAPI(rec session.Record, live *session.Info) api.Session {
 	out := api.Session{
 		ID: rec.ID, RuntimeID: rec.RuntimeID, Endpoint: rec.Endpoint, SessionID: rec.SessionID,
@@ -192,55 +160,4 @@ func toAPI(rec session.Record, live *session.Info) api.Session {
 		}
 	}
 	return out
-}
-
-// tail returns the last n lines of a file.
-func tail(path string, n int) []string {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	seekTail(f, n)
-	var lines []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-	}
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return lines
-}
-
-// seekTail positions f at the start of its last n lines (roughly: it
-// reads back at most 64 KB).
-func seekTail(f *os.File, n int) {
-	fi, err := f.Stat()
-	if err != nil {
-		return
-	}
-	size := fi.Size()
-	start := max(0, size-64<<10)
-	buf := make([]byte, size-start)
-	if _, err := f.ReadAt(buf, start); err != nil && err != io.EOF {
-		return
-	}
-	pos := len(buf)
-	if pos > 0 && buf[pos-1] == '\n' {
-		pos--
-	}
-	for i := 0; i < n; i++ {
-		j := bytes.LastIndexByte(buf[:pos], '\n')
-		if j < 0 {
-			pos = 0
-			break
-		}
-		pos = j
-	}
-	if pos > 0 {
-		pos++
-	}
-	f.Seek(start+int64(pos), io.SeekStart)
 }

@@ -62,7 +62,7 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	defer call.Done()
+	defer call.Release()
 	out.Set("Connection", "Upgrade")
 	out.Set("Upgrade", "websocket")
 	for _, k := range []string{"Sec-Websocket-Key", "Sec-Websocket-Version", "Sec-Websocket-Protocol", "Sec-Websocket-Extensions"} {
@@ -77,14 +77,14 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(nil)
 	stop := context.AfterFunc(call.KillContext(), func() { cancel(session.ErrEnded) })
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, call.URL(api.PathWebSocket), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, api.PathWebSocket, nil)
 	if err != nil {
 		stop()
 		s.writeError(w, r, err)
 		return
 	}
 	req.Header = out
-	resp, err := s.sessions.Transport().RoundTrip(req)
+	resp, err := call.RoundTrip(req)
 	stop()
 	if err != nil {
 		s.writeError(w, r, s.callError(r, call, err))

@@ -1,11 +1,14 @@
-// Package session is berth's session manager: it finds or creates the
-// sandbox behind a session, admits calls into it, runs each session's ping
-// loop and lifetime timers, and tears sandboxes down on idle timeout, max
-// lifetime, stop, crash, failed health checks and shutdown.
+// Package session is berth's session manager: it claims the session behind
+// a call in the store, starts its sandbox, admits calls into it, runs each
+// session's ping loop and lifetime timers, and tears sandboxes down on idle
+// timeout, max lifetime, stop, crash, failed health checks and shutdown. It
+// also owns what outlives a sandbox: per-session logs, durable state, warm
+// pools, and the janitor that expires them.
 //
 // Placement is data: every live session has a store record carrying its
-// lease, sandbox ID and address; the in-process map holds only the handles
-// this node owns.
+// lease, sandbox ID and address; the in-process map holds only the sessions
+// this node owns, and a record is claimed in the store before anything is
+// started for it.
 package session
 
 import (
@@ -13,11 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
-	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -38,19 +36,33 @@ var (
 	ErrShuttingDown = fmt.Errorf("berth is shutting down; retry against another node: %w", errdefs.ErrUnavailable)
 	// ErrBusy: the session's policy rejects a call while another runs.
 	ErrBusy = fmt.Errorf("session busy: another call is in flight: %w", errdefs.ErrFailedPrecondition)
+	// ErrElsewhere: another node holds the session's live lease.
+	ErrElsewhere = fmt.Errorf("session is live on another berth node: %w", errdefs.ErrUnavailable)
 )
+
+// endRuntimeTimeout bounds how long a runtime's deletion waits for its
+// live sessions to end.
+const endRuntimeTimeout = time.Minute
+
+// storeTimeout bounds every store write the manager makes on its own
+// behalf (placement, activity, the final record).
+const storeTimeout = 10 * time.Second
 
 // Options configure a Manager. Zero values take the defaults noted.
 type Options struct {
 	// NodeID owns this node's leases. Default "local".
 	NodeID string
-	// LogDir holds per-session agent logs.
-	LogDir string
-	// StateDir holds durable sessions' state sockets.
-	StateDir string
-	// StateHandler builds the HTTP handler served on a durable session's
-	// state socket (internal/server provides it).
-	StateHandler func(StateAccess) http.Handler
+	// Runtimes resolves a runtime's DEFAULT version when its warm pool
+	// must follow a registry change.
+	Runtimes Resolver
+	// LogDir holds per-session agent logs; LogRetention is how long a log
+	// outlives its session. Default 24h.
+	LogDir       string
+	LogRetention time.Duration
+	// StateDir holds durable sessions' state sockets; StateRetention is
+	// how long saved state outlives its last save (0: forever).
+	StateDir       string
+	StateRetention time.Duration
 	// Observer, if set, hears of session starts and ends (for metrics).
 	Observer Observer
 	// StartTimeout bounds sandbox start plus the first healthy ping. Default 30s.
@@ -64,9 +76,14 @@ type Options struct {
 	StopGrace time.Duration
 	// DefaultBackend is used when a runtime says "auto" or nothing.
 	DefaultBackend string
-	// Region and Account go into the agent's OTEL resource attributes.
+	// RuntimeARN names a runtime in the agent's environment.
 	RuntimeARN func(runtimeID string) string
 	Logger     *slog.Logger
+}
+
+// Resolver is what the manager reads of the registry.
+type Resolver interface {
+	Resolve(ctx context.Context, ref, qualifier string) (registry.Resolved, error)
 }
 
 // Observer hears of sessions starting and ending.
@@ -88,27 +105,38 @@ type Spec struct {
 
 // Manager owns every live session on this node.
 //
-// Lock order: Manager.mu, then Session.mu.
+// Lock order: Manager.mu, then Session.mu, then pool.mu.
 type Manager struct {
-	store     Store
-	backends  map[string]sandbox.Backend
-	opts      Options
-	log       *slog.Logger
-	transport *http.Transport
+	store    Store
+	backends map[string]sandbox.Backend
+	opts     Options
+	log      *slog.Logger
 	// state is the store's durable-state side, nil if it has none.
 	state StateStore
 
-	wg sync.WaitGroup // one per session runner
+	// shutdownCtx is cancelled when berth is going away: distinct from a
+	// session's killCtx, which ends that session.
+	shutdownCtx context.Context
+	shutdown    context.CancelFunc
+
+	wg sync.WaitGroup // session runners, the janitor, pool fillers
 
 	// mu guards the fields that follow.
 	mu       sync.Mutex
-	sessions map[Key]*Session        // live and terminating sessions
-	byHost   map[string]handleSource // synthetic URL host → session or pool member
-	pools    map[string]*pool        // runtime ID → its warm pool
+	sessions map[Key]*Session // live and terminating sessions
+	claiming map[Key]*claim   // keys whose store claim is in progress
+	pools    map[string]*pool // runtime ID → its warm pool
 	closed   bool
 }
 
-// NewManager returns a manager over store and the named backends.
+// claim is a store claim in progress; done closes when it settles.
+type claim struct {
+	runtimeID, user string
+	done            chan struct{}
+}
+
+// NewManager returns a manager over store and the named backends, and
+// starts its janitor. Shutdown stops everything it started.
 func NewManager(store Store, backends map[string]sandbox.Backend, opts Options) *Manager {
 	if opts.NodeID == "" {
 		opts.NodeID = "local"
@@ -125,6 +153,9 @@ func NewManager(store Store, backends map[string]sandbox.Backend, opts Options) 
 	if opts.StopGrace < 0 {
 		opts.StopGrace = 0
 	}
+	if opts.LogRetention <= 0 {
+		opts.LogRetention = 24 * time.Hour
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -137,44 +168,19 @@ func NewManager(store Store, backends map[string]sandbox.Backend, opts Options) 
 		opts:     opts,
 		log:      opts.Logger,
 		sessions: map[Key]*Session{},
-		byHost:   map[string]handleSource{},
+		claiming: map[Key]*claim{},
 		pools:    map[string]*pool{},
 	}
 	m.state, _ = store.(StateStore)
-	m.transport = &http.Transport{
-		DialContext:         m.dial,
-		MaxIdleConnsPerHost: 64,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
-		ForceAttemptHTTP2:   false,
-	}
+	m.shutdownCtx, m.shutdown = context.WithCancel(context.Background())
+	m.wg.Go(m.janitor)
 	return m
 }
 
-// Transport reaches sandboxes: URLs from Call.URL dial the right sandbox.
-func (m *Manager) Transport() http.RoundTripper { return m.transport }
-
-// dial maps a synthetic host back to its session's sandbox.
-func (m *Manager) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		host = addr
-	}
-	m.mu.Lock()
-	s := m.byHost[host]
-	m.mu.Unlock()
-	var h sandbox.Handle
-	if s != nil {
-		h = s.getHandle()
-	}
-	if h == nil {
-		return nil, fmt.Errorf("dial %s: %w", host, ErrEnded)
-	}
-	return h.DialContext(ctx, "tcp", h.Addr())
+// storeCtx bounds one store write made on the manager's own behalf.
+func storeCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), storeTimeout)
 }
-
-// handleSource is what a synthetic host resolves to.
-type handleSource interface{ getHandle() sandbox.Handle }
 
 // Recover ends the live records a previous berth process left and has every
 // backend remove its leftovers. Call it once before serving.
@@ -196,45 +202,23 @@ func (m *Manager) Recover(ctx context.Context) error {
 }
 
 // Acquire finds or starts the session for spec and admits one call into it.
-// The caller must call Call.Done exactly once.
+// The caller must call Call.Release exactly once.
 func (m *Manager) Acquire(ctx context.Context, spec Spec) (*Call, error) {
 	pol := spec.Settings.Sessions
-	var stateOwner *string // a durable session's bound user, read once if needed
 	for {
-		m.mu.Lock()
-		if m.closed {
-			m.mu.Unlock()
-			return nil, ErrShuttingDown
+		s, wait, err := m.session(ctx, spec)
+		if err != nil {
+			return nil, err
 		}
-		s := m.sessions[spec.Key]
-		if s == nil {
-			if pol.BindUser && pol.Durable() && stateOwner == nil {
-				m.mu.Unlock()
-				owner, err := m.stateOwner(ctx, spec.Key)
-				if err != nil {
-					return nil, err
-				}
-				stateOwner = &owner
+		if wait != nil {
+			select {
+			case <-wait:
 				continue
-			}
-			owner := spec.UserID
-			if stateOwner != nil && *stateOwner != "" {
-				owner = *stateOwner
-			}
-			if pol.BindUser && owner != spec.UserID {
-				m.mu.Unlock()
-				return nil, fmt.Errorf("session %s: %w", spec.SessionID, errdefs.ErrPermissionDenied)
-			}
-			if n := pol.MaxSessionsPerUser; n > 0 && spec.UserID != "" && m.userSessionsLocked(spec.RuntimeID, spec.UserID) >= n {
-				m.mu.Unlock()
-				return nil, fmt.Errorf("user %s has %d live sessions of runtime %s: %w", spec.UserID, n, spec.RuntimeID, errdefs.ErrResourceExhausted)
-			}
-			var err error
-			if s, err = m.newSessionLocked(spec, owner); err != nil {
-				m.mu.Unlock()
-				return nil, err
+			case <-ctx.Done():
+				return nil, ctx.Err()
 			}
 		}
+		m.mu.Lock()
 		s.mu.Lock()
 		if s.killCtx.Err() != nil {
 			// Ending: wait for its teardown, then start afresh.
@@ -261,22 +245,121 @@ func (m *Manager) Acquire(ctx context.Context, spec Spec) (*Call, error) {
 		select {
 		case <-s.ready:
 		case <-ctx.Done():
-			c.Done()
+			c.Release()
 			return nil, ctx.Err()
 		}
 		if s.startErr != nil {
-			c.Done()
+			c.Release()
 			return nil, s.startErr
 		}
 		if err := c.admit(ctx, pol); err != nil {
-			c.Done()
+			c.Release()
 			return nil, err
 		}
 		return c, nil
 	}
 }
 
-// userSessionsLocked counts a user's live sessions of a runtime.
+// session returns this node's live session for spec, claiming the key in
+// the store and starting it on a miss. When another caller's claim of the
+// key is in progress it returns a channel to wait on instead.
+func (m *Manager) session(ctx context.Context, spec Spec) (*Session, <-chan struct{}, error) {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil, nil, ErrShuttingDown
+	}
+	if s := m.sessions[spec.Key]; s != nil {
+		m.mu.Unlock()
+		return s, nil, nil
+	}
+	if c := m.claiming[spec.Key]; c != nil {
+		m.mu.Unlock()
+		return nil, c.done, nil
+	}
+	pol := spec.Settings.Sessions
+	if n := pol.MaxSessionsPerUser; n > 0 && spec.UserID != "" && m.userSessionsLocked(spec.RuntimeID, spec.UserID) >= n {
+		m.mu.Unlock()
+		return nil, nil, fmt.Errorf("user %s has %d live sessions of runtime %s: %w", spec.UserID, n, spec.RuntimeID, errdefs.ErrResourceExhausted)
+	}
+	b, err := m.backend(spec)
+	if err != nil {
+		m.mu.Unlock()
+		return nil, nil, err
+	}
+	c := &claim{runtimeID: spec.RuntimeID, user: spec.UserID, done: make(chan struct{})}
+	m.claiming[spec.Key] = c
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		delete(m.claiming, spec.Key)
+		m.mu.Unlock()
+		close(c.done)
+	}()
+
+	owner := spec.UserID
+	if pol.BindUser && pol.Durable() {
+		// A durable session stays bound to its user across sandboxes.
+		saved, err := m.stateOwner(ctx, spec.Key)
+		if err != nil {
+			return nil, nil, err
+		}
+		if saved != "" {
+			owner = saved
+		}
+	}
+	if pol.BindUser && owner != spec.UserID {
+		return nil, nil, fmt.Errorf("session %s: %w", spec.SessionID, errdefs.ErrPermissionDenied)
+	}
+	now := time.Now().UTC()
+	cctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	rec, err := m.store.ClaimSession(cctx, Record{
+		ID:           uuid.NewString(),
+		Key:          spec.Key,
+		Lease:        Lease{Owner: m.opts.NodeID},
+		Version:      spec.Version,
+		UserID:       owner,
+		State:        StateStarting,
+		Backend:      b.Name(),
+		CreatedAt:    now,
+		LastActiveAt: now,
+		ExpiresAt:    now.Add(spec.Settings.MaxLifetime.D()),
+	})
+	cancel()
+	switch {
+	case errors.Is(err, ErrLive):
+		return nil, nil, fmt.Errorf("session %s: %w", spec.SessionID, ErrElsewhere)
+	case err != nil:
+		return nil, nil, fmt.Errorf("claim session %s: %w", spec.SessionID, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		// Shutdown began during the claim: give the record up.
+		ectx, cancel := storeCtx()
+		defer cancel()
+		m.store.EndSession(ectx, rec.ID, rec.Lease, EndShutdown, "berth shutting down", time.Now().UTC())
+		return nil, nil, ErrShuttingDown
+	}
+	s := m.attachLocked(spec, rec, b, owner)
+	return s, nil, nil
+}
+
+// backend picks the sandbox backend spec runs on.
+func (m *Manager) backend(spec Spec) (sandbox.Backend, error) {
+	name := string(spec.Settings.Sandbox)
+	if name == "" || name == string(registry.BackendAuto) {
+		name = m.opts.DefaultBackend
+	}
+	b, ok := m.backends[name]
+	if !ok {
+		return nil, fmt.Errorf("runtime %s asks for sandbox backend %q, which this host cannot run: %w", spec.RuntimeID, name, errdefs.ErrAgent)
+	}
+	return b, nil
+}
+
+// userSessionsLocked counts a user's live sessions of a runtime, claims in
+// progress included.
 func (m *Manager) userSessionsLocked(runtimeID, user string) int {
 	n := 0
 	for k, s := range m.sessions {
@@ -289,40 +372,34 @@ func (m *Manager) userSessionsLocked(runtimeID, user string) int {
 		}
 		s.mu.Unlock()
 	}
+	for _, c := range m.claiming {
+		if c.runtimeID == runtimeID && c.user == user {
+			n++
+		}
+	}
 	return n
 }
 
-func (m *Manager) newSessionLocked(spec Spec, owner string) (*Session, error) {
-	name := string(spec.Settings.Sandbox)
-	if name == "" || name == "auto" {
-		name = m.opts.DefaultBackend
-	}
-	b, ok := m.backends[name]
-	if !ok {
-		return nil, fmt.Errorf("runtime %s asks for sandbox backend %q, which this host cannot run: %w", spec.RuntimeID, name, errdefs.ErrAgent)
-	}
+// attachLocked makes a claimed record this node's live session and starts
+// its runner.
+func (m *Manager) attachLocked(spec Spec, rec Record, b sandbox.Backend, owner string) *Session {
 	killCtx, kill := context.WithCancelCause(context.Background())
 	s := &Session{
 		m:       m,
 		spec:    spec,
 		backend: b,
-		host:    strings.ReplaceAll(uuid.NewString(), "-", "") + ".sandbox",
+		rec:     rec,
 		ready:   make(chan struct{}),
 		done:    make(chan struct{}),
 		killCtx: killCtx,
 		kill:    kill,
 		owner:   owner,
 		log: m.log.With("runtime_id", spec.RuntimeID, "endpoint", spec.Endpoint,
-			"session_id", spec.SessionID),
+			"session_id", spec.SessionID, "record_id", rec.ID),
 	}
 	m.sessions[spec.Key] = s
-	m.byHost[s.host] = s
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		s.run()
-	}()
-	return s, nil
+	m.wg.Go(s.run)
+	return s
 }
 
 // StopRequest names a session to stop and who asks.
@@ -334,18 +411,13 @@ type StopRequest struct {
 
 // Stop ends a session for good: a live sandbox is stopped at once,
 // including calls in flight, and a durable session's saved state is
-// deleted. It returns ErrNotFound if there was nothing to stop.
+// deleted. It returns a not-found error if there was nothing to stop.
 func (m *Manager) Stop(ctx context.Context, req StopRequest) error {
 	m.mu.Lock()
 	s := m.sessions[req.Key]
 	m.mu.Unlock()
-	if s != nil && req.Policy.BindUser {
-		s.mu.Lock()
-		owner := s.owner
-		s.mu.Unlock()
-		if owner != req.UserID {
-			return fmt.Errorf("session %s: %w", req.SessionID, errdefs.ErrPermissionDenied)
-		}
+	if s != nil && req.Policy.BindUser && s.ownerNow() != req.UserID {
+		return fmt.Errorf("session %s: %w", req.SessionID, errdefs.ErrPermissionDenied)
 	}
 	stopped := false
 	if s != nil && s.end(EndStopped, "stopped by StopRuntimeSession") {
@@ -356,14 +428,14 @@ func (m *Manager) Stop(ctx context.Context, req StopRequest) error {
 		}
 		stopped = true
 	}
-	if ss, ok := m.state, m.state != nil; ok {
-		_, owner, err := ss.LoadState(ctx, req.Key)
+	if m.state != nil {
+		_, owner, err := m.state.LoadState(ctx, req.Key)
 		switch {
 		case err == nil:
 			if req.Policy.BindUser && owner != "" && owner != req.UserID {
 				return fmt.Errorf("session %s: %w", req.SessionID, errdefs.ErrPermissionDenied)
 			}
-			if err := ss.DeleteState(ctx, req.Key); err != nil {
+			if err := m.state.DeleteState(ctx, req.Key); err != nil {
 				return fmt.Errorf("delete session state: %w", err)
 			}
 			stopped = true
@@ -379,19 +451,39 @@ func (m *Manager) Stop(ctx context.Context, req StopRequest) error {
 
 // stateOwner is the user a durable session's saved state is bound to.
 func (m *Manager) stateOwner(ctx context.Context, k Key) (string, error) {
-	ss, ok := m.state, m.state != nil
-	if !ok {
+	if m.state == nil {
 		return "", nil
 	}
-	_, owner, err := ss.LoadState(ctx, k)
+	_, owner, err := m.state.LoadState(ctx, k)
 	if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return "", fmt.Errorf("load session state: %w", err)
 	}
 	return owner, nil
 }
 
-// EndRuntime ends every live session of a runtime (deletes, version moves).
-func (m *Manager) EndRuntime(ctx context.Context, runtimeID string, reason EndReason) {
+// RegistryChanged follows the registry: a deleted runtime's sessions end
+// and its durable state goes; a runtime's warm pool follows its DEFAULT
+// version. The registry calls it after each committed write.
+func (m *Manager) RegistryChanged(ctx context.Context, c registry.Change) {
+	// The writer's caller may leave; the sessions must still end.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), endRuntimeTimeout)
+	defer cancel()
+	switch c.Kind {
+	case registry.RuntimeDeleted:
+		m.dropPool(c.RuntimeID)
+		m.endRuntime(ctx, c.RuntimeID, EndDeleted)
+		if m.state != nil {
+			if _, err := m.state.DeleteStates(ctx, c.RuntimeID, time.Time{}); err != nil {
+				m.log.Error("delete session states of a deleted runtime", "runtime_id", c.RuntimeID, "err", err)
+			}
+		}
+	case registry.RuntimeCreated, registry.RuntimeUpdated, registry.EndpointChanged:
+		m.syncPool(ctx, c.RuntimeID)
+	}
+}
+
+// endRuntime ends every live session of a runtime and waits for them.
+func (m *Manager) endRuntime(ctx context.Context, runtimeID string, reason EndReason) {
 	var victims []*Session
 	m.mu.Lock()
 	for k, s := range m.sessions {
@@ -410,33 +502,17 @@ func (m *Manager) EndRuntime(ctx context.Context, runtimeID string, reason EndRe
 			return
 		}
 	}
-	if reason == EndDeleted {
-		// A deleted runtime's durable sessions end for good.
-		if ds, ok := m.state.(interface {
-			DeleteStates(ctx context.Context, runtimeID string, before time.Time) (int64, error)
-		}); ok {
-			if _, err := ds.DeleteStates(ctx, runtimeID, time.Time{}); err != nil {
-				m.log.Error("delete session states of a deleted runtime", "runtime_id", runtimeID, "err", err)
-			}
-		}
-	}
 }
 
-// Shutdown stops admitting calls, ends every live session as shutdown and
-// waits for all teardowns.
+// Shutdown stops admitting calls, ends every live session as shutdown,
+// stops the warm pools and the janitor, and waits for all of it.
 func (m *Manager) Shutdown(ctx context.Context) error {
 	m.mu.Lock()
 	m.closed = true
 	pools := m.pools
 	m.pools = map[string]*pool{}
-	all := make([]*Session, 0, len(m.sessions))
-	for _, s := range m.sessions {
-		all = append(all, s)
-	}
 	m.mu.Unlock()
-	for _, s := range all {
-		s.end(EndShutdown, "berth shutting down")
-	}
+	m.shutdown()
 	for _, p := range pools {
 		p.close()
 	}
@@ -447,7 +523,6 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	}()
 	select {
 	case <-waited:
-		m.transport.CloseIdleConnections()
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("wait for sessions to end: %w", ctx.Err())
@@ -469,23 +544,19 @@ func (m *Manager) Live() []Info {
 	return out
 }
 
-// LogPath is where a session incarnation's agent output goes.
-func (m *Manager) LogPath(runtimeID, recordID string) string {
-	return filepath.Join(m.opts.LogDir, runtimeID, recordID+".log")
-}
-
-// PruneLogs removes session logs older than keep.
-func (m *Manager) PruneLogs(keep time.Duration) error {
-	cutoff := time.Now().Add(-keep)
-	return filepath.WalkDir(m.opts.LogDir, func(path string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".log") {
-			return nil
+// CloseIdleConnections drops every idle keep-alive connection to agents.
+func (m *Manager) CloseIdleConnections() {
+	m.mu.Lock()
+	all := make([]*Session, 0, len(m.sessions))
+	for _, s := range m.sessions {
+		all = append(all, s)
+	}
+	m.mu.Unlock()
+	for _, s := range all {
+		if a := s.getAgent(); a != nil {
+			a.closeIdle()
 		}
-		if fi, err := d.Info(); err == nil && fi.ModTime().Before(cutoff) {
-			os.Remove(path)
-		}
-		return nil
-	})
+	}
 }
 
 func (m *Manager) forget(s *Session) {
@@ -493,6 +564,5 @@ func (m *Manager) forget(s *Session) {
 	if m.sessions[s.spec.Key] == s {
 		delete(m.sessions, s.spec.Key)
 	}
-	delete(m.byHost, s.host)
 	m.mu.Unlock()
 }

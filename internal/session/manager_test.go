@@ -55,16 +55,16 @@ func spec(sid string, idle, maxLife time.Duration) session.Spec {
 	}
 }
 
-// invoke runs one call through the manager's transport.
+// invoke runs one call into the session's agent.
 func (h *harness) invoke(sp session.Spec) session.Record {
 	h.t.Helper()
 	c, err := h.m.Acquire(context.Background(), sp)
 	if err != nil {
 		h.t.Fatalf("acquire: %v", err)
 	}
-	defer c.Done()
-	req, _ := http.NewRequest(http.MethodPost, c.URL(api.PathInvocations), nil)
-	resp, err := h.m.Transport().RoundTrip(req)
+	defer c.Release()
+	req, _ := http.NewRequest(http.MethodPost, api.PathInvocations, nil)
+	resp, err := c.RoundTrip(req)
 	if err != nil {
 		h.t.Fatalf("invoke: %v", err)
 	}

@@ -2,10 +2,12 @@ package session
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/sandbox"
 	"github.com/google/uuid"
@@ -36,26 +38,41 @@ type pool struct {
 	ready []*member
 }
 
-// member is one warm sandbox.
+// member is one warm sandbox. Its agent is set before it joins ready and
+// never changes after.
 type member struct {
-	host    string
 	logPath string
 	state   *stateServer
-	// mu guards handle, which the pinging transport reads while the
-	// filler sets it.
-	mu     sync.Mutex
-	handle sandbox.Handle
+	agent   *agent
 }
 
-func (mb *member) getHandle() sandbox.Handle {
-	mb.mu.Lock()
-	defer mb.mu.Unlock()
-	return mb.handle
+// syncPool makes a runtime's warm pool follow its DEFAULT version.
+func (m *Manager) syncPool(ctx context.Context, runtimeID string) {
+	if m.opts.Runtimes == nil {
+		return
+	}
+	res, err := m.opts.Runtimes.Resolve(ctx, runtimeID, registry.DefaultEndpoint)
+	if err != nil {
+		if !errors.Is(err, errdefs.ErrNotFound) {
+			m.log.Warn("warm pool: resolve runtime", "runtime_id", runtimeID, "err", err)
+		}
+		m.dropPool(runtimeID)
+		return
+	}
+	m.setPool(runtimeID, res.Version.Version, res.Version.Settings)
 }
 
-// SetPool keeps size warm sandboxes of runtime version ready; size 0
+// SyncPools brings every listed runtime's warm pool in line; berth calls
+// it once at start, then follows registry changes.
+func (m *Manager) SyncPools(ctx context.Context, runtimeIDs []string) {
+	for _, id := range runtimeIDs {
+		m.syncPool(ctx, id)
+	}
+}
+
+// setPool keeps size warm sandboxes of runtime version ready; size 0
 // removes the pool. A new version recycles the old pool's sandboxes.
-func (m *Manager) SetPool(runtimeID string, version int, cfg registry.Settings) {
+func (m *Manager) setPool(runtimeID string, version int, cfg registry.Settings) {
 	size := cfg.Sessions.WarmPool
 	m.mu.Lock()
 	old := m.pools[runtimeID]
@@ -71,7 +88,7 @@ func (m *Manager) SetPool(runtimeID string, version int, cfg registry.Settings) 
 			name = m.opts.DefaultBackend
 		}
 		if b, ok := m.backends[name]; ok {
-			ctx, cancel := context.WithCancel(context.Background())
+			ctx, cancel := context.WithCancel(m.shutdownCtx)
 			p = &pool{m: m, runtimeID: runtimeID, version: version, cfg: cfg, backend: b, size: size,
 				ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1)}
 			m.pools[runtimeID] = p
@@ -88,33 +105,15 @@ func (m *Manager) SetPool(runtimeID string, version int, cfg registry.Settings) 
 	}
 }
 
-// RetainPools drops the pools of runtimes not in keep.
-func (m *Manager) RetainPools(keep map[string]bool) {
-	m.mu.Lock()
-	var drop []*pool
-	for id, p := range m.pools {
-		if !keep[id] {
-			drop = append(drop, p)
-			delete(m.pools, id)
-		}
-	}
-	m.mu.Unlock()
-	for _, p := range drop {
-		p.close()
-	}
-}
-
-// PoolSize reports how many warm sandboxes a runtime has ready.
-func (m *Manager) PoolSize(runtimeID string) int {
+// dropPool stops a runtime's warm pool, if it has one.
+func (m *Manager) dropPool(runtimeID string) {
 	m.mu.Lock()
 	p := m.pools[runtimeID]
+	delete(m.pools, runtimeID)
 	m.mu.Unlock()
-	if p == nil {
-		return 0
+	if p != nil {
+		p.close()
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.ready)
 }
 
 // claimPooled hands out a healthy warm sandbox of the version, if any.
@@ -130,10 +129,9 @@ func (m *Manager) claimPooled(runtimeID string, version int) *member {
 	for len(p.ready) > 0 {
 		mb := p.ready[0]
 		p.ready = p.ready[1:]
-		m.forgetHost(mb.host)
 		select {
-		case <-mb.getHandle().Done():
-			go p.discard(mb) // died while waiting
+		case <-mb.agent.h.Done():
+			m.wg.Go(func() { p.discard(mb) }) // died while waiting
 			continue
 		default:
 		}
@@ -163,7 +161,7 @@ func (p *pool) fill() {
 		alive := p.ready[:0]
 		for _, mb := range p.ready {
 			select {
-			case <-mb.getHandle().Done():
+			case <-mb.agent.h.Done():
 				dead = append(dead, mb)
 			default:
 				alive = append(alive, mb)
@@ -173,7 +171,6 @@ func (p *pool) fill() {
 		short := len(p.ready) < p.size
 		p.mu.Unlock()
 		for _, mb := range dead {
-			p.m.forgetHost(mb.host)
 			p.discard(mb)
 		}
 		if short {
@@ -203,7 +200,7 @@ func (p *pool) fill() {
 func (p *pool) startOne() error {
 	m := p.m
 	id := strings.ReplaceAll(uuid.NewString(), "-", "")
-	mb := &member{host: id + ".pool", logPath: m.LogPath(p.runtimeID, "pool-"+id)}
+	mb := &member{logPath: m.LogPath(p.runtimeID, "pool-"+id)}
 	if p.cfg.Sessions.Durable() {
 		ss, err := m.startStateServer("pool-"+id[:12], int64(p.cfg.Sessions.StateMaxBytes))
 		if err != nil {
@@ -211,33 +208,24 @@ func (p *pool) startOne() error {
 		}
 		mb.state = ss
 	}
-	m.mu.Lock()
-	m.byHost[mb.host] = mb
-	m.mu.Unlock()
 	ctx, cancel := context.WithTimeout(p.ctx, m.opts.StartTimeout)
 	defer cancel()
-	_, err := m.launch(ctx, launchSpec{
+	a, err := m.launch(ctx, launchSpec{
 		runtimeID: p.runtimeID,
 		name:      sandbox.Name(p.runtimeID+"/pool", id),
 		cfg:       p.cfg,
 		backend:   p.backend,
 		logPath:   mb.logPath,
-		host:      mb.host,
 		state:     mb.state,
-	}, func(h sandbox.Handle) {
-		mb.mu.Lock()
-		mb.handle = h
-		mb.mu.Unlock()
-	})
+	}, func(a *agent) { mb.agent = a })
 	if err != nil {
-		m.forgetHost(mb.host)
 		p.discard(mb)
 		return err
 	}
+	mb.agent = a
 	p.mu.Lock()
 	if p.ctx.Err() != nil {
 		p.mu.Unlock()
-		m.forgetHost(mb.host)
 		p.discard(mb)
 		return nil
 	}
@@ -250,8 +238,9 @@ func (p *pool) startOne() error {
 func (p *pool) discard(mb *member) {
 	ctx, cancel := context.WithTimeout(context.Background(), p.m.opts.StopGrace+30*time.Second)
 	defer cancel()
-	if h := mb.getHandle(); h != nil {
-		h.Stop(ctx, p.m.opts.StopGrace)
+	if mb.agent != nil {
+		mb.agent.h.Stop(ctx, p.m.opts.StopGrace)
+		mb.agent.closeIdle()
 	}
 	if mb.state != nil {
 		mb.state.close()
@@ -268,16 +257,9 @@ func (p *pool) close() {
 	p.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, mb := range members {
-		p.m.forgetHost(mb.host)
 		wg.Go(func() { p.discard(mb) })
 	}
 	wg.Wait()
-}
-
-func (m *Manager) forgetHost(host string) {
-	m.mu.Lock()
-	delete(m.byHost, host)
-	m.mu.Unlock()
 }
 
 // PoolSizes reports every warm pool's ready count, by runtime ID.

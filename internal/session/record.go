@@ -122,4 +122,7 @@ type StateStore interface {
 	LoadState(ctx context.Context, k Key) (data []byte, user string, err error)
 	SaveState(ctx context.Context, k Key, user string, data []byte, at time.Time) error
 	DeleteState(ctx context.Context, k Key) error
+	// DeleteStates deletes the states of a runtime ("" for all) last saved
+	// before a time (zero for all), and says how many went.
+	DeleteStates(ctx context.Context, runtimeID string, before time.Time) (int64, error)
 }

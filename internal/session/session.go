@@ -2,10 +2,8 @@ package session
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -18,7 +16,6 @@ import (
 	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/sandbox"
-	"github.com/google/uuid"
 )
 
 // Session is one live session incarnation and its sandbox.
@@ -29,7 +26,6 @@ type Session struct {
 	m       *Manager
 	spec    Spec
 	backend sandbox.Backend
-	host    string
 	log     *slog.Logger
 
 	state    *stateServer  // durable sessions only; set before ready closes
@@ -46,7 +42,7 @@ type Session struct {
 
 	// mu guards the fields that follow.
 	mu          sync.Mutex
-	handle      sandbox.Handle
+	agent       *agent // set once the sandbox exists
 	inflight    int
 	lastActive  time.Time
 	busy        bool
@@ -98,10 +94,16 @@ func (s *Session) ownerNow() string {
 	return s.owner
 }
 
-func (s *Session) getHandle() sandbox.Handle {
+func (s *Session) getAgent() *agent {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.handle
+	return s.agent
+}
+
+func (s *Session) setAgent(a *agent) {
+	s.mu.Lock()
+	s.agent = a
+	s.mu.Unlock()
 }
 
 // run starts the session; on success it hands the rest of the lifecycle to
@@ -113,43 +115,16 @@ func (s *Session) run() {
 		close(s.done)
 		return
 	}
-	s.m.wg.Add(1)
-	go func() {
-		defer s.m.wg.Done()
+	s.m.wg.Go(func() {
 		defer close(s.done)
 		defer s.m.forget(s)
 		s.loop()
 		s.teardown()
-	}()
+	})
 }
 
-// startup claims the record and starts the sandbox; false if it failed.
+// startup starts the sandbox of the claimed record; false if it failed.
 func (s *Session) startup() bool {
-	opts := s.m.opts
-	cfg := s.spec.Settings
-	now := time.Now().UTC()
-
-	rec, err := s.m.store.ClaimSession(context.Background(), Record{
-		ID:           uuid.NewString(),
-		Key:          s.spec.Key,
-		Lease:        Lease{Owner: opts.NodeID},
-		Version:      s.spec.Version,
-		UserID:       s.ownerNow(),
-		State:        StateStarting,
-		Backend:      s.backend.Name(),
-		CreatedAt:    now,
-		LastActiveAt: now,
-		ExpiresAt:    now.Add(cfg.MaxLifetime.D()),
-	})
-	if err != nil {
-		s.startErr = fmt.Errorf("record session: %w", err)
-		s.end(EndStartFailed, err.Error())
-		close(s.ready)
-		return false
-	}
-	s.rec = rec
-	s.log = s.log.With("record_id", rec.ID)
-
 	if err := s.start(); err != nil {
 		s.log.Warn("session start failed", "err", err)
 		s.startErr = fmt.Errorf("%w: %v", ErrStartFailed, err)
@@ -179,12 +154,9 @@ func (s *Session) start() error {
 			mem.state.assign(s.spec.Key, s.ownerNow)
 			s.state = mem.state
 		}
-		h := mem.getHandle()
-		s.mu.Lock()
-		s.handle = h
-		s.mu.Unlock()
-		s.log.Debug("claimed a warm sandbox", "sandbox_id", h.ID())
-		return s.recordPlacement(h)
+		s.setAgent(mem.agent)
+		s.log.Debug("claimed a warm sandbox", "sandbox_id", mem.agent.h.ID())
+		return s.recordPlacement(mem.agent.h)
 	}
 	ctx, cancel := context.WithTimeout(s.killCtx, s.m.opts.StartTimeout)
 	defer cancel()
@@ -195,32 +167,29 @@ func (s *Session) start() error {
 		}
 		s.state.assign(s.spec.Key, s.ownerNow)
 	}
-	h, err := s.m.launch(ctx, launchSpec{
+	a, err := s.m.launch(ctx, launchSpec{
 		runtimeID: s.spec.RuntimeID,
 		sessionID: s.spec.SessionID,
 		name:      sandbox.Name(s.spec.RuntimeID+"/"+s.spec.Endpoint, s.spec.SessionID),
 		cfg:       s.spec.Settings,
 		backend:   s.backend,
 		logPath:   logPath,
-		host:      s.host,
 		state:     s.state,
-	}, func(h sandbox.Handle) {
-		s.mu.Lock()
-		s.handle = h
-		s.mu.Unlock()
-	})
+	}, s.setAgent)
 	if err != nil {
 		if s.killCtx.Err() != nil {
 			return context.Cause(s.killCtx)
 		}
 		return err
 	}
-	return s.recordPlacement(h)
+	return s.recordPlacement(a.h)
 }
 
 // recordPlacement writes where the session's sandbox answers.
 func (s *Session) recordPlacement(h sandbox.Handle) error {
-	return s.m.store.UpdateSession(context.Background(), s.rec.ID, s.rec.Lease, func(r *Record) {
+	ctx, cancel := storeCtx()
+	defer cancel()
+	return s.m.store.UpdateSession(ctx, s.rec.ID, s.rec.Lease, func(r *Record) {
 		r.State = StateActive
 		r.SandboxID = h.ID()
 		r.Addr = h.Addr()
@@ -236,9 +205,7 @@ type launchSpec struct {
 	cfg       registry.Settings
 	backend   sandbox.Backend
 	logPath   string
-	// host is the synthetic URL host that dials the sandbox.
-	host  string
-	state *stateServer
+	state     *stateServer
 }
 
 // sandboxSpec derives the sandbox a session or pool member runs from its
@@ -276,13 +243,13 @@ func sandboxSpec(ls launchSpec, arn string) sandbox.Spec {
 }
 
 // launch starts a sandbox and waits for its first healthy ping. started
-// receives the handle as soon as it exists, so pings can dial it.
-func (m *Manager) launch(ctx context.Context, ls launchSpec, started func(sandbox.Handle)) (sandbox.Handle, error) {
+// receives the agent as soon as the sandbox exists, so a caller that gives
+// up can still stop it.
+func (m *Manager) launch(ctx context.Context, ls launchSpec, started func(*agent)) (*agent, error) {
 	if err := os.MkdirAll(filepath.Dir(ls.logPath), 0o755); err != nil {
 		return nil, fmt.Errorf("create log dir: %w", err)
 	}
 	spec := sandboxSpec(ls, m.opts.RuntimeARN(ls.runtimeID))
-	network := spec.Network
 	if ls.state != nil {
 		ls.state.wire(&spec, ls.backend.Name() == "process")
 	}
@@ -290,66 +257,41 @@ func (m *Manager) launch(ctx context.Context, ls launchSpec, started func(sandbo
 	if err != nil {
 		return nil, fmt.Errorf("start sandbox: %w", err)
 	}
-	started(h)
+	a := newAgent(h)
+	started(a)
 	// An agent that ignores PORT (AWS's SDKs bind 8080) cannot share the
 	// host network with other sessions: say so rather than time out mutely.
 	hint := ""
-	if network == sandbox.NetworkHost {
+	if spec.Network == sandbox.NetworkHost {
 		hint = "; the agent must listen on $PORT: agents that always bind 8080 (AWS's bedrock-agentcore SDKs do) " +
 			"need the linux sandbox backend (sandbox: linux), which gives each session its own network namespace"
 	}
 	// Poll /ping quickly at first: a Go agent answers within milliseconds.
 	delay := time.Millisecond
 	for {
-		_, err := m.ping(ctx, ls.host)
+		_, err := a.ping(ctx, m.pingTimeout())
 		if err == nil {
-			return h, nil
+			return a, nil
 		}
 		select {
 		case <-h.Done():
-			return h, fmt.Errorf("agent exited before it became healthy (%s); see the session log %s%s", h.Exit(), ls.logPath, hint)
+			return a, fmt.Errorf("agent exited before it became healthy (%s); see the session log %s%s", h.Exit(), ls.logPath, hint)
 		case <-ctx.Done():
-			return h, fmt.Errorf("agent not healthy within %s: last ping: %v%s", m.opts.StartTimeout, err, hint)
+			return a, fmt.Errorf("agent not healthy within %s: last ping: %v%s", m.opts.StartTimeout, err, hint)
 		case <-time.After(delay):
 		}
 		delay = min(delay*2, 50*time.Millisecond)
 	}
 }
 
-func (s *Session) ping(ctx context.Context) (api.PingResponse, error) { return s.m.ping(ctx, s.host) }
-
-// ping asks the agent behind host for its health.
-func (m *Manager) ping(ctx context.Context, host string) (api.PingResponse, error) {
-	ctx, cancel := context.WithTimeout(ctx, max(m.opts.PingInterval, time.Second))
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+host+api.PathPing, nil)
-	if err != nil {
-		return api.PingResponse{}, err
-	}
-	resp, err := m.transport.RoundTrip(req)
-	if err != nil {
-		return api.PingResponse{}, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if err != nil {
-		return api.PingResponse{}, fmt.Errorf("read ping: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return api.PingResponse{}, fmt.Errorf("ping answered %d", resp.StatusCode)
-	}
-	var pr api.PingResponse
-	if json.Unmarshal(body, &pr) != nil || pr.Status == "" {
-		pr.Status = api.PingHealthy // a bare 200 counts as healthy
-	}
-	return pr, nil
-}
+func (m *Manager) pingTimeout() time.Duration { return max(m.opts.PingInterval, time.Second) }
 
 // loop runs the health checks and lifetime timers until the session ends.
 func (s *Session) loop() {
 	opts := s.m.opts
 	cfg := s.spec.Settings
-	h := s.getHandle()
+	a := s.getAgent()
+	h := a.h
 	pings := time.NewTicker(opts.PingInterval)
 	defer pings.Stop()
 	idleFor, _ := s.idleLimit()
@@ -362,6 +304,10 @@ func (s *Session) loop() {
 		select {
 		case <-s.killCtx.Done():
 			return
+		case <-s.m.shutdownCtx.Done():
+			// Restart without ending is not turned on: berth going away
+			// ends its sessions.
+			s.end(EndShutdown, "berth shutting down")
 		case <-h.Done():
 			s.end(EndCrashed, "agent "+h.Exit().String())
 		case <-life.C:
@@ -371,7 +317,7 @@ func (s *Session) loop() {
 				idle.Reset(next)
 			}
 		case <-pings.C:
-			st, err := s.ping(s.killCtx)
+			st, err := a.ping(s.killCtx, s.m.pingTimeout())
 			if s.killCtx.Err() != nil {
 				return
 			}
@@ -444,7 +390,9 @@ func (s *Session) flush() {
 		state = StateActive
 	}
 	s.mu.Unlock()
-	err := s.m.store.UpdateSession(context.Background(), s.rec.ID, s.rec.Lease, func(r *Record) {
+	ctx, cancel := storeCtx()
+	defer cancel()
+	err := s.m.store.UpdateSession(ctx, s.rec.ID, s.rec.Lease, func(r *Record) {
 		r.LastActiveAt = last.UTC()
 		r.Invocations = n
 		r.State = state
@@ -466,15 +414,16 @@ func (s *Session) teardown() {
 	} else {
 		s.log.Info("session ended", "reason", reason, "detail", detail)
 	}
-	if h := s.getHandle(); h != nil {
+	if a := s.getAgent(); a != nil {
 		if reason == EndCrashed {
-			if st := h.Exit(); st.OOMKilled {
+			if st := a.h.Exit(); st.OOMKilled {
 				detail = "agent " + st.String()
 			}
 		}
-		if err := h.Stop(ctx, grace); err != nil {
+		if err := a.h.Stop(ctx, grace); err != nil {
 			s.log.Error("stop sandbox", "err", err)
 		}
+		a.closeIdle()
 	}
 	if s.state != nil {
 		s.state.close()
@@ -520,7 +469,7 @@ func (s *Session) info() Info {
 	in := Info{Record: rec, InFlight: s.inflight, Busy: s.busy}
 	in.LastActiveAt = s.lastActive
 	in.Invocations = s.invocations
-	h := s.handle
+	a := s.agent
 	s.mu.Unlock()
 	switch {
 	case s.killCtx.Err() != nil:
@@ -531,7 +480,10 @@ func (s *Session) info() Info {
 		in.State = StateIdle
 	}
 	in.UserID = s.ownerNow()
-	if sr, ok := h.(sandbox.StatsReporter); ok {
+	if a == nil {
+		return in
+	}
+	if sr, ok := a.h.(sandbox.StatsReporter); ok {
 		if st, err := sr.Stats(); err == nil {
 			in.Stats = &st
 		}
@@ -617,8 +569,9 @@ func (s *Session) releaseTurnLocked() {
 // Session returns the session record the call runs in.
 func (c *Call) Session() Record { return c.s.rec }
 
-// URL is the agent URL for path; use it with Manager.Transport.
-func (c *Call) URL(path string) string { return "http://" + c.s.host + path }
+// RoundTrip sends req to the call's own agent; req's URL needs only a
+// path and query.
+func (c *Call) RoundTrip(req *http.Request) (*http.Response, error) { return c.s.agent.roundTrip(req) }
 
 // KillContext is cancelled when the session ends.
 func (c *Call) KillContext() context.Context { return c.s.killCtx }
@@ -626,8 +579,8 @@ func (c *Call) KillContext() context.Context { return c.s.killCtx }
 // Ended reports why the session ended, if it has.
 func (c *Call) Ended() (EndReason, string, bool) { return c.s.ended() }
 
-// Done releases the call and restarts the session's idle clock.
-func (c *Call) Done() {
+// Release releases the call and restarts the session's idle clock.
+func (c *Call) Release() {
 	c.once.Do(func() {
 		s := c.s
 		s.mu.Lock()

@@ -6,8 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,37 +13,32 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berth-dev/berth/api"
 	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/sandbox"
+	"github.com/berth-dev/berth/internal/session/statesock"
 )
 
 // The agent reaches its durable state through a Unix socket that only its
-// own sandbox can see: mounted at stateMount inside a linux sandbox, or at
-// its host path for the process backend.
-const (
-	stateMount  = "/run/berth"
-	stateSocket = "state.sock"
-	// EnvStateSocket and EnvStateMaxBytes tell the agent where its state
-	// lives and how large it may grow.
-	EnvStateSocket   = "BERTH_STATE_SOCKET"
-	EnvStateMaxBytes = "BERTH_STATE_MAX_BYTES"
-)
+// own sandbox can see (package statesock): bind-mounted at stateMount into
+// a sandbox that has its own filesystem view, or at its host path where
+// the agent sees the host's.
+const stateMount = "/run/berth"
 
-// stateServer serves one session's durable state over a Unix socket,
-// backed by the store, through the handler Options.StateHandler builds. Its goroutine is owned by the session and
-// waited for in close.
+// stateServer is one sandbox's durable state: the socket, and the session
+// it serves once a session owns the sandbox.
 type stateServer struct {
 	store StateStore
 	max   int64
+	sock  *statesock.Server
 	// mu guards key and owner: a warm pool's sandbox gets them when a
 	// session claims it.
 	mu    sync.Mutex
 	key   *Key
 	owner func() string
-	dir   string
-	srv   *http.Server
-	done  chan struct{}
 }
+
+var _ statesock.Access = (*stateServer)(nil)
 
 // startStateServer listens on a fresh socket directory named id.
 func (m *Manager) startStateServer(id string, maxBytes int64) (*stateServer, error) {
@@ -56,30 +49,18 @@ func (m *Manager) startStateServer(id string, maxBytes int64) (*stateServer, err
 	dir := filepath.Join(m.opts.StateDir, id[:min(len(id), 12)])
 	// Unix socket paths are capped at 108 bytes; fall back to a short one
 	// that Recover can still find.
-	if m.opts.StateDir == "" || len(dir)+len(stateSocket)+1 >= 100 {
+	if m.opts.StateDir == "" || len(dir)+len(statesock.Name)+1 >= 100 {
 		var err error
 		if dir, err = os.MkdirTemp("", m.stateTempPrefix()); err != nil {
 			return nil, fmt.Errorf("create state socket dir: %w", err)
 		}
-	} else if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create state socket dir: %w", err)
 	}
-	ln, err := net.Listen("unix", filepath.Join(dir, stateSocket))
+	ss := &stateServer{store: m.state, max: maxBytes}
+	sock, err := statesock.Listen(dir, ss)
 	if err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("listen on state socket: %w", err)
+		return nil, err
 	}
-	ss := &stateServer{store: m.state, max: maxBytes, dir: dir, done: make(chan struct{})}
-	if m.opts.StateHandler == nil {
-		ln.Close()
-		os.RemoveAll(dir)
-		return nil, errors.New("durable sessions need Options.StateHandler")
-	}
-	ss.srv = &http.Server{Handler: m.opts.StateHandler(ss), ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		defer close(ss.done)
-		ss.srv.Serve(ln)
-	}()
+	ss.sock = sock
 	return ss, nil
 }
 
@@ -105,12 +86,12 @@ func (m *Manager) removeStateDirs() {
 
 // wire adds what the agent needs to reach the socket to spec.
 func (ss *stateServer) wire(spec *sandbox.Spec, hostPaths bool) {
-	path := filepath.Join(ss.dir, stateSocket)
+	path := filepath.Join(ss.sock.Dir(), statesock.Name)
 	if !hostPaths {
-		spec.Mounts = append(spec.Mounts, sandbox.Mount{Source: ss.dir, Target: stateMount})
-		path = stateMount + "/" + stateSocket
+		spec.Mounts = append(spec.Mounts, sandbox.Mount{Source: ss.sock.Dir(), Target: stateMount})
+		path = stateMount + "/" + statesock.Name
 	}
-	spec.Env = append(spec.Env, EnvStateSocket+"="+path, EnvStateMaxBytes+"="+strconv.FormatInt(ss.max, 10))
+	spec.Env = append(spec.Env, api.EnvStateSocket+"="+path, api.EnvStateMaxBytes+"="+strconv.FormatInt(ss.max, 10))
 }
 
 // assign binds the server to the session that owns the sandbox.
@@ -120,37 +101,16 @@ func (ss *stateServer) assign(k Key, owner func() string) {
 	ss.mu.Unlock()
 }
 
-func (ss *stateServer) close() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	ss.srv.Shutdown(ctx)
-	<-ss.done
-	os.RemoveAll(ss.dir)
-}
+func (ss *stateServer) close() { ss.sock.Close() }
 
-// ErrStateTooLarge: a save exceeded the runtime's state cap; nothing was
-// written. ErrUnclaimed: a warm sandbox asked before any session owned it.
-var (
-	ErrStateTooLarge = fmt.Errorf("session state exceeds the size cap: %w", errdefs.ErrInvalidArgument)
-	ErrUnclaimed     = fmt.Errorf("this sandbox serves no session yet: %w", errdefs.ErrFailedPrecondition)
-)
-
-// StateAccess is one sandbox's view of its session's durable state. The
-// server package turns it into the HTTP handler served on the socket.
-type StateAccess interface {
-	Load(ctx context.Context) ([]byte, error)
-	Save(ctx context.Context, data []byte) error
-	Delete(ctx context.Context) error
-	MaxBytes() int64
-}
-
-var _ StateAccess = (*stateServer)(nil)
+// errUnclaimed: a warm sandbox asked before any session owned it.
+var errUnclaimed = fmt.Errorf("this sandbox serves no session yet: %w", errdefs.ErrFailedPrecondition)
 
 func (ss *stateServer) session() (Key, string, error) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if ss.key == nil {
-		return Key{}, "", ErrUnclaimed
+		return Key{}, "", errUnclaimed
 	}
 	return *ss.key, ss.owner(), nil
 }
@@ -168,14 +128,14 @@ func (ss *stateServer) Load(ctx context.Context) ([]byte, error) {
 	return data, err
 }
 
-// Save replaces the saved state whole, or refuses with ErrStateTooLarge.
+// Save replaces the saved state whole, or refuses a state over the cap.
 func (ss *stateServer) Save(ctx context.Context, data []byte) error {
 	key, owner, err := ss.session()
 	if err != nil {
 		return err
 	}
 	if int64(len(data)) > ss.max {
-		return fmt.Errorf("state of %d bytes, cap %d: %w", len(data), ss.max, ErrStateTooLarge)
+		return fmt.Errorf("state of %d bytes, cap %d: %w", len(data), ss.max, errdefs.ErrInvalidArgument)
 	}
 	return ss.store.SaveState(ctx, key, owner, data, time.Now())
 }

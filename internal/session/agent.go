@@ -1,0 +1,69 @@
+package session
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/berth-dev/berth/api"
+	"github.com/berth-dev/berth/internal/sandbox"
+)
+
+// agent is a started sandbox as berth talks to it: the handle, and an HTTP
+// transport that dials only this sandbox, so a pooled connection can never
+// carry one session's call into another's agent.
+type agent struct {
+	h  sandbox.Handle
+	tr *http.Transport
+}
+
+func newAgent(h sandbox.Handle) *agent {
+	return &agent{h: h, tr: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return h.DialContext(ctx, "tcp", h.Addr())
+		},
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+	}}
+}
+
+// roundTrip sends req, whose URL needs only its path and query, to the agent.
+func (a *agent) roundTrip(req *http.Request) (*http.Response, error) {
+	req.URL.Scheme, req.URL.Host = "http", a.h.Addr()
+	return a.tr.RoundTrip(req)
+}
+
+// ping asks the agent for its health, within timeout.
+func (a *agent) ping(ctx context.Context, timeout time.Duration) (api.PingResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, api.PathPing, nil)
+	if err != nil {
+		return api.PingResponse{}, err
+	}
+	resp, err := a.roundTrip(req)
+	if err != nil {
+		return api.PingResponse{}, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if err != nil {
+		return api.PingResponse{}, fmt.Errorf("read ping: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return api.PingResponse{}, fmt.Errorf("ping answered %d", resp.StatusCode)
+	}
+	var pr api.PingResponse
+	if json.Unmarshal(body, &pr) != nil || pr.Status == "" {
+		pr.Status = api.PingHealthy // a bare 200 counts as healthy
+	}
+	return pr, nil
+}
+
+// closeIdle drops the agent's idle keep-alive connections.
+func (a *agent) closeIdle() { a.tr.CloseIdleConnections() }
