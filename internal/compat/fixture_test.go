@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -20,9 +21,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/bedrockagentcore"
+	"github.com/berth-dev/berth/api"
+	"github.com/berth-dev/berth/client"
 	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/daemon"
-	"github.com/berth-dev/berth/internal/session"
 )
 
 // repoRoot is the module root, found from the package directory.
@@ -234,14 +236,20 @@ func (b *berth) arn(t *testing.T, name string) string {
 	return ""
 }
 
-// live reports the live session with this ID, if any.
-func (b *berth) live(sessionID string) (session.Info, bool) {
-	for _, in := range b.d.Sessions().Live() {
-		if in.SessionID == sessionID {
-			return in, true
+// live reports the live session with this ID, if any, as berth's
+// session API shows it.
+func (b *berth) live(sessionID string) (api.Session, bool) {
+	cl := &client.Client{Endpoint: b.d.URL()}
+	list, err := cl.ListSessions(context.Background(), client.SessionFilter{State: "live", Limit: 1000})
+	if err != nil {
+		panic(fmt.Sprintf("list sessions: %v", err))
+	}
+	for _, s := range list.Sessions {
+		if s.SessionID == sessionID {
+			return s, true
 		}
 	}
-	return session.Info{}, false
+	return api.Session{}, false
 }
 
 // clientEnv is an environment for SDK client processes that finds no real

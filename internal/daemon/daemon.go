@@ -164,12 +164,6 @@ func (d *Daemon) URL() string { return "http://" + d.Addr() }
 // Runtimes are the runtimes declared in the config file.
 func (d *Daemon) Runtimes() []registry.Runtime { return d.runtimes }
 
-// Registry is the daemon's registry.
-func (d *Daemon) Registry() *registry.Registry { return d.reg }
-
-// Sessions is the daemon's session manager.
-func (d *Daemon) Sessions() *session.Manager { return d.sessions }
-
 // Err reports a listener failure.
 func (d *Daemon) Err() <-chan error { return d.serveErr }
 
@@ -226,9 +220,3 @@ func (d *Daemon) closeStore() error {
 
 // DefaultBackend names the sandbox backend runtimes get by default.
 func (d *Daemon) DefaultBackend() string { return d.defaultBackend }
-
-// DataDir is the daemon's absolute data directory.
-func (d *Daemon) DataDir() string { return d.dataDir }
-
-// Store is the daemon's store.
-func (d *Daemon) Store() *store.DB { return d.db }
