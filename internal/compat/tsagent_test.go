@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -99,7 +101,9 @@ func TestAgentCoreTypeScriptSDK(t *testing.T) {
 	// whatever a cold start costs on a loaded machine.
 	patient := tsRuntime(t, "patient", "linux")
 	patient.IdleTimeout = config.Duration(2 * time.Minute)
-	b := startBerth(t, []config.Runtime{tsRuntime(t, "tsagent", "linux"), patient})
+	codeRoot := t.TempDir()
+	b := startBerth(t, []config.Runtime{tsRuntime(t, "tsagent", "linux"), patient},
+		func(c *config.Config) { c.CodeRoots = []string{codeRoot} })
 
 	t.Run("context and headers arrive", func(t *testing.T) {
 		sid := newSessionID()
@@ -289,7 +293,11 @@ func TestAgentCoreTypeScriptSDK(t *testing.T) {
 			Credentials:  credentials.NewStaticCredentialsProvider("AKIDBERTHCOMPAT", "secret", ""),
 			Retryer:      aws.NopRetryer{},
 		})
-		dir := npmProject(t, tsAgentDir, "agent.js")
+		// Code registered through the API must lie under a code root.
+		dir := filepath.Join(codeRoot, "tsagent")
+		if out, err := exec.Command("cp", "-a", npmProject(t, tsAgentDir, "agent.js"), dir).CombinedOutput(); err != nil {
+			t.Fatalf("copy the agent under the code root: %v: %s", err, out)
+		}
 		created, err := ctl.CreateAgentRuntime(context.Background(), &bedrockagentcorecontrol.CreateAgentRuntimeInput{
 			AgentRuntimeName: aws.String("tsagent_api"),
 			AgentRuntimeArtifact: &ctltypes.AgentRuntimeArtifactMemberCodeConfiguration{Value: ctltypes.CodeConfiguration{

@@ -55,6 +55,9 @@ type Config struct {
 	// UserNamespace maps root inside linux sandboxes to unprivileged host
 	// IDs. Agents' code and binaries must then be readable by "other".
 	UserNamespace bool `yaml:"user_namespace"`
+	// CodeRoots are the only directories under which code registered
+	// through the control plane may lie. Default <data_dir>/code.
+	CodeRoots []string `yaml:"code_roots"`
 	// Limits are the default limits of every runtime's sandboxes, for
 	// each limit the runtime leaves out.
 	Limits registry.Limits `yaml:"limits"`
@@ -134,6 +137,11 @@ func (c *Config) resolve(base string) {
 	if c.DataDir != "" && !filepath.IsAbs(c.DataDir) {
 		c.DataDir = filepath.Join(base, c.DataDir)
 	}
+	for i, r := range c.CodeRoots {
+		if !filepath.IsAbs(r) {
+			c.CodeRoots[i] = filepath.Join(base, r)
+		}
+	}
 	for i := range c.Runtimes {
 		rt := &c.Runtimes[i]
 		if rt.Workdir != "" && !filepath.IsAbs(rt.Workdir) {
@@ -164,6 +172,21 @@ func (c *Config) Validate() error {
 	}
 	if c.PingFailures < 1 {
 		return errors.New("ping_failures: must be at least 1")
+	}
+	if !filepath.IsAbs(c.DataDir) {
+		abs, err := filepath.Abs(c.DataDir)
+		if err != nil {
+			return fmt.Errorf("data_dir: %w", err)
+		}
+		c.DataDir = abs
+	}
+	if len(c.CodeRoots) == 0 {
+		c.CodeRoots = []string{filepath.Join(c.DataDir, "code")}
+	}
+	for i, r := range c.CodeRoots {
+		if !filepath.IsAbs(r) {
+			return fmt.Errorf("code_roots[%d]: %q must be an absolute path", i, r)
+		}
 	}
 	switch c.APIRuntimes.Sandbox {
 	case registry.BackendLinux, registry.BackendProcess:
@@ -205,6 +228,8 @@ func (c *Config) Validate() error {
 func (c *Config) Rules() registry.Rulebook {
 	a := c.APIRuntimes
 	return registry.Rulebook{
+		CodeRoots:     c.CodeRoots,
+		DataDir:       c.DataDir,
 		DefaultLimits: c.Limits,
 		Ceilings:      a.Ceilings,
 		APISandbox:    a.Sandbox,

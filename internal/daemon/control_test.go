@@ -72,6 +72,8 @@ func startCP(t *testing.T, dataDir, backend, token string) *cp {
 	cfg.PingInterval = config.Duration(100 * time.Millisecond)
 	cfg.StopGrace = config.Duration(500 * time.Millisecond)
 	cfg.APIRuntimes.Sandbox = registry.Backend(backend)
+	// Test code lives in temp dirs (codeDir).
+	cfg.CodeRoots = []string{os.TempDir()}
 	cfg.Runtimes = []config.Runtime{{Name: "fromconfig", Settings: registry.Settings{Command: []string{agent}, Sandbox: "process"}}}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
@@ -576,6 +578,18 @@ func TestControlPlaneBadInput(t *testing.T) {
 		{"entry point is not executable", func() error {
 			return create(func(in *ctl.CreateAgentRuntimeInput) { in.AgentRuntimeArtifact = codeArtifact(dir, "data.txt") })
 		}, "ValidationException", 400, "agentRuntimeArtifact.codeConfiguration.entryPoint[0]"},
+		{"absolute entry point (a host binary)", func() error {
+			return create(func(in *ctl.CreateAgentRuntimeInput) { in.AgentRuntimeArtifact = codeArtifact(dir, "/usr/bin/perl", "-e1") })
+		}, "ValidationException", 400, "agentRuntimeArtifact.codeConfiguration.entryPoint[0]"},
+		{"entry point out of the code dir", func() error {
+			return create(func(in *ctl.CreateAgentRuntimeInput) { in.AgentRuntimeArtifact = codeArtifact(dir, "../../usr/bin/perl") })
+		}, "ValidationException", 400, "agentRuntimeArtifact.codeConfiguration.entryPoint[0]"},
+		{"code outside the code roots", func() error {
+			return create(func(in *ctl.CreateAgentRuntimeInput) { in.AgentRuntimeArtifact = codeArtifact("/etc", "testagent") })
+		}, "ValidationException", 400, "agentRuntimeArtifact.codeConfiguration.code.s3.prefix"},
+		{"code in berth's data dir", func() error {
+			return create(func(in *ctl.CreateAgentRuntimeInput) { in.AgentRuntimeArtifact = codeArtifact(c.dataDir, "testagent") })
+		}, "ValidationException", 400, "agentRuntimeArtifact.codeConfiguration.code.s3.prefix"},
 		{"three entry points", func() error {
 			return create(func(in *ctl.CreateAgentRuntimeInput) {
 				in.AgentRuntimeArtifact = codeArtifact(dir, "testagent", "a", "b")
@@ -944,7 +958,6 @@ func TestControlPlaneArtifactMapping(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	agent := sandboxtest.BuildAgent(t)
 	for _, tc := range []struct {
 		name     string
 		runtime  ctltypes.AgentManagedRuntimeType
@@ -956,7 +969,6 @@ func TestControlPlaneArtifactMapping(t *testing.T) {
 		{"node", ctltypes.AgentManagedRuntimeTypeNode22, []string{"index.js"}, []string{"node", "index.js"}, "node"},
 		{"wrapped", ctltypes.AgentManagedRuntimeTypePython313, []string{"env", "main.py"}, []string{"env", "python3", "main.py"}, "python"},
 		{"relative_exe", ctltypes.AgentManagedRuntimeTypePython312, []string{"testagent"}, []string{filepath.Join(dir, "testagent")}, ""},
-		{"absolute_exe", ctltypes.AgentManagedRuntimeTypeNode22, []string{agent}, []string{agent}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in := c.createInput("map_"+tc.name, dir, "v1")

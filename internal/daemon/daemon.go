@@ -61,6 +61,11 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
+	for _, root := range cfg.CodeRoots {
+		if err := os.MkdirAll(root, 0o755); err != nil {
+			return nil, fmt.Errorf("create code root: %w", err)
+		}
+	}
 	d := &Daemon{cfg: cfg, log: log, serveErr: make(chan error, 1), dataDir: dataDir}
 	ok := false
 	defer func() {

@@ -54,7 +54,7 @@ type ArtifactSpec struct {
 //     (opentelemetry-instrument, say) that runs the interpreter on it.
 //
 // Every path must exist now; a missing one is a FieldError.
-func (a ArtifactSpec) Command() (command []string, dir string, err error) {
+func (a ArtifactSpec) command(rb Rulebook) (command []string, dir string, err error) {
 	const base = "agentRuntimeArtifact"
 	switch {
 	case a.ContainerURI != "" && a.Code != nil:
@@ -75,11 +75,14 @@ func (a ArtifactSpec) Command() (command []string, dir string, err error) {
 			"berth does not fetch from S3: set bucket %q and prefix to the absolute path of the agent's directory on the berth host (got bucket %q)", api.LocalBucket, c.Bucket)
 	}
 	if !filepath.IsAbs(c.Prefix) {
-		return nil, "", errdefs.Field(code+".code.s3.prefix", "%q must be an absolute directory on the berth host", c.Prefix)
+		return nil, "", errdefs.Field(code+".code.s3.prefix", "must be an absolute directory on the berth host")
 	}
 	dir = filepath.Clean(c.Prefix)
+	if err := rb.checkCode(SourceAPI, dir); err != nil {
+		return nil, "", err
+	}
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-		return nil, "", errdefs.Field(code+".code.s3.prefix", "directory %s does not exist on the berth host", dir)
+		return nil, "", errdefs.Field(code+".code.s3.prefix", "no such directory under the code roots")
 	}
 	var interp string
 	var scriptExt []string
@@ -101,35 +104,53 @@ func (a ArtifactSpec) Command() (command []string, dir string, err error) {
 		}
 	}
 	isScript := func(s string) bool { return slices.Contains(scriptExt, filepath.Ext(s)) }
-	inDir := func(s string) string {
-		if filepath.IsAbs(s) {
-			return filepath.Clean(s)
+	// inDir resolves an entry in the code directory; it must stay there,
+	// through ".." and symlinks alike: an entry point never names a host
+	// binary.
+	inDir := func(i int) (string, error) {
+		field := fmt.Sprintf("%s.entryPoint[%d]", code, i)
+		if filepath.IsAbs(ep[i]) {
+			return "", errdefs.Field(field, "%q is an absolute path; name a file in the code directory, or an interpreter or wrapper on the sandbox's PATH", ep[i])
 		}
-		return filepath.Join(dir, s)
+		p := filepath.Join(dir, ep[i])
+		if !within(realPath(p), realPath(dir)) {
+			return "", errdefs.Field(field, "%q leads out of the code directory", ep[i])
+		}
+		return p, nil
 	}
 	script := func(i int) error {
-		p := inDir(ep[i])
+		p, err := inDir(i)
+		if err != nil {
+			return err
+		}
 		if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() {
-			return errdefs.Field(fmt.Sprintf("%s.entryPoint[%d]", code, i), "script %s does not exist", p)
+			return errdefs.Field(fmt.Sprintf("%s.entryPoint[%d]", code, i), "script %s does not exist in the code directory", ep[i])
 		}
 		return nil
 	}
 	switch {
-	case !isScript(ep[0]) && executable(inDir(ep[0])):
-		return append([]string{inDir(ep[0])}, ep[1:]...), dir, nil
 	case isScript(ep[0]):
 		if err := script(0); err != nil {
 			return nil, "", err
 		}
 		return append([]string{interp}, ep...), dir, nil
 	case len(ep) == 2 && isScript(ep[1]) && !strings.Contains(ep[0], "/"):
+		// A wrapper found on the sandbox's PATH (opentelemetry-instrument)
+		// runs the interpreter on the script.
 		if err := script(1); err != nil {
 			return nil, "", err
 		}
 		return []string{ep[0], interp, ep[1]}, dir, nil
 	}
+	p, err := inDir(0)
+	if err != nil {
+		return nil, "", err
+	}
+	if executable(p) {
+		return append([]string{p}, ep[1:]...), dir, nil
+	}
 	return nil, "", errdefs.Field(code+".entryPoint[0]",
-		"%q is neither an executable in %s nor a %s script for %s", ep[0], dir, strings.Join(scriptExt, "/"), c.Runtime)
+		"%q is neither an executable in the code directory nor a %s script for %s", ep[0], strings.Join(scriptExt, "/"), c.Runtime)
 }
 
 func executable(p string) bool {
@@ -172,7 +193,7 @@ func (c *Control) settings(spec RuntimeSpec) (Settings, error) {
 	s := spec.Settings
 	s.Env = maps.Clone(s.Env)
 	s.HeaderAllowlist = slices.Clone(s.HeaderAllowlist)
-	cmd, dir, err := spec.Artifact.Command()
+	cmd, dir, err := spec.Artifact.command(c.reg.rules)
 	if err != nil {
 		return Settings{}, err
 	}

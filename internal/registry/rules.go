@@ -78,6 +78,11 @@ type Rulebook struct {
 	APINetwork sandbox.NetworkMode
 	// APIWarmPool caps an API runtime's warm pool.
 	APIWarmPool int
+	// CodeRoots are the only directories under which an API runtime's
+	// code may lie.
+	CodeRoots []string
+	// DataDir is berth's own: no runtime's code or mount may reach into it.
+	DataDir string
 }
 
 // setting names one setting in each place it can come from.
@@ -128,6 +133,9 @@ func (rb Rulebook) Validate(src Source, s *Settings) error {
 	if s.Workdir != "" && !filepath.IsAbs(s.Workdir) {
 		return fWorkdir.err(src, "%q must be an absolute path", s.Workdir)
 	}
+	if err := rb.validatePaths(src, s); err != nil {
+		return err
+	}
 	if err := rb.validateEnv(src, s.Env); err != nil {
 		return err
 	}
@@ -152,6 +160,95 @@ func (rb Rulebook) Validate(src Source, s *Settings) error {
 		return fAllowlist.err(src, "%s", err)
 	}
 	return rb.validatePolicy(src, &s.Sessions)
+}
+
+// validatePaths keeps code and mounts away from what sandboxes must never
+// see: berth's data dir and the host's secrets. An API runtime's code must
+// also lie under a code root. Paths are compared after resolving symlinks
+// and "..", so neither reaches around the rule.
+func (rb Rulebook) validatePaths(src Source, s *Settings) error {
+	if s.Workdir != "" {
+		if err := rb.checkCode(src, s.Workdir); err != nil {
+			return err
+		}
+	}
+	for i, m := range s.Mounts {
+		f := setting{fmt.Sprintf("mounts[%d].source", i), fmt.Sprintf("berthSettings.mounts[%d].source", i)}
+		if err := rb.checkPath(src, f, m.Source); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkCode applies the path rules to a code directory.
+func (rb Rulebook) checkCode(src Source, dir string) error {
+	if err := rb.checkPath(src, fWorkdir, dir); err != nil {
+		return err
+	}
+	if src == SourceAPI && !slices.ContainsFunc(rb.CodeRoots, func(root string) bool { return within(realPath(dir), realPath(root)) }) {
+		return fWorkdir.err(src, "code must lie under one of the operator's code roots (code_roots in berth's config)")
+	}
+	return nil
+}
+
+// checkPath refuses a path that reaches into what sandboxes never see.
+func (rb Rulebook) checkPath(src Source, f setting, p string) error {
+	real := realPath(p)
+	for _, h := range rb.forbidden(src) {
+		rh := realPath(h.path)
+		switch {
+		case within(real, rh):
+			return f.err(src, "lies inside %s, which sandboxes never see", h.name)
+		case src == SourceAPI && within(rh, real):
+			return f.err(src, "contains %s, which sandboxes never see", h.name)
+		}
+	}
+	return nil
+}
+
+// place is a forbidden path and how an error names it: berth's own paths
+// are never shown to a caller.
+type place struct{ path, name string }
+
+// forbidden are the paths src's code and mounts may not reach into. The
+// operator may keep code under /root or /run (the sandbox then sees that
+// directory alone); callers may not.
+func (rb Rulebook) forbidden(src Source) []place {
+	var out []place
+	for _, p := range []string{"/etc/shadow", "/etc/gshadow", "/etc/ssh", "/proc", "/sys", "/dev"} {
+		out = append(out, place{p, p})
+	}
+	if rb.DataDir != "" {
+		out = append(out, place{rb.DataDir, "berth's data directory"})
+	}
+	if src == SourceAPI {
+		for _, p := range sandbox.HiddenPaths {
+			out = append(out, place{p, p})
+		}
+	}
+	return out
+}
+
+// realPath resolves p's symlinks and "..", as far as p exists.
+func realPath(p string) string {
+	p = filepath.Clean(p)
+	if r, err := filepath.EvalSymlinks(p); err == nil {
+		return r
+	}
+	// Resolve the longest existing parent, so a path through a symlinked
+	// directory is still caught before it exists.
+	dir, rest := filepath.Dir(p), filepath.Base(p)
+	if dir == p {
+		return p
+	}
+	return filepath.Join(realPath(dir), rest)
+}
+
+// within reports whether p is dir or lies under it.
+func within(p, dir string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
 func (rb Rulebook) validateEnv(src Source, env map[string]string) error {

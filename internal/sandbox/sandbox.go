@@ -136,6 +136,12 @@ type Backend interface {
 	Reap(ctx context.Context) error
 }
 
+// HiddenPaths are host paths no isolating sandbox shows its agent: host
+// daemons' sockets, and secrets the sandbox's uid 0 could read as their
+// owner when no user namespace is in use. The registry refuses code and
+// mounts that would reach into them.
+var HiddenPaths = []string{"/run", "/var/run", "/root", "/etc/shadow", "/etc/gshadow", "/etc/ssh"}
+
 // ErrUnsupported means a backend cannot run here or cannot honour a spec.
 var ErrUnsupported = errors.New("unsupported by this sandbox backend")
 

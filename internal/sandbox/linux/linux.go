@@ -391,11 +391,6 @@ func (h *handle) hand(lim sandbox.Limits, scfg *sessionConfig, logFile *os.File)
 	return nil
 }
 
-// alwaysHidden are host paths no sandbox sees: host daemons' sockets, and
-// secrets the sandbox's uid 0 could read as their owner when no user
-// namespace is in use.
-var alwaysHidden = []string{"/run", "/var/run", "/root", "/etc/shadow", "/etc/gshadow", "/etc/ssh"}
-
 // sessionConfig builds what the init step needs from spec.
 func (b *Backend) sessionConfig(spec sandbox.Spec, port int, mode sandbox.NetworkMode) (*sessionConfig, error) {
 	c := &sessionConfig{

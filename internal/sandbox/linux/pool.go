@@ -98,7 +98,7 @@ func (b *Backend) spawn(mode sandbox.NetworkMode) (_ *initProc, err error) {
 	// The warm config waits in the socket until the init reads it.
 	warm := warmConfig{
 		NewRoot: b.newRoot,
-		Hide:    append(append([]string{b.cfg.RootDir}, alwaysHidden...), b.cfg.HidePaths...),
+		Hide:    append(append([]string{b.cfg.RootDir}, sandbox.HiddenPaths...), b.cfg.HidePaths...),
 		OwnNet:  mode != sandbox.NetworkHost,
 	}
 	if err := p.send(warm, -1); err != nil {
