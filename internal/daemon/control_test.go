@@ -579,10 +579,14 @@ func TestControlPlaneBadInput(t *testing.T) {
 			return create(func(in *ctl.CreateAgentRuntimeInput) { in.AgentRuntimeArtifact = codeArtifact(dir, "data.txt") })
 		}, "ValidationException", 400, "agentRuntimeArtifact.codeConfiguration.entryPoint[0]"},
 		{"absolute entry point (a host binary)", func() error {
-			return create(func(in *ctl.CreateAgentRuntimeInput) { in.AgentRuntimeArtifact = codeArtifact(dir, "/usr/bin/perl", "-e1") })
+			return create(func(in *ctl.CreateAgentRuntimeInput) {
+				in.AgentRuntimeArtifact = codeArtifact(dir, "/usr/bin/perl", "-e1")
+			})
 		}, "ValidationException", 400, "agentRuntimeArtifact.codeConfiguration.entryPoint[0]"},
 		{"entry point out of the code dir", func() error {
-			return create(func(in *ctl.CreateAgentRuntimeInput) { in.AgentRuntimeArtifact = codeArtifact(dir, "../../usr/bin/perl") })
+			return create(func(in *ctl.CreateAgentRuntimeInput) {
+				in.AgentRuntimeArtifact = codeArtifact(dir, "../../usr/bin/perl")
+			})
 		}, "ValidationException", 400, "agentRuntimeArtifact.codeConfiguration.entryPoint[0]"},
 		{"code outside the code roots", func() error {
 			return create(func(in *ctl.CreateAgentRuntimeInput) { in.AgentRuntimeArtifact = codeArtifact("/etc", "testagent") })
