@@ -135,9 +135,23 @@ func SanitizeErrorType(s string) ErrorType {
 	return ErrorType(s)
 }
 
-// ValidSessionID reports whether id is acceptable as a runtime session ID on input.
+// ValidSessionID reports whether id is acceptable as a runtime session ID:
+// 33 to 256 characters of AgentCore's session ID pattern
+// [a-zA-Z0-9][a-zA-Z0-9-_]*, which also keeps an ID from carrying
+// separators into the places berth writes it.
 func ValidSessionID(id string) bool {
-	return len(id) >= MinSessionIDLen && len(id) <= MaxSessionIDLen
+	if len(id) < MinSessionIDLen || len(id) > MaxSessionIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		switch c := id[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case (c == '-' || c == '_') && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // Environment variables berth sets in every sandbox, read by agents (and by

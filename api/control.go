@@ -126,6 +126,7 @@ type SessionPolicy struct {
 	Concurrency         string  `json:"concurrency,omitempty"`
 	QueueSize           int     `json:"queueSize,omitempty"`
 	QueueTimeoutSeconds float64 `json:"queueTimeoutSeconds,omitempty"`
+	MaxSessions         int     `json:"maxSessions,omitempty"`
 	BindUser            bool    `json:"bindUser,omitempty"`
 	MaxSessionsPerUser  int     `json:"maxSessionsPerUser,omitempty"`
 	// Durability "state" keeps the agent's saved state across sandboxes.

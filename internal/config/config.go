@@ -38,6 +38,17 @@ const (
 // 24 GB host, and the operator raises them in the config's limits section.
 var DefaultLimits = registry.Limits{Memory: 2 << 30, CPU: 2000, Pids: 512, Disk: 1 << 30}
 
+// defaultMaxSessions is host memory / 64 MiB, at most 5,000: a busy
+// session costs a few MB of berth's and the kernel's memory beside its
+// agent's.
+func defaultMaxSessions() int {
+	mem := hostMemory()
+	if mem == 0 {
+		return 1000
+	}
+	return int(min(mem/(64<<20), 5000))
+}
+
 // Config is the whole file: the operator's settings. Runtimes decode
 // straight into the registry's domain types.
 type Config struct {
@@ -55,6 +66,26 @@ type Config struct {
 	// UserNamespace maps root inside linux sandboxes to unprivileged host
 	// IDs. Agents' code and binaries must then be readable by "other".
 	UserNamespace bool `yaml:"user_namespace"`
+	// AllowedHosts are host names (no port) clients may address berth by,
+	// beyond localhost and IP addresses; AllowedOrigins the browser
+	// origins that may call it. Both guard against web pages reaching a
+	// local berth (DNS rebinding, cross-site requests).
+	AllowedHosts   []string `yaml:"allowed_hosts"`
+	AllowedOrigins []string `yaml:"allowed_origins"`
+	// MaxSessions caps live sessions; a new session past it is refused
+	// with ServiceQuotaExceededException while live ones go on. Default:
+	// host memory / 64 MiB, at most 5,000 (AgentCore's account quota).
+	MaxSessions int `yaml:"max_sessions"`
+	// NewSessionsPerSecond paces new sessions (bursts of twice that);
+	// past it, ThrottlingException. Default 25, AgentCore's quota.
+	NewSessionsPerSecond float64 `yaml:"new_sessions_per_second"`
+	// MaxConnections caps open client connections. Default 4096.
+	MaxConnections int `yaml:"max_connections"`
+	// IdleTimeout closes idle keep-alive connections. Default 2m.
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// BodyIdleTimeout cuts a request whose body stops arriving for this
+	// long. Default 30s.
+	BodyIdleTimeout Duration `yaml:"body_idle_timeout"`
 	// CodeRoots are the only directories under which code registered
 	// through the control plane may lie. Default <data_dir>/code.
 	CodeRoots []string `yaml:"code_roots"`
@@ -93,19 +124,24 @@ type (
 // Default returns a config with every default filled in and no runtimes.
 func Default() Config {
 	return Config{
-		Listen:          DefaultListen,
-		DataDir:         DefaultDataDir,
-		Region:          DefaultRegion,
-		Account:         DefaultAccount,
-		MaxPayloadBytes: 100_000_000,
-		Limits:          DefaultLimits,
-		APIRuntimes:     APIRuntimes{Sandbox: registry.BackendLinux, Network: sandbox.NetworkNone, WarmPool: 4},
-		StartTimeout:    Duration(DefaultStartTimeout),
-		PingInterval:    Duration(DefaultPingInterval),
-		PingFailures:    DefaultPingFailures,
-		StopGrace:       Duration(DefaultStopGrace),
-		LogRetention:    Duration(DefaultLogRetention),
-		StateRetention:  Duration(DefaultStateRetention),
+		Listen:               DefaultListen,
+		DataDir:              DefaultDataDir,
+		Region:               DefaultRegion,
+		Account:              DefaultAccount,
+		MaxPayloadBytes:      100_000_000,
+		MaxConnections:       4096,
+		MaxSessions:          defaultMaxSessions(),
+		NewSessionsPerSecond: 25,
+		IdleTimeout:          Duration(2 * time.Minute),
+		BodyIdleTimeout:      Duration(30 * time.Second),
+		Limits:               DefaultLimits,
+		APIRuntimes:          APIRuntimes{Sandbox: registry.BackendLinux, Network: sandbox.NetworkNone, WarmPool: 4},
+		StartTimeout:         Duration(DefaultStartTimeout),
+		PingInterval:         Duration(DefaultPingInterval),
+		PingFailures:         DefaultPingFailures,
+		StopGrace:            Duration(DefaultStopGrace),
+		LogRetention:         Duration(DefaultLogRetention),
+		StateRetention:       Duration(DefaultStateRetention),
 	}
 }
 
@@ -172,6 +208,12 @@ func (c *Config) Validate() error {
 	}
 	if c.PingFailures < 1 {
 		return errors.New("ping_failures: must be at least 1")
+	}
+	if c.MaxSessions < 1 || c.NewSessionsPerSecond <= 0 {
+		return errors.New("max_sessions and new_sessions_per_second: must be positive")
+	}
+	if c.MaxConnections < 1 || c.IdleTimeout <= 0 || c.BodyIdleTimeout <= 0 {
+		return errors.New("max_connections, idle_timeout and body_idle_timeout: must be positive")
 	}
 	if !filepath.IsAbs(c.DataDir) {
 		abs, err := filepath.Abs(c.DataDir)

@@ -24,7 +24,12 @@ import (
 	"github.com/berth-dev/berth/internal/server"
 	"github.com/berth-dev/berth/internal/session"
 	"github.com/berth-dev/berth/internal/store"
+	"golang.org/x/net/netutil"
 )
+
+// maxHeaderBytes caps a request's headers: AgentCore's largest header is
+// an 8 KB baggage, and 20 custom headers of 4 KB fit beside it.
+const maxHeaderBytes = 128 << 10
 
 // Daemon is a running berth server.
 type Daemon struct {
@@ -92,19 +97,21 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 	d.backends = backends
 	reg, observer := newMetrics(d)
 	d.sessions = session.NewManager(d.db, backends, session.Options{
-		Observer:       observer,
-		Runtimes:       d.reg,
-		LogDir:         filepath.Join(dataDir, "logs"),
-		LogRetention:   time.Duration(cfg.LogRetention),
-		StateDir:       filepath.Join(dataDir, "run"),
-		StateRetention: time.Duration(cfg.StateRetention),
-		StartTimeout:   time.Duration(cfg.StartTimeout),
-		PingInterval:   time.Duration(cfg.PingInterval),
-		PingFailures:   cfg.PingFailures,
-		StopGrace:      time.Duration(cfg.StopGrace),
-		DefaultBackend: defaultBackend,
-		RuntimeARN:     d.reg.RuntimeARN,
-		Logger:         log,
+		Observer:             observer,
+		Runtimes:             d.reg,
+		LogDir:               filepath.Join(dataDir, "logs"),
+		LogRetention:         time.Duration(cfg.LogRetention),
+		StateDir:             filepath.Join(dataDir, "run"),
+		StateRetention:       time.Duration(cfg.StateRetention),
+		StartTimeout:         time.Duration(cfg.StartTimeout),
+		PingInterval:         time.Duration(cfg.PingInterval),
+		PingFailures:         cfg.PingFailures,
+		StopGrace:            time.Duration(cfg.StopGrace),
+		DefaultBackend:       defaultBackend,
+		MaxSessions:          cfg.MaxSessions,
+		NewSessionsPerSecond: cfg.NewSessionsPerSecond,
+		RuntimeARN:           d.reg.RuntimeARN,
+		Logger:               log,
 	})
 	if err := d.sessions.Recover(ctx); err != nil {
 		return nil, fmt.Errorf("recover: %w", err)
@@ -126,13 +133,27 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 		SessionStore:    d.db,
 		Metrics:         reg,
 		MaxPayloadBytes: int64(cfg.MaxPayloadBytes),
-		Logger:          log,
+		Guard: server.Guard{
+			AllowedHosts:    cfg.AllowedHosts,
+			AllowedOrigins:  cfg.AllowedOrigins,
+			BodyIdleTimeout: time.Duration(cfg.BodyIdleTimeout),
+		},
+		Logger: log,
 	})
 	d.ln, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	d.srv = &http.Server{Handler: srv, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	d.ln = netutil.LimitListener(d.ln, cfg.MaxConnections)
+	// No WriteTimeout: streams may run for 60 minutes; handlers lift or
+	// set deadlines per response.
+	d.srv = &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       time.Duration(cfg.IdleTimeout),
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()

@@ -118,6 +118,7 @@ var (
 	fQueueSize    = setting{"queue_size", "berthSettings.sessions.queueSize"}
 	fQueueTimeout = setting{"queue_timeout", "berthSettings.sessions.queueTimeoutSeconds"}
 	fMaxPerUser   = setting{"max_sessions_per_user", "berthSettings.sessions.maxSessionsPerUser"}
+	fMaxSessions  = setting{"max_sessions", "berthSettings.sessions.maxSessions"}
 	fDurability   = setting{"durability", "berthSettings.sessions.durability"}
 	fStateMax     = setting{"state_max_bytes", "berthSettings.sessions.stateMaxBytes"}
 	fSuspend      = setting{"suspend_after", "berthSettings.sessions.suspendAfterSeconds"}
@@ -377,6 +378,8 @@ func (rb Rulebook) validatePolicy(src Source, p *SessionPolicy) error {
 		return fQueueTimeout.err(src, "must not be negative")
 	case p.MaxSessionsPerUser < 0:
 		return fMaxPerUser.err(src, "must not be negative")
+	case p.MaxSessions < 0:
+		return fMaxSessions.err(src, "must not be negative")
 	case p.MaxSessionsPerUser > 0 && !p.BindUser:
 		return fMaxPerUser.err(src, "needs bind_user: true")
 	}

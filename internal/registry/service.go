@@ -122,8 +122,15 @@ func RuntimeRef(ref string) string {
 	return ref
 }
 
-// Lookup finds a runtime by ARN, ID or name.
+// Lookup finds a runtime by ARN, ID or name. An ARN of another region,
+// account or service names nothing here.
 func (r *Registry) Lookup(ctx context.Context, ref string) (Runtime, error) {
+	if strings.HasPrefix(ref, "arn:") {
+		f := strings.SplitN(ref, ":", 6)
+		if len(f) < 6 || !strings.HasPrefix(f[1], "aws") || f[2] != "bedrock-agentcore" || f[3] != r.region || f[4] != r.account {
+			return Runtime{}, fmt.Errorf("runtime %q: %w", ref, errdefs.ErrNotFound)
+		}
+	}
 	id := RuntimeRef(ref)
 	rt, err := r.store.GetRuntime(ctx, id)
 	if errors.Is(err, errdefs.ErrNotFound) {

@@ -103,6 +103,8 @@ type SessionPolicy struct {
 	QueueTimeout Duration    `json:"queue_timeout,omitempty" yaml:"queue_timeout"`
 	// BindUser binds a session to the first runtime user that touches it.
 	BindUser bool `json:"bind_user,omitempty" yaml:"bind_user"`
+	// MaxSessions caps the runtime's live sessions (0: only berth's cap).
+	MaxSessions int `json:"max_sessions,omitempty" yaml:"max_sessions"`
 	// MaxSessionsPerUser caps a user's live sessions of the runtime (0: no cap).
 	MaxSessionsPerUser int `json:"max_sessions_per_user,omitempty" yaml:"max_sessions_per_user"`
 	// Durability "state" keeps the agent's saved state across sandboxes.

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/berth-dev/berth/api"
 	"github.com/berth-dev/berth/internal/errdefs"
@@ -95,10 +97,32 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if ae.typ == api.ErrInternalServer {
 		lvl = s.log.Error
 	}
-	lvl("request failed", "method", r.Method, "path", r.URL.Path, "type", ae.typ, "err", err)
+	lvl("request failed", "method", r.Method, "path", clip(r.URL.Path), "type", ae.typ, "err", clipN(err.Error(), 4<<10))
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set(api.HeaderErrorType, string(ae.typ))
 	w.WriteHeader(ae.typ.StatusCode())
-	json.NewEncoder(w).Encode(api.ErrorBody{Message: ae.msg, Reason: ae.reason, FieldList: ae.fields})
+	body := api.ErrorBody{Message: clip(ae.msg), Reason: ae.reason}
+	for _, f := range ae.fields {
+		body.FieldList = append(body.FieldList, api.FieldError{Name: clip(f.Name), Message: clip(f.Message)})
+	}
+	json.NewEncoder(w).Encode(body)
+}
+
+// maxEcho caps how much of a message (which may quote the caller's input)
+// an error answer or a log line repeats.
+const maxEcho = 400
+
+// clip shortens s to maxEcho bytes, on a rune boundary.
+func clip(s string) string { return clipN(s, maxEcho) }
+
+func clipN(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "… (" + strconv.Itoa(len(s)-cut) + " more bytes)"
 }

@@ -11,8 +11,13 @@ import (
 	"github.com/google/uuid"
 )
 
-// maxForwardedValue is AgentCore's cap on an allow-listed header value.
-const maxForwardedValue = 4 << 10
+// maxForwardedValue is AgentCore's cap on a forwarded header value, and
+// maxCustomHeaders berth's cap on how many Custom-* headers one call sends
+// (AgentCore's allowlist cap).
+const (
+	maxForwardedValue = 4 << 10
+	maxCustomHeaders  = 20
+)
 
 // passthrough headers always reach the agent.
 var passthrough = []string{"Content-Type", "Accept", api.HeaderUserID,
@@ -28,10 +33,20 @@ func forwardHeaders(r *http.Request, allowlist []string) (http.Header, error) {
 			out[k] = v
 		}
 	}
+	custom := 0
 	for k, v := range r.Header {
-		if strings.HasPrefix(k, api.HeaderCustomPrefix) {
-			out[k] = v
+		if !strings.HasPrefix(k, api.HeaderCustomPrefix) {
+			continue
 		}
+		if custom++; custom > maxCustomHeaders {
+			return nil, validation(api.HeaderCustomPrefix+"*", "more than "+itoa(maxCustomHeaders)+" custom headers")
+		}
+		for _, s := range v {
+			if len(s) > maxForwardedValue {
+				return nil, validation(k, "header "+k+" exceeds 4 KB")
+			}
+		}
+		out[k] = v
 	}
 	for _, name := range allowlist {
 		k := http.CanonicalHeaderKey(name)

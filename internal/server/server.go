@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -30,7 +31,9 @@ type Options struct {
 	Metrics *metrics.Registry
 	// MaxPayloadBytes caps an invocation body. Default 100,000,000.
 	MaxPayloadBytes int64
-	Logger          *slog.Logger
+	// Guard is the edge policy: allowed hosts and origins, body pace.
+	Guard  Guard
+	Logger *slog.Logger
 }
 
 // Server serves the AgentCore APIs.
@@ -41,6 +44,7 @@ type Server struct {
 	metrics         *callMetrics
 	metricsRegistry *metrics.Registry
 	maxPayload      int64
+	edge            Guard
 	log             *slog.Logger
 	mux             *http.ServeMux
 }
@@ -53,8 +57,11 @@ func New(opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.Guard.BodyIdleTimeout <= 0 {
+		opts.Guard.BodyIdleTimeout = 30 * time.Second
+	}
 	s := &Server{reg: opts.Registry, sessions: opts.Sessions, maxPayload: opts.MaxPayloadBytes,
-		log: opts.Logger, mux: http.NewServeMux(), sessionStore: opts.SessionStore}
+		edge: opts.Guard, log: opts.Logger, mux: http.NewServeMux(), sessionStore: opts.SessionStore}
 	if opts.Metrics != nil {
 		s.metricsRegistry = opts.Metrics
 		s.metrics = newCallMetrics(opts.Metrics)
@@ -77,7 +84,9 @@ func New(opts Options) *Server {
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(api.HeaderAWSRequestID, uuid.NewString())
-	s.mux.ServeHTTP(w, r)
+	if s.guard(w, r) {
+		s.mux.ServeHTTP(w, r)
+	}
 }
 
 // sessionID reads and validates the session header, generating one when
@@ -88,8 +97,11 @@ func sessionID(r *http.Request, generate bool) (string, error) {
 		return uuid.NewString(), nil
 	}
 	if !api.ValidSessionID(id) {
-		return "", validation("runtimeSessionId",
-			"Invalid length for parameter runtimeSessionId, value: "+itoa(len(id))+", valid min length: 33, valid max length: 256")
+		if len(id) < api.MinSessionIDLen || len(id) > api.MaxSessionIDLen {
+			return "", validation("runtimeSessionId",
+				"Invalid length for parameter runtimeSessionId, value: "+itoa(len(id))+", valid min length: 33, valid max length: 256")
+		}
+		return "", validation("runtimeSessionId", "runtimeSessionId must match [a-zA-Z0-9][a-zA-Z0-9-_]*")
 	}
 	return id, nil
 }
@@ -151,7 +163,11 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, sid string) (*ses
 	if uid := r.Header.Get(api.HeaderUserID); len(uid) > 1024 {
 		return nil, nil, validation("runtimeUserId", "runtimeUserId exceeds 1024 characters")
 	}
-	res, err := s.reg.Resolve(r.Context(), r.PathValue("arn"), qualifier(r))
+	q, err := qualifier(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	res, err := s.reg.Resolve(r.Context(), r.PathValue("arn"), q)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -208,6 +224,8 @@ func relay(w http.ResponseWriter, resp *http.Response) {
 	}
 	w.WriteHeader(resp.StatusCode)
 	rc := http.NewResponseController(w)
+	// The answer is under way: the request body's pace no longer matters.
+	rc.SetReadDeadline(time.Time{})
 	streaming := strings.HasPrefix(ct, "text/event-stream") || resp.ContentLength < 0
 	if streaming {
 		// Streams may run for up to 60 minutes; lift the write deadline.
@@ -247,7 +265,12 @@ func (s *Server) stopSession(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	res, err := s.reg.Resolve(r.Context(), r.PathValue("arn"), qualifier(r))
+	q, err := qualifier(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	res, err := s.reg.Resolve(r.Context(), r.PathValue("arn"), q)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -266,9 +289,19 @@ func (s *Server) stopSession(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, "{}")
 }
 
-func qualifier(r *http.Request) string {
-	if q := r.URL.Query().Get("qualifier"); q != "" {
-		return q
+// qualifier reads the endpoint a call names; a malformed query or name is
+// refused, never taken for DEFAULT.
+func qualifier(r *http.Request) (string, error) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return "", validation("qualifier", "malformed query string")
 	}
-	return api.DefaultQualifier
+	name := q.Get("qualifier")
+	if name == "" {
+		return api.DefaultQualifier, nil
+	}
+	if err := registry.ValidateName("qualifier", name); err != nil {
+		return "", err
+	}
+	return name, nil
 }

@@ -76,6 +76,12 @@ type Options struct {
 	StopGrace time.Duration
 	// DefaultBackend is used when a runtime says "auto" or nothing.
 	DefaultBackend string
+	// MaxSessions caps this node's live sessions (0: no cap); a new
+	// session past it is refused, and live ones go on.
+	MaxSessions int
+	// NewSessionsPerSecond paces new sessions (0: no pace), with bursts of
+	// up to twice that.
+	NewSessionsPerSecond float64
 	// RuntimeARN names a runtime in the agent's environment.
 	RuntimeARN func(runtimeID string) string
 	Logger     *slog.Logger
@@ -126,6 +132,7 @@ type Manager struct {
 	sessions map[Key]*Session // live and terminating sessions
 	claiming map[Key]*claim   // keys whose store claim is in progress
 	pools    map[string]*pool // runtime ID → its warm pool
+	newRate  bucket           // paces new sessions
 	closed   bool
 }
 
@@ -278,9 +285,9 @@ func (m *Manager) session(ctx context.Context, spec Spec) (*Session, <-chan stru
 		return nil, c.done, nil
 	}
 	pol := spec.Settings.Sessions
-	if n := pol.MaxSessionsPerUser; n > 0 && spec.UserID != "" && m.userSessionsLocked(spec.RuntimeID, spec.UserID) >= n {
+	if err := m.admitNewLocked(spec); err != nil {
 		m.mu.Unlock()
-		return nil, nil, fmt.Errorf("user %s has %d live sessions of runtime %s: %w", spec.UserID, n, spec.RuntimeID, errdefs.ErrResourceExhausted)
+		return nil, nil, err
 	}
 	b, err := m.backend(spec)
 	if err != nil {
@@ -343,6 +350,61 @@ func (m *Manager) session(ctx context.Context, spec Spec) (*Session, <-chan stru
 	}
 	s := m.attachLocked(spec, rec, b, owner)
 	return s, nil, nil
+}
+
+// admitNewLocked applies the caps on new sessions: berth's, the
+// runtime's, the user's, and the pace of new sessions.
+func (m *Manager) admitNewLocked(spec Spec) error {
+	pol := spec.Settings.Sessions
+	total, ofRuntime := len(m.claiming), 0
+	for k, s := range m.sessions {
+		if s.killCtx.Err() != nil {
+			continue
+		}
+		total++
+		if k.RuntimeID == spec.RuntimeID {
+			ofRuntime++
+		}
+	}
+	for _, c := range m.claiming {
+		if c.runtimeID == spec.RuntimeID {
+			ofRuntime++
+		}
+	}
+	switch {
+	case m.opts.MaxSessions > 0 && total >= m.opts.MaxSessions:
+		return fmt.Errorf("berth serves %d sessions, its max_sessions: %w", total, errdefs.ErrResourceExhausted)
+	case pol.MaxSessions > 0 && ofRuntime >= pol.MaxSessions:
+		return fmt.Errorf("runtime %s has %d live sessions, its max_sessions: %w", spec.RuntimeID, ofRuntime, errdefs.ErrResourceExhausted)
+	}
+	if n := pol.MaxSessionsPerUser; n > 0 && spec.UserID != "" && m.userSessionsLocked(spec.RuntimeID, spec.UserID) >= n {
+		return fmt.Errorf("user %s has %d live sessions of runtime %s: %w", spec.UserID, n, spec.RuntimeID, errdefs.ErrResourceExhausted)
+	}
+	if r := m.opts.NewSessionsPerSecond; r > 0 && !m.newRate.take(time.Now(), r, 2*r) {
+		return fmt.Errorf("rate exceeded: berth starts at most %g new sessions per second: %w", r, errdefs.ErrUnavailable)
+	}
+	return nil
+}
+
+// bucket is a token bucket; its owner's lock guards it.
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+// take spends a token if one is there, refilling at rate up to burst.
+func (b *bucket) take(now time.Time, rate, burst float64) bool {
+	if b.last.IsZero() {
+		b.tokens = burst
+	} else {
+		b.tokens = min(burst, b.tokens+now.Sub(b.last).Seconds()*rate)
+	}
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
 }
 
 // backend picks the sandbox backend spec runs on.
