@@ -122,7 +122,7 @@ func TestInvocationResults(t *testing.T) {
 		{name: "wrapped HTTPError is found", err: fmt.Errorf("lookup: %w", &app.HTTPError{Status: 422, Detail: "prompt missing"}),
 			wantStatus: 422, wantType: "application/json", wantBody: `{"error":"prompt missing"}`},
 		{name: "HTTPError without detail uses the status text", err: &app.HTTPError{Status: 429}, wantStatus: 429, wantType: "application/json",
-			wantBody: mustJSON(map[string]string{"error": http.StatusText(429)})},
+			wantBody: mustJSON(map[string]string{"error": http.StatusText(http.StatusTooManyRequests)})},
 		{name: "HTTPError with a non-error status is 500", err: &app.HTTPError{Status: 200, Detail: "odd"}, wantStatus: 500, wantType: "application/json", wantBody: `{"error":"odd"}`},
 		{name: "panic with a string is 500", panicWith: "kaboom", wantStatus: 500, wantType: "application/json", wantBody: `{"error":"panic: kaboom"}`},
 		{name: "panic with an error is 500", panicWith: errors.New("nil map"), wantStatus: 500, wantType: "application/json", wantBody: `{"error":"panic: nil map"}`},

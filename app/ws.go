@@ -589,7 +589,8 @@ func (a *App) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	// The server's deadlines do not apply to the upgraded connection.
 	_ = netConn.SetDeadline(time.Time{})
-	if _, err := rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + acceptKey(key) + "\r\n\r\n"); err == nil {
+	_, err = rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + acceptKey(key) + "\r\n\r\n")
+	if err == nil {
 		err = rw.Flush()
 	}
 	if err != nil {

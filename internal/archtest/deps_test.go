@@ -55,20 +55,6 @@ func TestSandboxesStayBelowTheSessionManager(t *testing.T) {
 	}
 }
 
-// Only the HTTP edge knows AgentCore's error wire format.
-func TestOnlyServerMapsErrorsToHTTP(t *testing.T) {
-	out, err := exec.Command("grep", "-rlE", "WriteHeader\\(|X-Amzn-Errortype|HeaderErrorType", "--include=*.go", "--exclude=*_test.go", "../../internal").Output()
-	if err != nil && len(out) == 0 {
-		return
-	}
-	for _, f := range strings.Fields(string(out)) {
-		// statesock speaks berth's own protocol to agents, not AgentCore's.
-		if !strings.Contains(f, "/internal/server/") && !strings.Contains(f, "/sandboxtest/") && !strings.Contains(f, "/statesock/") {
-			t.Errorf("%s writes HTTP statuses or error types; only internal/server may", f)
-		}
-	}
-}
-
 // Every package says what it is for.
 func TestEveryPackageHasADocComment(t *testing.T) {
 	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}}\t{{.Doc}}", "./../../...").Output()

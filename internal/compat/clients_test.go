@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/registry"
+	"github.com/berth-dev/berth/internal/testenv"
 )
 
 // The tutorial's client, as users already have it, run against berth:
@@ -205,11 +207,11 @@ func ptr(f *float64) any {
 func TestBoto3TutorialClient(t *testing.T) {
 	t.Parallel()
 	python, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("python3 is not installed: the boto3 client test needs python3 with boto3")
-	}
-	if out, err := exec.Command(python, "-c", "import boto3").CombinedOutput(); err != nil {
-		t.Skipf("boto3 is not importable (%v: %s): the boto3 client test needs python3 with boto3", err, bytes.TrimSpace(out))
+	testenv.Require(t, testenv.Boto3, err)
+	// Debian's python3-boto3 imports but predates AgentCore.
+	probe := `import boto3; s = boto3.session.Session().get_available_services(); assert "bedrock-agentcore" in s and "bedrock-agentcore-control" in s, "this boto3 does not know bedrock-agentcore"`
+	if out, err := exec.Command(python, "-c", probe).CombinedOutput(); err != nil {
+		testenv.Require(t, testenv.Boto3, fmt.Errorf("%s with boto3 that knows bedrock-agentcore: %v: %s", python, err, bytes.TrimSpace(out)))
 	}
 	script := filepath.Join(repoRoot(t), "examples", "clients", "tutorial_client.py")
 	b, arn := tutorialBerth(t)

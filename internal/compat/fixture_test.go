@@ -25,6 +25,7 @@ import (
 	"github.com/berth-dev/berth/client"
 	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/daemon"
+	"github.com/berth-dev/berth/internal/testenv"
 )
 
 // repoRoot is the module root, found from the package directory.
@@ -46,19 +47,15 @@ func repoRoot(t *testing.T) string {
 	}
 }
 
-// requireNode skips when node 20+ or npm is missing: these tests exercise
+// requireNode states that t needs node 20+ and npm: these tests exercise
 // code that only exists as npm packages, and fastify 5 (under AWS's
 // TypeScript SDK) needs node 20.
 func requireNode(t *testing.T) (node string) {
 	t.Helper()
-	const need = "the AgentCore TypeScript SDK and AWS SDK for JS v3 tests need node 20+ and npm"
 	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Skip("node is not installed: " + need)
-	}
-	if _, err := exec.LookPath("npm"); err != nil {
-		t.Skip("npm is not installed: " + need)
-	}
+	testenv.Require(t, testenv.Node, err)
+	_, err = exec.LookPath("npm")
+	testenv.Require(t, testenv.Node, err)
 	out, err := exec.Command(node, "--version").Output()
 	if err != nil {
 		t.Fatalf("node --version: %v", err)
@@ -66,7 +63,7 @@ func requireNode(t *testing.T) (node string) {
 	ver := strings.TrimSpace(string(out))
 	major, _, _ := strings.Cut(strings.TrimPrefix(ver, "v"), ".")
 	if n, err := strconv.Atoi(major); err != nil || n < 20 {
-		t.Skipf("node is %s: %s", ver, need)
+		testenv.Require(t, testenv.Node, fmt.Errorf("node is %s; fastify 5 under AWS's TypeScript SDK needs 20 or later", ver))
 	}
 	return node
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/bedrockagentcore"
 	"github.com/aws/smithy-go"
 	"github.com/berth-dev/berth/internal/config"
+	"github.com/berth-dev/berth/internal/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -87,7 +88,7 @@ func TestAgentCoreSDKAgentOnProcessBackend(t *testing.T) {
 func runInNetns(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to create a private network namespace, so the test's port 8080 clashes with nobody else's")
+		testenv.Require(t, testenv.Root, errors.New("a private network namespace, so the test's port 8080 clashes with nobody else's, needs root"))
 	}
 	// Install here, once, rather than racing the inner run's install.
 	requireNode(t)

@@ -22,6 +22,7 @@ import (
 	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/sandbox/linux"
+	"github.com/berth-dev/berth/internal/testenv"
 	"github.com/google/uuid"
 )
 
@@ -93,9 +94,8 @@ func (b *berth) tsInvoke(t *testing.T, runtime, sessionID string, payload any, o
 // session needs its own network namespace: the linux sandbox.
 func TestAgentCoreTypeScriptSDK(t *testing.T) {
 	t.Parallel()
-	if err := linux.Available(); err != nil {
-		t.Skipf("the linux sandbox is unavailable here (%v); AgentCore SDK agents listen on 8080 and need a network namespace per session", err)
-	}
+	// AgentCore SDK agents listen on 8080 and need a network namespace per session.
+	testenv.Require(t, testenv.Linux, linux.Available())
 	// tsagent idles out after 2 s, for the HealthyBusy check; patient
 	// keeps its sessions long enough for checks that make several calls,
 	// whatever a cold start costs on a loaded machine.

@@ -28,6 +28,7 @@ import (
 	"github.com/berth-dev/berth/internal/sandbox/sandboxtest"
 	"github.com/berth-dev/berth/internal/session"
 	"github.com/berth-dev/berth/internal/store"
+	"github.com/berth-dev/berth/internal/testenv"
 	"github.com/google/uuid"
 )
 
@@ -947,11 +948,11 @@ http.createServer((req, res) => {
 // form and runs them: a Python script, a Node script, a wrapper in front of
 // a script, and an executable by absolute path.
 func TestControlPlaneArtifactMapping(t *testing.T) {
-	for _, bin := range []string{"python3", "node", "env"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("the artifact mapping test runs real %s agents, and %s is not on PATH", bin, bin)
-		}
-	}
+	// It runs real Python and Node agents.
+	_, err := exec.LookPath("python3")
+	testenv.Require(t, testenv.Python3, err)
+	_, err = exec.LookPath("node")
+	testenv.Require(t, testenv.Node, err)
 	// The mapping, not the isolation, is under test: the process backend
 	// sees the host's interpreters wherever they are installed.
 	c := startCP(t, t.TempDir(), "process", uuid.NewString())

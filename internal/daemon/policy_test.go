@@ -23,6 +23,7 @@ import (
 	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/sandbox/linux"
 	"github.com/berth-dev/berth/internal/sandbox/sandboxtest"
+	"github.com/berth-dev/berth/internal/testenv"
 )
 
 // policyEnv adds runtimes with berth's session policies to the wire env.
@@ -252,9 +253,7 @@ func addUser(user string) func(*middleware.Stack) error {
 // memory limit is killed; the call fails with RuntimeClientError and the
 // session record says crashed, out of memory. Other sessions carry on.
 func TestMemoryLimitEndsSessionAsCrashed(t *testing.T) {
-	if err := linux.Available(); err != nil {
-		t.Skipf("needs the linux sandbox backend: %v", err)
-	}
+	testenv.Require(t, testenv.Linux, linux.Available())
 	e := newEnv(t, func(c *config.Config) {
 		c.Runtimes = append(c.Runtimes, config.Runtime{Name: "small", Settings: registry.Settings{Command: []string{sandboxtest.BuildAgent(t)}, Sandbox: "linux", Limits: registry.Limits{Memory: 64 << 20}}})
 	})
@@ -294,9 +293,7 @@ func TestMemoryLimitEndsSessionAsCrashed(t *testing.T) {
 // TestUserNamespaceOption: with user_namespace: true, a session's agent is
 // root inside its sandbox and an unprivileged uid on the host.
 func TestUserNamespaceOption(t *testing.T) {
-	if err := linux.Available(); err != nil {
-		t.Skipf("needs the linux sandbox backend: %v", err)
-	}
+	testenv.Require(t, testenv.Linux, linux.Available())
 	// The mapped root must reach the agent and the data dir: open them up.
 	dir, err := os.MkdirTemp("", "berth-userns-")
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/sandbox"
 	"github.com/berth-dev/berth/internal/sandbox/linux"
+	"github.com/berth-dev/berth/internal/testenv"
 )
 
 // testRanges hands each backend in this test binary its own /24 for egress
@@ -35,12 +36,12 @@ func nextTestRange() netip.Prefix {
 	return netip.MustParsePrefix(fmt.Sprintf("10.214.%d.0/24", n))
 }
 
-// requireEgressTools skips when the host lacks what egress needs, saying why.
+// requireEgressTools states that t needs the tools egress runs.
 func requireEgressTools(t testing.TB) {
 	t.Helper()
 	for _, bin := range []string{"ip", "iptables", "iptables-save", "iptables-restore"} {
 		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("egress tests need %s (scripts/test installs it): %v", bin, err)
+			testenv.Require(t, testenv.Iptables, fmt.Errorf("%w (scripts/test installs it)", err))
 		}
 	}
 }

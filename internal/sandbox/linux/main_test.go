@@ -20,6 +20,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/sandbox"
 	"github.com/berth-dev/berth/internal/sandbox/linux"
+	"github.com/berth-dev/berth/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
@@ -66,12 +67,10 @@ func testAgent(t testing.TB) string {
 	return agentPath
 }
 
-// requireLinux skips when this host cannot run the backend, saying why.
+// requireLinux states that t needs a host that runs the backend.
 func requireLinux(t testing.TB) {
 	t.Helper()
-	if err := linux.Available(); err != nil {
-		t.Skipf("linux sandbox backend unavailable here: %v", err)
-	}
+	testenv.Require(t, testenv.Linux, linux.Available())
 }
 
 func newBackend(t testing.TB, mod ...func(*linux.Config)) *linux.Backend {

@@ -19,6 +19,7 @@ import (
 	"github.com/berth-dev/berth/internal/sandbox"
 	"github.com/berth-dev/berth/internal/sandbox/process"
 	"github.com/berth-dev/berth/internal/sandbox/sandboxtest"
+	"github.com/berth-dev/berth/internal/testenv"
 )
 
 // Environment of the helper process TestReapAfterBerthKilled runs as a
@@ -82,9 +83,8 @@ func TestReapAfterBerthKilled(t *testing.T) {
 func testReapAfterBerthKilled(t *testing.T, reapLeader bool) {
 	if reapLeader {
 		// Orphans of the fake berth become this process's children.
-		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-			t.Skipf("become child subreaper: %v", err)
-		}
+		err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+		testenv.Require(t, testenv.Linux, err)
 		defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 	}
 	root := sandboxtest.Root(t)

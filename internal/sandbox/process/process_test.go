@@ -23,6 +23,7 @@ import (
 	"github.com/berth-dev/berth/internal/sandbox"
 	"github.com/berth-dev/berth/internal/sandbox/process"
 	"github.com/berth-dev/berth/internal/sandbox/sandboxtest"
+	"github.com/berth-dev/berth/internal/testenv"
 )
 
 func testLogger(t testing.TB) *slog.Logger {
@@ -143,7 +144,7 @@ func TestLayout(t *testing.T) {
 // while still removing the dir.
 func TestReapSparesRecycledPID(t *testing.T) {
 	if runtime.GOOS != "linux" {
-		t.Skip("start-time checks need Linux procfs")
+		testenv.Require(t, testenv.Linux, errors.New("start-time checks need Linux procfs"))
 	}
 	stranger := exec.Command(sandboxtest.BuildAgent(t), "sleeper", "stranger")
 	stranger.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -195,7 +196,7 @@ func TestReapSparesLiveSandboxes(t *testing.T) {
 
 func TestStats(t *testing.T) {
 	if runtime.GOOS != "linux" {
-		t.Skip("stats need Linux procfs")
+		testenv.Require(t, testenv.Linux, errors.New("stats need Linux procfs"))
 	}
 	b := process.New(sandboxtest.Root(t), testLogger(t))
 	h := startAgent(t, b, nil)
@@ -311,8 +312,8 @@ func decode(t *testing.T, r io.Reader, v any) {
 
 func TestBareCommandUsesSpecPath(t *testing.T) {
 	bin := t.TempDir()
-	if err := os.Link(sandboxtest.BuildAgent(t), filepath.Join(bin, "berth-test-agent")); err != nil {
-		t.Skipf("hard link agent into a PATH dir: %v", err)
+	if err := os.Symlink(sandboxtest.BuildAgent(t), filepath.Join(bin, "berth-test-agent")); err != nil {
+		t.Fatal(err)
 	}
 	b := process.New(sandboxtest.Root(t), testLogger(t))
 	startAgent(t, b, func(s *sandbox.Spec) {

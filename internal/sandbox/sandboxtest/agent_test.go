@@ -310,9 +310,7 @@ func TestAgentSpawnLeavesGrandchild(t *testing.T) {
 	if err != nil || r.PID <= 0 {
 		t.Fatalf("spawn reply pid %d (%v)", r.PID, err)
 	}
-	if _, err := os.Stat("/proc"); err != nil {
-		t.Skipf("checking the grandchild needs procfs: %v", err)
-	}
+	requireProcfs(t)
 	pids, err := liveProcs("cmdline", tag)
 	if err != nil || len(pids) != 1 || pids[0] != r.PID {
 		t.Fatalf("processes tagged %s: %v (%v), want [%d]", tag, pids, err, r.PID)

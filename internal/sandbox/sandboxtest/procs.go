@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berth-dev/berth/internal/testenv"
 )
 
 // The suite finds a sandbox's processes from the host by a token in their
@@ -79,12 +81,11 @@ func tokenProcs(t *testing.T, token string) []int {
 	return pids
 }
 
-// requireProcfs skips t when /proc is not there to check process trees.
+// requireProcfs states that t checks process trees in /proc.
 func requireProcfs(t *testing.T) {
 	t.Helper()
-	if _, err := os.Stat("/proc/self/environ"); err != nil {
-		t.Skipf("process-tree checks need procfs: %v", err)
-	}
+	_, err := os.Stat("/proc/self/environ")
+	testenv.Require(t, testenv.Linux, err)
 }
 
 // requireNoProcs fails t if any live process carries one of the tokens.
