@@ -5,7 +5,9 @@
 package api
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 )
 
@@ -56,6 +58,19 @@ const (
 type PingResponse struct {
 	Status           PingStatus `json:"status"`
 	TimeOfLastUpdate int64      `json:"time_of_last_update"`
+}
+
+// ParsePing reads an agent's answer to GET /ping: healthy only with a 200;
+// a bare 200 without the JSON body counts as Healthy.
+func ParsePing(status int, body []byte) (PingResponse, error) {
+	if status != http.StatusOK {
+		return PingResponse{}, fmt.Errorf("ping answered %d", status)
+	}
+	var pr PingResponse
+	if json.Unmarshal(body, &pr) != nil || pr.Status == "" {
+		pr.Status = PingHealthy
+	}
+	return pr, nil
 }
 
 // ErrorType names an AgentCore error, as sent in X-Amzn-ErrorType.

@@ -2,7 +2,6 @@ package session
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -55,14 +54,7 @@ func (a *agent) ping(ctx context.Context, timeout time.Duration) (api.PingRespon
 	if err != nil {
 		return api.PingResponse{}, fmt.Errorf("read ping: %w", err)
 	}
-	if resp.StatusCode != http.StatusOK {
-		return api.PingResponse{}, fmt.Errorf("ping answered %d", resp.StatusCode)
-	}
-	var pr api.PingResponse
-	if json.Unmarshal(body, &pr) != nil || pr.Status == "" {
-		pr.Status = api.PingHealthy // a bare 200 counts as healthy
-	}
-	return pr, nil
+	return api.ParsePing(resp.StatusCode, body)
 }
 
 // closeIdle drops the agent's idle keep-alive connections.
