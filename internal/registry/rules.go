@@ -195,11 +195,11 @@ func (rb Rulebook) checkCode(src Source, dir string) error {
 
 // checkPath refuses a path that reaches into what sandboxes never see.
 func (rb Rulebook) checkPath(src Source, f setting, p string) error {
-	real := realPath(p)
+	real, literal := realPath(p), filepath.Clean(p)
 	for _, h := range rb.forbidden(src) {
 		rh := realPath(h.path)
 		switch {
-		case within(real, rh):
+		case within(real, rh), within(literal, h.path):
 			return f.err(src, "lies inside %s, which sandboxes never see", h.name)
 		case src == SourceAPI && within(rh, real):
 			return f.err(src, "contains %s, which sandboxes never see", h.name)

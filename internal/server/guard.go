@@ -1,6 +1,8 @@
 package server
 
 import (
+	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -53,16 +55,28 @@ func (g *Guard) refuse(r *http.Request) string {
 
 // idleBody cuts a request body that stops arriving: each read must make
 // progress within the timeout. A streaming upload of any length passes.
+// A stalled body cancels the request, so whatever waits on it (a proxied
+// call whose agent waits for the rest) gives up too.
 type idleBody struct {
 	io.ReadCloser
 	rc      *http.ResponseController
 	timeout time.Duration
+	cancel  context.CancelCauseFunc
 }
+
+// errBodyStalled is the cause of a request cut for a stalled body.
+var errBodyStalled = errors.New("the request body stopped arriving")
 
 func (b *idleBody) Read(p []byte) (int, error) {
 	b.rc.SetReadDeadline(time.Now().Add(b.timeout))
 	n, err := b.ReadCloser.Read(p)
 	if err != nil {
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			// Stalled: the deadline stays past, so closing the body does
+			// not wait to drain what never comes.
+			b.cancel(errBodyStalled)
+			return n, err
+		}
 		// The body is done: the deadline must not outlive it, or it would
 		// cut a long response through net/http's background read.
 		b.rc.SetReadDeadline(time.Time{})
@@ -70,14 +84,18 @@ func (b *idleBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// guard applies the edge policy, then serves.
-func (s *Server) guard(w http.ResponseWriter, r *http.Request) bool {
+// guard applies the edge policy; it returns the request to serve, or nil
+// when it answered itself. done must be called when the request is over.
+func (s *Server) guard(w http.ResponseWriter, r *http.Request) (_ *http.Request, done func()) {
 	if why := s.edge.refuse(r); why != "" {
 		s.writeError(w, r, &apiError{typ: api.ErrAccessDenied, msg: why})
-		return false
+		return nil, func() {}
 	}
-	if r.Body != nil && r.Body != http.NoBody {
-		r.Body = &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(w), timeout: s.edge.BodyIdleTimeout}
+	if r.Body == nil || r.Body == http.NoBody {
+		return r, func() {}
 	}
-	return true
+	ctx, cancel := context.WithCancelCause(r.Context())
+	r = r.WithContext(ctx)
+	r.Body = &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(w), timeout: s.edge.BodyIdleTimeout, cancel: cancel}
+	return r, func() { cancel(nil) }
 }

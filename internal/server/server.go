@@ -84,7 +84,9 @@ func New(opts Options) *Server {
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(api.HeaderAWSRequestID, uuid.NewString())
-	if s.guard(w, r) {
+	r, done := s.guard(w, r)
+	defer done()
+	if r != nil {
 		s.mux.ServeHTTP(w, r)
 	}
 }
@@ -194,6 +196,9 @@ func (s *Server) callError(r *http.Request, call *session.Call, err error) error
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return err
+	}
+	if errors.Is(context.Cause(r.Context()), errBodyStalled) {
+		return &apiError{typ: api.ErrValidation, msg: "the request body stopped arriving: no byte for " + s.edge.BodyIdleTimeout.String(), cause: err}
 	}
 	if r.Context().Err() != nil {
 		return &apiError{typ: api.ErrValidation, msg: "client closed the request", cause: err}

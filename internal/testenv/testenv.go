@@ -94,3 +94,25 @@ func requiredList() ([]Prereq, error) {
 	}
 	return out, nil
 }
+
+// ReportVar names a file where suites that count what they tried (the
+// attack and escape suites) append their one-line figures, for
+// scripts/test to print at the end.
+const ReportVar = "BERTH_TEST_REPORT"
+
+// Report logs a suite's figure and appends it to $BERTH_TEST_REPORT.
+func Report(t testing.TB, suite, line string) {
+	t.Helper()
+	t.Logf("%s: %s", suite, line)
+	path := os.Getenv(ReportVar)
+	if path == "" {
+		return
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Errorf("report: %v", err)
+		return
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "%s: %s\n", suite, line)
+}
