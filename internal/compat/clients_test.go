@@ -206,13 +206,7 @@ func ptr(f *float64) any {
 // pointed at berth with endpoint_url and with AWS_ENDPOINT_URL_BEDROCK_AGENTCORE.
 func TestBoto3TutorialClient(t *testing.T) {
 	t.Parallel()
-	python, err := exec.LookPath("python3")
-	testenv.Require(t, testenv.Boto3, err)
-	// Debian's python3-boto3 imports but predates AgentCore.
-	probe := `import boto3; s = boto3.session.Session().get_available_services(); assert "bedrock-agentcore" in s and "bedrock-agentcore-control" in s, "this boto3 does not know bedrock-agentcore"`
-	if out, err := exec.Command(python, "-c", probe).CombinedOutput(); err != nil {
-		testenv.Require(t, testenv.Boto3, fmt.Errorf("%s with boto3 that knows bedrock-agentcore: %v: %s", python, err, bytes.TrimSpace(out)))
-	}
+	python := requireBoto3(t)
 	script := filepath.Join(repoRoot(t), "examples", "clients", "tutorial_client.py")
 	b, arn := tutorialBerth(t)
 
@@ -243,4 +237,18 @@ func TestJSv3TutorialClient(t *testing.T) {
 		r := runClient(t, clientEnv("AWS_ENDPOINT_URL_BEDROCK_AGENTCORE="+b.d.URL()), node, script, "--json", "--arn", arn)
 		checkTutorial(t, b, r, b.d.URL())
 	})
+}
+
+// requireBoto3 returns python3 with a boto3 that knows AgentCore, or skips
+// (fails under BERTH_TEST_REQUIRE=boto3).
+func requireBoto3(t *testing.T) string {
+	t.Helper()
+	python, err := exec.LookPath("python3")
+	testenv.Require(t, testenv.Boto3, err)
+	// Debian's python3-boto3 imports but predates AgentCore.
+	probe := `import boto3; s = boto3.session.Session().get_available_services(); assert "bedrock-agentcore" in s and "bedrock-agentcore-control" in s, "this boto3 does not know bedrock-agentcore"`
+	if out, err := exec.Command(python, "-c", probe).CombinedOutput(); err != nil {
+		testenv.Require(t, testenv.Boto3, fmt.Errorf("%s with boto3 that knows bedrock-agentcore: %v: %s", python, err, bytes.TrimSpace(out)))
+	}
+	return python
 }

@@ -344,6 +344,32 @@ func TestAgentCoreTypeScriptSDK(t *testing.T) {
 		t.Logf("%s runs node agent.js from %s", arn, dir)
 	})
 
+	// The tutorial calls invoke_agent_runtime without contentType, and
+	// boto3 then sends no Content-Type; the agent must still get JSON.
+	t.Run("boto3 without a content type", func(t *testing.T) {
+		python := requireBoto3(t)
+		script := `import boto3, json, sys
+c = boto3.client("bedrock-agentcore", endpoint_url=sys.argv[1])
+r = c.invoke_agent_runtime(agentRuntimeArn=sys.argv[2], runtimeSessionId=sys.argv[3],
+    payload=json.dumps({"action": "remember", "note": "no content type"}), qualifier="DEFAULT")
+print(json.dumps({"contentType": r["contentType"], "body": json.loads(r["response"].read())}))`
+		out, err := exec.Command(python, "-c", script, b.d.URL(), b.arn(t, "patient"), newSessionID()).Output()
+		if err != nil {
+			var stderr []byte
+			if ee, ok := err.(*exec.ExitError); ok {
+				stderr = ee.Stderr
+			}
+			t.Fatalf("boto3 call: %v: %s", err, stderr)
+		}
+		var got struct {
+			ContentType string  `json:"contentType"`
+			Body        tsState `json:"body"`
+		}
+		if err := json.Unmarshal(out, &got); err != nil || !slices.Equal(got.Body.Notes, []string{"no content type"}) {
+			t.Fatalf("boto3 without contentType: %s (%v)", out, err)
+		}
+	})
+
 	t.Run("sessions are isolated", func(t *testing.T) {
 		a, bb := newSessionID(), newSessionID()
 		a1 := b.tsInvoke(t, "patient", a, map[string]any{"action": "remember", "note": "alpha"})

@@ -33,6 +33,12 @@ func forwardHeaders(r *http.Request, allowlist []string) (http.Header, error) {
 			out[k] = v
 		}
 	}
+	// boto3 sends no Content-Type when the caller names none (the
+	// tutorial's calls don't); agents built on AWS's SDKs refuse a body
+	// without one. A type the caller sends passes unchanged.
+	if _, ok := out["Content-Type"]; !ok {
+		out.Set("Content-Type", "application/json")
+	}
 	custom := 0
 	for k, v := range r.Header {
 		if !strings.HasPrefix(k, api.HeaderCustomPrefix) {
