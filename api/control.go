@@ -171,16 +171,18 @@ type RuntimeInput struct {
 // AgentRuntime is one version of a runtime: GetAgentRuntime fills every
 // member; listings fill the summary (ARN to Status) and BerthSource.
 type AgentRuntime struct {
+	// Members some operation's output requires (botocore's model) are
+	// always sent, empty if need be.
 	AgentRuntimeArn     string    `json:"agentRuntimeArn"`
 	AgentRuntimeID      string    `json:"agentRuntimeId"`
-	AgentRuntimeName    string    `json:"agentRuntimeName,omitempty"`
+	AgentRuntimeName    string    `json:"agentRuntimeName"`
 	AgentRuntimeVersion string    `json:"agentRuntimeVersion"`
-	Description         string    `json:"description,omitempty"`
+	Description         string    `json:"description"`
 	Status              string    `json:"status"`
 	CreatedAt           time.Time `json:"createdAt,omitzero"`
 	LastUpdatedAt       time.Time `json:"lastUpdatedAt,omitzero"`
 
-	RoleArn                    string                      `json:"roleArn,omitempty"`
+	RoleArn                    string                      `json:"roleArn"`
 	AgentRuntimeArtifact       *Artifact                   `json:"agentRuntimeArtifact,omitempty"`
 	NetworkConfiguration       *NetworkConfiguration       `json:"networkConfiguration,omitempty"`
 	LifecycleConfiguration     *Lifecycle                  `json:"lifecycleConfiguration,omitempty"`

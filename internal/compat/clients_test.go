@@ -67,7 +67,12 @@ type tutorialReply struct {
 // tutorialBerth serves examples/tutorial on the default sandbox backend.
 func tutorialBerth(t *testing.T) (*berth, string) {
 	t.Helper()
-	b := startBerth(t, []config.Runtime{{Name: "tutorial", Settings: registry.Settings{Command: []string{buildTutorial(t)}}}})
+	return tutorialBerthWith(t)
+}
+
+func tutorialBerthWith(t *testing.T, mutate ...func(*config.Config)) (*berth, string) {
+	t.Helper()
+	b := startBerth(t, []config.Runtime{{Name: "tutorial", Settings: registry.Settings{Command: []string{buildTutorial(t)}}}}, mutate...)
 	return b, b.arn(t, "tutorial")
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -151,9 +152,7 @@ func (c *controlAPI) runtimeOut(rt registry.Runtime, v registry.Version) api.Age
 	if rt.Source == registry.SourceAPI {
 		out.WorkloadIdentityDetails = &api.WorkloadIdentity{WorkloadIdentityARN: c.ctl.WorkloadIdentityARN(rt.Name)}
 	}
-	if a := cfg.Artifact; a.CodeLocation != "" {
-		out.AgentRuntimeArtifact = api.LocalCode(a.CodeLocation, a.Runtime, a.EntryPoint...)
-	}
+	out.AgentRuntimeArtifact = artifactOut(cfg)
 	if len(cfg.HeaderAllowlist) > 0 {
 		out.RequestHeaderConfiguration = &api.RequestHeaderConfiguration{RequestHeaderAllowlist: cfg.HeaderAllowlist}
 	}
@@ -394,6 +393,20 @@ func runtimeSpec(req *api.RuntimeInput) (registry.RuntimeSpec, error) {
 		berthSettingsIn(b, &spec.Settings)
 	}
 	return spec, nil
+}
+
+// artifactOut is the artifact a version echoes: the control plane's own,
+// or for a config runtime the codeConfiguration form of its command and
+// directory, so a get → update round trip always finds one.
+func artifactOut(s registry.Settings) *api.Artifact {
+	if a := s.Artifact; a.CodeLocation != "" {
+		return api.LocalCode(a.CodeLocation, a.Runtime, a.EntryPoint...)
+	}
+	runtime := "PYTHON_3_12"
+	if len(s.Command) > 0 && strings.HasPrefix(filepath.Base(s.Command[0]), "node") {
+		runtime = "NODE_22"
+	}
+	return api.LocalCode(s.Workdir, runtime, s.Command...)
 }
 
 // berthSettingsIn copies berth's own members into s; the rulebook judges
