@@ -14,6 +14,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/registry"
+	"github.com/berth-dev/berth/internal/sandbox/linux"
 	"github.com/berth-dev/berth/internal/testenv"
 )
 
@@ -256,4 +257,35 @@ func requireBoto3(t *testing.T) string {
 		testenv.Require(t, testenv.Boto3, fmt.Errorf("%s with boto3 that knows bedrock-agentcore: %v: %s", python, err, bytes.TrimSpace(out)))
 	}
 	return python
+}
+
+// TestPythonStdlibAgent runs the tutorial's boto3 client against an agent
+// written with Python's standard library alone (examples/python-stdlib):
+// the raw contract, no SDK, in the linux sandbox on port 8080.
+func TestPythonStdlibAgent(t *testing.T) {
+	t.Parallel()
+	python := requireBoto3(t)
+	testenv.Require(t, testenv.Linux, linux.Available())
+	dir := filepath.Join(repoRoot(t), "examples", "python-stdlib")
+	b := startBerth(t, []config.Runtime{{Name: "pyagent", Settings: registry.Settings{
+		Command: []string{"python3", "agent.py"}, Workdir: dir, Sandbox: registry.BackendLinux}}})
+	arn := b.arn(t, "pyagent")
+
+	t.Run("the tutorial through boto3", func(t *testing.T) {
+		script := filepath.Join(repoRoot(t), "examples", "clients", "tutorial_client.py")
+		r := runClient(t, clientEnv(), python, script, "--json", "--endpoint-url", b.d.URL(), "--arn", arn)
+		checkTutorial(t, b, r, b.d.URL())
+	})
+
+	// A single-threaded agent cannot answer /ping while it serves a call:
+	// a call longer than the ping failures allow must not end the session.
+	t.Run("a long call on a single-threaded agent", func(t *testing.T) {
+		sid := newSessionID()
+		first := b.tsInvoke(t, "pyagent", sid, map[string]any{"prompt": "hello"})
+		long := b.tsInvoke(t, "pyagent", sid, map[string]any{"prompt": "2 x 3", "sleep": 4})
+		after := b.tsInvoke(t, "pyagent", sid, map[string]any{"prompt": "still there?"})
+		if first.Instance == "" || long.Instance != first.Instance || after.Instance != first.Instance {
+			t.Fatalf("the session did not survive a 4 s call: instances %q, %q, %q", first.Instance, long.Instance, after.Instance)
+		}
+	})
 }

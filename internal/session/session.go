@@ -100,6 +100,12 @@ func (s *Session) getAgent() *agent {
 	return s.agent
 }
 
+func (s *Session) inFlight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inflight
+}
+
 func (s *Session) setAgent(a *agent) {
 	s.mu.Lock()
 	s.agent = a
@@ -322,6 +328,14 @@ func (s *Session) loop() {
 				return
 			}
 			if err != nil {
+				if s.inFlight() > 0 {
+					// Busy by definition: a single-threaded agent cannot
+					// answer /ping while it serves a call. Only a crash or
+					// the call's own failure ends the session now.
+					s.log.Debug("ping failed during a call", "err", err)
+					failures = 0
+					continue
+				}
 				failures++
 				s.log.Warn("ping failed", "err", err, "failures", failures)
 				if failures >= opts.PingFailures {
