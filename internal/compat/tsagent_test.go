@@ -353,7 +353,9 @@ c = boto3.client("bedrock-agentcore", endpoint_url=sys.argv[1])
 r = c.invoke_agent_runtime(agentRuntimeArn=sys.argv[2], runtimeSessionId=sys.argv[3],
     payload=json.dumps({"action": "remember", "note": "no content type"}), qualifier="DEFAULT")
 print(json.dumps({"contentType": r["contentType"], "body": json.loads(r["response"].read())}))`
-		out, err := exec.Command(python, "-c", script, b.d.URL(), b.arn(t, "patient"), newSessionID()).Output()
+		cmd := exec.Command(python, "-c", script, b.d.URL(), b.arn(t, "patient"), newSessionID())
+		cmd.Env = clientEnv()
+		out, err := cmd.Output()
 		if err != nil {
 			var stderr []byte
 			if ee, ok := err.(*exec.ExitError); ok {
