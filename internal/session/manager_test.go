@@ -158,7 +158,9 @@ func TestUnhealthyAndCrash(t *testing.T) {
 		sp := spec("sick-session-0123456789012345678901234", 15*time.Minute, 8*time.Hour)
 		rec := h.invoke(sp)
 		h.fake.last().pingCode.Store(http.StatusInternalServerError)
-		time.Sleep(7 * time.Second) // three failed pings at 2 s
+		// Three failed pings at 2 s, then one more interval in which an
+		// exit would have said the agent crashed instead.
+		time.Sleep(9 * time.Second)
 		if r := h.ended(rec.ID); r.EndReason != session.EndUnhealthy {
 			t.Fatalf("want unhealthy, got %+v", r)
 		}

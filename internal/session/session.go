@@ -339,7 +339,14 @@ func (s *Session) loop() {
 				failures++
 				s.log.Warn("ping failed", "err", err, "failures", failures)
 				if failures >= opts.PingFailures {
-					s.end(EndUnhealthy, fmt.Sprintf("%d pings failed; last: %v", failures, err))
+					// An agent that died fails its pings too; its exit, which
+					// says how it died, may be a moment behind them.
+					select {
+					case <-h.Done():
+						s.end(EndCrashed, "agent "+h.Exit().String())
+					case <-time.After(opts.PingInterval):
+						s.end(EndUnhealthy, fmt.Sprintf("%d pings failed; last: %v", failures, err))
+					}
 				}
 				continue
 			}
