@@ -160,8 +160,14 @@ type RuntimeInput struct {
 	Tags                       map[string]string           `json:"tags,omitempty"`
 	BerthSettings              *BerthSettings              `json:"berthSettings,omitempty"`
 
+	// platformVersion (V1 or V2) and metadataConfiguration tune AWS's
+	// microVMs: berth checks and accepts them, and they change nothing.
+	PlatformVersion       string          `json:"platformVersion,omitempty"`
+	MetadataConfiguration json.RawMessage `json:"metadataConfiguration,omitempty"`
+
 	// AgentCore features berth refuses: a request that uses one is refused
 	// with the member named, never half-served.
+	HooksConfiguration            json.RawMessage `json:"hooksConfiguration,omitempty"`
 	AuthorizerConfiguration       json.RawMessage `json:"authorizerConfiguration,omitempty"`
 	FilesystemConfigurations      json.RawMessage `json:"filesystemConfigurations,omitempty"`
 	CapacityProviderConfiguration json.RawMessage `json:"capacityProviderConfiguration,omitempty"`

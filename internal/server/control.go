@@ -319,7 +319,8 @@ func runtimeSpec(req *api.RuntimeInput) (registry.RuntimeSpec, error) {
 	}{
 		{"authorizerConfiguration", req.AuthorizerConfiguration, "berth does not validate JWT bearer tokens yet; leave it out to use SigV4 (IAM) callers"},
 		{"filesystemConfigurations", req.FilesystemConfigurations, "berth has no session storage mounts yet"},
-		{"capacityProviderConfiguration", req.CapacityProviderConfiguration, "berth has no capacity providers"},
+		{"capacityProviderConfiguration", req.CapacityProviderConfiguration, "berth has no capacity providers (the Instances compute type)"},
+		{"hooksConfiguration", req.HooksConfiguration, "berth runs no build hooks; warm sessions up with a warm pool (berthSettings.sessions.warmPool) instead"},
 		{"allowedPorts", req.AllowedPorts, "berth does not expose session ports"},
 	} {
 		if present(u.raw) {
@@ -328,6 +329,19 @@ func runtimeSpec(req *api.RuntimeInput) (registry.RuntimeSpec, error) {
 	}
 	if err := validClientTokenPtr(req.ClientToken); err != nil {
 		return registry.RuntimeSpec{}, err
+	}
+	switch req.PlatformVersion {
+	case "", "V1", "V2":
+	default:
+		return registry.RuntimeSpec{}, validation("platformVersion", "platformVersion must be V1 or V2")
+	}
+	if m := req.MetadataConfiguration; present(m) {
+		var mc struct {
+			RequireMMDSV2 *bool `json:"requireMMDSV2"`
+		}
+		if json.Unmarshal(m, &mc) != nil || mc.RequireMMDSV2 == nil {
+			return registry.RuntimeSpec{}, validation("metadataConfiguration", "metadataConfiguration takes requireMMDSV2 (true or false)")
+		}
 	}
 	spec := registry.RuntimeSpec{
 		Description: req.Description,
