@@ -425,9 +425,9 @@ func floodAttacks(t *testing.T, tg *target, l *attacktest.Ledger) {
 	runtime.ReadMemStats(&ms)
 	heapBefore := ms.HeapInuse
 	var (
-		mu                sync.Mutex
-		served, throttled int
-		other             []answer
+		mu                         sync.Mutex
+		served, throttled, started int
+		other                      []answer
 	)
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -442,6 +442,10 @@ func floodAttacks(t *testing.T, tg *target, l *attacktest.Ledger) {
 				served++
 			case a.is(api.ErrThrottling):
 				throttled++
+			case a.is(api.ErrRuntimeClient):
+				// Admitted, but its sandbox did not start in time on a
+				// machine this loaded: admitted all the same.
+				started++
 			default:
 				other = append(other, a)
 			}
@@ -453,10 +457,10 @@ func floodAttacks(t *testing.T, tg *target, l *attacktest.Ledger) {
 	grew := int64(ms.HeapInuse) - int64(heapBefore)
 	// Bursts of 50, then 25 a second.
 	allowed := 50 + int(25*took.Seconds()) + 1
-	l.Attack(t, "300 new sessions at once", served <= allowed && throttled > 0 && len(other) == 0,
-		fmt.Sprintf("%d served, %d throttled, %d other %v in %s", served, throttled, len(other), other, took))
-	testenv.Report(t, "session flood", fmt.Sprintf("300 new sessions in %s: %d served, %d refused (ThrottlingException); berth's heap grew %.1f MB",
-		took.Round(time.Millisecond), served, throttled, float64(grew)/(1<<20)))
+	l.Attack(t, "300 new sessions at once", served+started <= allowed && throttled > 0 && len(other) == 0,
+		fmt.Sprintf("%d served, %d admitted but slow to start, %d throttled, %d other %v in %s", served, started, throttled, len(other), other, took))
+	testenv.Report(t, "session flood", fmt.Sprintf("300 new sessions in %s: %d admitted, %d refused (ThrottlingException); berth's heap grew %.1f MB",
+		took.Round(time.Millisecond), served+started, throttled, float64(grew)/(1<<20)))
 	if grew > 64<<20 {
 		t.Errorf("the flood grew berth's heap by %d MB", grew>>20)
 	}

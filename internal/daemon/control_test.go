@@ -1,6 +1,7 @@
 package daemon_test
 
 import (
+	"archive/zip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -69,7 +70,7 @@ func startCP(t *testing.T, dataDir, backend, token string) *cp {
 	cfg := config.Default()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.DataDir = dataDir
-	cfg.StartTimeout = config.Duration(5 * time.Second)
+	cfg.StartTimeout = config.Duration(30 * time.Second) // python and node start slowly on a loaded machine
 	cfg.PingInterval = config.Duration(100 * time.Millisecond)
 	cfg.StopGrace = config.Duration(500 * time.Millisecond)
 	cfg.APIRuntimes.Sandbox = registry.Backend(backend)
@@ -970,10 +971,10 @@ func TestControlPlaneArtifactMapping(t *testing.T) {
 		wantCmd  []string
 		wantLang string // "" for the test agent
 	}{
-		{"python", ctltypes.AgentManagedRuntimeTypePython312, []string{"main.py"}, []string{"python3", "main.py"}, "python"},
+		{"python", ctltypes.AgentManagedRuntimeTypePython312, []string{"main.py"}, []string{python("3.12"), "main.py"}, "python"},
 		{"node", ctltypes.AgentManagedRuntimeTypeNode22, []string{"index.js"}, []string{"node", "index.js"}, "node"},
-		{"wrapped", ctltypes.AgentManagedRuntimeTypePython313, []string{"env", "main.py"}, []string{"env", "python3", "main.py"}, "python"},
-		{"relative_exe", ctltypes.AgentManagedRuntimeTypePython312, []string{"testagent"}, []string{filepath.Join(dir, "testagent")}, ""},
+		{"wrapped", ctltypes.AgentManagedRuntimeTypePython313, []string{"env", "main.py"}, []string{"env", python("3.13"), "main.py"}, "python"},
+		{"relative_exe", ctltypes.AgentManagedRuntimeTypePython312, []string{"testagent"}, []string{"./testagent"}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in := c.createInput("map_"+tc.name, dir, "v1")
@@ -995,8 +996,9 @@ func TestControlPlaneArtifactMapping(t *testing.T) {
 			}
 			err = json.NewDecoder(resp.Body).Decode(&raw)
 			resp.Body.Close()
-			if err != nil || !slices.Equal(raw.Command, tc.wantCmd) || raw.Workdir != dir {
-				t.Fatalf("command %q in %q (err %v), want %q in %q", raw.Command, raw.Workdir, err, tc.wantCmd, dir)
+			// The version runs a snapshot of the code, in berth's data dir.
+			if err != nil || !slices.Equal(raw.Command, tc.wantCmd) || !strings.HasPrefix(raw.Workdir, filepath.Join(c.dataDir, "snapshots")+"/") {
+				t.Fatalf("command %q in %q (err %v), want %q in a snapshot of %s", raw.Command, raw.Workdir, err, tc.wantCmd, dir)
 			}
 			inv, err := c.dp.InvokeAgentRuntime(ctx, &bedrockagentcore.InvokeAgentRuntimeInput{
 				AgentRuntimeArn: out.AgentRuntimeArn, RuntimeSessionId: aws.String(newSessionID()), Payload: []byte(`{"op":"echo"}`)})
@@ -1012,7 +1014,7 @@ func TestControlPlaneArtifactMapping(t *testing.T) {
 			if err := json.NewDecoder(inv.Response).Decode(&reply); err != nil {
 				t.Fatalf("decode: %v", err)
 			}
-			if reply.Lang != tc.wantLang || reply.Cwd != dir || (tc.wantLang == "" && reply.PID == 0) {
+			if reply.Lang != tc.wantLang || reply.Cwd != raw.Workdir || (tc.wantLang == "" && reply.PID == 0) {
 				t.Fatalf("agent answered %+v, want lang %q in %s", reply, tc.wantLang, dir)
 			}
 		})
@@ -1054,8 +1056,9 @@ func TestControlPlaneGoClient(t *testing.T) {
 	}
 	l := got.LifecycleConfiguration
 	if got.AgentRuntimeID != rt.AgentRuntimeID || got.BerthSource != string(registry.SourceAPI) || *l.IdleRuntimeSessionTimeout != 120 ||
-		*l.MaxLifetime != 28800 || got.EnvironmentVariables["VERSION_MARK"] != "v1" || got.BerthWorkdir != dir ||
-		!slices.Equal(got.BerthCommand, []string{filepath.Join(dir, "testagent")}) {
+		*l.MaxLifetime != 28800 || got.EnvironmentVariables["VERSION_MARK"] != "v1" ||
+		got.AgentRuntimeArtifact.Code.Code.S3.Prefix != dir || !strings.HasPrefix(got.BerthWorkdir, filepath.Join(c.dataDir, "snapshots")) ||
+		!slices.Equal(got.BerthCommand, []string{"./testagent"}) {
 		t.Fatalf("get returned %+v", got)
 	}
 	if b := got.BerthSettings; b == nil || b.Limits.MemoryBytes != 256<<20 || b.Limits.Pids != 64 ||
@@ -1177,3 +1180,93 @@ func TestControlPlaneGoClient(t *testing.T) {
 }
 
 func optional(s string) *string { return &s }
+
+// python is the interpreter berth picks for a PYTHON_3_x runtime here.
+func python(version string) string {
+	if exec.Command("python"+version, "-c", "").Run() == nil {
+		return "python" + version
+	}
+	return "python3"
+}
+
+// TestVersionsPinCode: each version runs a snapshot of its code, so an
+// endpoint pinned to version 1 runs version 1's code after the directory
+// changed; and a code zip deploys like a directory.
+func TestVersionsPinCode(t *testing.T) {
+	c := startCP(t, t.TempDir(), "process", uuid.NewString())
+	ctx := context.Background()
+	dir := codeDir(t)
+	mark := filepath.Join(dir, "mark.txt")
+	os.WriteFile(mark, []byte("one"), 0o644)
+	created, err := c.ctl.CreateAgentRuntime(ctx, c.createInput("pinning", dir, "v"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := aws.ToString(created.AgentRuntimeId)
+	if _, err := c.ctl.CreateAgentRuntimeEndpoint(ctx, &ctl.CreateAgentRuntimeEndpointInput{AgentRuntimeId: aws.String(id),
+		Name: aws.String("pinned"), AgentRuntimeVersion: aws.String("1")}); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(mark, []byte("two"), 0o644)
+	up := &ctl.UpdateAgentRuntimeInput{AgentRuntimeId: aws.String(id)}
+	in := c.createInput("pinning", dir, "v")
+	up.AgentRuntimeArtifact, up.RoleArn, up.NetworkConfiguration, up.EnvironmentVariables = in.AgentRuntimeArtifact, in.RoleArn, in.NetworkConfiguration, in.EnvironmentVariables
+	if _, err := c.ctl.UpdateAgentRuntime(ctx, up); err != nil {
+		t.Fatal(err)
+	}
+	read := func(qualifier string) string {
+		t.Helper()
+		out, err := c.dp.InvokeAgentRuntime(ctx, &bedrockagentcore.InvokeAgentRuntimeInput{AgentRuntimeArn: created.AgentRuntimeArn,
+			Qualifier: aws.String(qualifier), RuntimeSessionId: aws.String(newSessionID()), ContentType: aws.String("application/json"),
+			Payload: []byte(`{"op":"read","path":"mark.txt"}`)})
+		if err != nil {
+			t.Fatalf("invoke %s: %v", qualifier, err)
+		}
+		defer out.Response.Close()
+		var r struct {
+			Data string `json:"data"`
+		}
+		json.NewDecoder(out.Response).Decode(&r)
+		return r.Data
+	}
+	if got := read("pinned"); got != "one" {
+		t.Errorf("the endpoint pinned to version 1 runs code reading %q, want version 1's %q", got, "one")
+	}
+	if got := read("DEFAULT"); got != "two" {
+		t.Errorf("DEFAULT runs code reading %q, want version 2's %q", got, "two")
+	}
+
+	// The same agent as a zip: it deploys, and runs from the unpacked copy.
+	zipPath := filepath.Join(dir, "..", filepath.Base(dir)+".zip")
+	f, err := os.Create(zipPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zw := zip.NewWriter(f)
+	for _, name := range []string{"testagent", "mark.txt"} {
+		fi, _ := os.Stat(filepath.Join(dir, name))
+		h, _ := zip.FileInfoHeader(fi)
+		h.Name = name
+		w, _ := zw.CreateHeader(h)
+		data, _ := os.ReadFile(filepath.Join(dir, name))
+		w.Write(data)
+	}
+	zw.Close()
+	f.Close()
+	zin := c.createInput("zipped", zipPath, "z")
+	zin.AgentRuntimeArtifact = codeArtifact(zipPath, "testagent")
+	zc, err := c.ctl.CreateAgentRuntime(ctx, zin)
+	if err != nil {
+		t.Fatalf("create from a zip: %v", err)
+	}
+	out, err := c.dp.InvokeAgentRuntime(ctx, &bedrockagentcore.InvokeAgentRuntimeInput{AgentRuntimeArn: zc.AgentRuntimeArn,
+		RuntimeSessionId: aws.String(newSessionID()), ContentType: aws.String("application/json"), Payload: []byte(`{"op":"read","path":"mark.txt"}`)})
+	if err != nil {
+		t.Fatalf("invoke the zipped runtime: %v", err)
+	}
+	body, _ := io.ReadAll(out.Response)
+	out.Response.Close()
+	if !strings.Contains(string(body), `"two"`) {
+		t.Errorf("the zipped runtime answered %s", body)
+	}
+}

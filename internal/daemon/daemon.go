@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berth-dev/berth/internal/codestore"
 	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/sandbox"
@@ -87,7 +88,11 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	d.reg = registry.New(d.db, cfg.Rules(), cfg.Region, cfg.Account, log)
+	code, err := codestore.Open(filepath.Join(dataDir, "snapshots"))
+	if err != nil {
+		return nil, err
+	}
+	d.reg = registry.New(d.db, registry.Options{Rules: cfg.Rules(), Code: code, Region: cfg.Region, Account: cfg.Account, Logger: log})
 
 	backends, defaultBackend, err := openBackends(dataDir, cfg.UserNamespace, log)
 	if err != nil {
@@ -120,6 +125,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 	d.runtimes, err = d.reg.Reconcile(ctx, cfg.Runtimes)
 	if err != nil {
 		return nil, fmt.Errorf("reconcile config runtimes: %w", err)
+	}
+	if err := d.reg.CollectCode(ctx); err != nil {
+		log.Warn("collect code snapshots", "err", err)
 	}
 	ids, err := d.reg.RuntimeIDs(ctx)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -44,63 +45,77 @@ type ArtifactSpec struct {
 	Code         *CodeSpec
 }
 
-// Command maps a code artifact onto what berth runs: the command and its
-// working directory. entryPoint runs as follows, in order:
-//   - entryPoint[0] is an executable file (absolute, or in the code
-//     directory) that is not a .py/.js script: it runs as given;
-//   - entryPoint[0] is a script for the runtime: python3 (PYTHON_3_x) or
-//     node (NODE_22) runs it with the rest as arguments;
+// code maps a code artifact onto what berth runs: the command, its
+// working directory and, with a code store, the snapshot's digest. The
+// prefix is a directory or a .zip file under the code roots; with a code
+// store the version runs a snapshot of it, so a pinned endpoint runs the
+// code it was created with. entryPoint runs as follows, in order:
+//   - entryPoint[0] is a script for the runtime: the runtime's interpreter
+//     (python3.12 for PYTHON_3_12 where it exists, else python3; node for
+//     NODE_22) runs it with the rest as arguments;
 //   - entryPoint[1] is the script: entryPoint[0] is a wrapper found on PATH
-//     (opentelemetry-instrument, say) that runs the interpreter on it.
+//     (opentelemetry-instrument, say) that runs the interpreter on it;
+//   - entryPoint[0] is an executable file in the code directory.
 //
-// Every path must exist now; a missing one is a FieldError.
-func (a ArtifactSpec) command(rb Rulebook) (command []string, dir string, err error) {
+// Every path must exist now and stay inside the code; a bad one is a
+// FieldError.
+func (c *Control) code(a ArtifactSpec) (command []string, dir, digest string, err error) {
 	const base = "agentRuntimeArtifact"
 	switch {
 	case a.ContainerURI != "" && a.Code != nil:
-		return nil, "", errdefs.Field(base, "give containerConfiguration or codeConfiguration, not both")
+		return nil, "", "", errdefs.Field(base, "give containerConfiguration or codeConfiguration, not both")
 	case a.ContainerURI != "":
-		return nil, "", errdefs.Field(base+".containerConfiguration",
+		return nil, "", "", errdefs.Field(base+".containerConfiguration",
 			"berth cannot run container images yet; use codeConfiguration with code.s3.bucket %q and code.s3.prefix the absolute path of the agent's directory", api.LocalBucket)
 	case a.Code == nil:
-		return nil, "", errdefs.Field(base, "codeConfiguration is required")
+		return nil, "", "", errdefs.Field(base, "codeConfiguration is required")
 	}
-	c := a.Code
+	spec := a.Code
 	const code = base + ".codeConfiguration"
-	if c.Bucket == "" && c.Prefix == "" {
-		return nil, "", errdefs.Field(code+".code.s3", "code.s3 is required: bucket %q and prefix the absolute path of the agent's directory", api.LocalBucket)
+	const prefix = code + ".code.s3.prefix"
+	if spec.Bucket == "" && spec.Prefix == "" {
+		return nil, "", "", errdefs.Field(code+".code.s3", "code.s3 is required: bucket %q and prefix the absolute path of the agent's directory", api.LocalBucket)
 	}
-	if c.Bucket != api.LocalBucket {
-		return nil, "", errdefs.Field(code+".code.s3.bucket",
-			"berth does not fetch from S3: set bucket %q and prefix to the absolute path of the agent's directory on the berth host (got bucket %q)", api.LocalBucket, c.Bucket)
+	if spec.Bucket != api.LocalBucket {
+		return nil, "", "", errdefs.Field(code+".code.s3.bucket",
+			"berth does not fetch from S3: set bucket %q and prefix to the absolute path of the agent's directory on the berth host (got bucket %q)", api.LocalBucket, spec.Bucket)
 	}
-	if !filepath.IsAbs(c.Prefix) {
-		return nil, "", errdefs.Field(code+".code.s3.prefix", "must be an absolute directory on the berth host")
+	if !filepath.IsAbs(spec.Prefix) {
+		return nil, "", "", errdefs.Field(prefix, "must be an absolute path on the berth host")
 	}
-	dir = filepath.Clean(c.Prefix)
-	if err := rb.checkCode(SourceAPI, dir); err != nil {
-		return nil, "", err
+	dir = filepath.Clean(spec.Prefix)
+	if err := c.reg.rules.checkCode(SourceAPI, dir); err != nil {
+		return nil, "", "", err
 	}
-	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-		return nil, "", errdefs.Field(code+".code.s3.prefix", "no such directory under the code roots")
+	fi, err := os.Stat(dir)
+	switch {
+	case err == nil && fi.Mode().IsRegular() && strings.HasSuffix(dir, ".zip"):
+		if c.reg.code == nil {
+			return nil, "", "", errdefs.Field(prefix, "this berth keeps no code store to unpack a zip into")
+		}
+		if digest, dir, err = c.reg.code.Unzip(dir); err != nil {
+			return nil, "", "", errdefs.Field(prefix, "%v", err)
+		}
+	case err != nil || !fi.IsDir():
+		return nil, "", "", errdefs.Field(prefix, "no such directory or .zip file under the code roots")
 	}
 	var interp string
 	var scriptExt []string
 	switch {
-	case slices.Contains(pythonRuntimes, c.Runtime):
-		interp, scriptExt = "python3", []string{".py"}
-	case c.Runtime == "NODE_22":
+	case slices.Contains(pythonRuntimes, spec.Runtime):
+		interp, scriptExt = c.python(spec.Runtime), []string{".py"}
+	case spec.Runtime == "NODE_22":
 		interp, scriptExt = "node", []string{".js", ".mjs", ".cjs"}
 	default:
-		return nil, "", errdefs.Field(code+".runtime", "%q is not one of %s, NODE_22", c.Runtime, strings.Join(pythonRuntimes, ", "))
+		return nil, "", "", errdefs.Field(code+".runtime", "%q is not one of %s, NODE_22", spec.Runtime, strings.Join(pythonRuntimes, ", "))
 	}
-	ep := c.EntryPoint
+	ep := spec.EntryPoint
 	if len(ep) < 1 || len(ep) > 2 {
-		return nil, "", errdefs.Field(code+".entryPoint", "give 1 or 2 entries, got %d", len(ep))
+		return nil, "", "", errdefs.Field(code+".entryPoint", "give 1 or 2 entries, got %d", len(ep))
 	}
 	for i, e := range ep {
 		if e == "" || len(e) > 128 {
-			return nil, "", errdefs.Field(fmt.Sprintf("%s.entryPoint[%d]", code, i), "must be 1-128 characters")
+			return nil, "", "", errdefs.Field(fmt.Sprintf("%s.entryPoint[%d]", code, i), "must be 1-128 characters")
 		}
 	}
 	isScript := func(s string) bool { return slices.Contains(scriptExt, filepath.Ext(s)) }
@@ -131,26 +146,51 @@ func (a ArtifactSpec) command(rb Rulebook) (command []string, dir string, err er
 	switch {
 	case isScript(ep[0]):
 		if err := script(0); err != nil {
-			return nil, "", err
+			return nil, "", "", err
 		}
-		return append([]string{interp}, ep...), dir, nil
+		command = append([]string{interp}, ep...)
 	case len(ep) == 2 && isScript(ep[1]) && !strings.Contains(ep[0], "/"):
-		// A wrapper found on the sandbox's PATH (opentelemetry-instrument)
-		// runs the interpreter on the script.
 		if err := script(1); err != nil {
-			return nil, "", err
+			return nil, "", "", err
 		}
-		return []string{ep[0], interp, ep[1]}, dir, nil
+		command = []string{ep[0], interp, ep[1]}
+	default:
+		p, err := inDir(0)
+		if err != nil {
+			return nil, "", "", err
+		}
+		if !executable(p) {
+			return nil, "", "", errdefs.Field(code+".entryPoint[0]",
+				"%q is neither an executable in the code directory nor a %s script for %s", ep[0], strings.Join(scriptExt, "/"), spec.Runtime)
+		}
+		// Relative to the working directory, so it names the snapshot's copy.
+		command = append([]string{"./" + filepath.Clean(ep[0])}, ep[1:]...)
 	}
-	p, err := inDir(0)
-	if err != nil {
-		return nil, "", err
+	if digest == "" && c.reg.code != nil {
+		if digest, dir, err = c.reg.code.Snapshot(dir); err != nil {
+			return nil, "", "", errdefs.Field(prefix, "%v", err)
+		}
 	}
-	if executable(p) {
-		return append([]string{p}, ep[1:]...), dir, nil
+	return command, dir, digest, nil
+}
+
+// python names the interpreter for a PYTHON_3_x runtime: python3.x where
+// this host runs it (a pyenv shim for a version that is not installed does
+// not count), else python3, saying which once per runtime.
+func (c *Control) python(runtime string) string {
+	if v, ok := c.pythons.Load(runtime); ok {
+		return v.(string)
 	}
-	return nil, "", errdefs.Field(code+".entryPoint[0]",
-		"%q is neither an executable in the code directory nor a %s script for %s", ep[0], strings.Join(scriptExt, "/"), c.Runtime)
+	want := "python3." + strings.TrimPrefix(runtime, "PYTHON_3_")
+	got := want
+	if err := exec.Command(want, "-c", "").Run(); err != nil {
+		got = "python3"
+		c.reg.log.Warn("no interpreter for this runtime on the host; its agents run python3", "runtime", runtime, "want", want)
+	} else {
+		c.reg.log.Info("interpreter for runtime", "runtime", runtime, "interpreter", got)
+	}
+	c.pythons.Store(runtime, got)
+	return got
 }
 
 func executable(p string) bool {
@@ -193,13 +233,13 @@ func (c *Control) settings(spec RuntimeSpec) (Settings, error) {
 	s := spec.Settings
 	s.Env = maps.Clone(s.Env)
 	s.HeaderAllowlist = slices.Clone(s.HeaderAllowlist)
-	cmd, dir, err := spec.Artifact.command(c.reg.rules)
+	cmd, dir, digest, err := c.code(spec.Artifact)
 	if err != nil {
 		return Settings{}, err
 	}
-	s.Command, s.Workdir = cmd, dir
+	s.Command, s.Workdir, s.CodeDigest = cmd, dir, digest
 	s.Artifact = Artifact{
-		CodeLocation: dir,
+		CodeLocation: filepath.Clean(spec.Artifact.Code.Prefix),
 		EntryPoint:   slices.Clone(spec.Artifact.Code.EntryPoint),
 		Runtime:      spec.Artifact.Code.Runtime,
 		RoleARN:      spec.RoleARN,
@@ -220,6 +260,8 @@ type Control struct {
 	// the write it guards (an endpoint name is free, then take it) are one
 	// step. Across processes the store's own checks still hold.
 	mu sync.Mutex
+
+	pythons sync.Map // runtime → the interpreter that runs it here
 }
 
 // NewControl returns the control-plane service over reg.
@@ -351,6 +393,9 @@ func (c *Control) DeleteRuntime(ctx context.Context, ref string) (Runtime, error
 	}
 	c.reg.log.Info("runtime deleted", "runtime_id", rt.ID)
 	c.reg.changed(ctx, Change{Kind: RuntimeDeleted, RuntimeID: rt.ID})
+	if err := c.reg.CollectCode(context.WithoutCancel(ctx)); err != nil {
+		c.reg.log.Warn("collect code snapshots", "err", err)
+	}
 	rt.Status = api.StatusDeleting
 	return rt, nil
 }

@@ -168,7 +168,9 @@ func (rb Rulebook) Validate(src Source, s *Settings) error {
 // also lie under a code root. Paths are compared after resolving symlinks
 // and "..", so neither reaches around the rule.
 func (rb Rulebook) validatePaths(src Source, s *Settings) error {
-	if s.Workdir != "" {
+	// A snapshot is berth's own copy, in its data dir; the path it was
+	// taken from was checked before it was taken.
+	if s.Workdir != "" && s.CodeDigest == "" {
 		if err := rb.checkCode(src, s.Workdir); err != nil {
 			return err
 		}
@@ -187,10 +189,23 @@ func (rb Rulebook) checkCode(src Source, dir string) error {
 	if err := rb.checkPath(src, fWorkdir, dir); err != nil {
 		return err
 	}
-	if src == SourceAPI && !slices.ContainsFunc(rb.CodeRoots, func(root string) bool { return within(realPath(dir), realPath(root)) }) {
+	if src == SourceAPI && !rb.inCodeRoot(realPath(dir)) {
 		return fWorkdir.err(src, "code must lie under one of the operator's code roots (code_roots in berth's config)")
 	}
 	return nil
+}
+
+// inCodeRootWithin reports whether real lies in a code root that itself
+// lies in dir.
+func (rb Rulebook) inCodeRootWithin(real, dir string) bool {
+	return slices.ContainsFunc(rb.CodeRoots, func(root string) bool {
+		r := realPath(root)
+		return within(r, realPath(dir)) && within(real, r)
+	})
+}
+
+func (rb Rulebook) inCodeRoot(real string) bool {
+	return slices.ContainsFunc(rb.CodeRoots, func(root string) bool { return within(real, realPath(root)) })
 }
 
 // checkPath refuses a path that reaches into what sandboxes never see.
@@ -199,6 +214,8 @@ func (rb Rulebook) checkPath(src Source, f setting, p string) error {
 	for _, h := range rb.forbidden(src) {
 		rh := realPath(h.path)
 		switch {
+		case h.path == rb.DataDir && rb.inCodeRootWithin(real, rb.DataDir):
+			// A code root in the data dir (the default one is).
 		case within(real, rh), within(literal, h.path):
 			return f.err(src, "lies inside %s, which sandboxes never see", h.name)
 		case src == SourceAPI && within(rh, real):

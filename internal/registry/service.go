@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/api"
+	"github.com/berth-dev/berth/internal/codestore"
 	"github.com/berth-dev/berth/internal/errdefs"
 )
 
@@ -20,6 +21,7 @@ import (
 type Registry struct {
 	store   Store
 	rules   Rulebook
+	code    *codestore.Store // nil: code is never snapshotted
 	region  string
 	account string
 	log     *slog.Logger
@@ -46,14 +48,24 @@ type Resolved struct {
 	Version  Version
 }
 
-// New returns a registry over store that checks API runtimes by rules.
-// ARNs use region and account.
-func New(store Store, rules Rulebook, region, account string, log *slog.Logger) *Registry {
-	if log == nil {
-		log = slog.Default()
+// Options configure a Registry.
+type Options struct {
+	// Rules check every runtime's settings.
+	Rules Rulebook
+	// Code keeps versions' code snapshots; nil leaves code where it lies.
+	Code *codestore.Store
+	// Region and Account go into ARNs.
+	Region, Account string
+	Logger          *slog.Logger
+}
+
+// New returns a registry over store.
+func New(store Store, opts Options) *Registry {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
 	}
-	return &Registry{store: store, rules: rules, region: region, account: account, log: log,
-		ttl: time.Second, cache: map[cacheKey]cacheEntry{}}
+	return &Registry{store: store, rules: opts.Rules, code: opts.Code, region: opts.Region, account: opts.Account,
+		log: opts.Logger, ttl: time.Second, cache: map[cacheKey]cacheEntry{}}
 }
 
 // RuntimeARN builds a runtime's ARN.
@@ -88,6 +100,41 @@ func encodeID(b []byte) string {
 		out[i] = idAlphabet[int(c)%len(idAlphabet)]
 	}
 	return string(out)
+}
+
+// CollectCode removes the code snapshots no version refers to.
+func (r *Registry) CollectCode(ctx context.Context) error {
+	if r.code == nil {
+		return nil
+	}
+	keep := map[string]bool{}
+	ids, err := r.RuntimeIDs(ctx)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		tok := ""
+		for {
+			vs, next, err := r.store.ListVersions(ctx, id, Page{MaxResults: 100, NextToken: tok})
+			if err != nil {
+				return fmt.Errorf("list versions of %s: %w", id, err)
+			}
+			for _, v := range vs {
+				if v.Settings.CodeDigest != "" {
+					keep[v.Settings.CodeDigest] = true
+				}
+			}
+			if next == "" {
+				break
+			}
+			tok = next
+		}
+	}
+	n, err := r.code.Keep(keep)
+	if n > 0 {
+		r.log.Info("code snapshots collected", "removed", n)
+	}
+	return err
 }
 
 // RuntimeIDs lists every runtime's ID.
@@ -202,6 +249,16 @@ func (r *Registry) Reconcile(ctx context.Context, declared []Declared) ([]Runtim
 	var out []Runtime
 	for _, d := range declared {
 		id := StableID(d.Name)
+		if d.PinCode && r.code != nil && d.CodeDigest == "" {
+			// Snapshot the code as it is now: a changed directory makes a
+			// new version, and sessions of the old one keep its code.
+			digest, dir, err := r.code.Snapshot(d.Workdir, r.rules.DataDir)
+			if err != nil {
+				return nil, fmt.Errorf("runtime %s: pin code: %w", d.Name, err)
+			}
+			d.Artifact.CodeLocation = d.Workdir
+			d.Workdir, d.CodeDigest = dir, digest
+		}
 		keep[id] = true
 		rt, err := r.store.GetRuntime(ctx, id)
 		switch {

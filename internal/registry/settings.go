@@ -18,9 +18,14 @@ import (
 // and the control plane fills it from AgentCore's request members. Rulebook.Validate checks
 // it and fills its defaults, knowing who is asking.
 type Settings struct {
-	Command []string          `json:"command" yaml:"command"`
-	Workdir string            `json:"workdir,omitempty" yaml:"workdir"`
-	Env     map[string]string `json:"env,omitempty" yaml:"env"`
+	Command []string `json:"command" yaml:"command"`
+	Workdir string   `json:"workdir,omitempty" yaml:"workdir"`
+	// CodeDigest names the code snapshot Workdir is, when the version's
+	// code is pinned; PinCode asks for that in the config file (API
+	// runtimes are always pinned).
+	CodeDigest string            `json:"code_digest,omitempty" yaml:"-"`
+	PinCode    bool              `json:"pin_code,omitempty" yaml:"pin_code"`
+	Env        map[string]string `json:"env,omitempty" yaml:"env"`
 	// Sandbox picks the backend, Network what the sandbox can reach and
 	// Mounts adds host directories: the operator alone sets them.
 	Sandbox Backend `json:"sandbox,omitempty" yaml:"sandbox"`

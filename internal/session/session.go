@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -281,7 +282,7 @@ func (m *Manager) launch(ctx context.Context, ls launchSpec, started func(*agent
 		}
 		select {
 		case <-h.Done():
-			return a, fmt.Errorf("agent exited before it became healthy (%s); see the session log %s%s", h.Exit(), ls.logPath, hint)
+			return a, fmt.Errorf("agent exited before it became healthy (%s); its log: berth sessions logs %s%s", h.Exit(), strings.TrimSuffix(filepath.Base(ls.logPath), ".log"), hint)
 		case <-ctx.Done():
 			return a, fmt.Errorf("agent not healthy within %s: last ping: %v%s", m.opts.StartTimeout, err, hint)
 		case <-time.After(delay):
