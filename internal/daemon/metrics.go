@@ -43,16 +43,16 @@ func newMetrics(d *Daemon) (*metrics.Registry, *sessionMetrics) {
 	return r, sm
 }
 
-func (m *sessionMetrics) SessionStarted(runtimeID, backend string, warm bool, took time.Duration) {
+func (m *sessionMetrics) SessionStarted(k session.Key, backend string, warm bool, took time.Duration) {
 	w := "false"
 	if warm {
 		w = "true"
 	}
-	m.started.Inc(runtimeID, backend, w)
-	m.startup.ObserveDuration(took, runtimeID, w)
+	m.started.Inc(k.RuntimeID, backend, w)
+	m.startup.ObserveDuration(took, k.RuntimeID, w)
 }
 
-func (m *sessionMetrics) SessionEnded(runtimeID string, reason session.EndReason, lifetime time.Duration) {
-	m.ended.Inc(runtimeID, string(reason))
-	m.life.ObserveDuration(lifetime, runtimeID)
+func (m *sessionMetrics) SessionEnded(k session.Key, reason session.EndReason, lifetime time.Duration) {
+	m.ended.Inc(k.RuntimeID, string(reason))
+	m.life.ObserveDuration(lifetime, k.RuntimeID)
 }
