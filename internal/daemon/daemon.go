@@ -46,8 +46,9 @@ type Daemon struct {
 	dataDir        string
 	backends       map[string]sandbox.Backend
 
-	wg       sync.WaitGroup // the HTTP server
-	serveErr chan error
+	stopSampler context.CancelFunc
+	wg          sync.WaitGroup // the HTTP server and the usage sampler
+	serveErr    chan error
 }
 
 // Start opens the store, reconciles the config's runtimes, cleans up what a
@@ -100,9 +101,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 	}
 	d.defaultBackend = defaultBackend
 	d.backends = backends
-	reg, observer := newMetrics(d)
+	metrics := newMetrics(d)
 	d.sessions = session.NewManager(d.db, backends, session.Options{
-		Observer:             observer,
+		Observer:             metrics,
 		Runtimes:             d.reg,
 		LogDir:               filepath.Join(dataDir, "logs"),
 		LogRetention:         time.Duration(cfg.LogRetention),
@@ -139,7 +140,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 		Registry:        d.reg,
 		Sessions:        d.sessions,
 		SessionStore:    d.db,
-		Metrics:         reg,
+		Metrics:         metrics,
 		MaxPayloadBytes: int64(cfg.MaxPayloadBytes),
 		Guard: server.Guard{
 			AllowedHosts:    cfg.AllowedHosts,
@@ -169,6 +170,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 			d.serveErr <- err
 		}
 	}()
+	sctx, stop := context.WithCancel(context.Background())
+	d.stopSampler = stop
+	d.wg.Go(func() { metrics.SampleUsage(sctx, usageSampleEvery) })
 	ok = true
 	return d, nil
 }
@@ -215,6 +219,7 @@ func (d *Daemon) Close(ctx context.Context) error {
 	if err := d.srv.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("stop http server: %w", err))
 	}
+	d.stopSampler()
 	d.wg.Wait()
 	if err := d.closeBackends(); err != nil {
 		errs = append(errs, err)

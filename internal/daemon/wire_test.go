@@ -600,38 +600,3 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 		t.Fatalf("%d goroutines before, %d after Close:\n%s", before, n, buf[:runtime.Stack(buf, true)])
 	}
 }
-
-// TestMetrics: /metrics counts calls by outcome and sessions by start and
-// end, in the Prometheus text format.
-func TestMetrics(t *testing.T) {
-	e := newEnv(t)
-	sid := newSessionID()
-	e.echo(sid)
-	e.echo(sid)
-	_, err := e.invoke(context.Background(), "echo", newSessionID(), map[string]any{"op": "status", "code": 500})
-	wantAPIError(t, err, "RuntimeClientError", 424)
-	if _, err := e.client.StopRuntimeSession(context.Background(), &bedrockagentcore.StopRuntimeSessionInput{
-		AgentRuntimeArn: aws.String(e.arn("echo")), RuntimeSessionId: aws.String(sid)}); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.Get(e.d.URL() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	text := string(body)
-	rt := strings.TrimPrefix(e.arn("echo"), "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/")
-	for _, want := range []string{
-		`berth_invocations_total{runtime="` + rt + `",kind="invoke",outcome="ok"} 2`,
-		`berth_invocations_total{runtime="` + rt + `",kind="invoke",outcome="RuntimeClientError"} 1`,
-		`berth_sessions_started_total{runtime="` + rt + `",backend="process",warm="false"} 2`,
-		`berth_sessions_ended_total{runtime="` + rt + `",reason="stopped"} 1`,
-		`berth_sessions_live{runtime="` + rt + `",state="idle"} 1`,
-		`berth_invocation_duration_seconds_count{runtime="` + rt + `",kind="invoke"} 3`,
-	} {
-		if !strings.Contains(text, want) {
-			t.Errorf("/metrics lacks %s\n%s", want, text)
-		}
-	}
-}

@@ -5,63 +5,61 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/api"
-	"github.com/berth-dev/berth/internal/metrics"
+	"github.com/berth-dev/berth/internal/registry"
+	"github.com/berth-dev/berth/internal/telemetry"
 )
-
-// callMetrics are the data plane's own metrics.
-type callMetrics struct {
-	calls    *metrics.Counter
-	duration *metrics.Histogram
-}
-
-func newCallMetrics(r *metrics.Registry) *callMetrics {
-	return &callMetrics{
-		calls: r.NewCounter("berth_invocations_total",
-			"InvokeAgentRuntime and WebSocket calls by runtime, kind and outcome (ok or the AgentCore error type).",
-			"runtime", "kind", "outcome"),
-		duration: r.NewHistogram("berth_invocation_duration_seconds",
-			"Time from request to the end of the response (streams included), by runtime and kind.",
-			metrics.DefaultBuckets, "runtime", "kind"),
-	}
-}
 
 // outcomeWriter notes the status and error type a handler answered with.
 // It unwraps, so http.ResponseController still reaches Flush and Hijack.
 type outcomeWriter struct {
 	http.ResponseWriter
-	outcome string
-	wrote   bool
-	runtime string // set by admit once the runtime resolved
+	code      int
+	errorType string
+	target    telemetry.Target // set by admit once the runtime resolved
 }
 
-// noteRuntime labels the call's metrics with the runtime it resolved to.
-func noteRuntime(w http.ResponseWriter, runtimeID string) {
+// noteTarget labels the call's metrics with the runtime and endpoint it
+// resolved to.
+func noteTarget(w http.ResponseWriter, res registry.Resolved) {
 	if ow, ok := w.(*outcomeWriter); ok {
-		ow.runtime = runtimeID
+		ow.target = telemetry.Target{RuntimeID: res.Runtime.ID, Runtime: res.Runtime.Name, Endpoint: res.Endpoint.Name}
 	}
 }
 
 func (o *outcomeWriter) WriteHeader(code int) {
-	if !o.wrote {
-		o.wrote = true
-		if t := o.Header().Get(api.HeaderErrorType); t != "" {
-			o.outcome = t
-		} else if code >= 400 {
-			o.outcome = http.StatusText(code)
+	if o.code == 0 {
+		o.code = code
+		if code >= 400 {
+			o.errorType = o.Header().Get(api.HeaderErrorType)
 		}
 	}
 	o.ResponseWriter.WriteHeader(code)
 }
 
 func (o *outcomeWriter) Write(b []byte) (int, error) {
-	o.wrote = true
+	if o.code == 0 {
+		o.code = http.StatusOK
+	}
 	return o.ResponseWriter.Write(b)
 }
 
 func (o *outcomeWriter) Unwrap() http.ResponseWriter { return o.ResponseWriter }
 
-// measured wraps a data-plane handler with call metrics. The runtime label
-// is set only once the request's runtime resolved, so junk paths cannot
+// outcome sorts a status into AgentCore's error classes.
+func outcome(code int) telemetry.Outcome {
+	switch {
+	case code == http.StatusTooManyRequests:
+		return telemetry.Throttle
+	case code >= 500:
+		return telemetry.SystemError
+	case code >= 400:
+		return telemetry.UserError
+	}
+	return telemetry.OK
+}
+
+// measured wraps a data-plane handler with call metrics. The runtime labels
+// are set only once the request's runtime resolved, so junk paths cannot
 // grow the series without bound.
 func (s *Server) measured(kind string, h func(w http.ResponseWriter, r *http.Request)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -70,14 +68,12 @@ func (s *Server) measured(kind string, h func(w http.ResponseWriter, r *http.Req
 			return
 		}
 		start := time.Now()
-		ow := &outcomeWriter{ResponseWriter: w, outcome: "ok", runtime: "-"}
+		ow := &outcomeWriter{ResponseWriter: w}
 		h(ow, r)
-		s.metrics.calls.Inc(ow.runtime, kind, ow.outcome)
-		s.metrics.duration.ObserveDuration(time.Since(start), ow.runtime, kind)
+		o := outcome(ow.code)
+		if o != telemetry.OK && ow.errorType == "" {
+			ow.errorType = http.StatusText(ow.code)
+		}
+		s.metrics.Call(kind, ow.target, o, ow.errorType, time.Since(start))
 	}
-}
-
-func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	s.metricsRegistry.WriteText(w)
 }

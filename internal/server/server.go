@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/api"
-	"github.com/berth-dev/berth/internal/metrics"
 	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/session"
+	"github.com/berth-dev/berth/internal/telemetry"
 	"github.com/google/uuid"
 )
 
@@ -28,7 +28,7 @@ type Options struct {
 	// SessionStore backs berth's session API.
 	SessionStore SessionStore
 	// Metrics, if set, is served on /metrics and gets the call metrics.
-	Metrics *metrics.Registry
+	Metrics *telemetry.Metrics
 	// MaxPayloadBytes caps an invocation body. Default 100,000,000.
 	MaxPayloadBytes int64
 	// Guard is the edge policy: allowed hosts and origins, body pace.
@@ -38,15 +38,14 @@ type Options struct {
 
 // Server serves the AgentCore APIs.
 type Server struct {
-	reg             *registry.Registry
-	sessions        *session.Manager
-	sessionStore    SessionStore
-	metrics         *callMetrics
-	metricsRegistry *metrics.Registry
-	maxPayload      int64
-	edge            Guard
-	log             *slog.Logger
-	mux             *http.ServeMux
+	reg          *registry.Registry
+	sessions     *session.Manager
+	sessionStore SessionStore
+	metrics      *telemetry.Metrics
+	maxPayload   int64
+	edge         Guard
+	log          *slog.Logger
+	mux          *http.ServeMux
 }
 
 // New builds the handler tree.
@@ -61,11 +60,9 @@ func New(opts Options) *Server {
 		opts.Guard.BodyIdleTimeout = 30 * time.Second
 	}
 	s := &Server{reg: opts.Registry, sessions: opts.Sessions, maxPayload: opts.MaxPayloadBytes,
-		edge: opts.Guard, log: opts.Logger, mux: http.NewServeMux(), sessionStore: opts.SessionStore}
+		edge: opts.Guard, log: opts.Logger, mux: http.NewServeMux(), sessionStore: opts.SessionStore, metrics: opts.Metrics}
 	if opts.Metrics != nil {
-		s.metricsRegistry = opts.Metrics
-		s.metrics = newCallMetrics(opts.Metrics)
-		s.mux.HandleFunc("GET /metrics", s.serveMetrics)
+		s.mux.Handle("GET /metrics", opts.Metrics.Handler())
 	}
 	s.mux.HandleFunc("POST /runtimes/{arn}/invocations", s.measured("invoke", s.invoke))
 	s.mux.HandleFunc("POST /runtimes/{arn}/stopruntimesession", s.stopSession)
@@ -173,7 +170,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, sid string) (*ses
 	if err != nil {
 		return nil, nil, err
 	}
-	noteRuntime(w, res.Runtime.ID)
+	noteTarget(w, res)
 	out, err := forwardHeaders(r, res.Version.Settings.HeaderAllowlist)
 	if err != nil {
 		return nil, nil, err

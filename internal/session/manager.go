@@ -96,9 +96,9 @@ type Resolver interface {
 type Observer interface {
 	// SessionStarted: the sandbox answered its first ping after took;
 	// warm says it came from a warm pool.
-	SessionStarted(runtimeID, backend string, warm bool, took time.Duration)
+	SessionStarted(k Key, backend string, warm bool, took time.Duration)
 	// SessionEnded: the session lived for lifetime.
-	SessionEnded(runtimeID string, reason EndReason, lifetime time.Duration)
+	SessionEnded(k Key, reason EndReason, lifetime time.Duration)
 }
 
 // Spec is what a new session runs: resolved by the caller from the registry.

@@ -143,7 +143,7 @@ func (s *Session) startup() bool {
 	close(s.ready)
 	s.log.Info("session started", "sandbox_id", s.rec.SandboxID, "backend", s.backend.Name(), "warm", s.warm)
 	if o := s.m.opts.Observer; o != nil {
-		o.SessionStarted(s.spec.RuntimeID, s.backend.Name(), s.warm, time.Since(s.rec.CreatedAt))
+		o.SessionStarted(s.spec.Key, s.backend.Name(), s.warm, time.Since(s.rec.CreatedAt))
 	}
 	return true
 }
@@ -454,7 +454,7 @@ func (s *Session) teardown() {
 		return
 	}
 	if o := s.m.opts.Observer; o != nil {
-		o.SessionEnded(s.spec.RuntimeID, reason, time.Since(s.rec.CreatedAt))
+		o.SessionEnded(s.spec.Key, reason, time.Since(s.rec.CreatedAt))
 	}
 	s.mu.Lock()
 	last, n := s.lastActive, s.invocations
@@ -476,7 +476,9 @@ type Info struct {
 	Record
 	InFlight int
 	Busy     bool
-	Stats    *sandbox.Stats
+	// Queued counts calls waiting for their turn (concurrency: queue).
+	Queued int
+	Stats  *sandbox.Stats
 }
 
 func (s *Session) info() Info {
@@ -488,7 +490,7 @@ func (s *Session) info() Info {
 	default:
 	}
 	s.mu.Lock()
-	in := Info{Record: rec, InFlight: s.inflight, Busy: s.busy}
+	in := Info{Record: rec, InFlight: s.inflight, Busy: s.busy, Queued: len(s.queue)}
 	in.LastActiveAt = s.lastActive
 	in.Invocations = s.invocations
 	a := s.agent
