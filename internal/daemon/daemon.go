@@ -45,6 +45,7 @@ type Daemon struct {
 	defaultBackend string
 	dataDir        string
 	backends       map[string]sandbox.Backend
+	lock           *os.File // the data dir's flock, held until Close
 
 	stopSampler context.CancelFunc
 	wg          sync.WaitGroup // the HTTP server and the usage sampler
@@ -68,12 +69,13 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
-	for _, root := range cfg.CodeRoots {
-		if err := os.MkdirAll(root, 0o755); err != nil {
-			return nil, fmt.Errorf("create code root: %w", err)
-		}
+	// Before anything that reads or changes the data dir: a second berth
+	// would end the first one's sessions and reap its sandboxes.
+	lock, err := lockDataDir(dataDir)
+	if err != nil {
+		return nil, err
 	}
-	d := &Daemon{cfg: cfg, log: log, serveErr: make(chan error, 1), dataDir: dataDir}
+	d := &Daemon{cfg: cfg, log: log, serveErr: make(chan error, 1), dataDir: dataDir, lock: lock}
 	ok := false
 	defer func() {
 		if !ok {
@@ -82,8 +84,14 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 			}
 			d.closeBackends()
 			d.closeStore()
+			d.unlock()
 		}
 	}()
+	for _, root := range cfg.CodeRoots {
+		if err := os.MkdirAll(root, 0o755); err != nil {
+			return nil, fmt.Errorf("create code root: %w", err)
+		}
+	}
 
 	d.db, err = store.Open(ctx, filepath.Join(dataDir, "berth.db"))
 	if err != nil {
@@ -227,7 +235,17 @@ func (d *Daemon) Close(ctx context.Context) error {
 	if err := d.closeStore(); err != nil {
 		errs = append(errs, err)
 	}
+	d.unlock()
 	return errors.Join(errs...)
+}
+
+// unlock releases the data dir, last: nothing of this berth touches it
+// after.
+func (d *Daemon) unlock() {
+	if d.lock != nil {
+		d.lock.Close()
+		d.lock = nil
+	}
 }
 
 // closeBackends releases what backends hold of their own (the linux
