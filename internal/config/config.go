@@ -14,6 +14,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/sandbox"
+	"github.com/berth-dev/berth/internal/session/agentlog"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -62,7 +63,12 @@ type Config struct {
 	PingFailures    int      `yaml:"ping_failures"`
 	StopGrace       Duration `yaml:"stop_grace"`
 	LogRetention    Duration `yaml:"log_retention"`
-	StateRetention  Duration `yaml:"state_retention"`
+	// LogMaxBytes and LogFiles cap each session's log: the agent's output
+	// goes into files of at most LogMaxBytes, LogFiles of them (the
+	// current one and LogFiles-1 rotated ones), oldest dropped first.
+	LogMaxBytes    Bytes    `yaml:"log_max_bytes"`
+	LogFiles       int      `yaml:"log_files"`
+	StateRetention Duration `yaml:"state_retention"`
 	// UserNamespace maps root inside linux sandboxes to unprivileged host
 	// IDs. Agents' code and binaries must then be readable by "other".
 	UserNamespace bool `yaml:"user_namespace"`
@@ -141,6 +147,8 @@ func Default() Config {
 		PingFailures:         DefaultPingFailures,
 		StopGrace:            Duration(DefaultStopGrace),
 		LogRetention:         Duration(DefaultLogRetention),
+		LogMaxBytes:          agentlog.DefaultMaxBytes,
+		LogFiles:             agentlog.DefaultFiles,
 		StateRetention:       Duration(DefaultStateRetention),
 	}
 }
@@ -214,6 +222,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxConnections < 1 || c.IdleTimeout <= 0 || c.BodyIdleTimeout <= 0 {
 		return errors.New("max_connections, idle_timeout and body_idle_timeout: must be positive")
+	}
+	if c.LogMaxBytes < 4<<10 {
+		return errors.New("log_max_bytes: must be at least 4Ki")
+	}
+	if c.LogFiles < 1 || c.LogFiles > 100 {
+		return errors.New("log_files: must be 1 to 100")
 	}
 	if !filepath.IsAbs(c.DataDir) {
 		abs, err := filepath.Abs(c.DataDir)

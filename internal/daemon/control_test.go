@@ -795,8 +795,10 @@ func testRestart(t *testing.T, backend string, crash bool) {
 	c1.waitAgents(1)
 
 	if crash {
-		// Leave the first berth running, as if it had died: the second one
-		// must claim its sessions and kill their leftover processes.
+		// Leave the first berth running, as if it had died (its lock goes
+		// with it): the second one must claim its sessions and kill their
+		// leftover processes.
+		c1.d.ReleaseLock()
 		c2 := startCP(t, dataDir, backend, token)
 		c2.waitAgents(0)
 		deadline := time.Now().Add(10 * time.Second)

@@ -24,6 +24,7 @@ import (
 	"github.com/berth-dev/berth/internal/sandbox/process"
 	"github.com/berth-dev/berth/internal/server"
 	"github.com/berth-dev/berth/internal/session"
+	"github.com/berth-dev/berth/internal/session/agentlog"
 	"github.com/berth-dev/berth/internal/store"
 	"golang.org/x/net/netutil"
 )
@@ -115,6 +116,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 		Runtimes:             d.reg,
 		LogDir:               filepath.Join(dataDir, "logs"),
 		LogRetention:         time.Duration(cfg.LogRetention),
+		LogLimits:            agentlog.Limits{MaxBytes: int64(cfg.LogMaxBytes), Files: cfg.LogFiles},
 		StateDir:             filepath.Join(dataDir, "run"),
 		StateRetention:       time.Duration(cfg.StateRetention),
 		StartTimeout:         time.Duration(cfg.StartTimeout),

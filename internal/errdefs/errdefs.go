@@ -12,6 +12,7 @@ package errdefs
 import (
 	"errors"
 	"fmt"
+	"syscall"
 )
 
 // The classes.
@@ -42,6 +43,26 @@ var (
 	// crashed, timed out or its session ended under the call.
 	ErrAgent = errors.New("agent failed")
 )
+
+// ErrDiskFull: a write failed because berth's data disk (or the quota of
+// its user) is full. It is an ErrUnavailable: nothing stored was lost,
+// and the same call succeeds once space is freed.
+var ErrDiskFull = fmt.Errorf("berth's data disk is full: %w", ErrUnavailable)
+
+// NoSpace reports whether err is the operating system's "no space left on
+// device" or "disk quota exceeded".
+func NoSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+// DiskFull marks err as ErrDiskFull when NoSpace says it is; it returns
+// any other error unchanged.
+func DiskFull(err error) error {
+	if err == nil || errors.Is(err, ErrDiskFull) || !NoSpace(err) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrDiskFull, err)
+}
 
 // FieldError is an ErrInvalidArgument about one input field. Field is the
 // name the caller used for it ("lifecycleConfiguration.maxLifetime" on the

@@ -10,7 +10,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"time"
 )
@@ -62,13 +64,29 @@ type Spec struct {
 	Dir string
 	// Env is extra KEY=VALUE pairs. Backends add PORT, HOME and TMPDIR.
 	Env []string
-	// LogPath receives the agent's stdout and stderr (appended). The caller
-	// owns the file's retention.
-	LogPath string
+	// Output receives the agent's stdout and stderr: the write end of a
+	// pipe whose other end the caller reads, so the agent never holds a
+	// file of berth's. The backend hands it to the agent and keeps no copy
+	// once Start returns; the caller closes its own. Nil discards.
+	Output *os.File
 
 	Limits  Limits
 	Network NetworkMode
 	Mounts  []Mount
+}
+
+// OpenOutput returns where the agent's stdout and stderr go: Output, or
+// /dev/null when it is nil. done closes what OpenOutput opened, never
+// Output, once the agent holds its own descriptor.
+func (s Spec) OpenOutput() (f *os.File, done func(), err error) {
+	if s.Output != nil {
+		return s.Output, func() {}, nil
+	}
+	f, err = os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open %s: %w", os.DevNull, err)
+	}
+	return f, func() { f.Close() }, nil
 }
 
 // ExitStatus says how a sandbox's agent ended.

@@ -10,18 +10,20 @@ import (
 
 	"github.com/berth-dev/berth/api"
 	"github.com/berth-dev/berth/internal/sandbox"
+	"github.com/berth-dev/berth/internal/session/agentlog"
 )
 
 // agent is a started sandbox as berth talks to it: the handle, and an HTTP
 // transport that dials only this sandbox, so a pooled connection can never
 // carry one session's call into another's agent.
 type agent struct {
-	h  sandbox.Handle
-	tr *http.Transport
+	h   sandbox.Handle
+	tr  *http.Transport
+	out *agentlog.Capture // the sandbox's output on its way to the log; nil: discarded
 }
 
-func newAgent(h sandbox.Handle) *agent {
-	return &agent{h: h, tr: &http.Transport{
+func newAgent(h sandbox.Handle, out *agentlog.Capture) *agent {
+	return &agent{h: h, out: out, tr: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return h.DialContext(ctx, "tcp", h.Addr())
 		},
@@ -55,6 +57,44 @@ func (a *agent) ping(ctx context.Context, timeout time.Duration) (api.PingRespon
 		return api.PingResponse{}, fmt.Errorf("read ping: %w", err)
 	}
 	return api.ParsePing(resp.StatusCode, body)
+}
+
+// stop stops the sandbox, drops its connections and waits for its last
+// output to reach the log.
+func (a *agent) stop(ctx context.Context, grace time.Duration) error {
+	err := a.h.Stop(ctx, grace)
+	a.closeIdle()
+	endOutput(a.out)
+	return err
+}
+
+// outputDrain bounds how long a stopped sandbox's output may take to reach
+// its log; a stopped sandbox has no process left to hold the pipe open.
+const outputDrain = 5 * time.Second
+
+// endOutput waits for a sandbox's output, whose last writer is gone or
+// going, to be in its log, and cuts it off after outputDrain.
+func endOutput(out *agentlog.Capture) {
+	if out == nil {
+		return
+	}
+	out.Started()
+	t := time.NewTimer(outputDrain)
+	defer t.Stop()
+	select {
+	case <-out.Done():
+	case <-t.C:
+		out.Close()
+	}
+}
+
+// moveLog moves the agent's log to path: a warm sandbox's log becomes its
+// session's.
+func (a *agent) moveLog(path string) error {
+	if a.out == nil {
+		return nil
+	}
+	return a.out.Rename(path)
 }
 
 // closeIdle drops the agent's idle keep-alive connections.

@@ -1,104 +1,77 @@
 package session
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/session/agentlog"
 )
 
-// Each session incarnation's agent output goes to a log file of its own,
-// kept for LogRetention after the session ends. The manager owns the files:
-// where they are, how they are read and followed, and when they go.
+// Each session incarnation's agent output goes through a pipe into a log
+// of its own, capped and rotated (package agentlog), kept for LogRetention
+// after the session ends. The manager owns the files: where they are, how
+// they are read and followed, and when they go.
 
 // LogPath is where a session incarnation's agent output goes.
 func (m *Manager) LogPath(runtimeID, recordID string) string {
 	return filepath.Join(m.opts.LogDir, runtimeID, recordID+".log")
 }
 
+// openOutput starts capturing a sandbox's output into the log at path;
+// nil when the manager keeps no logs.
+func (m *Manager) openOutput(path string) (*agentlog.Capture, error) {
+	if m.pump == nil {
+		return nil, m.pumpErr
+	}
+	return m.pump.Open(path)
+}
+
 // Tail returns the last n lines of a session's log; none if it has none.
 func (m *Manager) Tail(rec Record, n int) []string {
-	f, err := os.Open(m.LogPath(rec.RuntimeID, rec.ID))
+	r, err := agentlog.Open(m.LogPath(rec.RuntimeID, rec.ID), m.opts.LogLimits.Files)
 	if err != nil {
 		return nil
 	}
-	defer f.Close()
-	seekTail(f, n)
-	var lines []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-	}
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return lines
+	defer r.Close()
+	r.SeekTail(n)
+	return r.Lines(n)
 }
 
-// LogReader reads one session's log.
+// LogReader reads one session's log, across its rotated files.
 type LogReader struct {
-	f     *os.File
+	r     *agentlog.Reader
 	ended <-chan struct{} // closed once the session is no longer live here
 }
 
 // OpenLog opens a session's log.
 func (m *Manager) OpenLog(rec Record) (*LogReader, error) {
-	f, err := os.Open(m.LogPath(rec.RuntimeID, rec.ID))
+	r, err := agentlog.Open(m.LogPath(rec.RuntimeID, rec.ID), m.opts.LogLimits.Files)
 	if err != nil {
 		return nil, fmt.Errorf("no log for session %s (logs are kept for a while after a session ends): %w", rec.ID, errdefs.ErrNotFound)
 	}
-	return &LogReader{f: f, ended: m.endedChan(rec.ID)}, nil
+	return &LogReader{r: r, ended: m.endedChan(rec.ID)}, nil
 }
 
 // Close closes the log.
-func (l *LogReader) Close() error { return l.f.Close() }
+func (l *LogReader) Close() error { return l.r.Close() }
 
 // Copy writes the log to w, from its last tail lines when tail is
 // positive. With follow it keeps writing what the agent prints until the
 // session ends or ctx is done; flush is called after each write.
 func (l *LogReader) Copy(ctx context.Context, tail int, follow bool, w io.Writer, flush func()) error {
 	if tail > 0 {
-		seekTail(l.f, tail)
+		l.r.SeekTail(tail)
 	}
-	ended := l.ended
-	if !follow {
-		ended = nil
+	var ended <-chan struct{}
+	if follow {
+		ended = l.ended
 	}
-	buf := make([]byte, 32<<10)
-	t := time.NewTicker(200 * time.Millisecond)
-	defer t.Stop()
-	for {
-		n, err := l.f.Read(buf)
-		if n > 0 {
-			if _, err := w.Write(buf[:n]); err != nil {
-				return err
-			}
-			flush()
-			continue
-		}
-		if err != nil && err != io.EOF {
-			return err
-		}
-		if ended == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-ended:
-			// One last read picks up the agent's final lines.
-			ended = nil
-		case <-t.C:
-		}
-	}
+	return l.r.Copy(ctx, ended, w, flush)
 }
 
 // endedChan is closed once the incarnation recordID is no longer live on
@@ -116,14 +89,14 @@ func (m *Manager) endedChan(recordID string) <-chan struct{} {
 	return closed
 }
 
-// pruneLogs removes session logs older than keep.
+// pruneLogs removes session logs, rotated files included, older than keep.
 func (m *Manager) pruneLogs(keep time.Duration) error {
 	if m.opts.LogDir == "" {
 		return nil
 	}
 	cutoff := time.Now().Add(-keep)
 	return filepath.WalkDir(m.opts.LogDir, func(path string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".log") {
+		if err != nil || d.IsDir() || !agentlog.IsLog(d.Name(), ".log") {
 			return nil
 		}
 		if fi, err := d.Info(); err == nil && fi.ModTime().Before(cutoff) {
@@ -131,35 +104,4 @@ func (m *Manager) pruneLogs(keep time.Duration) error {
 		}
 		return nil
 	})
-}
-
-// seekTail positions f at the start of its last n lines (roughly: it
-// reads back at most 64 KB).
-func seekTail(f *os.File, n int) {
-	fi, err := f.Stat()
-	if err != nil {
-		return
-	}
-	size := fi.Size()
-	start := max(0, size-64<<10)
-	buf := make([]byte, size-start)
-	if _, err := f.ReadAt(buf, start); err != nil && err != io.EOF {
-		return
-	}
-	pos := len(buf)
-	if pos > 0 && buf[pos-1] == '\n' {
-		pos--
-	}
-	for i := 0; i < n; i++ {
-		j := bytes.LastIndexByte(buf[:pos], '\n')
-		if j < 0 {
-			pos = 0
-			break
-		}
-		pos = j
-	}
-	if pos > 0 {
-		pos++
-	}
-	f.Seek(start+int64(pos), io.SeekStart)
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/sandbox"
+	"github.com/berth-dev/berth/internal/session/agentlog"
 	"github.com/google/uuid"
 )
 
@@ -55,10 +56,13 @@ type Options struct {
 	// Runtimes resolves a runtime's DEFAULT version when its warm pool
 	// must follow a registry change.
 	Runtimes Resolver
-	// LogDir holds per-session agent logs; LogRetention is how long a log
-	// outlives its session. Default 24h.
+	// LogDir holds per-session agent logs (none: agents' output is
+	// discarded); LogRetention is how long a log outlives its session.
+	// Default 24h.
 	LogDir       string
 	LogRetention time.Duration
+	// LogLimits cap each session's log. Default 10 MiB × 2 files.
+	LogLimits agentlog.Limits
 	// StateDir holds durable sessions' state sockets; StateRetention is
 	// how long saved state outlives its last save (0: forever).
 	StateDir       string
@@ -119,6 +123,10 @@ type Manager struct {
 	log      *slog.Logger
 	// state is the store's durable-state side, nil if it has none.
 	state StateStore
+	// pump copies every sandbox's output into its log; nil without a
+	// LogDir, or with pumpErr if it could not start.
+	pump    *agentlog.Pump
+	pumpErr error
 
 	// shutdownCtx is cancelled when berth is going away: distinct from a
 	// session's killCtx, which ends that session.
@@ -163,6 +171,12 @@ func NewManager(store Store, backends map[string]sandbox.Backend, opts Options) 
 	if opts.LogRetention <= 0 {
 		opts.LogRetention = 24 * time.Hour
 	}
+	if opts.LogLimits.MaxBytes <= 0 {
+		opts.LogLimits.MaxBytes = agentlog.DefaultMaxBytes
+	}
+	if opts.LogLimits.Files <= 0 {
+		opts.LogLimits.Files = agentlog.DefaultFiles
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -179,6 +193,9 @@ func NewManager(store Store, backends map[string]sandbox.Backend, opts Options) 
 		pools:    map[string]*pool{},
 	}
 	m.state, _ = store.(StateStore)
+	if opts.LogDir != "" {
+		m.pump, m.pumpErr = agentlog.NewPump(opts.LogLimits, opts.Logger)
+	}
 	m.shutdownCtx, m.shutdown = context.WithCancel(context.Background())
 	m.wg.Go(m.janitor)
 	return m
@@ -585,6 +602,9 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	}()
 	select {
 	case <-waited:
+		if m.pump != nil {
+			m.pump.Close()
+		}
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("wait for sessions to end: %w", ctx.Err())

@@ -34,7 +34,6 @@ func newHarness(t *testing.T) *harness {
 	}
 	fake := &fakeBackend{}
 	m := session.NewManager(db, map[string]sandbox.Backend{"fake": fake}, session.Options{
-		LogDir:         t.TempDir(),
 		DefaultBackend: "fake",
 		StopGrace:      time.Second,
 		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),

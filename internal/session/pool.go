@@ -41,9 +41,8 @@ type pool struct {
 // member is one warm sandbox. Its agent is set before it joins ready and
 // never changes after.
 type member struct {
-	logPath string
-	state   *stateServer
-	agent   *agent
+	state *stateServer
+	agent *agent
 }
 
 // syncPool makes a runtime's warm pool follow its DEFAULT version.
@@ -200,7 +199,7 @@ func (p *pool) fill() {
 func (p *pool) startOne() error {
 	m := p.m
 	id := strings.ReplaceAll(uuid.NewString(), "-", "")
-	mb := &member{logPath: m.LogPath(p.runtimeID, "pool-"+id)}
+	mb := &member{}
 	if p.cfg.Sessions.Durable() {
 		ss, err := m.startStateServer("pool-"+id[:12], int64(p.cfg.Sessions.StateMaxBytes))
 		if err != nil {
@@ -215,7 +214,7 @@ func (p *pool) startOne() error {
 		name:      sandbox.Name(p.runtimeID+"/pool", id),
 		cfg:       p.cfg,
 		backend:   p.backend,
-		logPath:   mb.logPath,
+		logPath:   m.LogPath(p.runtimeID, "pool-"+id),
 		state:     mb.state,
 	}, func(a *agent) { mb.agent = a })
 	if err != nil {
@@ -239,8 +238,7 @@ func (p *pool) discard(mb *member) {
 	ctx, cancel := context.WithTimeout(context.Background(), p.m.opts.StopGrace+30*time.Second)
 	defer cancel()
 	if mb.agent != nil {
-		mb.agent.h.Stop(ctx, p.m.opts.StopGrace)
-		mb.agent.closeIdle()
+		mb.agent.stop(ctx, p.m.opts.StopGrace)
 	}
 	if mb.state != nil {
 		mb.state.close()

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -135,6 +134,9 @@ func (s *Session) startup() bool {
 	if err := s.start(); err != nil {
 		s.log.Warn("session start failed", "err", err)
 		s.startErr = fmt.Errorf("%w: %v", ErrStartFailed, err)
+		if errors.Is(err, errdefs.ErrDiskFull) {
+			s.startErr = err // berth's fault, not the agent's: retry later
+		}
 		s.end(EndStartFailed, err.Error())
 		close(s.ready)
 		s.teardown()
@@ -154,7 +156,7 @@ func (s *Session) start() error {
 	logPath := s.m.LogPath(s.spec.RuntimeID, s.rec.ID)
 	if mem := s.m.claimPooled(s.spec.RuntimeID, s.spec.Version); mem != nil {
 		s.warm = true
-		if err := os.Rename(mem.logPath, logPath); err != nil {
+		if err := mem.agent.moveLog(logPath); err != nil {
 			s.log.Warn("move pooled sandbox log", "err", err)
 		}
 		if mem.state != nil {
@@ -242,7 +244,6 @@ func sandboxSpec(ls launchSpec, arn string) sandbox.Spec {
 		Command:   cfg.Command,
 		Dir:       cfg.Workdir,
 		Env:       env,
-		LogPath:   ls.logPath,
 		Limits:    cfg.Limits.Sandbox(),
 		Network:   network,
 		Mounts:    slices.Clone(cfg.Mounts),
@@ -253,18 +254,26 @@ func sandboxSpec(ls launchSpec, arn string) sandbox.Spec {
 // receives the agent as soon as the sandbox exists, so a caller that gives
 // up can still stop it.
 func (m *Manager) launch(ctx context.Context, ls launchSpec, started func(*agent)) (*agent, error) {
-	if err := os.MkdirAll(filepath.Dir(ls.logPath), 0o755); err != nil {
-		return nil, fmt.Errorf("create log dir: %w", err)
+	out, err := m.openOutput(ls.logPath)
+	if err != nil {
+		return nil, err
 	}
 	spec := sandboxSpec(ls, m.opts.RuntimeARN(ls.runtimeID))
+	if out != nil {
+		spec.Output = out.Writer()
+	}
 	if ls.state != nil {
 		ls.state.wire(&spec, ls.backend.Name() == "process")
 	}
 	h, err := ls.backend.Start(ctx, spec)
 	if err != nil {
+		endOutput(out) // keeps what the backend wrote of why
 		return nil, fmt.Errorf("start sandbox: %w", err)
 	}
-	a := newAgent(h)
+	if out != nil {
+		out.Started()
+	}
+	a := newAgent(h, out)
 	started(a)
 	// An agent that ignores PORT (AWS's SDKs bind 8080) cannot share the
 	// host network with other sessions: say so rather than time out mutely.
@@ -442,10 +451,9 @@ func (s *Session) teardown() {
 				detail = "agent " + st.String()
 			}
 		}
-		if err := a.h.Stop(ctx, grace); err != nil {
+		if err := a.stop(ctx, grace); err != nil {
 			s.log.Error("stop sandbox", "err", err)
 		}
-		a.closeIdle()
 	}
 	if s.state != nil {
 		s.state.close()

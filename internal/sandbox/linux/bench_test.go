@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -109,7 +108,7 @@ func TestManyLive(t *testing.T) {
 			defer func() { <-sem }()
 			s := spec(t, func(s *sandbox.Spec) {
 				s.Limits = sandbox.Limits{MemoryBytes: 64 << 20, Pids: 64, DiskBytes: 8 << 20}
-				s.LogPath = filepath.Join(os.DevNull)
+				s.Output = nil // discarded
 			})
 			h, err := be.Start(context.Background(), s)
 			if err != nil {

@@ -310,11 +310,12 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec, mode sandbox.Net
 	if err != nil {
 		return nil, err
 	}
-	logFile, err := openLog(spec.LogPath)
+	logFile, closeLog, err := spec.OpenOutput()
 	if err != nil {
 		return nil, err
 	}
-	defer logFile.Close()
+	// The init holds its own descriptor once handed one.
+	defer closeLog()
 
 	// A pooled init that died while waiting fails here; a fresh one then
 	// gets the same chance.
@@ -446,17 +447,6 @@ func (b *Backend) sessionConfig(spec sandbox.Spec, port int, mode sandbox.Networ
 func within(p, dir string) bool {
 	rel, err := filepath.Rel(dir, p)
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
-}
-
-func openLog(path string) (*os.File, error) {
-	if path == "" {
-		path = os.DevNull
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("open sandbox log: %w", err)
-	}
-	return f, nil
 }
 
 // takePort picks a free loopback port for a host-network sandbox. The kernel

@@ -88,7 +88,7 @@ func TestInsideView(t *testing.T) {
 		{tryReq{Op: "env", Arg: "PORT"}, func(r tryResult) bool { return r.Out == "8080" }, "PORT is the backend's"},
 		{tryReq{Op: "env", Arg: "FOO"}, func(r tryResult) bool { return r.Out == "bar" }, "spec env passed"},
 		{tryReq{Op: "ls", Arg: "/sys/class/net"}, func(r tryResult) bool { return r.Out == "lo" }, "only loopback in own netns"},
-		{tryReq{Op: "ls", Arg: filepath.Dir(filepath.Dir(s.LogPath))}, func(r tryResult) bool { return r.OK && r.Out == "" || !r.OK }, "host temp dirs invisible"},
+		{tryReq{Op: "ls", Arg: filepath.Dir(t.TempDir())}, func(r tryResult) bool { return r.OK && r.Out == "" || !r.OK }, "host temp dirs invisible"},
 	}
 	for _, c := range checks {
 		r := mustTry(t, h, c.req)

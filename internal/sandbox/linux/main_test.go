@@ -20,6 +20,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/sandbox"
 	"github.com/berth-dev/berth/internal/sandbox/linux"
+	"github.com/berth-dev/berth/internal/sandbox/sandboxtest"
 	"github.com/berth-dev/berth/internal/testenv"
 )
 
@@ -106,7 +107,7 @@ func spec(t testing.TB, mod ...func(*sandbox.Spec)) sandbox.Spec {
 		RuntimeID: rt,
 		SessionID: sess,
 		Command:   []string{testAgent(t)},
-		LogPath:   filepath.Join(t.TempDir(), "agent.log"),
+		Output:    sandboxtest.Output(t),
 		Network:   sandbox.NetworkNone,
 	}
 	for _, f := range mod {

@@ -175,12 +175,12 @@ func (b *Backend) start(spec sandbox.Spec, port int, logger *slog.Logger) (*hand
 		}
 	}
 
-	logFile, err := openLog(spec.LogPath)
+	logFile, closeLog, err := spec.OpenOutput()
 	if err != nil {
 		return nil, err
 	}
 	// The child holds its own descriptor once started.
-	defer logFile.Close()
+	defer closeLog()
 
 	cmd, err := command(spec, home, tmp, port)
 	if err != nil {
@@ -217,24 +217,6 @@ func (b *Backend) start(spec sandbox.Spec, port int, logger *slog.Logger) (*hand
 	go h.wait()
 	h.logger.Info("sandbox started", "addr", h.addr, "dir", dir)
 	return h, nil
-}
-
-func openLog(path string) (*os.File, error) {
-	if path == "" {
-		f, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-		if err != nil {
-			return nil, fmt.Errorf("open %s: %w", os.DevNull, err)
-		}
-		return f, nil
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("create log dir: %w", err)
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("open agent log: %w", err)
-	}
-	return f, nil
 }
 
 // command builds the agent's exec.Cmd. The agent inherits berth's

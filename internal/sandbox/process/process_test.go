@@ -44,7 +44,7 @@ func startAgent(t *testing.T, b *process.Backend, edit func(*sandbox.Spec)) sand
 	spec := sandbox.Spec{
 		Name:    sandbox.Name("rt", t.Name()),
 		Command: []string{sandboxtest.BuildAgent(t)},
-		LogPath: filepath.Join(t.TempDir(), "agent.log"),
+		Output:  sandboxtest.Output(t),
 	}
 	if edit != nil {
 		edit(&spec)
@@ -232,12 +232,12 @@ func TestStats(t *testing.T) {
 func BenchmarkStart(b *testing.B) {
 	be := process.New(sandboxtest.Root(b), slog.New(slog.DiscardHandler))
 	agent := sandboxtest.BuildAgent(b)
-	logPath := filepath.Join(b.TempDir(), "agent.log")
+	out := sandboxtest.Output(b)
 	ctx := context.Background()
 	i := 0
 	for b.Loop() {
 		i++
-		h, err := be.Start(ctx, sandbox.Spec{Name: "bench" + strconv.Itoa(i), Command: []string{agent}, LogPath: logPath})
+		h, err := be.Start(ctx, sandbox.Spec{Name: "bench" + strconv.Itoa(i), Command: []string{agent}, Output: out})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -177,11 +176,7 @@ func (b *box) stop(grace time.Duration) error {
 }
 
 func (b *box) logText() string {
-	data, err := os.ReadFile(b.spec.LogPath)
-	if err != nil {
-		return fmt.Sprintf("(read log: %v)", err)
-	}
-	return string(data)
+	return Captured(b.spec.Output)
 }
 
 // waitLog polls the log until it contains every want string.
@@ -201,7 +196,7 @@ func (b *box) waitLog(timeout time.Duration, want ...string) {
 			return
 		}
 		if time.Now().After(deadline) {
-			b.t.Fatalf("log %s lacks %q after %v; it holds:\n%s", b.spec.LogPath, missing, timeout, text)
+			b.t.Fatalf("output lacks %q after %v; it holds:\n%s", missing, timeout, text)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

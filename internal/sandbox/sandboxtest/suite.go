@@ -1,7 +1,6 @@
 package sandboxtest
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -122,7 +121,7 @@ func (s *suite) spec(t *testing.T, edits ...func(*sandbox.Spec)) (sandbox.Spec, 
 		Command:   []string{"./testagent"},
 		Dir:       s.code,
 		Env:       []string{"SANDBOXTEST_TOKEN=" + token},
-		LogPath:   filepath.Join(t.TempDir(), "agent.log"),
+		Output:    Output(t),
 		Network:   s.opts.Network,
 	}
 	for _, e := range edits {
@@ -307,16 +306,9 @@ func (s *suite) testWorkingDir(t *testing.T) {
 
 func (s *suite) testLogCapture(t *testing.T) {
 	b := s.newBackend(t)
-	sp, token := s.spec(t)
-	if err := os.WriteFile(sp.LogPath, []byte("earlier line\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	bx := s.startSpec(t, b, sp, token)
+	bx := s.start(t, b)
 	bx.waitHealthy()
-	bx.waitLog(10*time.Second, "earlier line\n", "testagent: stdout start", "testagent: stderr start")
-	if !strings.HasPrefix(bx.logText(), "earlier line\n") {
-		t.Errorf("log was not appended to; it holds:\n%s", bx.logText())
-	}
+	bx.waitLog(10*time.Second, "testagent: stdout start", "testagent: stderr start")
 }
 
 func (s *suite) testExitCrashOnStart(t *testing.T) {
@@ -453,9 +445,13 @@ func (s *suite) testStopCleansUp(t *testing.T) {
 	if left := leftovers(Root(t), bx.spec.Name, marker); len(left) > 0 {
 		t.Errorf("Stop left scratch behind: %v", left)
 	}
-	data, err := os.ReadFile(bx.spec.LogPath)
-	if err != nil || !bytes.Contains(data, []byte("testagent: stdout start")) {
-		t.Errorf("Stop must keep the log: read %q, %v", data, err)
+	// The backend keeps no copy of the output pipe, and no process of the
+	// sandbox holds it: berth's copy of the output ends with the sandbox.
+	if !outputClosed(bx.spec.Output, 10*time.Second) {
+		t.Errorf("the sandbox's output is still open 10s after Stop")
+	}
+	if text := bx.logText(); !strings.Contains(text, "testagent: stdout start") {
+		t.Errorf("output lacks the agent's first line: %q", text)
 	}
 }
 
