@@ -157,6 +157,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 			AllowedOrigins:  cfg.AllowedOrigins,
 			BodyIdleTimeout: time.Duration(cfg.BodyIdleTimeout),
 		},
+		Health: d.health,
 		Logger: log,
 	})
 	d.ln, err = net.Listen("tcp", cfg.Listen)

@@ -44,10 +44,13 @@ var (
 	ErrAgent = errors.New("agent failed")
 )
 
+// DiskFullMessage is what callers are told when berth's disk is full.
+const DiskFullMessage = "berth's data disk is full"
+
 // ErrDiskFull: a write failed because berth's data disk (or the quota of
 // its user) is full. It is an ErrUnavailable: nothing stored was lost,
 // and the same call succeeds once space is freed.
-var ErrDiskFull = fmt.Errorf("berth's data disk is full: %w", ErrUnavailable)
+var ErrDiskFull = fmt.Errorf(DiskFullMessage+": %w", ErrUnavailable)
 
 // NoSpace reports whether err is the operating system's "no space left on
 // device" or "disk quota exceeded".

@@ -61,6 +61,9 @@ func classify(err error) *apiError {
 		return &apiError{typ: api.ErrValidation, msg: "payload exceeds the limit of " + itoa64(mbe.Limit) + " bytes", cause: err}
 	case errors.Is(err, context.DeadlineExceeded):
 		return &apiError{typ: api.ErrRuntimeClient, msg: "the agent did not answer in time", cause: err}
+	case errors.Is(err, errdefs.ErrDiskFull):
+		// Whichever write hit it, the caller can only wait for space.
+		return &apiError{typ: api.ErrThrottling, msg: errdefs.DiskFullMessage, cause: err}
 	}
 	for _, c := range classes {
 		if !errors.Is(err, c.class) {
@@ -94,7 +97,7 @@ func dropClass(msg string, class error) string {
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	ae := classify(err)
 	lvl := s.log.Info
-	if ae.typ == api.ErrInternalServer {
+	if ae.typ == api.ErrInternalServer || errors.Is(err, errdefs.ErrDiskFull) {
 		lvl = s.log.Error
 	}
 	lvl("request failed", "method", r.Method, "path", clip(r.URL.Path), "type", ae.typ, "err", clipN(err.Error(), 4<<10))

@@ -32,7 +32,9 @@ type Options struct {
 	// MaxPayloadBytes caps an invocation body. Default 100,000,000.
 	MaxPayloadBytes int64
 	// Guard is the edge policy: allowed hosts and origins, body pace.
-	Guard  Guard
+	Guard Guard
+	// Health, if set, reports berth's health on GET /berth/v1/health.
+	Health func(context.Context) api.Health
 	Logger *slog.Logger
 }
 
@@ -44,6 +46,7 @@ type Server struct {
 	metrics      *telemetry.Metrics
 	maxPayload   int64
 	edge         Guard
+	healthOf     func(context.Context) api.Health
 	log          *slog.Logger
 	mux          *http.ServeMux
 }
@@ -60,7 +63,8 @@ func New(opts Options) *Server {
 		opts.Guard.BodyIdleTimeout = 30 * time.Second
 	}
 	s := &Server{reg: opts.Registry, sessions: opts.Sessions, maxPayload: opts.MaxPayloadBytes,
-		edge: opts.Guard, log: opts.Logger, mux: http.NewServeMux(), sessionStore: opts.SessionStore, metrics: opts.Metrics}
+		edge: opts.Guard, log: opts.Logger, mux: http.NewServeMux(), sessionStore: opts.SessionStore, metrics: opts.Metrics,
+		healthOf: opts.Health}
 	if opts.Metrics != nil {
 		s.mux.Handle("GET /metrics", opts.Metrics.Handler())
 	}
@@ -69,6 +73,9 @@ func New(opts Options) *Server {
 	s.registerControl()
 	s.registerWebSocket()
 	s.registerSessions()
+	if opts.Health != nil {
+		s.mux.HandleFunc("GET "+api.PathHealth, s.health)
+	}
 	s.mux.HandleFunc("GET /ping", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"status":"Healthy"}`)

@@ -134,8 +134,8 @@ func (s *Session) startup() bool {
 	if err := s.start(); err != nil {
 		s.log.Warn("session start failed", "err", err)
 		s.startErr = fmt.Errorf("%w: %v", ErrStartFailed, err)
-		if errors.Is(err, errdefs.ErrDiskFull) {
-			s.startErr = err // berth's fault, not the agent's: retry later
+		if errdefs.NoSpace(err) || errors.Is(err, errdefs.ErrDiskFull) {
+			s.startErr = errdefs.DiskFull(err) // berth's disk, not the agent: retry later
 		}
 		s.end(EndStartFailed, err.Error())
 		close(s.ready)

@@ -17,7 +17,8 @@ import (
 	"strings"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"modernc.org/sqlite" // registers the "sqlite" driver
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/registry"
@@ -113,8 +114,24 @@ func (db *DB) Close() error {
 	return errors.Join(db.r.Close(), db.w.Close())
 }
 
-// write runs fn in one write transaction and commits it.
+// write runs fn in one write transaction and commits it. A full disk
+// fails it with errdefs.ErrDiskFull; SQLite rolls the transaction back,
+// so nothing committed before is touched.
 func (db *DB) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	return diskFull(db.commit(ctx, fn))
+}
+
+// diskFull marks SQLite's "database or disk is full", and the operating
+// system's, as errdefs.ErrDiskFull.
+func diskFull(err error) error {
+	var se *sqlite.Error
+	if errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_FULL {
+		return fmt.Errorf("%w: %w", errdefs.ErrDiskFull, err)
+	}
+	return errdefs.DiskFull(err)
+}
+
+func (db *DB) commit(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
