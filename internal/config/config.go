@@ -69,6 +69,11 @@ type Config struct {
 	LogMaxBytes    Bytes    `yaml:"log_max_bytes"`
 	LogFiles       int      `yaml:"log_files"`
 	StateRetention Duration `yaml:"state_retention"`
+	// MaxRuntimes caps the runtimes berth holds: past it, creating one
+	// through the control plane fails. MaxVersions is how many versions
+	// of each runtime are kept, besides those an endpoint points at.
+	MaxRuntimes int `yaml:"max_runtimes"`
+	MaxVersions int `yaml:"max_versions"`
 	// UserNamespace maps root inside linux sandboxes to unprivileged host
 	// IDs. Agents' code and binaries must then be readable by "other".
 	UserNamespace bool `yaml:"user_namespace"`
@@ -150,6 +155,8 @@ func Default() Config {
 		LogMaxBytes:          agentlog.DefaultMaxBytes,
 		LogFiles:             agentlog.DefaultFiles,
 		StateRetention:       Duration(DefaultStateRetention),
+		MaxRuntimes:          registry.DefaultMaxRuntimes,
+		MaxVersions:          registry.DefaultMaxVersions,
 	}
 }
 
@@ -229,6 +236,9 @@ func (c *Config) Validate() error {
 	if c.LogFiles < 1 || c.LogFiles > 100 {
 		return errors.New("log_files: must be 1 to 100")
 	}
+	if c.MaxRuntimes < 1 || c.MaxVersions < 1 {
+		return errors.New("max_runtimes and max_versions: must be at least 1")
+	}
 	if !filepath.IsAbs(c.DataDir) {
 		abs, err := filepath.Abs(c.DataDir)
 		if err != nil {
@@ -291,5 +301,7 @@ func (c *Config) Rules() registry.Rulebook {
 		APISandbox:    a.Sandbox,
 		APINetwork:    a.Network,
 		APIWarmPool:   a.WarmPool,
+		MaxRuntimes:   c.MaxRuntimes,
+		MaxVersions:   c.MaxVersions,
 	}
 }

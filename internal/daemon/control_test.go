@@ -64,7 +64,7 @@ func (c *cp) env(mark string) map[string]string {
 
 // startCP starts berth on dataDir with one runtime declared in the config
 // file ("fromconfig"), so the API sees both kinds side by side.
-func startCP(t *testing.T, dataDir, backend, token string) *cp {
+func startCP(t *testing.T, dataDir, backend, token string, mutate ...func(*config.Config)) *cp {
 	t.Helper()
 	agent := sandboxtest.BuildAgent(t)
 	cfg := config.Default()
@@ -77,6 +77,9 @@ func startCP(t *testing.T, dataDir, backend, token string) *cp {
 	// Test code lives in temp dirs (codeDir).
 	cfg.CodeRoots = []string{os.TempDir()}
 	cfg.Runtimes = []config.Runtime{{Name: "fromconfig", Settings: registry.Settings{Command: []string{agent}, Sandbox: "process"}}}
+	for _, m := range mutate {
+		m(&cfg)
+	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))

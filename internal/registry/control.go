@@ -325,7 +325,7 @@ func (c *Control) CreateRuntime(ctx context.Context, spec RuntimeSpec) (Runtime,
 		rt.Description = *spec.Description
 	}
 	v := Version{RuntimeID: id, Version: 1, Settings: cfg, CreatedAt: now}
-	if err := c.reg.store.CreateRuntime(ctx, rt, v); err != nil {
+	if err := c.reg.store.CreateRuntime(ctx, rt, v, c.reg.rules.maxRuntimes()); err != nil {
 		return Runtime{}, Version{}, fmt.Errorf("create runtime: %w", err)
 	}
 	c.reg.log.Info("runtime created", "runtime_id", id, "version", 1)
@@ -367,7 +367,7 @@ func (c *Control) UpdateRuntime(ctx context.Context, ref string, spec RuntimeSpe
 		rt.Description = *spec.Description
 	}
 	v := Version{RuntimeID: rt.ID, Version: rt.LatestVersion, Settings: cfg, CreatedAt: now}
-	if err := c.reg.store.UpdateRuntime(ctx, rt, v); err != nil {
+	if err := c.reg.store.UpdateRuntime(ctx, rt, v, c.reg.rules.maxVersions()); err != nil {
 		return Runtime{}, Version{}, fmt.Errorf("update runtime: %w", err)
 	}
 	c.reg.log.Info("runtime updated", "runtime_id", rt.ID, "version", v.Version)

@@ -56,10 +56,16 @@ type Page struct {
 // transaction. Implementations return errdefs.ErrNotFound and errdefs.ErrConflict wrapped.
 type Store interface {
 	// CreateRuntime writes the runtime, version 1 and the DEFAULT endpoint.
-	CreateRuntime(ctx context.Context, rt Runtime, v Version) error
+	// With maxRuntimes > 0 it fails with errdefs.ErrResourceExhausted when
+	// that many runtimes exist already.
+	CreateRuntime(ctx context.Context, rt Runtime, v Version, maxRuntimes int) error
 	// UpdateRuntime appends a version, moves DEFAULT to it and updates the
-	// runtime row (LatestVersion, Description, Tags, UpdatedAt).
-	UpdateRuntime(ctx context.Context, rt Runtime, v Version) error
+	// runtime row (LatestVersion, Description, Tags, UpdatedAt). With
+	// keep > 0 it then deletes every version but the newest keep and those
+	// an endpoint points at.
+	UpdateRuntime(ctx context.Context, rt Runtime, v Version, keep int) error
+	// DeleteRuntime removes the runtime with its versions and endpoints,
+	// and gives their space back.
 	DeleteRuntime(ctx context.Context, id string) error
 	GetRuntime(ctx context.Context, id string) (Runtime, error)
 	// GetRuntimeByName finds a runtime by its name.

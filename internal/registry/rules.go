@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"path/filepath"
@@ -55,6 +56,12 @@ const (
 	MaxEndpointDescription = 256
 	// MaxWarmPool caps any runtime's warm pool.
 	MaxWarmPool = 1000
+	// DefaultMaxRuntimes caps the runtimes one berth holds; API callers
+	// get ServiceQuotaExceededException past it.
+	DefaultMaxRuntimes = 1000
+	// DefaultMaxVersions is how many versions of a runtime are kept,
+	// besides those an endpoint points at.
+	DefaultMaxVersions = 100
 )
 
 // Defaults for the session policy's bounds.
@@ -83,7 +90,17 @@ type Rulebook struct {
 	CodeRoots []string
 	// DataDir is berth's own: no runtime's code or mount may reach into it.
 	DataDir string
+	// MaxRuntimes caps the runtimes API callers may create; runtimes the
+	// config file declares always load. 0 means DefaultMaxRuntimes.
+	MaxRuntimes int
+	// MaxVersions is how many versions of each runtime are kept besides
+	// those an endpoint points at: writing a new one deletes the oldest.
+	// 0 means DefaultMaxVersions.
+	MaxVersions int
 }
+
+func (rb Rulebook) maxRuntimes() int { return cmp.Or(rb.MaxRuntimes, DefaultMaxRuntimes) }
+func (rb Rulebook) maxVersions() int { return cmp.Or(rb.MaxVersions, DefaultMaxVersions) }
 
 // setting names one setting in each place it can come from.
 type setting struct{ config, api string }

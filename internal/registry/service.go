@@ -268,7 +268,8 @@ func (r *Registry) Reconcile(ctx context.Context, declared []Declared) ([]Runtim
 			}
 			rt = Runtime{ID: id, Name: d.Name, ARN: r.RuntimeARN(id), Description: d.Description,
 				Status: api.StatusReady, LatestVersion: 1, Source: SourceConfig, CreatedAt: now, UpdatedAt: now}
-			if err := r.store.CreateRuntime(ctx, rt, Version{RuntimeID: id, Version: 1, Settings: d.Settings, CreatedAt: now}); err != nil {
+			// The operator's own runtimes are not held to the quota.
+			if err := r.store.CreateRuntime(ctx, rt, Version{RuntimeID: id, Version: 1, Settings: d.Settings, CreatedAt: now}, 0); err != nil {
 				return nil, fmt.Errorf("create runtime %s: %w", d.Name, err)
 			}
 			r.log.Info("runtime created from config", "runtime_id", id)
@@ -286,7 +287,7 @@ func (r *Registry) Reconcile(ctx context.Context, declared []Declared) ([]Runtim
 			rt.LatestVersion++
 			rt.Description = d.Description
 			rt.UpdatedAt = now
-			if err := r.store.UpdateRuntime(ctx, rt, Version{RuntimeID: id, Version: rt.LatestVersion, Settings: d.Settings, CreatedAt: now}); err != nil {
+			if err := r.store.UpdateRuntime(ctx, rt, Version{RuntimeID: id, Version: rt.LatestVersion, Settings: d.Settings, CreatedAt: now}, r.rules.maxVersions()); err != nil {
 				return nil, fmt.Errorf("update runtime %s: %w", d.Name, err)
 			}
 			r.log.Info("runtime updated from config", "runtime_id", id, "version", rt.LatestVersion)

@@ -123,12 +123,12 @@ func crashWriter(path string, seed uint64) error {
 			if errors.Is(err, errdefs.ErrNotFound) {
 				rt = registry.Runtime{ID: name + "-0000000000", Name: name, Status: api.StatusReady,
 					CreatedAt: time.Now(), UpdatedAt: time.Now()}
-				err = db.CreateRuntime(ctx, rt, registry.Version{Settings: crashConfig(1)})
+				err = db.CreateRuntime(ctx, rt, registry.Version{Settings: crashConfig(1)}, 0)
 				rt.LatestVersion = 1
 			} else if err == nil {
 				rt.LatestVersion++
 				rt.UpdatedAt = time.Now()
-				err = db.UpdateRuntime(ctx, rt, registry.Version{Version: rt.LatestVersion, Settings: crashConfig(rt.LatestVersion)})
+				err = db.UpdateRuntime(ctx, rt, registry.Version{Version: rt.LatestVersion, Settings: crashConfig(rt.LatestVersion)}, 0)
 			}
 			if err != nil {
 				return err
@@ -138,7 +138,7 @@ func crashWriter(path string, seed uint64) error {
 			// A short-lived runtime with a pinned endpoint, deleted again:
 			// the cascade must never leave orphans.
 			rt := registry.Runtime{ID: fmt.Sprintf("tmp%d-%d", seed, i), Name: fmt.Sprintf("tmp%d_%d", seed, i)}
-			if err := db.CreateRuntime(ctx, rt, registry.Version{Settings: crashConfig(1)}); err != nil {
+			if err := db.CreateRuntime(ctx, rt, registry.Version{Settings: crashConfig(1)}, 0); err != nil {
 				return err
 			}
 			err := db.PutEndpoint(ctx, registry.Endpoint{RuntimeID: rt.ID, Name: "pinned", LiveVersion: 1, TargetVersion: 1})

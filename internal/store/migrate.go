@@ -13,7 +13,9 @@ import (
 
 // migrationFiles holds the schema as numbered steps, NNNN_name.sql, applied
 // in order. PRAGMA user_version records the last one applied. Never edit a
-// shipped file: add the next number.
+// shipped file: add the next number. A step whose first line is
+// noTxMarker runs outside a transaction (VACUUM must), so it must be
+// idempotent.
 //
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
@@ -23,7 +25,10 @@ type migration struct {
 	version int
 	name    string
 	sql     string
+	noTx    bool
 }
+
+const noTxMarker = "-- berth:no-transaction"
 
 // migrations is the schema, in order; migrations[i].version == i+1.
 var migrations = mustLoadMigrations(migrationFiles)
@@ -59,7 +64,7 @@ func loadMigrations(fsys fs.FS) ([]migration, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read migration %s: %w", base, err)
 		}
-		ms = append(ms, migration{version: v, name: base, sql: string(b)})
+		ms = append(ms, migration{version: v, name: base, sql: string(b), noTx: strings.HasPrefix(string(b), noTxMarker+"\n")})
 	}
 	if len(ms) == 0 {
 		return nil, fmt.Errorf("no migrations embedded")
@@ -82,37 +87,56 @@ func migrate(ctx context.Context, db *sql.DB, target int) (from, to int, err err
 		if m.version <= from || m.version > target {
 			continue
 		}
-		err := func() error {
-			tx, err := db.BeginTx(ctx, nil)
-			if err != nil {
-				return fmt.Errorf("begin: %w", err)
-			}
-			defer tx.Rollback()
-			// Another process may have migrated since we looked: the
-			// IMMEDIATE begin holds the write lock, so this read is final.
-			var cur int
-			if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&cur); err != nil {
-				return fmt.Errorf("read schema version: %w", err)
-			}
-			if cur >= m.version {
-				return nil
-			}
-			if cur != m.version-1 {
-				return fmt.Errorf("schema version %d, want %d", cur, m.version-1)
-			}
-			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-				return err
-			}
-			// PRAGMA takes no bound parameters; the value is our own integer.
-			if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", m.version)); err != nil {
-				return fmt.Errorf("set schema version: %w", err)
-			}
-			return tx.Commit()
-		}()
-		if err != nil {
+		apply := step
+		if m.noTx {
+			apply = stepNoTx
+		}
+		if err := apply(ctx, db, m); err != nil {
 			return from, to, fmt.Errorf("migrate %s: %w", m.name, err)
 		}
 		to = m.version
 	}
 	return from, to, nil
 }
+
+// step applies m in one transaction together with the new user_version.
+func step(ctx context.Context, db *sql.DB, m migration) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback()
+	// Another process may have migrated since we looked: the IMMEDIATE
+	// begin holds the write lock, so this read is final.
+	var cur int
+	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&cur); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if cur >= m.version {
+		return nil
+	}
+	if cur != m.version-1 {
+		return fmt.Errorf("schema version %d, want %d", cur, m.version-1)
+	}
+	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, setVersion(m.version)); err != nil {
+		return fmt.Errorf("set schema version: %w", err)
+	}
+	return tx.Commit()
+}
+
+// stepNoTx applies m statement by statement, then sets user_version unless
+// another process moved it on. A crash in between leaves the old version,
+// and m runs again.
+func stepNoTx(ctx context.Context, db *sql.DB, m migration) error {
+	if _, err := db.ExecContext(ctx, m.sql); err != nil {
+		return err
+	}
+	return step(ctx, db, migration{version: m.version, name: m.name, sql: "SELECT 1"})
+}
+
+// setVersion sets user_version; PRAGMA takes no bound parameters, and the
+// value is our own integer.
+func setVersion(v int) string { return fmt.Sprintf("PRAGMA user_version = %d", v) }

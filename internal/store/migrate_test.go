@@ -278,7 +278,7 @@ func TestUpgradeFromV1(t *testing.T) {
 	}
 	next := v1Runtime
 	next.UpdatedAt = time.Now().UTC()
-	if err := db.UpdateRuntime(ctx, next, registry.Version{Version: 3, Settings: v1Versions[1].Settings}); err != nil {
+	if err := db.UpdateRuntime(ctx, next, registry.Version{Version: 3, Settings: v1Versions[1].Settings}, 0); err != nil {
 		t.Fatalf("update v1 runtime: %v", err)
 	}
 	if err := db.SaveState(ctx, v1Key, "user-1", []byte("state"), time.Now()); err != nil {

@@ -75,15 +75,16 @@ func scanEndpoint(s scanner) (registry.Endpoint, error) {
 
 // CreateRuntime writes rt, its version 1 (v.Version must be 0 or 1) and the
 // DEFAULT endpoint pointing at it. rt.LatestVersion is set to 1. A taken ID
-// or name fails with errdefs.ErrConflict.
-func (db *DB) CreateRuntime(ctx context.Context, rt registry.Runtime, v registry.Version) error {
-	if err := db.createRuntime(ctx, rt, v); err != nil {
+// or name fails with errdefs.ErrConflict; maxRuntimes (> 0) runtimes
+// existing already, with errdefs.ErrResourceExhausted.
+func (db *DB) CreateRuntime(ctx context.Context, rt registry.Runtime, v registry.Version, maxRuntimes int) error {
+	if err := db.createRuntime(ctx, rt, v, maxRuntimes); err != nil {
 		return fmt.Errorf("create runtime %s: %w", rt.ID, err)
 	}
 	return nil
 }
 
-func (db *DB) createRuntime(ctx context.Context, rt registry.Runtime, v registry.Version) error {
+func (db *DB) createRuntime(ctx context.Context, rt registry.Runtime, v registry.Version, maxRuntimes int) error {
 	if rt.ID == "" || rt.Name == "" {
 		return fmt.Errorf("runtime needs an ID and a name: %w", errdefs.ErrInvalidArgument)
 	}
@@ -105,6 +106,15 @@ func (db *DB) createRuntime(ctx context.Context, rt registry.Runtime, v registry
 			return fmt.Errorf("runtime %s already has that ID or name %q: %w", taken, rt.Name, errdefs.ErrConflict)
 		case !errors.Is(err, sql.ErrNoRows):
 			return fmt.Errorf("check name: %w", err)
+		}
+		if maxRuntimes > 0 {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM runtimes`).Scan(&n); err != nil {
+				return fmt.Errorf("count runtimes: %w", err)
+			}
+			if n >= maxRuntimes {
+				return fmt.Errorf("berth holds %d runtimes, the most it allows: %w", n, errdefs.ErrResourceExhausted)
+			}
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO runtimes (`+runtimeCols+`) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?)`,
 			rt.ID, rt.Name, rt.ARN, rt.Description, rt.Status, string(tags), rt.Source,
@@ -151,20 +161,25 @@ func insertVersion(ctx context.Context, tx *sql.Tx, runtimeID string, version in
 // UpdateRuntime appends v, which must be the runtime's next version (else
 // errdefs.ErrConflict: someone else updated first), moves DEFAULT to it,
 // and updates the runtime's LatestVersion, Description, Tags, UpdatedAt and,
-// when rt.Status is set, Status.
-func (db *DB) UpdateRuntime(ctx context.Context, rt registry.Runtime, v registry.Version) error {
-	if err := db.updateRuntime(ctx, rt, v); err != nil {
+// when rt.Status is set, Status. With keep > 0 it deletes the versions
+// older than the newest keep that no endpoint points at.
+func (db *DB) UpdateRuntime(ctx context.Context, rt registry.Runtime, v registry.Version, keep int) error {
+	pruned, err := db.updateRuntime(ctx, rt, v, keep)
+	if err != nil {
 		return fmt.Errorf("update runtime %s: %w", rt.ID, err)
+	}
+	if pruned > 0 {
+		db.reclaim(ctx)
 	}
 	return nil
 }
 
-func (db *DB) updateRuntime(ctx context.Context, rt registry.Runtime, v registry.Version) error {
+func (db *DB) updateRuntime(ctx context.Context, rt registry.Runtime, v registry.Version, keep int) (pruned int64, err error) {
 	tags, config, err := encodeRuntime(rt, v)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	return db.write(ctx, func(tx *sql.Tx) error {
+	return pruned, db.write(ctx, func(tx *sql.Tx) error {
 		var latest int
 		err := tx.QueryRowContext(ctx, `SELECT latest_version FROM runtimes WHERE id = ?`, rt.ID).Scan(&latest)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -198,12 +213,23 @@ func (db *DB) updateRuntime(ctx context.Context, rt registry.Runtime, v registry
 		if err != nil {
 			return fmt.Errorf("move DEFAULT endpoint: %w", err)
 		}
-		return nil
+		if keep <= 0 {
+			return nil
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM runtime_versions WHERE runtime_id = ? AND version <= ?
+			AND version NOT IN (SELECT live_version FROM runtime_endpoints WHERE runtime_id = ?
+				UNION SELECT target_version FROM runtime_endpoints WHERE runtime_id = ?)`,
+			rt.ID, v.Version-keep, rt.ID, rt.ID)
+		if err != nil {
+			return fmt.Errorf("prune old versions: %w", err)
+		}
+		pruned, err = res.RowsAffected()
+		return err
 	})
 }
 
-// DeleteRuntime removes the runtime with its versions and endpoints. Session
-// history stays.
+// DeleteRuntime removes the runtime with its versions and endpoints, and
+// gives the file system their pages back. Session history stays.
 func (db *DB) DeleteRuntime(ctx context.Context, id string) error {
 	err := db.write(ctx, func(tx *sql.Tx) error {
 		// Foreign keys cascade to versions and endpoints.
@@ -221,6 +247,7 @@ func (db *DB) DeleteRuntime(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("delete runtime %s: %w", id, err)
 	}
+	db.reclaim(ctx)
 	return nil
 }
 

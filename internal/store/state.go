@@ -81,5 +81,8 @@ func (db *DB) DeleteStates(ctx context.Context, runtimeID string, before time.Ti
 		n, _ = res.RowsAffected()
 		return nil
 	})
+	if n > 0 {
+		db.reclaim(ctx)
+	}
 	return n, err
 }

@@ -154,6 +154,15 @@ func (db *DB) commit(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	return nil
 }
 
+// reclaim gives the pages deletes freed back to the file system: with
+// auto_vacuum INCREMENTAL (migration 4) they would otherwise only be
+// reused. A failure leaves them for the next delete.
+func (db *DB) reclaim(ctx context.Context) {
+	if _, err := db.w.ExecContext(ctx, "PRAGMA incremental_vacuum"); err != nil {
+		slog.WarnContext(ctx, "store: reclaim free pages", "err", err)
+	}
+}
+
 // read runs fn in one read transaction, so its queries see one snapshot.
 func (db *DB) read(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := db.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})

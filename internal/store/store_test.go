@@ -3,6 +3,7 @@ package store
 import (
 	"database/sql"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -43,6 +44,7 @@ func TestOpenSettings(t *testing.T) {
 		{db.w, "synchronous", "1"}, // NORMAL
 		{db.w, "busy_timeout", fmt.Sprint(busyTimeout.Milliseconds())},
 		{db.w, "user_version", fmt.Sprint(len(migrations))},
+		{db.w, "auto_vacuum", "2"}, // INCREMENTAL
 		{db.r, "journal_mode", "wal"},
 		{db.r, "query_only", "1"},
 		{db.r, "busy_timeout", fmt.Sprint(busyTimeout.Milliseconds())},
@@ -70,7 +72,7 @@ func TestReopenKeepsData(t *testing.T) {
 		t.Fatal(err)
 	}
 	rt := registry.Runtime{ID: "a-0123456789", Name: "a", Status: api.StatusReady}
-	if err := db.CreateRuntime(t.Context(), rt, registry.Version{Settings: registry.Settings{Command: []string{"x"}}}); err != nil {
+	if err := db.CreateRuntime(t.Context(), rt, registry.Version{Settings: registry.Settings{Command: []string{"x"}}}, 0); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.Close(); err != nil {
@@ -131,5 +133,67 @@ func TestMigrationsNumbered(t *testing.T) {
 	}
 	if len(migrations) < 2 {
 		t.Fatalf("%d migrations; the upgrade test needs at least 2", len(migrations))
+	}
+}
+
+// TestDeleteGivesSpaceBack fills a store made by schema 3 (auto_vacuum off)
+// with runtimes, upgrades it, deletes them all and checks the file shrank:
+// the migration turned incremental vacuum on, and deletes reclaim pages.
+func TestDeleteGivesSpaceBack(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "berth.db")
+	db, err := open(ctx, path, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mode int
+	if err := db.w.QueryRowContext(ctx, "PRAGMA auto_vacuum").Scan(&mode); err != nil || mode != 0 {
+		t.Fatalf("schema 3 auto_vacuum = %d, %v; want 0 (none)", mode, err)
+	}
+	db.Close()
+	size := func() int64 {
+		t.Helper()
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+
+	db, err = Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 500
+	env := map[string]string{"PADDING": strings.Repeat("x", 2000)}
+	ids := make([]string, n)
+	for i := range n {
+		ids[i] = fmt.Sprintf("rt%04d-0123456789", i)
+		rt := registry.Runtime{ID: ids[i], Name: fmt.Sprintf("rt%04d", i), Status: api.StatusReady}
+		if err := db.CreateRuntime(ctx, rt, registry.Version{Settings: registry.Settings{Command: []string{"x"}, Env: env}}, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close() // checkpoints the WAL into the file
+	full := size()
+
+	db, err = Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if err := db.DeleteRuntime(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var free int
+	if err := db.w.QueryRowContext(ctx, "PRAGMA freelist_count").Scan(&free); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	emptied := size()
+	t.Logf("%d runtimes: %d bytes; all deleted: %d bytes (%d free pages left)", n, full, emptied, free)
+	if emptied > full/10 || free != 0 {
+		t.Fatalf("after deleting every runtime the file holds %d of %d bytes and %d free pages", emptied, full, free)
 	}
 }

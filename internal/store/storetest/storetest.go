@@ -43,6 +43,8 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"ConcurrentUpdateRuntime", testConcurrentUpdateRuntime},
 		{"NamedEndpoints", testNamedEndpoints},
 		{"DeleteRuntime", testDeleteRuntime},
+		{"RuntimeQuota", testRuntimeQuota},
+		{"UpdateRuntimeKeepsVersions", testUpdateRuntimeKeepsVersions},
 		{"RegistryNotFound", testRegistryNotFound},
 		{"ListRuntimesPages", testListRuntimesPages},
 		{"ListVersionsAndEndpointsPages", testListVersionsAndEndpointsPages},
@@ -169,7 +171,7 @@ func newVersion(runtimeID string, n int, created time.Time) registry.Version {
 func createRuntime(t *testing.T, s Store, name string, created time.Time) (registry.Runtime, registry.Version) {
 	t.Helper()
 	rt, v := newRuntime(name, created)
-	check(t, s.CreateRuntime(t.Context(), rt, v), "create runtime "+name)
+	check(t, s.CreateRuntime(t.Context(), rt, v, 0), "create runtime "+name)
 	rt.LatestVersion = 1
 	return rt, v
 }
@@ -182,7 +184,7 @@ func updateRuntime(t *testing.T, s Store, rt registry.Runtime, updated time.Time
 	rt.Description = fmt.Sprintf("agent %s at v%d", rt.Name, v.Version)
 	rt.Tags = map[string]string{"v": fmt.Sprint(v.Version)}
 	rt.UpdatedAt = updated
-	check(t, s.UpdateRuntime(t.Context(), rt, v), "update runtime")
+	check(t, s.UpdateRuntime(t.Context(), rt, v, 0), "update runtime")
 	return rt, v
 }
 
@@ -218,12 +220,12 @@ func testCreateRuntimeConflict(t *testing.T, s Store) {
 
 	dupID, v := newRuntime("other", at(time.Second))
 	dupID.ID, v.RuntimeID = rt.ID, rt.ID
-	wantErr(t, s.CreateRuntime(ctx, dupID, v), errdefs.ErrConflict, "create with a taken ID")
+	wantErr(t, s.CreateRuntime(ctx, dupID, v, 0), errdefs.ErrConflict, "create with a taken ID")
 
 	dupName, v := newRuntime("alpha", at(time.Second))
 	dupName.ID = "alpha-zzzzzzzzzz"
 	v.RuntimeID = dupName.ID
-	wantErr(t, s.CreateRuntime(ctx, dupName, v), errdefs.ErrConflict, "create with a taken name")
+	wantErr(t, s.CreateRuntime(ctx, dupName, v, 0), errdefs.ErrConflict, "create with a taken name")
 
 	got, err := s.GetRuntime(ctx, rt.ID)
 	check(t, err, "get runtime")
@@ -263,7 +265,7 @@ func testUpdateRuntimeStaleVersion(t *testing.T, s Store) {
 		stale := rt
 		stale.Description = "stale"
 		stale.UpdatedAt = at(time.Hour)
-		err := s.UpdateRuntime(ctx, stale, newVersion(rt.ID, n, at(time.Hour)))
+		err := s.UpdateRuntime(ctx, stale, newVersion(rt.ID, n, at(time.Hour)), 0)
 		wantErr(t, err, errdefs.ErrConflict, fmt.Sprintf("update with version %d", n))
 	}
 	got, err := s.GetRuntime(ctx, rt.ID)
@@ -295,7 +297,7 @@ func testConcurrentUpdateRuntime(t *testing.T, s Store) {
 				}
 				v := newVersion(rt.ID, cur.LatestVersion+1, at(time.Minute))
 				cur.UpdatedAt = at(time.Minute)
-				err = s.UpdateRuntime(ctx, cur, v)
+				err = s.UpdateRuntime(ctx, cur, v, 0)
 				switch {
 				case err == nil:
 					mu.Lock()
@@ -418,7 +420,7 @@ func testRegistryNotFound(t *testing.T, s Store) {
 	wantErr(t, err, errdefs.ErrNotFound, "get runtime")
 	_, err = s.GetRuntimeByName(ctx, "missing")
 	wantErr(t, err, errdefs.ErrNotFound, "get runtime by name")
-	wantErr(t, s.UpdateRuntime(ctx, registry.Runtime{ID: missing}, newVersion(missing, 2, at(0))),
+	wantErr(t, s.UpdateRuntime(ctx, registry.Runtime{ID: missing}, newVersion(missing, 2, at(0)), 0),
 		errdefs.ErrNotFound, "update runtime")
 	wantErr(t, s.DeleteRuntime(ctx, missing), errdefs.ErrNotFound, "delete runtime")
 	_, err = s.GetVersion(ctx, rt.ID, 2)
@@ -1054,4 +1056,57 @@ func testSessionsOutliveRuntime(t *testing.T, s Store) {
 	same(t, getRec(t, s, rec.ID), ended, "session after its runtime was deleted")
 	got := listAllSessions(t, s, session.Filter{RuntimeID: rt.ID}, 0)
 	same(t, got, []session.Record{ended}, "listing after the runtime was deleted")
+}
+
+// testRuntimeQuota: past maxRuntimes, a create fails and writes nothing;
+// a delete makes room again.
+func testRuntimeQuota(t *testing.T, s Store) {
+	ctx := t.Context()
+	var rts []registry.Runtime
+	for i := range 3 {
+		rt, v := newRuntime(fmt.Sprintf("q%d", i), at(0))
+		check(t, s.CreateRuntime(ctx, rt, v, 3), "create runtime under the quota")
+		rts = append(rts, rt)
+	}
+	over, v := newRuntime("over", at(0))
+	wantErr(t, s.CreateRuntime(ctx, over, v, 3), errdefs.ErrResourceExhausted, "create past the quota")
+	_, err := s.GetRuntime(ctx, over.ID)
+	wantErr(t, err, errdefs.ErrNotFound, "get the runtime refused by the quota")
+	_, err = s.GetEndpoint(ctx, over.ID, "DEFAULT")
+	wantErr(t, err, errdefs.ErrNotFound, "get the refused runtime's DEFAULT")
+
+	check(t, s.DeleteRuntime(ctx, rts[0].ID), "delete a runtime")
+	check(t, s.CreateRuntime(ctx, over, v, 3), "create once a runtime was deleted")
+	unlimited, v := newRuntime("unlimited", at(0))
+	check(t, s.CreateRuntime(ctx, unlimited, v, 0), "create with no quota")
+}
+
+// testUpdateRuntimeKeepsVersions: each update keeps the newest versions and
+// every version an endpoint points at; the rest go.
+func testUpdateRuntimeKeepsVersions(t *testing.T, s Store) {
+	ctx := t.Context()
+	const keep = 3
+	rt, _ := createRuntime(t, s, "alpha", at(0))
+	for i := 2; i <= 4; i++ {
+		rt, _ = updateRuntime(t, s, rt, at(time.Duration(i)*time.Minute))
+	}
+	check(t, s.PutEndpoint(ctx, registry.Endpoint{RuntimeID: rt.ID, Name: "pinned", LiveVersion: 2, TargetVersion: 2}), "pin version 2")
+	check(t, s.PutEndpoint(ctx, registry.Endpoint{RuntimeID: rt.ID, Name: "moving", LiveVersion: 3, TargetVersion: 4}), "an endpoint between 3 and 4")
+	for i := 5; i <= 10; i++ {
+		v := newVersion(rt.ID, i, at(time.Duration(i)*time.Minute))
+		rt.LatestVersion = i
+		check(t, s.UpdateRuntime(ctx, rt, v, keep), fmt.Sprintf("update to version %d keeping %d", i, keep))
+	}
+	vs, _, err := s.ListVersions(ctx, rt.ID, registry.Page{})
+	check(t, err, "list versions")
+	var got []int
+	for _, v := range vs {
+		got = append(got, v.Version)
+	}
+	if want := []int{2, 3, 4, 8, 9, 10}; !slices.Equal(got, want) {
+		t.Fatalf("versions kept %v, want %v: the newest %d and those endpoints point at", got, want, keep)
+	}
+	_, err = s.GetVersion(ctx, rt.ID, 1)
+	wantErr(t, err, errdefs.ErrNotFound, "get a pruned version")
+	wantDefault(t, s, rt.ID, 10)
 }
