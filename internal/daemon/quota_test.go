@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -23,7 +25,8 @@ import (
 func TestObjectQuotas(t *testing.T) {
 	ctx := context.Background()
 	dir := codeDir(t)
-	c := startCP(t, t.TempDir(), "process", uuid.NewString(), func(cfg *config.Config) {
+	data := t.TempDir()
+	c := startCP(t, data, "process", uuid.NewString(), func(cfg *config.Config) {
 		cfg.MaxRuntimes, cfg.MaxVersions = 3, 2
 	})
 	var ids []string
@@ -53,13 +56,35 @@ func TestObjectQuotas(t *testing.T) {
 		AgentRuntimeId: aws.String(id), Name: aws.String("pinned"), AgentRuntimeVersion: aws.String("1")}); err != nil {
 		t.Fatal(err)
 	}
+	// Version 2 runs code of its own; the others share one snapshot.
+	other := codeDir(t)
+	if err := os.WriteFile(filepath.Join(other, "marker"), []byte("v2"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	snapshots := func() int {
+		ents, err := os.ReadDir(filepath.Join(data, "snapshots"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
 	for v := 2; v <= 6; v++ {
+		code := dir
+		if v == 2 {
+			code = other
+		}
 		if _, err := c.ctl.UpdateAgentRuntime(ctx, &ctl.UpdateAgentRuntimeInput{
-			AgentRuntimeId: aws.String(id), AgentRuntimeArtifact: codeArtifact(dir, "testagent"),
+			AgentRuntimeId: aws.String(id), AgentRuntimeArtifact: codeArtifact(code, "testagent"),
 			RoleArn: aws.String("arn:aws:iam::123456789012:role/berth-test"), EnvironmentVariables: c.env(fmt.Sprint(v)),
 		}); err != nil {
 			t.Fatalf("update to version %d: %v", v, err)
 		}
+		if v == 2 && snapshots() != 2 {
+			t.Fatalf("%d code snapshots after version 2, want 2", snapshots())
+		}
+	}
+	if n := snapshots(); n != 1 {
+		t.Fatalf("%d code snapshots once version 2 was pruned, want 1", n)
 	}
 	vers, err := c.ctl.ListAgentRuntimeVersions(ctx, &ctl.ListAgentRuntimeVersionsInput{AgentRuntimeId: aws.String(id)})
 	if err != nil {

@@ -337,7 +337,8 @@ func (c *Control) CreateRuntime(ctx context.Context, spec RuntimeSpec) (Runtime,
 // version; DEFAULT moves to it, named endpoints stay where they are, and
 // live sessions keep the version they started on. Every field of the new
 // version comes from spec (an update replaces, it does not merge), except
-// the description, which stays when spec leaves it out.
+// the description, which stays when spec leaves it out. Only the newest
+// MaxVersions versions, and those an endpoint points at, are kept.
 func (c *Control) UpdateRuntime(ctx context.Context, ref string, spec RuntimeSpec) (Runtime, Version, error) {
 	rt, err := c.lookup(ctx, ref)
 	if err != nil {
@@ -367,11 +368,18 @@ func (c *Control) UpdateRuntime(ctx context.Context, ref string, spec RuntimeSpe
 		rt.Description = *spec.Description
 	}
 	v := Version{RuntimeID: rt.ID, Version: rt.LatestVersion, Settings: cfg, CreatedAt: now}
-	if err := c.reg.store.UpdateRuntime(ctx, rt, v, c.reg.rules.maxVersions()); err != nil {
+	keep := c.reg.rules.maxVersions()
+	if err := c.reg.store.UpdateRuntime(ctx, rt, v, keep); err != nil {
 		return Runtime{}, Version{}, fmt.Errorf("update runtime: %w", err)
 	}
 	c.reg.log.Info("runtime updated", "runtime_id", rt.ID, "version", v.Version)
 	c.reg.changed(ctx, Change{Kind: RuntimeUpdated, RuntimeID: rt.ID})
+	if v.Version > keep {
+		// Old versions went; their code may have gone with them.
+		if err := c.reg.CollectCode(context.WithoutCancel(ctx)); err != nil {
+			c.reg.log.Warn("collect code snapshots", "err", err)
+		}
+	}
 	return rt, v, nil
 }
 
