@@ -600,11 +600,13 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 		m.wg.Wait()
 		close(waited)
 	}()
+	if m.pump != nil {
+		// Last: a session's teardown waits for its output to be in its
+		// log; one that is late loses the rest.
+		defer m.pump.Close()
+	}
 	select {
 	case <-waited:
-		if m.pump != nil {
-			m.pump.Close()
-		}
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("wait for sessions to end: %w", ctx.Err())
