@@ -10,9 +10,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -355,4 +357,45 @@ func TestIsLog(t *testing.T) {
 			t.Errorf("IsLog(%q) = %v", name, got)
 		}
 	}
+}
+
+// BenchmarkIdleCapture reports what a live, quiet capture holds in berth's
+// heap and stacks: the cost the log pump adds to an idle session.
+func BenchmarkIdleCapture(b *testing.B) {
+	const n = 1000
+	dir := b.TempDir()
+	for b.Loop() {
+		p, err := agentlog.NewPump(agentlog.Limits{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		before := inUse()
+		caps := make([]*agentlog.Capture, n)
+		agents := make([]int, n) // the agents' copies of the write ends
+		for i := range caps {
+			c, err := p.Open(filepath.Join(dir, strconv.Itoa(i)+".log"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			if agents[i], err = syscall.Dup(int(c.Writer().Fd())); err != nil {
+				b.Fatal(err)
+			}
+			c.Started()
+			caps[i] = c
+		}
+		b.ReportMetric(float64(int64(inUse())-int64(before))/n, "B/capture")
+		for i, c := range caps {
+			syscall.Close(agents[i])
+			<-c.Done()
+		}
+		p.Close()
+	}
+}
+
+func inUse() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse + ms.StackInuse
 }
