@@ -100,6 +100,21 @@ type WorkloadIdentity struct {
 	WorkloadIdentityARN string `json:"workloadIdentityArn"`
 }
 
+// FilesystemConfiguration is one of a runtime's filesystems: exactly one
+// member is set. berth serves sessionStorage; the S3 Files and EFS access
+// points need AWS and are refused.
+type FilesystemConfiguration struct {
+	SessionStorage     *SessionStorage `json:"sessionStorage,omitempty"`
+	S3FilesAccessPoint json.RawMessage `json:"s3FilesAccessPoint,omitempty"`
+	EfsAccessPoint     json.RawMessage `json:"efsAccessPoint,omitempty"`
+}
+
+// SessionStorage mounts each session's own persistent filesystem at
+// MountPath (one level under /mnt).
+type SessionStorage struct {
+	MountPath string `json:"mountPath"`
+}
+
 // BerthSettings are berth's own runtime settings beyond AgentCore's
 // members. Sandbox, Network and Mounts are the operator's alone: GetAgentRuntime
 // shows them, and a control-plane request that sets them is refused.
@@ -159,6 +174,7 @@ type RuntimeInput struct {
 	EnvironmentVariables       map[string]string           `json:"environmentVariables,omitempty"`
 	Tags                       map[string]string           `json:"tags,omitempty"`
 	BerthSettings              *BerthSettings              `json:"berthSettings,omitempty"`
+	FilesystemConfigurations   []FilesystemConfiguration   `json:"filesystemConfigurations,omitempty"`
 
 	// platformVersion (V1 or V2) and metadataConfiguration tune AWS's
 	// microVMs: berth checks and accepts them, and they change nothing.
@@ -169,7 +185,6 @@ type RuntimeInput struct {
 	// with the member named, never half-served.
 	HooksConfiguration            json.RawMessage `json:"hooksConfiguration,omitempty"`
 	AuthorizerConfiguration       json.RawMessage `json:"authorizerConfiguration,omitempty"`
-	FilesystemConfigurations      json.RawMessage `json:"filesystemConfigurations,omitempty"`
 	CapacityProviderConfiguration json.RawMessage `json:"capacityProviderConfiguration,omitempty"`
 	AllowedPorts                  json.RawMessage `json:"allowedPorts,omitempty"`
 }
@@ -196,6 +211,7 @@ type AgentRuntime struct {
 	EnvironmentVariables       map[string]string           `json:"environmentVariables,omitempty"`
 	RequestHeaderConfiguration *RequestHeaderConfiguration `json:"requestHeaderConfiguration,omitempty"`
 	WorkloadIdentityDetails    *WorkloadIdentity           `json:"workloadIdentityDetails,omitempty"`
+	FilesystemConfigurations   []FilesystemConfiguration   `json:"filesystemConfigurations,omitempty"`
 
 	// berth's own: "config" for runtimes the config file declares (the
 	// API cannot change those), "api" for the rest; what berth runs; and

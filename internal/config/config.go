@@ -63,6 +63,10 @@ type Config struct {
 	StopGrace       Duration `yaml:"stop_grace"`
 	LogRetention    Duration `yaml:"log_retention"`
 	StateRetention  Duration `yaml:"state_retention"`
+	// SessionStorageMaxBytes caps each session's storage (AgentCore: 1 GB);
+	// SessionStorageRetention wipes one not used for that long (14 days).
+	SessionStorageMaxBytes  Bytes    `yaml:"session_storage_max_bytes"`
+	SessionStorageRetention Duration `yaml:"session_storage_retention"`
 	// UserNamespace maps root inside linux sandboxes to unprivileged host
 	// IDs. Agents' code and binaries must then be readable by "other".
 	UserNamespace bool `yaml:"user_namespace"`
@@ -124,24 +128,26 @@ type (
 // Default returns a config with every default filled in and no runtimes.
 func Default() Config {
 	return Config{
-		Listen:               DefaultListen,
-		DataDir:              DefaultDataDir,
-		Region:               DefaultRegion,
-		Account:              DefaultAccount,
-		MaxPayloadBytes:      100_000_000,
-		MaxConnections:       4096,
-		MaxSessions:          defaultMaxSessions(),
-		NewSessionsPerSecond: 25,
-		IdleTimeout:          Duration(2 * time.Minute),
-		BodyIdleTimeout:      Duration(30 * time.Second),
-		Limits:               DefaultLimits,
-		APIRuntimes:          APIRuntimes{Sandbox: registry.BackendLinux, Network: sandbox.NetworkNone, WarmPool: 4},
-		StartTimeout:         Duration(DefaultStartTimeout),
-		PingInterval:         Duration(DefaultPingInterval),
-		PingFailures:         DefaultPingFailures,
-		StopGrace:            Duration(DefaultStopGrace),
-		LogRetention:         Duration(DefaultLogRetention),
-		StateRetention:       Duration(DefaultStateRetention),
+		Listen:                  DefaultListen,
+		DataDir:                 DefaultDataDir,
+		Region:                  DefaultRegion,
+		Account:                 DefaultAccount,
+		MaxPayloadBytes:         100_000_000,
+		MaxConnections:          4096,
+		MaxSessions:             defaultMaxSessions(),
+		NewSessionsPerSecond:    25,
+		IdleTimeout:             Duration(2 * time.Minute),
+		BodyIdleTimeout:         Duration(30 * time.Second),
+		Limits:                  DefaultLimits,
+		APIRuntimes:             APIRuntimes{Sandbox: registry.BackendLinux, Network: sandbox.NetworkNone, WarmPool: 4},
+		StartTimeout:            Duration(DefaultStartTimeout),
+		PingInterval:            Duration(DefaultPingInterval),
+		PingFailures:            DefaultPingFailures,
+		StopGrace:               Duration(DefaultStopGrace),
+		LogRetention:            Duration(DefaultLogRetention),
+		StateRetention:          Duration(DefaultStateRetention),
+		SessionStorageMaxBytes:  1 << 30,
+		SessionStorageRetention: Duration(14 * 24 * time.Hour),
 	}
 }
 
@@ -208,6 +214,9 @@ func (c *Config) Validate() error {
 	}
 	if c.PingFailures < 1 {
 		return errors.New("ping_failures: must be at least 1")
+	}
+	if c.SessionStorageMaxBytes < 16<<20 || c.SessionStorageRetention < 0 {
+		return errors.New("session_storage_max_bytes: at least 16Mi; session_storage_retention: not negative")
 	}
 	if c.MaxSessions < 1 || c.NewSessionsPerSecond <= 0 {
 		return errors.New("max_sessions and new_sessions_per_second: must be positive")

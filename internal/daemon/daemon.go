@@ -24,6 +24,7 @@ import (
 	"github.com/berth-dev/berth/internal/sandbox/process"
 	"github.com/berth-dev/berth/internal/server"
 	"github.com/berth-dev/berth/internal/session"
+	"github.com/berth-dev/berth/internal/storage"
 	"github.com/berth-dev/berth/internal/store"
 	"golang.org/x/net/netutil"
 )
@@ -101,6 +102,12 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 	}
 	d.defaultBackend = defaultBackend
 	d.backends = backends
+	var vols *storage.Store
+	if err := storage.Available(); err != nil {
+		log.Info("session storage unavailable; runtimes that ask for it will fail to start", "reason", err)
+	} else if vols, err = storage.Open(filepath.Join(dataDir, "storage"), int64(cfg.SessionStorageMaxBytes), log); err != nil {
+		return nil, err
+	}
 	metrics := newMetrics(d)
 	d.sessions = session.NewManager(d.db, backends, session.Options{
 		Observer:             metrics,
@@ -109,6 +116,8 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 		LogRetention:         time.Duration(cfg.LogRetention),
 		StateDir:             filepath.Join(dataDir, "run"),
 		StateRetention:       time.Duration(cfg.StateRetention),
+		Storage:              vols,
+		StorageRetention:     time.Duration(cfg.SessionStorageRetention),
 		StartTimeout:         time.Duration(cfg.StartTimeout),
 		PingInterval:         time.Duration(cfg.PingInterval),
 		PingFailures:         cfg.PingFailures,

@@ -606,7 +606,7 @@ func (c *Control) DeleteEndpoint(ctx context.Context, ref, name string) (Runtime
 		return Runtime{}, Endpoint{}, fmt.Errorf("delete endpoint: %w", err)
 	}
 	c.reg.log.Info("endpoint deleted", "runtime_id", rt.ID, "endpoint", name)
-	c.reg.changed(ctx, Change{Kind: EndpointChanged, RuntimeID: rt.ID, Endpoint: name})
+	c.reg.changed(ctx, Change{Kind: EndpointDeleted, RuntimeID: rt.ID, Endpoint: name})
 	e.Status = api.StatusDeleting
 	return rt, e, nil
 }

@@ -101,6 +101,7 @@ func (s setting) err(src Source, format string, args ...any) error {
 
 var (
 	fCommand      = setting{"command", "agentRuntimeArtifact"}
+	fStorage      = setting{"session_storage", "filesystemConfigurations"}
 	fWorkdir      = setting{"workdir", "agentRuntimeArtifact.codeConfiguration.code.s3.prefix"}
 	fEnv          = setting{"env", "environmentVariables"}
 	fSandbox      = setting{"sandbox", "berthSettings.sandbox"}
@@ -160,7 +161,31 @@ func (rb Rulebook) Validate(src Source, s *Settings) error {
 	if err := ValidateAllowlist(s.HeaderAllowlist); err != nil {
 		return fAllowlist.err(src, "%s", err)
 	}
-	return rb.validatePolicy(src, &s.Sessions)
+	if err := rb.validatePolicy(src, &s.Sessions); err != nil {
+		return err
+	}
+	return validateStorage(src, s)
+}
+
+// storageRE is AgentCore's session storage mount path: exactly one level
+// under /mnt.
+var storageRE = regexp.MustCompile(`^/mnt/[a-zA-Z0-9._-]+/?$`)
+
+func validateStorage(src Source, s *Settings) error {
+	p := s.SessionStorage
+	if p == "" {
+		return nil
+	}
+	switch {
+	case len(p) < 6 || len(p) > 200 || !storageRE.MatchString(p) || strings.Trim(p, "/.") == "mnt" || strings.HasSuffix(strings.TrimSuffix(p, "/"), "/.."):
+		return fStorage.err(src, "mount path %q must be one level under /mnt (/mnt/[a-zA-Z0-9._-]+), 6-200 characters", p)
+	case s.Sandbox == BackendProcess:
+		return fStorage.err(src, "session storage needs the linux sandbox backend; the process backend shares the host's filesystem")
+	case s.Sessions.WarmPool > 0:
+		return fStorage.err(src, "session storage and a warm pool do not mix: a warm sandbox starts before its session, and the storage is mounted when the session's first call arrives")
+	}
+	s.SessionStorage = strings.TrimSuffix(p, "/")
+	return nil
 }
 
 // validatePaths keeps code and mounts away from what sandboxes must never

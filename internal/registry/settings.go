@@ -34,6 +34,9 @@ type Settings struct {
 	MaxLifetime     Duration `json:"max_lifetime" yaml:"max_lifetime"`
 	HeaderAllowlist []string `json:"header_allowlist,omitempty" yaml:"header_allowlist"`
 	Protocol        Protocol `json:"protocol,omitempty" yaml:"protocol"`
+	// SessionStorage is where each session's own persistent filesystem
+	// is mounted ("/mnt/workspace"); empty for none.
+	SessionStorage string `json:"session_storage,omitempty" yaml:"session_storage"`
 
 	Network sandbox.NetworkMode `json:"network,omitempty" yaml:"network"`
 	// Limits cap each sandbox; API callers may ask up to the operator's

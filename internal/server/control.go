@@ -156,6 +156,9 @@ func (c *controlAPI) runtimeOut(rt registry.Runtime, v registry.Version) api.Age
 	if len(cfg.HeaderAllowlist) > 0 {
 		out.RequestHeaderConfiguration = &api.RequestHeaderConfiguration{RequestHeaderAllowlist: cfg.HeaderAllowlist}
 	}
+	if cfg.SessionStorage != "" {
+		out.FilesystemConfigurations = []api.FilesystemConfiguration{{SessionStorage: &api.SessionStorage{MountPath: cfg.SessionStorage}}}
+	}
 	return out
 }
 
@@ -318,7 +321,6 @@ func runtimeSpec(req *api.RuntimeInput) (registry.RuntimeSpec, error) {
 		why   string
 	}{
 		{"authorizerConfiguration", req.AuthorizerConfiguration, "berth does not validate JWT bearer tokens yet; leave it out to use SigV4 (IAM) callers"},
-		{"filesystemConfigurations", req.FilesystemConfigurations, "berth has no session storage mounts yet"},
 		{"capacityProviderConfiguration", req.CapacityProviderConfiguration, "berth has no capacity providers (the Instances compute type)"},
 		{"hooksConfiguration", req.HooksConfiguration, "berth runs no build hooks; warm sessions up with a warm pool (berthSettings.sessions.warmPool) instead"},
 		{"allowedPorts", req.AllowedPorts, "berth does not expose session ports"},
@@ -406,7 +408,39 @@ func runtimeSpec(req *api.RuntimeInput) (registry.RuntimeSpec, error) {
 	if b := req.BerthSettings; b != nil {
 		berthSettingsIn(b, &spec.Settings)
 	}
+	if err := filesystemsIn(req.FilesystemConfigurations, &spec.Settings); err != nil {
+		return registry.RuntimeSpec{}, err
+	}
 	return spec, nil
+}
+
+// filesystemsIn reads filesystemConfigurations with AgentCore's rules: at
+// most 5, at most one sessionStorage, mount paths unique and not nested.
+// The rulebook checks the session storage path itself.
+func filesystemsIn(fss []api.FilesystemConfiguration, s *registry.Settings) error {
+	const field = "filesystemConfigurations"
+	if len(fss) > 5 {
+		return validation(field, "at most 5 filesystem configurations")
+	}
+	for i, fs := range fss {
+		name := fmt.Sprintf("%s[%d]", field, i)
+		n := 0
+		for _, set := range []bool{fs.SessionStorage != nil, present(fs.S3FilesAccessPoint), present(fs.EfsAccessPoint)} {
+			if set {
+				n++
+			}
+		}
+		switch {
+		case n != 1:
+			return validation(name, "give exactly one of sessionStorage, s3FilesAccessPoint, efsAccessPoint")
+		case present(fs.S3FilesAccessPoint) || present(fs.EfsAccessPoint):
+			return validation(name, "S3 Files and EFS access points need AWS (and a VPC); berth serves sessionStorage")
+		case s.SessionStorage != "":
+			return validation(name, "at most one sessionStorage")
+		}
+		s.SessionStorage = fs.SessionStorage.MountPath
+	}
+	return nil
 }
 
 // artifactOut is the artifact a version echoes: the control plane's own,

@@ -168,7 +168,17 @@ func bind(source, target string, ro bool) error {
 	if err != nil {
 		return fmt.Errorf("bind %s: %w", source, err)
 	}
-	if err := mountPoint(target, fi.IsDir()); err != nil {
+	err = mountPoint(target, fi.IsDir())
+	if errors.Is(err, unix.EROFS) {
+		// The mount point would be in the read-only host root (session
+		// storage under /mnt): a small tmpfs over its parent holds it, and
+		// hides the host's entries there.
+		parent := filepath.Dir(target)
+		if err = unix.Mount("tmpfs", parent, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=64k,mode=0755"); err == nil {
+			err = mountPoint(target, fi.IsDir())
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("bind %s: %w", source, err)
 	}
 	if err := unix.Mount(source, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
