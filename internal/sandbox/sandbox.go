@@ -124,10 +124,41 @@ type StatsReporter interface {
 	Stats() (Stats, error)
 }
 
+// Capabilities is what a backend can do. Callers choose by capability,
+// never by a backend's name.
+type Capabilities struct {
+	// DefaultNetwork is the mode a spec with an empty Network gets.
+	DefaultNetwork NetworkMode
+	// Networks lists the modes Start accepts.
+	Networks []NetworkMode
+	// PrivateNetwork is true when a sandbox in any mode but host has a
+	// network namespace of its own, so its agent may bind a fixed port
+	// such as 8080 without clashing with other sessions.
+	PrivateNetwork bool
+	// HostPaths is true when the agent sees the host's filesystem as berth
+	// does, at the same paths, so a host directory or socket reaches it
+	// without a Mount. When false, only Spec.Mounts reliably expose one.
+	HostPaths bool
+	// Mounts is true when Start honours Spec.Mounts.
+	Mounts bool
+}
+
+// SharesHostNetwork reports whether a sandbox in mode shares the host's
+// network, so its agent must listen on $PORT rather than a fixed port.
+func (c Capabilities) SharesHostNetwork(mode NetworkMode) bool {
+	if mode == "" {
+		mode = c.DefaultNetwork
+	}
+	return mode == NetworkHost || !c.PrivateNetwork
+}
+
 // Backend starts sandboxes.
 type Backend interface {
-	// Name is the backend's config name: "process" or "linux".
+	// Name is the backend's config name: "process" or "linux". It names the
+	// backend in config, records and logs; behaviour follows Capabilities.
 	Name() string
+	// Capabilities says what this backend can do.
+	Capabilities() Capabilities
 	// Start creates the sandbox and starts its agent. It returns once the
 	// agent process runs; health is the caller's concern.
 	Start(ctx context.Context, spec Spec) (Handle, error)

@@ -28,6 +28,10 @@ var _ sandbox.Backend = (*fakeBackend)(nil)
 func (b *fakeBackend) Name() string                   { return "fake" }
 func (b *fakeBackend) Reap(ctx context.Context) error { return nil }
 
+func (b *fakeBackend) Capabilities() sandbox.Capabilities {
+	return sandbox.Capabilities{DefaultNetwork: sandbox.NetworkHost, Networks: []sandbox.NetworkMode{sandbox.NetworkHost}, HostPaths: true}
+}
+
 func (b *fakeBackend) Start(ctx context.Context, spec sandbox.Spec) (sandbox.Handle, error) {
 	h := &fakeHandle{id: spec.Name, conns: make(chan net.Conn), closed: make(chan struct{}), done: make(chan struct{})}
 	h.pingCode.Store(http.StatusOK)

@@ -92,6 +92,15 @@ func New(root string, logger *slog.Logger) *Backend {
 // Name is the backend's config name.
 func (b *Backend) Name() string { return "process" }
 
+// Capabilities: host network only, host paths, no mounts.
+func (b *Backend) Capabilities() sandbox.Capabilities {
+	return sandbox.Capabilities{
+		DefaultNetwork: sandbox.NetworkHost,
+		Networks:       []sandbox.NetworkMode{sandbox.NetworkHost},
+		HostPaths:      true,
+	}
+}
+
 // record is what Reap needs to find a sandbox's processes after berth died.
 type record struct {
 	Name string `json:"name"`
