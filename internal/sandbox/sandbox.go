@@ -12,6 +12,7 @@ import (
 	"errors"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -177,8 +178,29 @@ var HiddenPaths = []string{"/run", "/var/run", "/root", "/etc/shadow", "/etc/gsh
 var ErrUnsupported = errors.New("unsupported by this sandbox backend")
 
 // Name derives a sandbox's name from its runtime and session. It is the one
-// function every backend shares, so leftovers are found the same way.
+// function that makes sandbox names, so every backend finds leftovers the
+// same way.
 func Name(runtimeID, sessionID string) string {
 	sum := sha256.Sum256([]byte(runtimeID + "\x00" + sessionID))
-	return "b" + hex.EncodeToString(sum[:8])
+	return namePrefix + hex.EncodeToString(sum[:nameBytes])
+}
+
+const (
+	namePrefix = "b"
+	nameBytes  = 8
+)
+
+// ValidName reports whether name is one Name could have made. Backends
+// refuse other names, and never reap what does not look like one.
+func ValidName(name string) bool {
+	hexPart, ok := strings.CutPrefix(name, namePrefix)
+	if !ok || len(hexPart) != 2*nameBytes {
+		return false
+	}
+	for _, c := range hexPart {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }

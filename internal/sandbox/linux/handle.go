@@ -138,10 +138,10 @@ func (h *handle) cleanup() error {
 	if h.b.live[h.name] == h {
 		delete(h.b.live, h.name)
 	}
-	if h.port != 0 {
-		delete(h.b.ports, h.port)
-	}
 	h.b.mu.Unlock()
+	if h.port != 0 {
+		h.b.ports.Release(h.port)
+	}
 	return errors.Join(errs...)
 }
 

@@ -25,7 +25,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -53,6 +52,8 @@ type Backend struct {
 	egress  *egress
 	// nice is berth's own nice value, which sandboxes run at.
 	nice int
+	// ports holds the loopback ports of host-network sandboxes.
+	ports sandbox.Ports
 
 	// mu guards the fields that follow. Lock order: pool.mu and egress.mu
 	// are never held while taking mu, nor mu while taking them.
@@ -60,7 +61,6 @@ type Backend struct {
 	live  map[string]*handle
 	procs map[string]bool // inits started and not yet released, by name
 	slots map[uint32]bool // user-namespace uid ranges in use
-	ports map[int]bool    // loopback ports of host-network sandboxes
 }
 
 var _ sandbox.Backend = (*Backend)(nil)
@@ -68,13 +68,13 @@ var _ sandbox.Backend = (*Backend)(nil)
 // ErrExists means a sandbox with the spec's name is already running here.
 var ErrExists = errors.New("sandbox already exists")
 
-// namePattern matches sandbox.Name's output; reapPattern adds the names of
-// inits not yet taken by a session. Anything else under RootDir or the
-// cgroup parent is not ours to reap.
-var (
-	namePattern = regexp.MustCompile(`^b[0-9a-f]{16}$`)
-	reapPattern = regexp.MustCompile(`^[bp][0-9a-f]{16}$`)
-)
+// reapable reports whether a name under RootDir or the cgroup parent is
+// ours to reap: a sandbox's, or an init's not yet taken by a session.
+// Anything else there is left alone.
+func reapable(name string) bool {
+	init, ok := strings.CutPrefix(name, "p")
+	return sandbox.ValidName(name) || ok && sandbox.ValidName("b"+init)
+}
 
 // Available reports whether this host can run linux sandboxes, and if not, why.
 func Available() error {
@@ -154,7 +154,7 @@ func New(cfg Config) (*Backend, error) {
 	}
 	b := &Backend{
 		cfg: cfg, log: log, layout: layout, hostNet: hostNet, newRoot: newRoot, egress: eg,
-		live: map[string]*handle{}, procs: map[string]bool{}, slots: map[uint32]bool{}, ports: map[int]bool{},
+		live: map[string]*handle{}, procs: map[string]bool{}, slots: map[uint32]bool{},
 	}
 	if prio, err := unix.Getpriority(unix.PRIO_PROCESS, 0); err == nil {
 		b.nice = 20 - prio // the raw syscall answers 20 - nice
@@ -188,7 +188,7 @@ type state struct {
 
 // Start implements sandbox.Backend.
 func (b *Backend) Start(ctx context.Context, spec sandbox.Spec) (sandbox.Handle, error) {
-	if !namePattern.MatchString(spec.Name) {
+	if !sandbox.ValidName(spec.Name) {
 		return nil, fmt.Errorf("start sandbox: name %q is not from sandbox.Name", spec.Name)
 	}
 	if len(spec.Command) == 0 {
@@ -262,7 +262,7 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec, mode sandbox.Net
 	}
 	port := 8080
 	if mode == sandbox.NetworkHost {
-		if port, err = b.takePort(); err != nil {
+		if port, err = b.ports.Take(); err != nil {
 			return nil, err
 		}
 		h.port = port
@@ -421,30 +421,6 @@ func openLog(path string) (*os.File, error) {
 	return f, nil
 }
 
-// takePort picks a free loopback port for a host-network sandbox. The kernel
-// may hand a port it just gave us to the next caller once we close it, so
-// ports held by live sandboxes are skipped: two agents never share one.
-func (b *Backend) takePort() (int, error) {
-	for range 32 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, fmt.Errorf("pick loopback port: %w", err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		b.mu.Lock()
-		taken := b.ports[port]
-		if !taken {
-			b.ports[port] = true
-		}
-		b.mu.Unlock()
-		if !taken {
-			return port, nil
-		}
-	}
-	return 0, errors.New("pick loopback port: every port offered is in use by a sandbox")
-}
-
 // takeSlot reserves a user-namespace uid range for p.
 func (b *Backend) takeSlot(p *initProc) (uint32, error) {
 	b.mu.Lock()
@@ -531,7 +507,7 @@ func (b *Backend) Reap(ctx context.Context) error {
 	}
 	for _, e := range entries {
 		name := e.Name()
-		if !reapPattern.MatchString(name) || ours[name] {
+		if !reapable(name) || ours[name] {
 			continue
 		}
 		dir := filepath.Join(b.cfg.RootDir, name)
@@ -565,7 +541,7 @@ func (b *Backend) Reap(ctx context.Context) error {
 			continue
 		}
 		for _, e := range entries {
-			if !e.IsDir() || !reapPattern.MatchString(e.Name()) || ours[e.Name()] {
+			if !e.IsDir() || !reapable(e.Name()) || ours[e.Name()] {
 				continue
 			}
 			d := []string{filepath.Join(parent, e.Name())}

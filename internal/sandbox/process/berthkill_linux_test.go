@@ -37,6 +37,8 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+var fakeBerthName = sandbox.Name("rt", "fake-berth")
+
 // fakeBerth starts one sandbox whose agent has spawned a grandchild, says
 // "ready" on stdout, and waits to be SIGKILLed.
 func fakeBerth(root string) int {
@@ -44,7 +46,7 @@ func fakeBerth(root string) int {
 	defer cancel()
 	b := process.New(root, nil)
 	h, err := b.Start(ctx, sandbox.Spec{
-		Name:    "bfakeberth",
+		Name:    fakeBerthName,
 		Command: []string{os.Getenv(envFakeAgent)},
 		Env:     []string{"SANDBOXTEST_TOKEN=" + os.Getenv(envFakeToken)},
 	})
@@ -111,7 +113,7 @@ func testReapAfterBerthKilled(t *testing.T, reapLeader bool) {
 	if err != nil || line != "ready\n" {
 		t.Fatalf("fake berth said %q (%v)", line, err)
 	}
-	data, err := os.ReadFile(filepath.Join(root, "bfakeberth", "sandbox.json"))
+	data, err := os.ReadFile(filepath.Join(root, fakeBerthName, "sandbox.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +151,7 @@ func testReapAfterBerthKilled(t *testing.T, reapLeader bool) {
 	if pids := procsWith(t, marker); len(pids) > 0 {
 		t.Errorf("after Reap: %v survive", pids)
 	}
-	if _, err := os.Stat(filepath.Join(root, "bfakeberth")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(root, fakeBerthName)); !os.IsNotExist(err) {
 		t.Errorf("Reap kept the sandbox dir (%v)", err)
 	}
 }

@@ -61,6 +61,8 @@ type Backend struct {
 	root          string
 	logger        *slog.Logger
 	limitsWarning sync.Once
+	// ports holds the ports handed to live agents.
+	ports sandbox.Ports
 
 	// mu guards the fields that follow. Lock order: handle.mu is never
 	// held while taking Backend.mu.
@@ -68,9 +70,6 @@ type Backend struct {
 	// live holds the names of sandboxes this instance started and has not
 	// stopped yet; Reap leaves them alone and Start refuses duplicates.
 	live map[string]bool
-	// ports holds ports handed to live agents, so two Starts racing on
-	// the kernel's choice never share one.
-	ports map[int]bool
 }
 
 var _ sandbox.Backend = (*Backend)(nil)
@@ -85,7 +84,6 @@ func New(root string, logger *slog.Logger) *Backend {
 		root:   root,
 		logger: logger.With("backend", "process"),
 		live:   map[string]bool{},
-		ports:  map[int]bool{},
 	}
 }
 
@@ -130,14 +128,14 @@ func (b *Backend) Start(ctx context.Context, spec sandbox.Spec) (sandbox.Handle,
 	if !b.reserveName(spec.Name) {
 		return nil, fmt.Errorf("start sandbox %s: already running: %w", spec.Name, fs.ErrExist)
 	}
-	port, err := b.reservePort()
+	port, err := b.ports.Take()
 	if err != nil {
 		b.releaseName(spec.Name)
 		return nil, fmt.Errorf("start sandbox %s: %w", spec.Name, err)
 	}
 	h, err := b.start(spec, port, logger)
 	if err != nil {
-		b.releasePort(port)
+		b.ports.Release(port)
 		b.releaseName(spec.Name)
 		return nil, fmt.Errorf("start sandbox %s: %w", spec.Name, err)
 	}
@@ -145,8 +143,8 @@ func (b *Backend) Start(ctx context.Context, spec sandbox.Spec) (sandbox.Handle,
 }
 
 func validate(spec sandbox.Spec) error {
-	if spec.Name == "" || spec.Name == "." || spec.Name == ".." || strings.ContainsAny(spec.Name, `/\`) {
-		return fmt.Errorf("invalid sandbox name %q", spec.Name)
+	if !sandbox.ValidName(spec.Name) {
+		return fmt.Errorf("name %q is not from sandbox.Name", spec.Name)
 	}
 	if len(spec.Command) == 0 || spec.Command[0] == "" {
 		return errors.New("empty command")
@@ -355,36 +353,6 @@ func (b *Backend) isLive(name string) bool {
 	return b.live[name]
 }
 
-// reservePort asks the kernel for a free loopback port. The port is free
-// when chosen; another program may still take it before the agent binds,
-// in which case the agent fails to start and its sandbox ends.
-func (b *Backend) reservePort() (int, error) {
-	for range 32 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, fmt.Errorf("allocate loopback port: %w", err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		_ = ln.Close()
-		b.mu.Lock()
-		taken := b.ports[port]
-		if !taken {
-			b.ports[port] = true
-		}
-		b.mu.Unlock()
-		if !taken {
-			return port, nil
-		}
-	}
-	return 0, errors.New("allocate loopback port: kernel kept choosing ports in use")
-}
-
-func (b *Backend) releasePort(port int) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	delete(b.ports, port)
-}
-
 // Reap kills the process groups recorded under root by a previous berth
 // and removes their dirs. Sandboxes this instance started are left alone.
 func (b *Backend) Reap(ctx context.Context) error {
@@ -397,7 +365,7 @@ func (b *Backend) Reap(ctx context.Context) error {
 	}
 	var errs []error
 	for _, e := range ents {
-		if !e.IsDir() || b.isLive(e.Name()) {
+		if !e.IsDir() || !sandbox.ValidName(e.Name()) || b.isLive(e.Name()) {
 			continue
 		}
 		dir := filepath.Join(b.root, e.Name())
@@ -504,7 +472,7 @@ func (h *handle) wait() {
 	}
 	h.exit = exitStatus(h.cmd.ProcessState)
 	awaitGroupGone(h.pid, h.startTime, killWait)
-	h.b.releasePort(h.port)
+	h.b.ports.Release(h.port)
 	h.logger.Info("agent exited", "status", h.exit.String())
 }
 

@@ -158,11 +158,12 @@ func TestReapSparesRecycledPID(t *testing.T) {
 	pid := stranger.Process.Pid
 
 	root := sandboxtest.Root(t)
-	dir := filepath.Join(root, "bstale")
+	name := sandbox.Name("rt", "stale")
+	dir := filepath.Join(root, name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	rec := `{"name":"bstale","pid":` + strconv.Itoa(pid) + `,"pgid":` + strconv.Itoa(pid) + `,"start_time":1}`
+	rec := `{"name":"` + name + `","pid":` + strconv.Itoa(pid) + `,"pgid":` + strconv.Itoa(pid) + `,"start_time":1}`
 	if err := os.WriteFile(filepath.Join(dir, "sandbox.json"), []byte(rec), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +238,7 @@ func BenchmarkStart(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		i++
-		h, err := be.Start(ctx, sandbox.Spec{Name: "bench" + strconv.Itoa(i), Command: []string{agent}, LogPath: logPath})
+		h, err := be.Start(ctx, sandbox.Spec{Name: sandbox.Name("bench", strconv.Itoa(i)), Command: []string{agent}, LogPath: logPath})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -320,7 +321,7 @@ func TestBareCommandUsesSpecPath(t *testing.T) {
 		s.Command = []string{"berth-test-agent"}
 		s.Env = append(s.Env, "PATH="+bin+":/usr/bin:/bin")
 	})
-	_, err := b.Start(context.Background(), sandbox.Spec{Name: "bnopath", Command: []string{"berth-test-agent"}, Env: []string{"PATH=/nonexistent"}})
+	_, err := b.Start(context.Background(), sandbox.Spec{Name: sandbox.Name("rt", "nopath"), Command: []string{"berth-test-agent"}, Env: []string{"PATH=/nonexistent"}})
 	if err == nil {
 		t.Fatal("Start found a command outside the spec's PATH")
 	}
