@@ -154,7 +154,7 @@ func runInit() int {
 		}
 		unix.Close(logFd)
 	}
-	if err := finishRoot(warm.NewRoot, hidden, &cfg); err != nil {
+	if err := finishRoot(warm.NewRoot, hidden, warm.Hide, &cfg); err != nil {
 		return fail(fmt.Errorf("set up mounts: %w", err))
 	}
 	if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {

@@ -123,14 +123,24 @@ func New(cfg Config) (*Backend, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	root, err := filepath.Abs(cfg.RootDir)
+	if err := os.MkdirAll(cfg.RootDir, 0o711); err != nil {
+		return nil, fmt.Errorf("new linux backend: create root dir: %w", err)
+	}
+	// Hiding compares paths: every one is absolute, without symlinks.
+	root, err := canonical(cfg.RootDir)
 	if err != nil {
 		return nil, fmt.Errorf("new linux backend: %w", err)
 	}
 	cfg.RootDir = root
-	if err := os.MkdirAll(root, 0o711); err != nil {
-		return nil, fmt.Errorf("new linux backend: create root dir: %w", err)
+	hide := make([]string, 0, len(cfg.HidePaths))
+	for _, h := range cfg.HidePaths {
+		c, err := canonical(h)
+		if err != nil {
+			return nil, fmt.Errorf("new linux backend: hide path: %w", err)
+		}
+		hide = append(hide, c)
 	}
+	cfg.HidePaths = hide
 	layout, err := detectCgroups(cfg.CgroupParent)
 	if err != nil {
 		return nil, fmt.Errorf("new linux backend: %w", err)
@@ -362,7 +372,7 @@ func (b *Backend) sessionConfig(spec sandbox.Spec, port int, mode sandbox.Networ
 		Argv:     spec.Command,
 	}
 	if spec.Dir != "" {
-		dir, err := filepath.Abs(spec.Dir)
+		dir, err := canonical(spec.Dir)
 		if err != nil {
 			return nil, fmt.Errorf("resolve dir: %w", err)
 		}
@@ -371,8 +381,10 @@ func (b *Backend) sessionConfig(spec sandbox.Spec, port int, mode sandbox.Networ
 	}
 	// An absolute agent path outside the code dir (a built binary in a temp
 	// dir, say) is bound in on its own.
-	if p := spec.Command[0]; filepath.IsAbs(p) && (spec.Dir == "" || !within(p, c.Dir)) {
-		c.Binds = append(c.Binds, bindMount{Source: p, Target: p, ReadOnly: true})
+	if p := spec.Command[0]; filepath.IsAbs(p) {
+		if p, err := canonical(p); err == nil && (spec.Dir == "" || !within(p, c.Dir)) {
+			c.Binds = append(c.Binds, bindMount{Source: p, Target: p, ReadOnly: true})
+		}
 	}
 	for _, m := range spec.Mounts {
 		if !filepath.IsAbs(m.Source) || !filepath.IsAbs(m.Target) {
@@ -403,6 +415,20 @@ func (b *Backend) sessionConfig(spec sandbox.Spec, port int, mode sandbox.Networ
 		c.Env = append(c.Env, k+"="+env[k])
 	}
 	return c, nil
+}
+
+// canonical makes p absolute and resolves its symlinks, as far as it exists.
+// A bind target is resolved against berth's root, not the sandbox's, so it
+// must hold no symlink; and hidden paths are compared as strings.
+func canonical(p string) (string, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		return real, nil
+	}
+	return abs, nil
 }
 
 func within(p, dir string) bool {
