@@ -80,10 +80,16 @@ type ExitStatus struct {
 	Signal string
 	// OOMKilled is true when the memory limit killed the agent.
 	OOMKilled bool
+	// Unknown is true when the agent ended but how could not be learned:
+	// in a reattached sandbox whose agent was not this process's child.
+	// Code is then -1.
+	Unknown bool
 }
 
 func (s ExitStatus) String() string {
 	switch {
+	case s.Unknown:
+		return "exit status unknown (sandbox reattached)"
 	case s.OOMKilled:
 		return "killed: out of memory (memory limit exceeded)"
 	case s.Signal != "":
@@ -163,8 +169,15 @@ type Backend interface {
 	// Start creates the sandbox and starts its agent. It returns once the
 	// agent process runs; health is the caller's concern.
 	Start(ctx context.Context, spec Spec) (Handle, error)
+	// Attach takes charge again of a sandbox that an earlier backend
+	// instance over the same state (a berth process since restarted)
+	// started, by its handle ID. The new handle serves, reports and stops
+	// the sandbox like the one Start returned. It fails with ErrNotFound
+	// when the sandbox no longer runs.
+	Attach(ctx context.Context, id string) (Handle, error)
 	// Reap removes whatever a previous berth process left behind: processes,
-	// directories, cgroups, mounts. It runs at start, before any Start.
+	// directories, cgroups, mounts. It runs at start, before any Start, and
+	// after any Attach: it spares only the sandboxes this instance holds.
 	Reap(ctx context.Context) error
 }
 
@@ -174,8 +187,12 @@ type Backend interface {
 // mounts that would reach into them.
 var HiddenPaths = []string{"/run", "/var/run", "/root", "/etc/shadow", "/etc/gshadow", "/etc/ssh"}
 
-// ErrUnsupported means a backend cannot run here or cannot honour a spec.
-var ErrUnsupported = errors.New("unsupported by this sandbox backend")
+var (
+	// ErrUnsupported means a backend cannot run here or cannot honour a spec.
+	ErrUnsupported = errors.New("unsupported by this sandbox backend")
+	// ErrNotFound means Attach found no running sandbox by that ID.
+	ErrNotFound = errors.New("sandbox not found")
+)
 
 // Name derives a sandbox's name from its runtime and session. It is the one
 // function that makes sandbox names, so every backend finds leftovers the

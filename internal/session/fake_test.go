@@ -28,6 +28,10 @@ var _ sandbox.Backend = (*fakeBackend)(nil)
 func (b *fakeBackend) Name() string                   { return "fake" }
 func (b *fakeBackend) Reap(ctx context.Context) error { return nil }
 
+func (b *fakeBackend) Attach(ctx context.Context, id string) (sandbox.Handle, error) {
+	return nil, sandbox.ErrNotFound
+}
+
 func (b *fakeBackend) Capabilities() sandbox.Capabilities {
 	return sandbox.Capabilities{DefaultNetwork: sandbox.NetworkHost, Networks: []sandbox.NetworkMode{sandbox.NetworkHost}, HostPaths: true}
 }

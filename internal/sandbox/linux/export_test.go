@@ -71,7 +71,7 @@ func Leftovers(b *Backend) []string {
 			out = append(out, filepath.Join(b.cfg.RootDir, e.Name()))
 		}
 	}
-	for _, d := range b.layout.dirs() {
+	for _, d := range b.layout.Dirs() {
 		entries, _ := os.ReadDir(d)
 		for _, e := range entries {
 			if e.IsDir() && reapable(e.Name()) && !ours[e.Name()] {

@@ -35,13 +35,15 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/sandbox"
+	"github.com/berth-dev/berth/internal/sandbox/internal/cgroups"
+	"github.com/berth-dev/berth/internal/sandbox/internal/procfs"
 )
 
 // Backend starts linux sandboxes.
 type Backend struct {
 	cfg    Config
 	log    *slog.Logger
-	layout *cgroupLayout
+	layout *cgroups.Layout
 	// hostNet is berth's own network namespace, to return to after dialing
 	// into a sandbox's.
 	hostNet *os.File
@@ -93,11 +95,11 @@ func Available() error {
 	if err := unix.MountSetattr(-1, "/nonexistent-berth-probe", 0, &unix.MountAttr{}); errors.Is(err, unix.ENOSYS) {
 		return fmt.Errorf("linux sandbox needs mount_setattr (Linux 5.12 or later): %w", sandbox.ErrUnsupported)
 	}
-	l, err := detectCgroups("berth")
+	l, err := cgroups.Detect("berth")
 	if err != nil {
 		return fmt.Errorf("linux sandbox: %w", err)
 	}
-	if m := l.missing(); len(m) > 0 {
+	if m := l.Missing(); len(m) > 0 {
 		return fmt.Errorf("linux sandbox needs cgroup controllers %s: %w", strings.Join(m, ", "), sandbox.ErrUnsupported)
 	}
 	return nil
@@ -141,11 +143,11 @@ func New(cfg Config) (*Backend, error) {
 		hide = append(hide, c)
 	}
 	cfg.HidePaths = hide
-	layout, err := detectCgroups(cfg.CgroupParent)
+	layout, err := cgroups.Detect(cfg.CgroupParent)
 	if err != nil {
 		return nil, fmt.Errorf("new linux backend: %w", err)
 	}
-	if err := layout.prepare(); err != nil {
+	if err := layout.Prepare(); err != nil {
 		return nil, fmt.Errorf("new linux backend: %w", err)
 	}
 	newRoot := filepath.Join(root, ".root")
@@ -188,13 +190,24 @@ func (b *Backend) Capabilities() sandbox.Capabilities {
 }
 
 // state is persisted per sandbox (and per pooled init) so a later berth can
-// reap it.
+// reap it, or attach to it.
 type state struct {
 	Pid       int
 	StartTime uint64 // from /proc/<pid>/stat, to tell a reused pid apart
 	Cgroups   []string
 	Veth      string `json:",omitempty"` // host side of an egress sandbox's link
+	// Set once a session has the init.
+	Network sandbox.NetworkMode `json:",omitempty"`
+	Port    int                 `json:",omitempty"` // host network: the agent's loopback port
+	// Slot is the user-namespace uid range, if one is held.
+	Slot *uint32 `json:",omitempty"`
 }
+
+// Files in a sandbox's (or pooled init's) directory.
+const (
+	stateFile = "state.json"
+	exitFile  = "exit"
+)
 
 // Start implements sandbox.Backend.
 func (b *Backend) Start(ctx context.Context, spec sandbox.Spec) (sandbox.Handle, error) {
@@ -343,7 +356,7 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec, mode sandbox.Net
 // hold.
 func (h *handle) hand(lim sandbox.Limits, scfg *sessionConfig, logFile *os.File) error {
 	p := h.p
-	if err := p.cg.setLimits(lim); err != nil {
+	if err := p.cg.SetLimits(lim); err != nil {
 		return err
 	}
 	if err := p.unnice(); err != nil {
@@ -356,6 +369,13 @@ func (h *handle) hand(lim sandbox.Limits, scfg *sessionConfig, logFile *os.File)
 		return fmt.Errorf("claim sandbox dir: %w", err)
 	}
 	p.dir, h.madeDir = "", true
+	p.st.Network, p.st.Port = h.mode, h.port
+	if p.hasSlot {
+		p.st.Slot = &p.slot
+	}
+	if err := writeState(h.dir, p.st); err != nil {
+		return err
+	}
 	if err := p.send(scfg, int(logFile.Fd())); err != nil {
 		return fmt.Errorf("send session config: %w", err)
 	}
@@ -467,36 +487,24 @@ func writeState(dir string, st state) error {
 	if err != nil {
 		return fmt.Errorf("write sandbox state: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "state.json"), b, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, stateFile), b, 0o600); err != nil {
 		return fmt.Errorf("write sandbox state: %w", err)
 	}
 	return nil
 }
 
-// procStartTime reads field 22 of /proc/<pid>/stat (0 if gone).
+// procStartTime is pid's start time, 0 if it is gone.
 func procStartTime(pid int) uint64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// The command name may contain spaces; fields restart after its ')'.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 20 {
-		return 0
-	}
-	v, _ := strconv.ParseUint(f[19], 10, 64)
-	return v
+	t, _ := procfs.StartTime(pid)
+	return t
 }
 
 // removeDir removes a sandbox's directory without ever following a mount:
 // rmdir on the root mount point fails if something is still mounted there.
 func removeDir(dir string) error {
-	_ = os.Remove(filepath.Join(dir, "state.json"))
+	for _, f := range []string{stateFile, exitFile} {
+		_ = os.Remove(filepath.Join(dir, f))
+	}
 	root := filepath.Join(dir, "root")
 	if err := unix.Rmdir(root); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("remove sandbox root mount point: %w", err)
@@ -538,14 +546,14 @@ func (b *Backend) Reap(ctx context.Context) error {
 		}
 		dir := filepath.Join(b.cfg.RootDir, name)
 		var st state
-		if raw, err := os.ReadFile(filepath.Join(dir, "state.json")); err == nil {
+		if raw, err := os.ReadFile(filepath.Join(dir, stateFile)); err == nil {
 			_ = json.Unmarshal(raw, &st)
 		}
 		if st.Pid > 0 && st.StartTime != 0 && procStartTime(st.Pid) == st.StartTime {
 			_ = syscall.Kill(st.Pid, syscall.SIGKILL)
 		}
-		killCgroupDirs(st.Cgroups, deadline)
-		if err := removeCgroupDirs(st.Cgroups, deadline); err != nil {
+		cgroups.Kill(st.Cgroups, deadline)
+		if err := cgroups.RemoveDirs(st.Cgroups, deadline); err != nil {
 			errs = append(errs, err)
 		}
 		// The kernel drops a veth with its namespace, but only later.
@@ -561,7 +569,7 @@ func (b *Backend) Reap(ctx context.Context) error {
 		reaped++
 	}
 	// Cgroups whose directory is gone (berth died between the two).
-	for _, parent := range b.layout.dirs() {
+	for _, parent := range b.layout.Dirs() {
 		entries, err := os.ReadDir(parent)
 		if err != nil {
 			continue
@@ -571,8 +579,8 @@ func (b *Backend) Reap(ctx context.Context) error {
 				continue
 			}
 			d := []string{filepath.Join(parent, e.Name())}
-			killCgroupDirs(d, deadline)
-			if err := removeCgroupDirs(d, deadline); err != nil {
+			cgroups.Kill(d, deadline)
+			if err := cgroups.RemoveDirs(d, deadline); err != nil {
 				errs = append(errs, err)
 			}
 			reaped++
@@ -627,8 +635,146 @@ func (b *Backend) Close() error {
 		err = b.egress.uninstall()
 	}
 	b.hostNet.Close()
-	for _, d := range b.layout.dirs() {
+	for _, d := range b.layout.Dirs() {
 		_ = unix.Rmdir(d)
 	}
 	return err
+}
+
+// Attach implements sandbox.Backend: it takes charge of a sandbox another
+// backend over the same RootDir and cgroup parent started, from its state
+// file. Its init is not our child; the exit file tells how the agent ended.
+func (b *Backend) Attach(ctx context.Context, id string) (sandbox.Handle, error) {
+	if !sandbox.ValidName(id) {
+		return nil, fmt.Errorf("attach sandbox %s: not a sandbox name: %w", id, sandbox.ErrNotFound)
+	}
+	b.mu.Lock()
+	if _, ok := b.live[id]; ok {
+		b.mu.Unlock()
+		return nil, fmt.Errorf("attach sandbox %s: %w", id, ErrExists)
+	}
+	b.live[id] = nil // reserve the name
+	b.mu.Unlock()
+
+	h, err := b.attach(id)
+	b.mu.Lock()
+	if err != nil {
+		delete(b.live, id)
+	} else {
+		b.live[id] = h
+	}
+	b.mu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("attach sandbox %s: %w", id, err)
+	}
+	go h.wait()
+	h.log.Info("sandbox attached", "init_pid", h.p.st.Pid, "network", h.mode, "addr", h.addr)
+	return h, nil
+}
+
+func (b *Backend) attach(id string) (_ *handle, err error) {
+	dir := filepath.Join(b.cfg.RootDir, id)
+	raw, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, sandbox.ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	var st state
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return nil, fmt.Errorf("decode state: %w", err)
+	}
+	if st.Network == "" || len(st.Cgroups) == 0 {
+		return nil, sandbox.ErrNotFound // its start never finished
+	}
+	cg, ok := b.layout.Open(filepath.Base(st.Cgroups[0]), st.Cgroups)
+	if !ok {
+		return nil, fmt.Errorf("state names cgroups %v, not this backend's", st.Cgroups)
+	}
+	p := &initProc{b: b, name: filepath.Base(st.Cgroups[0]), mode: st.Network, ctl: -1, cg: cg, st: st}
+	// Its cgroups are named for the init: Reap must spare them.
+	b.mu.Lock()
+	b.procs[p.name] = true
+	b.mu.Unlock()
+	h := &handle{b: b, name: id, log: b.log.With("sandbox", id), mode: st.Network, done: make(chan struct{}), dir: dir, p: p, madeDir: true}
+	// On failure, release what was taken here, and nothing of the sandbox.
+	defer func() {
+		if err != nil {
+			h.releaseAttach()
+		}
+	}()
+	if p.proc, err = procfs.Open(st.Pid, st.StartTime); err != nil {
+		if errors.Is(err, procfs.ErrGone) {
+			return nil, sandbox.ErrNotFound
+		}
+		return nil, err
+	}
+	port := 8080
+	switch st.Network {
+	case sandbox.NetworkHost:
+		if !b.ports.Hold(st.Port) {
+			return nil, fmt.Errorf("port %d is held by another sandbox here", st.Port)
+		}
+		port, h.port = st.Port, st.Port
+	case sandbox.NetworkNone, sandbox.NetworkEgress:
+		if p.netns, err = os.Open(fmt.Sprintf("/proc/%d/ns/net", st.Pid)); err != nil {
+			return nil, fmt.Errorf("open sandbox network namespace: %w", err)
+		}
+		// The namespace is the init's only if the init still is.
+		if p.proc.Exited() {
+			return nil, sandbox.ErrNotFound
+		}
+	default:
+		return nil, fmt.Errorf("network mode %q: %w", st.Network, sandbox.ErrUnsupported)
+	}
+	h.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	if st.Veth != "" {
+		v, err := b.egress.adopt(st.Veth)
+		if err != nil {
+			return nil, err
+		}
+		p.veth = &v
+	}
+	if st.Slot != nil {
+		b.mu.Lock()
+		taken := b.slots[*st.Slot]
+		b.slots[*st.Slot] = true
+		b.mu.Unlock()
+		if taken {
+			return nil, fmt.Errorf("user-namespace uid range %d is held by another sandbox here", *st.Slot)
+		}
+		p.slot, p.hasSlot = *st.Slot, true
+	}
+	if h.exitFile, err = os.Open(filepath.Join(dir, exitFile)); err != nil {
+		return nil, fmt.Errorf("open exit file: %w", err)
+	}
+	return h, nil
+}
+
+// releaseAttach undoes a failed attach: it frees what this backend took
+// for the sandbox and leaves the sandbox itself alone (Reap's business).
+func (h *handle) releaseAttach() {
+	p := h.p
+	if p.proc != nil {
+		p.proc.Close()
+	}
+	if p.netns != nil {
+		p.netns.Close()
+	}
+	if p.veth != nil {
+		h.b.egress.free(*p.veth)
+	}
+	h.b.mu.Lock()
+	if p.hasSlot {
+		delete(h.b.slots, p.slot)
+	}
+	delete(h.b.procs, p.name)
+	h.b.mu.Unlock()
+	if h.port != 0 {
+		h.b.ports.Release(h.port)
+	}
+	if h.exitFile != nil {
+		h.exitFile.Close()
+	}
 }

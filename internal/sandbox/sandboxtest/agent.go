@@ -162,3 +162,19 @@ func installAgent(bin, dir string) error {
 	}
 	return nil
 }
+
+// spawnEscapees has the agent start two sleepers that ignore SIGTERM and
+// leave its process group: one in a session of its own, one orphaned by a
+// double fork. It waits until both run and returns the tags that name them
+// in their command lines.
+func (b *box) spawnEscapees(prefix string) []string {
+	b.t.Helper()
+	var tags []string
+	for _, detach := range []string{"setsid", "double-fork"} {
+		tag := prefix + "-" + detach + "-" + b.token
+		b.mustInvoke(map[string]any{"op": "spawn", "tag": tag, "ignore_term": true, "detach": detach})
+		tags = append(tags, tag)
+	}
+	requireTagged(b.t, tags...)
+	return tags
+}

@@ -33,6 +33,9 @@ type Options struct {
 	// AdjustSpec, if set, edits every spec the suite builds, after the
 	// suite has filled it in (to add limits, say).
 	AdjustSpec func(*sandbox.Spec)
+	// Variant names this configuration of the backend to BerthMain's open,
+	// for the subtest that kills a stand-in berth process.
+	Variant string
 }
 
 // Run runs the conformance suite with default options. newBackend is called
@@ -80,8 +83,11 @@ func RunWithOptions(t *testing.T, opts Options, newBackend func(t *testing.T) sa
 		{"StopKillsTree", s.testStopKillsTree},
 		{"StopCleansUp", s.testStopCleansUp},
 		{"StopIdempotentConcurrent", s.testStopIdempotentConcurrent},
+		{"StopKillsEscapees", s.testStopKillsEscapees},
 		{"StartBadCommand", s.testStartBadCommand},
 		{"Reap", s.testReap},
+		{"ReapAfterBerthKilled", s.testReapAfterBerthKilled},
+		{"Attach", s.testAttach},
 		{"Parallel", s.testParallel},
 	} {
 		t.Run(tc.name, tc.fn)
@@ -335,8 +341,10 @@ func (s *suite) testExitCrashOp(t *testing.T) {
 	b := s.newBackend(t)
 	bx := s.start(t, b)
 	bx.waitHealthy()
-	// A grandchild must not keep the tree alive after the agent dies.
+	// A grandchild must not keep the tree alive after the agent dies, even
+	// one that left the agent's process group.
 	bx.mustInvoke(map[string]any{"op": "spawn", "tag": "crash-" + bx.token, "ignore_term": true})
+	escapees := bx.spawnEscapees("crash")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if code, body, err := bx.invoke(ctx, map[string]any{"op": "crash"}, nil); err == nil {
@@ -347,6 +355,7 @@ func (s *suite) testExitCrashOp(t *testing.T) {
 		t.Errorf("Exit() = %+v, want code 3 and no signal", got)
 	}
 	requireNoProcs(t, "after the agent crashed and Done closed", bx.token)
+	requireNoTagged(t, "after the agent crashed and Done closed", escapees...)
 	s.checkStoppedClean(t, bx)
 }
 
@@ -489,6 +498,21 @@ func (s *suite) testStopIdempotentConcurrent(t *testing.T) {
 	}
 }
 
+// testStopKillsEscapees: processes that left the agent's process group (a
+// new session, a daemon's double fork) and ignore SIGTERM die with Stop.
+func (s *suite) testStopKillsEscapees(t *testing.T) {
+	requireProcfs(t)
+	b := s.newBackend(t)
+	bx := s.start(t, b)
+	bx.waitHealthy()
+	tags := bx.spawnEscapees("stop")
+	if err := bx.stop(2 * time.Second); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	requireNoProcs(t, "after Stop", bx.token)
+	requireNoTagged(t, "after Stop", tags...)
+}
+
 func (s *suite) testStartBadCommand(t *testing.T) {
 	requireProcfs(t)
 	notExec := filepath.Join(t.TempDir(), "not-executable")
@@ -533,11 +557,13 @@ func (s *suite) testReap(t *testing.T) {
 	// A "previous berth": sandboxes started and abandoned without Stop.
 	old := s.newBackend(t)
 	var boxes []*box
+	var escapees []string
 	for i := range 3 {
 		bx := s.start(t, old)
 		bx.waitHealthy()
 		if i == 0 {
 			bx.mustInvoke(map[string]any{"op": "spawn", "tag": "reap-" + bx.token, "ignore_term": true})
+			escapees = bx.spawnEscapees("reap")
 		}
 		boxes = append(boxes, bx)
 	}
@@ -552,6 +578,7 @@ func (s *suite) testReap(t *testing.T) {
 		t.Fatalf("Reap: %v", err)
 	}
 	requireNoProcs(t, "after Reap", tokens...)
+	requireNoTagged(t, "after Reap", escapees...)
 	if left := leftovers(Root(t), names...); len(left) > 0 {
 		t.Errorf("Reap left %v", left)
 	}
