@@ -450,7 +450,7 @@ func (b *Backend) Reap(ctx context.Context) error {
 		rec, err := readRecord(dir)
 		switch {
 		case err == nil:
-			killed, err := b.tree.kill(ctx, rec)
+			killed, err := b.tree.kill(ctx, rec, true)
 			if err != nil {
 				// Keep the dir: its record lets a later Reap try again.
 				errs = append(errs, fmt.Errorf("reap sandbox %s: %w", e.Name(), err))
@@ -548,7 +548,7 @@ func (h *handle) wait() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), killWait)
 	defer cancel()
-	if _, err := h.b.tree.kill(ctx, h.rec); err != nil {
+	if _, err := h.b.tree.kill(ctx, h.rec, false); err != nil {
 		h.logger.Error("kill what is left of the sandbox", "err", err)
 	}
 	h.b.ports.Release(h.rec.Port)

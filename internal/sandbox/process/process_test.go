@@ -249,7 +249,14 @@ func TestStats(t *testing.T) {
 // BenchmarkStart measures start → first /ping 200 → Stop through the
 // backend; compare with BenchmarkBareProcess for the backend's overhead.
 func BenchmarkStart(b *testing.B) {
-	be := process.New(sandboxtest.Root(b), slog.New(slog.DiscardHandler))
+	for _, name := range []string{"Cgroup", "CgroupV1", "Marker"} {
+		b.Run(name, func(b *testing.B) {
+			benchStart(b, process.NewTracking(sandboxtest.Root(b), slog.New(slog.DiscardHandler), variants[name]))
+		})
+	}
+}
+
+func benchStart(b *testing.B, be *process.Backend) {
 	agent := sandboxtest.BuildAgent(b)
 	logPath := filepath.Join(b.TempDir(), "agent.log")
 	ctx := context.Background()

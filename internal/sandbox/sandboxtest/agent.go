@@ -7,14 +7,18 @@
 //
 // and gets subtests that start real agent processes and check the contract
 // in package sandbox: reachability, environment, isolation of scratch dirs,
-// log capture, exit reporting, teardown of the whole process tree, Reap of
-// leftovers, parallel starts and goroutine hygiene.
+// log capture, exit reporting, teardown of the whole process tree (with
+// grandchildren that left the agent's process group), Reap of leftovers,
+// Reap after a berth process was SIGKILLed (with BerthMain in TestMain),
+// Attach from a second backend instance, parallel starts and goroutine
+// hygiene.
 //
 // The suite finds a sandbox's processes from the host through /proc, by a
 // token it puts in Spec.Env (SANDBOXTEST_TOKEN), so a backend must pass
 // Spec.Env to the agent unchanged; PIDs reported from inside a sandbox are
 // never trusted. Process-tree checks skip, saying so, where there is no
-// procfs.
+// procfs, and for a backend whose agents run in the test process
+// (Options.InProcess).
 //
 // The agent (testagent/) is driven by the JSON payload of each invocation;
 // see its package doc for the ops. BuildAgent compiles it.

@@ -113,7 +113,7 @@ func berthKillTags(sp sandbox.Spec) []string {
 // group. Once Reap has run in a new backend over the same root, no process
 // of that sandbox is left, nor any of its directories.
 func (s *suite) testReapAfterBerthKilled(t *testing.T) {
-	requireProcfs(t)
+	s.needProcesses(t)
 	if openBerth == nil {
 		t.Skip("the test binary's TestMain does not call sandboxtest.BerthMain")
 	}
@@ -172,13 +172,15 @@ func (s *suite) testReapAfterBerthKilled(t *testing.T) {
 // a running sandbox by its ID; the agent answers through the new handle,
 // which stops it and leaves nothing behind.
 func (s *suite) testAttach(t *testing.T) {
-	requireProcfs(t)
+	if !s.opts.InProcess {
+		requireProcfs(t)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	old := s.newBackend(t)
 	bx := s.start(t, old)
 	bx.waitHealthy()
-	tags := bx.spawnEscapees("attach")
+	tags := s.spawnEscapees(bx, "attach")
 	count := bx.echo().Count
 
 	fresh := s.newBackend(t)
@@ -225,8 +227,8 @@ func (s *suite) testAttach(t *testing.T) {
 	if ex := h.Exit(); !ex.Unknown && (ex.Code != 0 || ex.Signal != "") {
 		t.Errorf("Exit() = %+v, want code 0 (the agent exits on SIGTERM) or unknown", ex)
 	}
-	requireNoProcs(t, "after Stop through the attached handle", bx.token)
-	requireNoTagged(t, "after Stop through the attached handle", tags...)
+	s.noProcs(t, "after Stop through the attached handle", bx.token)
+	s.noTagged(t, "after Stop through the attached handle", tags...)
 	if left := leftovers(Root(t), bx.spec.Name); len(left) > 0 {
 		t.Errorf("Stop through the attached handle left %v", left)
 	}

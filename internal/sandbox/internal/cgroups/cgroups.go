@@ -467,7 +467,8 @@ func Kill(dirs []string, deadline time.Time) {
 	}
 	frozen := freeze(unkillable, freezeBy)
 	self := os.Getpid()
-	for {
+	// Dying tasks leave within microseconds: poll fast, then back off.
+	for delay := 100 * time.Microsecond; ; delay = min(2*delay, 5*time.Millisecond) {
 		alive := false
 		for _, d := range dirs {
 			for _, pid := range Procs(d) {
@@ -483,7 +484,7 @@ func Kill(dirs []string, deadline time.Time) {
 		if !alive || time.Now().After(deadline) {
 			return
 		}
-		time.Sleep(2 * time.Millisecond)
+		time.Sleep(delay)
 	}
 }
 
@@ -540,7 +541,7 @@ func thaw(files []string) {
 func RemoveDirs(dirs []string, deadline time.Time) error {
 	var errs []error
 	for _, d := range dirs {
-		for {
+		for delay := 100 * time.Microsecond; ; delay = min(2*delay, 5*time.Millisecond) {
 			err := syscall.Rmdir(d)
 			if err == nil || errors.Is(err, syscall.ENOENT) {
 				break
@@ -549,7 +550,7 @@ func RemoveDirs(dirs []string, deadline time.Time) error {
 				errs = append(errs, fmt.Errorf("remove cgroup %s: %w", d, err))
 				break
 			}
-			time.Sleep(2 * time.Millisecond)
+			time.Sleep(delay)
 		}
 	}
 	return errors.Join(errs...)
