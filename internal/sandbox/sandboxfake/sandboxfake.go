@@ -15,7 +15,10 @@
 // of relative paths fall back to the real files of Spec.Dir, the agent's
 // working directory). It also honours the test agent's AGENT_MODE values
 // crash-on-start, ignore-term, unhealthy and no-listen, so the conformance
-// suite can drive it (sandboxtest.Options.InProcess).
+// suite can drive it (sandboxtest.Options.InProcess). It passes the suite
+// but for what only real processes have: log capture, process trees and
+// their escapees, bad commands (it runs none), and Reap after a killed
+// berth process; the suite skips those, saying so.
 package sandboxfake
 
 import (
@@ -159,6 +162,8 @@ type Options struct {
 
 // Backend starts fake sandboxes. Backends made by Restart share its
 // sandboxes, as backend instances over one root would.
+//
+// Lock order: world.mu, then Backend.mu or Handle.mu.
 type Backend struct {
 	opts  Options
 	world *world
