@@ -17,6 +17,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/sandbox"
 	"github.com/berth-dev/berth/internal/sandbox/linux"
+	"github.com/berth-dev/berth/internal/testenv"
 )
 
 func TestStartPingStop(t *testing.T) {
@@ -287,9 +288,7 @@ func TestDirContainsHiddenPath(t *testing.T) {
 func hostDir(t *testing.T) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("/var/tmp", "berth-linux-test-")
-	if err != nil {
-		t.Skipf("need a directory outside /tmp: %v", err)
-	}
+	testenv.Require(t, testenv.Linux, err)
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
 }

@@ -115,7 +115,7 @@ func berthKillTags(sp sandbox.Spec) []string {
 func (s *suite) testReapAfterBerthKilled(t *testing.T) {
 	s.needProcesses(t)
 	if openBerth == nil {
-		t.Skip("the test binary's TestMain does not call sandboxtest.BerthMain")
+		t.Fatal("the test binary's TestMain must call sandboxtest.BerthMain")
 	}
 	sp, token := s.spec(t)
 	data, err := json.Marshal(sp)
