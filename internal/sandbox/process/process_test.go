@@ -352,15 +352,6 @@ func TestBareCommandUsesSpecPath(t *testing.T) {
 	}
 }
 
-func procsWith(t *testing.T, entry string) []int {
-	t.Helper()
-	pids, err := sandboxtest.ProcsWithEnv(entry)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pids
-}
-
 // alive reports whether pid exists and is not a zombie.
 func alive(pid int) bool {
 	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
