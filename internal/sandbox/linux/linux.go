@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -301,8 +302,12 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec, mode sandbox.Net
 	}
 	defer logFile.Close()
 
-	// A pooled init that died while waiting fails here; a fresh one then
-	// gets the same chance.
+	deadline := time.Now().Add(30 * time.Second)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	// A pooled init that died while waiting fails the handover, or closes
+	// its status pipe without a word; a fresh one then gets the same chance.
 	p, pooled, err := b.pool.take(mode)
 	if err != nil {
 		return nil, err
@@ -311,14 +316,23 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec, mode sandbox.Net
 		h.p = p
 		err := h.hand(spec.Limits, scfg, logFile)
 		if err == nil {
-			break
+			_ = h.p.status.SetReadDeadline(deadline)
+			h.status = bufio.NewReader(h.p.status)
+			var msg statusMsg
+			if msg, err = readStatus(h.status); err == nil {
+				if msg.Error != "" {
+					return nil, fmt.Errorf("init: %s", msg.Error)
+				}
+				break
+			}
+			err = fmt.Errorf("wait for init (see the sandbox log): %w", err)
 		}
-		died := errors.Is(err, unix.EPIPE) || errors.Is(err, unix.ECONNRESET) || errors.Is(err, unix.ESRCH)
+		died := errors.Is(err, unix.EPIPE) || errors.Is(err, unix.ECONNRESET) || errors.Is(err, unix.ESRCH) || errors.Is(err, io.EOF)
 		if !pooled || !died {
 			return nil, err
 		}
 		log.Warn("warm init died while pooled; starting a fresh one", "init", p.name, "err", err)
-		h.p = nil
+		h.p, h.status = nil, nil
 		p.discard()
 		if h.madeDir { // the dead init's state file, claimed for the sandbox
 			if err := removeDir(h.dir); err != nil {
@@ -330,20 +344,6 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec, mode sandbox.Net
 			return nil, err
 		}
 		pooled = false
-	}
-
-	deadline := time.Now().Add(30 * time.Second)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	_ = h.p.status.SetReadDeadline(deadline)
-	h.status = bufio.NewReader(h.p.status)
-	msg, err := readStatus(h.status)
-	if err != nil {
-		return nil, fmt.Errorf("wait for init (see the sandbox log): %w", err)
-	}
-	if msg.Error != "" {
-		return nil, fmt.Errorf("init: %s", msg.Error)
 	}
 	_ = h.p.status.SetReadDeadline(time.Time{})
 	log.Debug("sandbox started", "init_pid", h.p.cmd.Process.Pid, "init", h.p.name, "network", mode, "addr", h.addr)

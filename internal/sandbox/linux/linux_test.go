@@ -264,13 +264,13 @@ func TestWarmPool(t *testing.T) {
 	}
 	waitIdle(t, b, 2)
 
-	// Warm inits that died in the pool (an OOM kill, say) are replaced.
+	// Warm inits that died in the pool (an OOM kill, say), or are dying as
+	// the start takes one, are replaced.
 	for _, pid := range linux.IdleInitPids(b) {
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(50 * time.Millisecond)
 	start(t, b, spec(t))
 	assertGone(t, b)
 }
