@@ -80,6 +80,9 @@ type Backend struct {
 	// and has not stopped yet; Reap leaves them alone and Start refuses
 	// duplicates.
 	live map[string]bool
+	// leaders maps the agents this process started, until reaped, to
+	// their sandboxes.
+	leaders map[int]*handle
 }
 
 var _ sandbox.Backend = (*Backend)(nil)
@@ -99,10 +102,11 @@ func newBackend(root string, logger *slog.Logger, mode trackMode) *Backend {
 		root = abs
 	}
 	return &Backend{
-		root:   root,
-		logger: logger,
-		tree:   newTracking(root, mode, logger),
-		live:   map[string]bool{},
+		root:    root,
+		logger:  logger,
+		tree:    newTracking(root, mode, logger),
+		live:    map[string]bool{},
+		leaders: map[int]*handle{},
 	}
 }
 
@@ -244,6 +248,9 @@ func (b *Backend) start(spec sandbox.Spec, port int, logger *slog.Logger) (*hand
 	}
 	h := b.newHandle(rec, dir, logger.With("pid", rec.PID))
 	h.cmd = cmd
+	b.mu.Lock()
+	b.leaders[rec.PID] = h
+	b.mu.Unlock()
 	started = true
 	go h.wait()
 	h.logger.Info("sandbox started", "addr", h.addr, "dir", dir, "cgroup", rec.Cgroup)
@@ -426,6 +433,19 @@ func (b *Backend) releaseName(name string) {
 	delete(b.live, name)
 }
 
+// otherLeaders are the agents of this backend's live sandboxes but h's.
+func (b *Backend) otherLeaders(h *handle) map[int]bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make(map[int]bool, len(b.leaders))
+	for pid, o := range b.leaders {
+		if o != h {
+			out[pid] = true
+		}
+	}
+	return out
+}
+
 func (b *Backend) isLive(name string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -450,7 +470,7 @@ func (b *Backend) Reap(ctx context.Context) error {
 		rec, err := readRecord(dir)
 		switch {
 		case err == nil:
-			killed, err := b.tree.kill(ctx, rec, true)
+			killed, err := b.tree.kill(ctx, rec, nil)
 			if err != nil {
 				// Keep the dir: its record lets a later Reap try again.
 				errs = append(errs, fmt.Errorf("reap sandbox %s: %w", e.Name(), err))
@@ -548,7 +568,7 @@ func (h *handle) wait() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), killWait)
 	defer cancel()
-	if _, err := h.b.tree.kill(ctx, h.rec, false); err != nil {
+	if _, err := h.b.tree.kill(ctx, h.rec, h.b.otherLeaders(h)); err != nil {
 		h.logger.Error("kill what is left of the sandbox", "err", err)
 	}
 	h.b.ports.Release(h.rec.Port)
@@ -567,6 +587,9 @@ func (h *handle) waitChild() sandbox.ExitStatus {
 	err := h.cmd.Wait()
 	h.gone = true
 	h.mu.Unlock()
+	h.b.mu.Lock()
+	delete(h.b.leaders, pid)
+	h.b.mu.Unlock()
 	var ee *exec.ExitError
 	if err != nil && !errors.As(err, &ee) {
 		h.logger.Error("wait for agent", "err", err)

@@ -33,10 +33,12 @@ const (
 )
 
 // tracking finds every process of a sandbox: by its cgroup where the host
-// gives berth one, and always by the marker in its environment.
+// gives berth one, else by the marker in its environment.
 type tracking struct {
 	// cg is nil without a usable cgroup hierarchy.
 	cg *cgroups.Tracker
+	// subreaper is set when berth took its sandboxes' orphans as children.
+	subreaper bool
 }
 
 // newTracking picks how to track sandboxes under root. Without cgroups berth
@@ -59,8 +61,9 @@ func newTracking(root string, mode trackMode, logger *slog.Logger) tracking {
 	logger.Info("no cgroup for process sandboxes; finding their processes by environment marker", "reason", reason)
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		logger.Warn("become child subreaper", "err", err)
+		return tracking{}
 	}
-	return tracking{}
+	return tracking{subreaper: true}
 }
 
 // create makes sandbox name's cgroup; "" without cgroups.
@@ -96,11 +99,17 @@ func (tr tracking) remove(rec record) {
 }
 
 // kill SIGKILLs every process of rec's sandbox that is left, and waits
-// until they are gone. It returns how many it signalled. With a cgroup,
-// only thorough (Reap's) kills also look for the marker: leaving a cgroup
-// takes write access to another one, and scanning every process's
-// environment costs milliseconds a busy host should not pay per session.
-func (tr tracking) kill(ctx context.Context, rec record, thorough bool) (int, error) {
+// until they are gone. It returns how many it signalled.
+//
+// others, at teardown, holds the leaders of this process's other live
+// sandboxes; nil means a thorough kill (Reap's, of a sandbox a dead berth
+// left). Reading a process's environment is costly (milliseconds for a
+// scan, far more with many sessions ending at once), so teardown looks for
+// the marker only where escapees can be: nowhere with a cgroup (leaving one
+// takes write access to another), and, as child subreaper, only among
+// berth's own descendants outside the other sandboxes.
+func (tr tracking) kill(ctx context.Context, rec record, others map[int]bool) (int, error) {
+	thorough := others == nil
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		deadline = time.Now().Add(killWait)
@@ -116,8 +125,34 @@ func (tr tracking) kill(ctx context.Context, rec record, thorough bool) (int, er
 			return killed, nil
 		}
 	}
-	n, err := killMarked(ctx, rec)
+	var scope func([]procfs.Stat) map[int]bool
+	if !thorough && tr.subreaper {
+		scope = func(procs []procfs.Stat) map[int]bool { return descendants(procs, os.Getpid(), others) }
+	}
+	n, err := killMarked(ctx, rec, scope)
 	return killed + n, err
+}
+
+// descendants are the PIDs below root in procs, except the subtrees of
+// skip.
+func descendants(procs []procfs.Stat, root int, skip map[int]bool) map[int]bool {
+	children := map[int][]int{}
+	for _, p := range procs {
+		children[p.PPID] = append(children[p.PPID], p.PID)
+	}
+	out := map[int]bool{}
+	queue := []int{root}
+	for len(queue) > 0 {
+		pid := queue[0]
+		queue = queue[1:]
+		for _, c := range children[pid] {
+			if !skip[c] && !out[c] {
+				out[c] = true
+				queue = append(queue, c)
+			}
+		}
+	}
+	return out
 }
 
 // reapOrphans kills and removes cgroups under the parent whose sandbox has
@@ -257,8 +292,9 @@ func procStartTime(pid int) (uint64, error) { return procfs.StartTime(pid) }
 //
 // Each kill goes through a pidfd opened before the final identity check, so
 // a PID recycled in between is never signalled. Victims that are berth's
-// children (orphans berth took as subreaper) are reaped.
-func killMarked(ctx context.Context, rec record) (int, error) {
+// children (orphans berth took as subreaper) are reaped. scope, if set,
+// names the processes whose marker is worth reading.
+func killMarked(ctx context.Context, rec record, scope func([]procfs.Stat) map[int]bool) (int, error) {
 	if rec.PGID <= 1 || rec.StartTime == 0 || rec.PGID == os.Getpid() {
 		return 0, nil
 	}
@@ -266,7 +302,7 @@ func killMarked(ctx context.Context, rec record) (int, error) {
 	var children []int
 	defer func() { reapChildren(children) }()
 	for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
-		victims, err := markedVictims(rec)
+		victims, err := markedVictims(rec, scope)
 		if err != nil {
 			return killed, err
 		}
@@ -293,12 +329,16 @@ func killMarked(ctx context.Context, rec record) (int, error) {
 	}
 }
 
-func markedVictims(rec record) ([]procfs.Stat, error) {
+func markedVictims(rec record, scope func([]procfs.Stat) map[int]bool) ([]procfs.Stat, error) {
 	leader, err := procfs.ReadStat(rec.PGID)
 	groupOurs := err == nil && leader.StartTime == rec.StartTime
 	procs, err := procfs.Scan()
 	if err != nil {
 		return nil, err
+	}
+	var where map[int]bool
+	if scope != nil {
+		where = scope(procs)
 	}
 	marker := envSandbox + "=" + rec.Name
 	self := os.Getpid()
@@ -307,7 +347,7 @@ func markedVictims(rec record) ([]procfs.Stat, error) {
 		if p.Dead() || p.StartTime < rec.StartTime || p.PID == self {
 			continue
 		}
-		if p.PGID == rec.PGID && groupOurs || procfs.HasEnv(p.PID, marker) {
+		if p.PGID == rec.PGID && groupOurs || (where == nil || where[p.PID]) && procfs.HasEnv(p.PID, marker) {
 			out = append(out, p)
 		}
 	}

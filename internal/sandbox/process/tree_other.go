@@ -30,12 +30,12 @@ type tracking struct{}
 
 func newTracking(string, trackMode, *slog.Logger) tracking { return tracking{} }
 
-func (tracking) create(string) (string, error)                   { return "", nil }
-func (tracking) start(_ string, cmd *exec.Cmd) error             { return cmd.Start() }
-func (tracking) remove(record)                                   {}
-func (tracking) cgroupOf(record) string                          { return "" }
-func (tracking) kill(context.Context, record, bool) (int, error) { return 0, nil }
-func (tracking) reapOrphans(func(string) bool) error             { return nil }
+func (tracking) create(string) (string, error)                           { return "", nil }
+func (tracking) start(_ string, cmd *exec.Cmd) error                     { return cmd.Start() }
+func (tracking) remove(record)                                           {}
+func (tracking) cgroupOf(record) string                                  { return "" }
+func (tracking) kill(context.Context, record, map[int]bool) (int, error) { return 0, nil }
+func (tracking) reapOrphans(func(string) bool) error                     { return nil }
 
 func sysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true}

@@ -457,6 +457,9 @@ func Procs(dir string) []int {
 func Kill(dirs []string, deadline time.Time) {
 	var unkillable []string
 	for _, d := range dirs {
+		if len(Procs(d)) == 0 {
+			continue // nothing to kill; a freeze would only cost time
+		}
 		if os.WriteFile(filepath.Join(d, "cgroup.kill"), []byte("1"), 0) != nil {
 			unkillable = append(unkillable, d)
 		}
