@@ -250,10 +250,7 @@ func sandboxSpec(ls launchSpec, arn string) sandbox.Spec {
 	env = append(env, api.EnvRuntimeARN+"="+arn, api.EnvOTELResourceAttributes+"="+otel)
 	network := cfg.Network
 	if network == "" {
-		network = sandbox.NetworkHost
-		if ls.backend.Name() != "process" {
-			network = sandbox.NetworkNone
-		}
+		network = ls.backend.Capabilities().DefaultNetwork
 	}
 	mounts := slices.Clone(cfg.Mounts)
 	if ls.volume != nil {
@@ -281,8 +278,9 @@ func (m *Manager) launch(ctx context.Context, ls launchSpec, started func(*agent
 		return nil, fmt.Errorf("create log dir: %w", err)
 	}
 	spec := sandboxSpec(ls, m.opts.RuntimeARN(ls.runtimeID))
+	caps := ls.backend.Capabilities()
 	if ls.state != nil {
-		ls.state.wire(&spec, ls.backend.Name() == "process")
+		ls.state.wire(&spec, caps.HostPaths)
 	}
 	h, err := ls.backend.Start(ctx, spec)
 	if err != nil {
@@ -293,7 +291,7 @@ func (m *Manager) launch(ctx context.Context, ls launchSpec, started func(*agent
 	// An agent that ignores PORT (AWS's SDKs bind 8080) cannot share the
 	// host network with other sessions: say so rather than time out mutely.
 	hint := ""
-	if spec.Network == sandbox.NetworkHost {
+	if caps.SharesHostNetwork(spec.Network) {
 		hint = "; the agent must listen on $PORT: agents that always bind 8080 (AWS's bedrock-agentcore SDKs do) " +
 			"need the linux sandbox backend (sandbox: linux), which gives each session its own network namespace"
 	}

@@ -20,11 +20,13 @@ import (
 
 	"github.com/berth-dev/berth/internal/sandbox"
 	"github.com/berth-dev/berth/internal/sandbox/linux"
+	"github.com/berth-dev/berth/internal/sandbox/sandboxtest"
 	"github.com/berth-dev/berth/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
 	linux.MaybeRunInit()
+	sandboxtest.BerthMain(standInBackend)
 	if os.Getenv(childMode) == "kill" {
 		os.Exit(runKillChild())
 	}
