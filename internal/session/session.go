@@ -205,8 +205,8 @@ func (m *Manager) attachStorage(spec Spec, b sandbox.Backend) (*storage.Volume, 
 	switch {
 	case m.opts.Storage == nil:
 		return nil, errors.New("runtime asks for session storage, which this host cannot give (it needs berth to run as root, with loop devices and mkfs.ext4)")
-	case b.Name() == "process":
-		return nil, errors.New("session storage needs the linux sandbox backend")
+	case !b.Capabilities().Mounts || b.Capabilities().HostPaths:
+		return nil, errors.New("session storage needs the linux sandbox backend, which mounts it for the sandbox alone")
 	}
 	return m.opts.Storage.Attach(storage.Key{RuntimeID: spec.RuntimeID, Endpoint: spec.Endpoint, SessionID: spec.SessionID}, spec.Version)
 }
