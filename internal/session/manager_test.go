@@ -31,18 +31,24 @@ type harness struct {
 
 // newHarness must run inside a synctest bubble: the manager's timers, the
 // fake agents and the store's goroutines all belong to it.
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T) *harness { return newHarnessWith(t) }
+
+func newHarnessWith(t *testing.T, mutate ...func(*session.Options)) *harness {
 	db, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "berth.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	fake := sandboxfake.New(sandboxfake.Options{})
-	m := session.NewManager(db, map[string]sandbox.Backend{"fake": fake}, session.Options{
+	opts := session.Options{
 		LogDir:         t.TempDir(),
 		DefaultBackend: "fake",
 		StopGrace:      time.Second,
 		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	}
+	for _, m := range mutate {
+		m(&opts)
+	}
+	m := session.NewManager(db, map[string]sandbox.Backend{"fake": fake}, opts)
 	h := &harness{t: t, db: db, fake: fake, m: m}
 	t.Cleanup(func() {
 		m.Shutdown(context.Background())
