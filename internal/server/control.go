@@ -445,16 +445,26 @@ func filesystemsIn(fss []api.FilesystemConfiguration, s *registry.Settings) erro
 
 // artifactOut is the artifact a version echoes: the control plane's own,
 // or for a config runtime the codeConfiguration form of its command and
-// directory, so a get → update round trip always finds one.
+// directory (within AgentCore's member limits: a non-empty prefix and at
+// most two entry points; berthCommand has the whole command), so a get →
+// update round trip always finds one the SDKs accept.
 func artifactOut(s registry.Settings) *api.Artifact {
-	if a := s.Artifact; a.CodeLocation != "" {
+	if a := s.Artifact; a.Runtime != "" {
 		return api.LocalCode(a.CodeLocation, a.Runtime, a.EntryPoint...)
 	}
-	runtime := "PYTHON_3_12"
-	if len(s.Command) > 0 && strings.HasPrefix(filepath.Base(s.Command[0]), "node") {
-		runtime = "NODE_22"
+	runtime, prefix, entry := "PYTHON_3_12", cmp.Or(s.Artifact.CodeLocation, s.Workdir), s.Command
+	if len(entry) > 0 {
+		if strings.HasPrefix(filepath.Base(entry[0]), "node") {
+			runtime = "NODE_22"
+		}
+		if prefix == "" && filepath.IsAbs(entry[0]) {
+			prefix = filepath.Dir(entry[0])
+		}
 	}
-	return api.LocalCode(s.Workdir, runtime, s.Command...)
+	if len(entry) > 2 {
+		entry = entry[:2]
+	}
+	return api.LocalCode(cmp.Or(prefix, "/"), runtime, entry...)
 }
 
 // berthSettingsIn copies berth's own members into s; the rulebook judges
