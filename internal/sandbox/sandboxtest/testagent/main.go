@@ -22,6 +22,8 @@
 //	write, read      file "path" ($VARS expanded), "data"; read of a missing
 //	                 file answers 404
 //	sleep            answer after "ms"
+//	hold             report HealthyBusy until the caller hangs up: a test sees
+//	                 the call has reached the agent, and releases it at will
 //
 // Every invocation counts, whatever its op. AGENT_MODE picks a start-up
 // behaviour: crash-on-start (exit 2), no-listen (sleep, never listen),
@@ -300,6 +302,10 @@ func (a *agent) invoke(w http.ResponseWriter, r *http.Request) {
 		most := a.maxActive
 		a.mu.Unlock()
 		writeJSON(w, http.StatusOK, map[string]any{"max_active": most, "seq": count, "tag": req.Tag})
+	case "hold":
+		a.setBusy(1)
+		<-r.Context().Done()
+		a.setBusy(-1)
 	case "sleep":
 		select {
 		case <-time.After(time.Duration(req.MS) * time.Millisecond):
