@@ -38,20 +38,23 @@ func TestValidateName(t *testing.T) {
 	}
 }
 
+// runtimeRefCases are RuntimeRef's table, and FuzzRuntimeRef's seeds.
+var runtimeRefCases = map[string]string{
+	"arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/agent-AbCdE12345":                          "agent-AbCdE12345",
+	"arn:aws:bedrock-agentcore:eu-west-1:123456789012:runtime/agent-AbCdE12345/runtime-endpoint/DEFAULT": "agent-AbCdE12345",
+	"arn:aws-cn:bedrock-agentcore:cn-north-1:123456789012:runtime/x-0123456789":                          "x-0123456789",
+	"arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/":                                          "",
+	"agent-AbCdE12345": "agent-AbCdE12345",
+	"agent":            "agent",
+	"":                 "",
+	// Not a runtime ARN: left as it is, to fail the lookup.
+	"arn:aws:iam::123456789012:role/agent": "arn:aws:iam::123456789012:role/agent",
+	// Only ARNs are taken apart.
+	"x:runtime/agent": "x:runtime/agent",
+}
+
 func TestRuntimeRef(t *testing.T) {
-	for in, want := range map[string]string{
-		"arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/agent-AbCdE12345":                          "agent-AbCdE12345",
-		"arn:aws:bedrock-agentcore:eu-west-1:123456789012:runtime/agent-AbCdE12345/runtime-endpoint/DEFAULT": "agent-AbCdE12345",
-		"arn:aws-cn:bedrock-agentcore:cn-north-1:123456789012:runtime/x-0123456789":                          "x-0123456789",
-		"arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/":                                          "",
-		"agent-AbCdE12345": "agent-AbCdE12345",
-		"agent":            "agent",
-		"":                 "",
-		// Not a runtime ARN: left as it is, to fail the lookup.
-		"arn:aws:iam::123456789012:role/agent": "arn:aws:iam::123456789012:role/agent",
-		// Only ARNs are taken apart.
-		"x:runtime/agent": "x:runtime/agent",
-	} {
+	for in, want := range runtimeRefCases {
 		if got := RuntimeRef(in); got != want {
 			t.Errorf("RuntimeRef(%q) = %q, want %q", in, got, want)
 		}
