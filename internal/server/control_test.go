@@ -19,27 +19,30 @@ import (
 	"github.com/berth-dev/berth/internal/sandbox"
 )
 
+// decodeCases are decodeControlBody's table, and seeds for fuzzing.
+var decodeCases = []struct {
+	name   string
+	body   string
+	field  string // a ValidationException naming it; "-" one naming none
+	reason string
+}{
+	{"empty", "", "", ""},
+	{"blank", " \r\n\t", "", ""},
+	{"null", "null", "", ""},
+	{"oversize", `{"description":"` + strings.Repeat("d", maxControlBody) + `"}`, "body", "FieldValidationFailed"},
+	{"malformed", `{"agentRuntimeName":`, "-", "CannotParse"},
+	{"not an object", `["agent"]`, "-", "CannotParse"},
+	{"trailing garbage", `{} x`, "-", "CannotParse"},
+	{"a string for a string list", `{"agentRuntimeArtifact":{"codeConfiguration":{"entryPoint":"main.py"}}}`,
+		"agentRuntimeArtifact.codeConfiguration.entryPoint", "CannotParse"},
+	{"a number for a string", `{"agentRuntimeName":5}`, "agentRuntimeName", "CannotParse"},
+	{"a string for a number", `{"lifecycleConfiguration":{"maxLifetime":"8h"}}`, "lifecycleConfiguration.maxLifetime", "CannotParse"},
+	{"an object for a map value", `{"environmentVariables":{"A":{}}}`, "environmentVariables", "CannotParse"},
+	{"a float for an int", `{"berthSettings":{"sessions":{"queueSize":1.5}}}`, "berthSettings.sessions.queueSize", "CannotParse"},
+}
+
 func TestDecodeControlBody(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		body   string
-		field  string // a ValidationException naming it; "-" one naming none
-		reason string
-	}{
-		{"empty", "", "", ""},
-		{"blank", " \r\n\t", "", ""},
-		{"null", "null", "", ""},
-		{"oversize", `{"description":"` + strings.Repeat("d", maxControlBody) + `"}`, "body", "FieldValidationFailed"},
-		{"malformed", `{"agentRuntimeName":`, "-", "CannotParse"},
-		{"not an object", `["agent"]`, "-", "CannotParse"},
-		{"trailing garbage", `{} x`, "-", "CannotParse"},
-		{"a string for a string list", `{"agentRuntimeArtifact":{"codeConfiguration":{"entryPoint":"main.py"}}}`,
-			"agentRuntimeArtifact.codeConfiguration.entryPoint", "CannotParse"},
-		{"a number for a string", `{"agentRuntimeName":5}`, "agentRuntimeName", "CannotParse"},
-		{"a string for a number", `{"lifecycleConfiguration":{"maxLifetime":"8h"}}`, "lifecycleConfiguration.maxLifetime", "CannotParse"},
-		{"an object for a map value", `{"environmentVariables":{"A":{}}}`, "environmentVariables", "CannotParse"},
-		{"a float for an int", `{"berthSettings":{"sessions":{"queueSize":1.5}}}`, "berthSettings.sessions.queueSize", "CannotParse"},
-	} {
+	for _, tc := range decodeCases {
 		t.Run(tc.name, func(t *testing.T) {
 			var in api.RuntimeInput
 			err := decodeControlBody(httptest.NewRequest("PUT", "/runtimes/", strings.NewReader(tc.body)), &in)
@@ -75,26 +78,29 @@ func TestDecodeControlBody(t *testing.T) {
 	}
 }
 
+// specRefusals are runtimeSpec's refusals, and seeds for fuzzing.
+var specRefusals = []struct {
+	body  string
+	field string
+}{
+	{`{"authorizerConfiguration":{"customJWTAuthorizer":{}}}`, "authorizerConfiguration"},
+	{`{"filesystemConfigurations":[]}`, "filesystemConfigurations"},
+	{`{"capacityProviderConfiguration":{}}`, "capacityProviderConfiguration"},
+	{`{"allowedPorts":[8080]}`, "allowedPorts"},
+	{`{"clientToken":""}`, "clientToken"},
+	{`{"clientToken":"short"}`, "clientToken"},
+	{`{"clientToken":"` + strings.Repeat("a", 32) + `_"}`, "clientToken"},
+	{`{"networkConfiguration":{}}`, "networkConfiguration.networkMode"},
+	{`{"protocolConfiguration":{"serverProtocol":"HTTP","port":9000}}`, "protocolConfiguration"},
+	{`{"protocolConfiguration":{"serverProtocol":"MCP","path":"/rpc"}}`, "protocolConfiguration"},
+	{`{"protocolConfiguration":{}}`, "protocolConfiguration.serverProtocol"},
+	{`{"lifecycleConfiguration":{"idleRuntimeSessionTimeout":0}}`, "lifecycleConfiguration.idleRuntimeSessionTimeout"},
+	{`{"lifecycleConfiguration":{"maxLifetime":-60}}`, "lifecycleConfiguration.maxLifetime"},
+	{`{"requestHeaderConfiguration":{"requestHeaderAllowlist":[]}}`, "requestHeaderConfiguration.requestHeaderAllowlist"},
+}
+
 func TestRuntimeSpecRefusals(t *testing.T) {
-	for _, tc := range []struct {
-		body  string
-		field string
-	}{
-		{`{"authorizerConfiguration":{"customJWTAuthorizer":{}}}`, "authorizerConfiguration"},
-		{`{"filesystemConfigurations":[]}`, "filesystemConfigurations"},
-		{`{"capacityProviderConfiguration":{}}`, "capacityProviderConfiguration"},
-		{`{"allowedPorts":[8080]}`, "allowedPorts"},
-		{`{"clientToken":""}`, "clientToken"},
-		{`{"clientToken":"short"}`, "clientToken"},
-		{`{"clientToken":"` + strings.Repeat("a", 32) + `_"}`, "clientToken"},
-		{`{"networkConfiguration":{}}`, "networkConfiguration.networkMode"},
-		{`{"protocolConfiguration":{"serverProtocol":"HTTP","port":9000}}`, "protocolConfiguration"},
-		{`{"protocolConfiguration":{"serverProtocol":"MCP","path":"/rpc"}}`, "protocolConfiguration"},
-		{`{"protocolConfiguration":{}}`, "protocolConfiguration.serverProtocol"},
-		{`{"lifecycleConfiguration":{"idleRuntimeSessionTimeout":0}}`, "lifecycleConfiguration.idleRuntimeSessionTimeout"},
-		{`{"lifecycleConfiguration":{"maxLifetime":-60}}`, "lifecycleConfiguration.maxLifetime"},
-		{`{"requestHeaderConfiguration":{"requestHeaderAllowlist":[]}}`, "requestHeaderConfiguration.requestHeaderAllowlist"},
-	} {
+	for _, tc := range specRefusals {
 		var in api.RuntimeInput
 		if err := json.Unmarshal([]byte(tc.body), &in); err != nil {
 			t.Fatal(err)
@@ -106,12 +112,12 @@ func TestRuntimeSpecRefusals(t *testing.T) {
 
 // runtimeSpec carries every member into the registry's terms; the
 // rulebook, not the translation, judges the values.
-func TestRuntimeSpecTranslation(t *testing.T) {
-	body := `{
+// fullBody sets every member runtimeSpec reads.
+const fullBody = `{
 		"agentRuntimeName": "agent",
 		"description": "d",
 		"roleArn": "arn:aws:iam::123456789012:role/r",
-		"clientToken": "` + strings.Repeat("c", 33) + `",
+		"clientToken": "ccccccccccccccccccccccccccccccccc",
 		"agentRuntimeArtifact": {"codeConfiguration": {"code": {"s3": {"bucket": "berth-local", "prefix": "/srv/agent", "versionId": "v"}},
 			"runtime": "PYTHON_3_12", "entryPoint": ["main.py", "--x"]}},
 		"networkConfiguration": {"networkMode": "PUBLIC"},
@@ -127,8 +133,10 @@ func TestRuntimeSpecTranslation(t *testing.T) {
 				"durability": "state", "stateMaxBytes": 4096, "suspendAfterSeconds": 90, "warmPool": 1}
 		}
 	}`
+
+func TestRuntimeSpecTranslation(t *testing.T) {
 	var in api.RuntimeInput
-	if err := decodeControlBody(httptest.NewRequest("PUT", "/runtimes/", strings.NewReader(body)), &in); err != nil {
+	if err := decodeControlBody(httptest.NewRequest("PUT", "/runtimes/", strings.NewReader(fullBody)), &in); err != nil {
 		t.Fatal(err)
 	}
 	spec, err := runtimeSpec(&in)
