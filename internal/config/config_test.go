@@ -70,6 +70,12 @@ var badConfigs = []struct{ yaml, want string }{
 	{base + "    memory: lots\n", `line 4: "lots" is not a size`},
 	{base + "    cpu: lots\n", `line 4: "lots" is not a CPU amount`},
 	{"limits:\n  pids: 5\n  disk: 1Pi\n", `line 3: "1Pi" is not a size`},
+	// YAML errors the decoder gives no line.
+	{base + "    memory: *lots\n", "line 4: yaml: unknown anchor 'lots' referenced"},
+	{"listen: a\nregion: \x01\n", "line 2: yaml: control characters are not allowed"},
+	{"listen: a\nregion: \xff\n", "line 2: yaml: invalid leading UTF-8 octet"},
+	{"runtimes:  - name: rt\n", "line 1: yaml: block sequence entries are not allowed"},
+	{"'ping_fail", "line 1: yaml: found unexpected end of stream"},
 	{base + "    header_allowlist: [Host]\n", "header_allowlist: \"Host\" is a restricted header"},
 	{base + "    header_allowlist: [X-Amz-Date]\n", "x-amz-*"},
 	{base + "    header_allowlist: [X-Amzn-Trace-Id]\n", "x-amzn-*"},
