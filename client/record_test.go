@@ -89,6 +89,7 @@ func TestRecordGolden(t *testing.T) {
 	cfg.Listen = "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
 	cfg.APIRuntimes.Sandbox = registry.BackendProcess
+	cfg.CodeRoots = []string{filepath.Dir(codeDir)}
 	cfg.Runtimes = []config.Runtime{{Name: goldenConfigRuntime, Settings: registry.Settings{
 		Command: []string{bin}, Sandbox: registry.BackendProcess}}}
 	d, err := daemon.Start(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))

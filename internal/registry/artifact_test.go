@@ -10,47 +10,54 @@ import (
 	"github.com/berth-dev/berth/api"
 )
 
-// codeTree makes a code directory with an executable, scripts for both
-// runtimes, a plain file and a subdirectory.
-func codeTree(t *testing.T) string {
+// codeTree makes a code root holding one code directory with an
+// executable, scripts for both runtimes, a plain file, a subdirectory and
+// a symlink that leads out; and an executable outside the root. It returns
+// the rulebook with that root, and the code directory.
+func codeTree(t *testing.T) (Rulebook, string) {
 	t.Helper()
-	dir := t.TempDir()
+	top := t.TempDir()
+	root := filepath.Join(top, "code")
+	dir := filepath.Join(root, "agent")
+	for _, d := range []string{filepath.Join(dir, "pkg.py"), filepath.Join(dir, "bin"), filepath.Join(top, "data")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for name, mode := range map[string]os.FileMode{
-		"agent":     0o755,
-		"main.py":   0o644,
-		"run.py":    0o755, // a script, executable or not
-		"index.mjs": 0o644,
-		"server.js": 0o644,
-		"notes.txt": 0o644,
+		"agent":      0o755,
+		"bin/serve":  0o755,
+		"main.py":    0o644,
+		"run.py":     0o755, // a script, executable or not
+		"index.mjs":  0o644,
+		"server.js":  0o644,
+		"notes.txt":  0o644,
+		"../../tool": 0o755,
+		"../../x.py": 0o644,
 	} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte("x"), mode); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := os.Mkdir(filepath.Join(dir, "pkg.py"), 0o755); err != nil {
+	if err := os.Symlink(filepath.Join(top, "tool"), filepath.Join(dir, "link")); err != nil {
 		t.Fatal(err)
 	}
-	return dir
+	return Rulebook{CodeRoots: []string{root}, DataDir: filepath.Join(top, "data")}, dir
 }
 
 func TestArtifactCommand(t *testing.T) {
-	dir := codeTree(t)
-	outside := filepath.Join(t.TempDir(), "tool")
-	if err := os.WriteFile(outside, []byte("x"), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	rb, dir := codeTree(t)
 	code := func(runtime string, ep ...string) ArtifactSpec {
 		return ArtifactSpec{Code: &CodeSpec{Bucket: api.LocalBucket, Prefix: dir, Runtime: runtime, EntryPoint: ep}}
 	}
 	for _, tc := range []struct {
 		name string
 		a    ArtifactSpec
-		want []string // the command, when accepted
-		dir  string   // its working directory (default dir)
+		want []string // the command; it runs in dir
 	}{
 		{name: "executable in the code dir", a: code("PYTHON_3_12", "agent"), want: []string{filepath.Join(dir, "agent")}},
 		{name: "executable with an argument", a: code("NODE_22", "agent", "--serve"), want: []string{filepath.Join(dir, "agent"), "--serve"}},
-		{name: "absolute executable elsewhere", a: code("PYTHON_3_10", outside), want: []string{outside}},
+		{name: "executable in a subdirectory", a: code("PYTHON_3_10", "bin/serve"), want: []string{filepath.Join(dir, "bin/serve")}},
 		{name: "python script", a: code("PYTHON_3_13", "main.py"), want: []string{"python3", "main.py"}},
 		{name: "python script with an argument", a: code("PYTHON_3_14", "main.py", "--debug"), want: []string{"python3", "main.py", "--debug"}},
 		{name: "an executable .py is still a script", a: code("PYTHON_3_11", "run.py"), want: []string{"python3", "run.py"}},
@@ -63,7 +70,7 @@ func TestArtifactCommand(t *testing.T) {
 			want: []string{"python3", "main.py"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cmd, wd, err := tc.a.Command()
+			cmd, wd, err := tc.a.command(rb)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -75,7 +82,8 @@ func TestArtifactCommand(t *testing.T) {
 }
 
 func TestArtifactCommandRefusals(t *testing.T) {
-	dir := codeTree(t)
+	rb, dir := codeTree(t)
+	root := rb.CodeRoots[0]
 	code := func(runtime string, ep ...string) *CodeSpec {
 		return &CodeSpec{Bucket: api.LocalBucket, Prefix: dir, Runtime: runtime, EntryPoint: ep}
 	}
@@ -101,8 +109,12 @@ func TestArtifactCommandRefusals(t *testing.T) {
 		{"bucket without prefix", ArtifactSpec{Code: &CodeSpec{Bucket: "b"}}, cc + ".code.s3.bucket", "does not fetch from S3"},
 		{"relative prefix", ArtifactSpec{Code: withPrefix("agents/a")}, cc + ".code.s3.prefix", "absolute"},
 		{"empty prefix", ArtifactSpec{Code: withPrefix("")}, cc + ".code.s3.prefix", "absolute"},
-		{"missing directory", ArtifactSpec{Code: withPrefix(filepath.Join(dir, "nope"))}, cc + ".code.s3.prefix", "does not exist"},
-		{"prefix is a file", ArtifactSpec{Code: withPrefix(filepath.Join(dir, "main.py"))}, cc + ".code.s3.prefix", "does not exist"},
+		{"missing directory", ArtifactSpec{Code: withPrefix(filepath.Join(dir, "nope"))}, cc + ".code.s3.prefix", "no such directory"},
+		{"prefix is a file", ArtifactSpec{Code: withPrefix(filepath.Join(dir, "main.py"))}, cc + ".code.s3.prefix", "no such directory"},
+		{"outside the code roots", ArtifactSpec{Code: withPrefix(t.TempDir())}, cc + ".code.s3.prefix", "code roots"},
+		{"out of the code roots by ..", ArtifactSpec{Code: withPrefix(root + "/../data")}, cc + ".code.s3.prefix", "data directory"},
+		{"the host's /proc", ArtifactSpec{Code: withPrefix("/proc/self")}, cc + ".code.s3.prefix", "/proc"},
+		{"the host's /root", ArtifactSpec{Code: withPrefix("/root")}, cc + ".code.s3.prefix", "/root"},
 		{"unknown runtime", ArtifactSpec{Code: code("PYTHON_2_7", "main.py")}, cc + ".runtime", "PYTHON_2_7"},
 		{"no runtime", ArtifactSpec{Code: code("", "main.py")}, cc + ".runtime", "NODE_22"},
 		{"no entry point", ArtifactSpec{Code: code("PYTHON_3_12")}, cc + ".entryPoint", "got 0"},
@@ -110,6 +122,11 @@ func TestArtifactCommandRefusals(t *testing.T) {
 		{"empty entry", ArtifactSpec{Code: code("PYTHON_3_12", "")}, cc + ".entryPoint[0]", "1-128"},
 		{"129-character entry", ArtifactSpec{Code: code("PYTHON_3_12", "main.py", strings.Repeat("a", 129))}, cc + ".entryPoint[1]", "1-128"},
 		{"missing script", ArtifactSpec{Code: code("PYTHON_3_12", "missing.py")}, cc + ".entryPoint[0]", "does not exist"},
+		{"an absolute executable", ArtifactSpec{Code: code("PYTHON_3_12", "/usr/bin/env")}, cc + ".entryPoint[0]", "absolute path"},
+		{"an executable out of the directory", ArtifactSpec{Code: code("PYTHON_3_12", "../../tool")}, cc + ".entryPoint[0]", "leads out"},
+		{"a symlink out of the directory", ArtifactSpec{Code: code("PYTHON_3_12", "link")}, cc + ".entryPoint[0]", "leads out"},
+		{"a script out of the directory", ArtifactSpec{Code: code("PYTHON_3_12", "../../x.py")}, cc + ".entryPoint[0]", "leads out"},
+		{"a wrapped script out of the directory", ArtifactSpec{Code: code("PYTHON_3_12", "opentelemetry-instrument", "../../x.py")}, cc + ".entryPoint[1]", "leads out"},
 		{"script is a directory", ArtifactSpec{Code: code("PYTHON_3_12", "pkg.py")}, cc + ".entryPoint[0]", "does not exist"},
 		{"a python script under NODE_22", ArtifactSpec{Code: code("NODE_22", "main.py")}, cc + ".entryPoint[0]", "neither an executable"},
 		{"a plain file", ArtifactSpec{Code: code("PYTHON_3_12", "notes.txt")}, cc + ".entryPoint[0]", "neither an executable"},
@@ -119,7 +136,7 @@ func TestArtifactCommandRefusals(t *testing.T) {
 		{"two entries, second no script", ArtifactSpec{Code: code("PYTHON_3_12", "wrap", "notes.txt")}, cc + ".entryPoint[0]", "neither an executable"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cmd, wd, err := tc.a.Command()
+			cmd, wd, err := tc.a.command(rb)
 			wantField(t, err, tc.field)
 			if !strings.Contains(err.Error(), tc.says) {
 				t.Errorf("%v does not say %q", err, tc.says)

@@ -81,15 +81,17 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	reg := registry.New(db, rules, "us-west-2", "210987654321", slog.New(slog.NewTextHandler(io.Discard, nil)))
-	w := &recorder{reg: reg}
-	reg.Watch(w)
 	code := t.TempDir()
 	for name, mode := range map[string]os.FileMode{"agent": 0o755, "main.py": 0o644} {
 		if err := os.WriteFile(filepath.Join(code, name), []byte("x"), mode); err != nil {
 			t.Fatal(err)
 		}
 	}
+	rb := rules
+	rb.CodeRoots = []string{code}
+	reg := registry.New(db, rb, "us-west-2", "210987654321", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	w := &recorder{reg: reg}
+	reg.Watch(w)
 	return &fixture{t: t, db: db, reg: reg, ctl: registry.NewControl(reg), w: w, code: code}
 }
 
@@ -198,6 +200,17 @@ func TestCreateRuntime(t *testing.T) {
 			t.Fatalf("get %s: %+v %+v %v", ref, got, gv, err)
 		}
 	}
+	// An ARN of another region, account or service names nothing here.
+	for _, arn := range []string{
+		"arn:aws:bedrock-agentcore:us-east-1:210987654321:runtime/" + rt.ID,
+		"arn:aws:bedrock-agentcore:us-west-2:123456789012:runtime/" + rt.ID,
+		"arn:aws:lambda:us-west-2:210987654321:runtime/" + rt.ID,
+		"arn:runtime/" + rt.ID,
+	} {
+		if _, _, err := f.ctl.GetRuntime(ctx, arn, ""); !errors.Is(err, errdefs.ErrNotFound) {
+			t.Fatalf("get %s: %v", arn, err)
+		}
+	}
 	_, es, _, err := f.ctl.ListEndpoints(ctx, rt.ID, registry.Page{})
 	if err != nil || len(es) != 1 || es[0].Name != registry.DefaultEndpoint || es[0].LiveVersion != 1 {
 		t.Fatalf("endpoints %+v %v", es, err)
@@ -234,11 +247,16 @@ func TestCreateRuntimeRefusals(t *testing.T) {
 		{"container", func(s *registry.RuntimeSpec) { s.Artifact = registry.ArtifactSpec{ContainerURI: "img"} },
 			"agentRuntimeArtifact.containerConfiguration"},
 		{"no artifact", func(s *registry.RuntimeSpec) { s.Artifact = registry.ArtifactSpec{} }, "agentRuntimeArtifact"},
+		{"code outside the code roots", func(s *registry.RuntimeSpec) { s.Artifact.Code.Prefix = os.TempDir() },
+			"agentRuntimeArtifact.codeConfiguration.code.s3.prefix"},
 		{"a sandbox backend", func(s *registry.RuntimeSpec) { s.Settings.Sandbox = registry.BackendProcess }, "berthSettings.sandbox"},
 		{"the host network", func(s *registry.RuntimeSpec) { s.Settings.Network = sandbox.NetworkHost }, "berthSettings.network"},
 		{"a mount", func(s *registry.RuntimeSpec) {
-			s.Settings.Mounts = []sandbox.Mount{{Source: "/etc", Target: "/etc"}}
+			s.Settings.Mounts = []sandbox.Mount{{Source: "/srv/data", Target: "/data"}}
 		}, "berthSettings.mounts"},
+		{"a mount of the host's secrets", func(s *registry.RuntimeSpec) {
+			s.Settings.Mounts = []sandbox.Mount{{Source: "/etc", Target: "/etc"}}
+		}, "berthSettings.mounts[0].source"},
 		{"memory above the ceiling", func(s *registry.RuntimeSpec) { s.Settings.Memory = 4 << 30 }, "berthSettings.limits.memoryBytes"},
 		{"idle under a minute", func(s *registry.RuntimeSpec) { s.Settings.IdleTimeout = registry.Duration(59e9) },
 			"lifecycleConfiguration.idleRuntimeSessionTimeout"},

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -45,7 +44,7 @@ func TestDecodeControlBody(t *testing.T) {
 	for _, tc := range decodeCases {
 		t.Run(tc.name, func(t *testing.T) {
 			var in api.RuntimeInput
-			err := decodeControlBody(httptest.NewRequest("PUT", "/runtimes/", strings.NewReader(tc.body)), &in)
+			err := decodeControlBody(newRequest("PUT", "/runtimes/", strings.NewReader(tc.body)), &in)
 			if tc.field == "" {
 				if err != nil {
 					t.Fatal(err)
@@ -73,7 +72,7 @@ func TestDecodeControlBody(t *testing.T) {
 	// The cap is on what was sent, so exactly maxControlBody bytes pass.
 	body := `{"description":"` + strings.Repeat("d", maxControlBody-len(`{"description":""}`)) + `"}`
 	var in api.RuntimeInput
-	if err := decodeControlBody(httptest.NewRequest("PUT", "/runtimes/", strings.NewReader(body)), &in); err != nil || len(body) != maxControlBody {
+	if err := decodeControlBody(newRequest("PUT", "/runtimes/", strings.NewReader(body)), &in); err != nil || len(body) != maxControlBody {
 		t.Fatalf("%d bytes: %v", len(body), err)
 	}
 }
@@ -136,7 +135,7 @@ const fullBody = `{
 
 func TestRuntimeSpecTranslation(t *testing.T) {
 	var in api.RuntimeInput
-	if err := decodeControlBody(httptest.NewRequest("PUT", "/runtimes/", strings.NewReader(fullBody)), &in); err != nil {
+	if err := decodeControlBody(newRequest("PUT", "/runtimes/", strings.NewReader(fullBody)), &in); err != nil {
 		t.Fatal(err)
 	}
 	spec, err := runtimeSpec(&in)
@@ -181,7 +180,7 @@ func controlReq(method, path string, body any) *http.Request {
 	if body != nil {
 		b, _ = json.Marshal(body)
 	}
-	r := httptest.NewRequest(method, path, bytes.NewReader(b))
+	r := newRequest(method, path, bytes.NewReader(b))
 	r.Header.Set("Content-Type", "application/json")
 	return r
 }
@@ -208,7 +207,7 @@ func TestControlHandlers(t *testing.T) {
 		made.Status != api.StatusReady || !strings.HasPrefix(made.AgentRuntimeID, "made-") || made.WorkloadIdentityDetails == nil {
 		t.Fatalf("create: %d %s", w.Code, w.Body)
 	}
-	w = h.do(httptest.NewRequest("GET", "/runtimes/"+url.PathEscape(made.AgentRuntimeArn)+"/", nil))
+	w = h.do(newRequest("GET", "/runtimes/"+url.PathEscape(made.AgentRuntimeArn)+"/", nil))
 	var got api.AgentRuntime
 	if w.Code != 200 || json.Unmarshal(w.Body.Bytes(), &got) != nil || got.AgentRuntimeName != "made" || got.BerthSource != "api" ||
 		*got.LifecycleConfiguration.MaxLifetime != 600 || *got.LifecycleConfiguration.IdleRuntimeSessionTimeout != 600 ||
@@ -228,18 +227,18 @@ func TestControlHandlers(t *testing.T) {
 		{"create a taken name", controlReq("PUT", "/runtimes/", create), api.ErrConflict, ""},
 		{"create with a sandbox", controlReq("PUT", "/runtimes/", api.RuntimeInput{AgentRuntimeName: "x", AgentRuntimeArtifact: create.AgentRuntimeArtifact,
 			BerthSettings: &api.BerthSettings{Sandbox: "linux"}}), api.ErrValidation, "berthSettings.sandbox"},
-		{"create with a wrong type", httptest.NewRequest("PUT", "/runtimes/", strings.NewReader(`{"agentRuntimeName":["x"]}`)),
+		{"create with a wrong type", newRequest("PUT", "/runtimes/", strings.NewReader(`{"agentRuntimeName":["x"]}`)),
 			api.ErrValidation, "agentRuntimeName"},
 		{"update a config runtime", controlReq("PUT", "/runtimes/"+h.rt.ID+"/", create), api.ErrValidation, "agentRuntimeId"},
 		{"update without an artifact", controlReq("PUT", "/runtimes/"+made.AgentRuntimeID+"/", api.RuntimeInput{}), api.ErrValidation, "agentRuntimeArtifact"},
-		{"get a bad version", httptest.NewRequest("GET", "/runtimes/"+made.AgentRuntimeID+"/?version=latest", nil), api.ErrValidation, "version"},
-		{"get an unknown runtime", httptest.NewRequest("GET", "/runtimes/ghost/", nil), api.ErrResourceNotFound, ""},
-		{"delete a version", httptest.NewRequest("DELETE", "/runtimes/"+made.AgentRuntimeID+"/?version=1", nil), api.ErrValidation, "version"},
-		{"delete with a bad token", httptest.NewRequest("DELETE", "/runtimes/"+made.AgentRuntimeID+"/?clientToken=x", nil), api.ErrValidation, "clientToken"},
-		{"delete a config runtime", httptest.NewRequest("DELETE", "/runtimes/"+h.rt.ID+"/", nil), api.ErrValidation, "agentRuntimeId"},
-		{"list 0", httptest.NewRequest("POST", "/runtimes/?maxResults=0", nil), api.ErrValidation, "maxResults"},
-		{"list 101", httptest.NewRequest("POST", "/runtimes/?maxResults=101", nil), api.ErrValidation, "maxResults"},
-		{"list with a bad token", httptest.NewRequest("POST", "/runtimes/?nextToken=zzz", nil), api.ErrValidation, "nextToken"},
+		{"get a bad version", newRequest("GET", "/runtimes/"+made.AgentRuntimeID+"/?version=latest", nil), api.ErrValidation, "version"},
+		{"get an unknown runtime", newRequest("GET", "/runtimes/ghost/", nil), api.ErrResourceNotFound, ""},
+		{"delete a version", newRequest("DELETE", "/runtimes/"+made.AgentRuntimeID+"/?version=1", nil), api.ErrValidation, "version"},
+		{"delete with a bad token", newRequest("DELETE", "/runtimes/"+made.AgentRuntimeID+"/?clientToken=x", nil), api.ErrValidation, "clientToken"},
+		{"delete a config runtime", newRequest("DELETE", "/runtimes/"+h.rt.ID+"/", nil), api.ErrValidation, "agentRuntimeId"},
+		{"list 0", newRequest("POST", "/runtimes/?maxResults=0", nil), api.ErrValidation, "maxResults"},
+		{"list 101", newRequest("POST", "/runtimes/?maxResults=101", nil), api.ErrValidation, "maxResults"},
+		{"list with a bad token", newRequest("POST", "/runtimes/?nextToken=zzz", nil), api.ErrValidation, "nextToken"},
 		{"endpoint without a name", controlReq("PUT", "/runtimes/"+made.AgentRuntimeID+"/runtime-endpoints/", api.EndpointInput{}), api.ErrValidation, "name"},
 		{"endpoint with an empty version", controlReq("PUT", "/runtimes/"+made.AgentRuntimeID+"/runtime-endpoints/",
 			api.EndpointInput{Name: "e", AgentRuntimeVersion: ptr("")}), api.ErrValidation, "agentRuntimeVersion"},
@@ -247,7 +246,7 @@ func TestControlHandlers(t *testing.T) {
 			api.EndpointInput{Name: "e", AgentRuntimeVersion: ptr("2")}), api.ErrValidation, "agentRuntimeVersion"},
 		{"move DEFAULT", controlReq("PUT", "/runtimes/"+made.AgentRuntimeID+"/runtime-endpoints/DEFAULT/", api.EndpointInput{AgentRuntimeVersion: ptr("1")}),
 			api.ErrValidation, "endpointName"},
-		{"an unknown endpoint", httptest.NewRequest("GET", "/runtimes/"+made.AgentRuntimeID+"/runtime-endpoints/ghost/", nil), api.ErrResourceNotFound, ""},
+		{"an unknown endpoint", newRequest("GET", "/runtimes/"+made.AgentRuntimeID+"/runtime-endpoints/ghost/", nil), api.ErrResourceNotFound, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := readError(t, h.do(tc.req))
@@ -263,12 +262,12 @@ func TestControlHandlers(t *testing.T) {
 	if w.Code != http.StatusAccepted || json.Unmarshal(w.Body.Bytes(), &e) != nil || e.EndpointName != "prod" || e.TargetVersion != "1" || e.Name != "" {
 		t.Fatalf("create endpoint: %d %s", w.Code, w.Body)
 	}
-	w = h.do(httptest.NewRequest("POST", "/runtimes/"+made.AgentRuntimeID+"/runtime-endpoints/", nil))
+	w = h.do(newRequest("POST", "/runtimes/"+made.AgentRuntimeID+"/runtime-endpoints/", nil))
 	var es api.EndpointList
 	if w.Code != 200 || json.Unmarshal(w.Body.Bytes(), &es) != nil || len(es.RuntimeEndpoints) != 2 || es.RuntimeEndpoints[1].Name != "prod" {
 		t.Fatalf("list endpoints: %d %s", w.Code, w.Body)
 	}
-	w = h.do(httptest.NewRequest("DELETE", "/runtimes/"+made.AgentRuntimeID+"/", nil))
+	w = h.do(newRequest("DELETE", "/runtimes/"+made.AgentRuntimeID+"/", nil))
 	var del api.DeleteResult
 	if w.Code != http.StatusAccepted || json.Unmarshal(w.Body.Bytes(), &del) != nil || del.Status != api.StatusDeleting || del.AgentRuntimeID != made.AgentRuntimeID {
 		t.Fatalf("delete: %d %s", w.Code, w.Body)

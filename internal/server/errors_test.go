@@ -90,7 +90,7 @@ func TestUnknownErrorsLeakNothing(t *testing.T) {
 	}
 	s := New(Options{Logger: discard()})
 	w := httptest.NewRecorder()
-	s.writeError(w, httptest.NewRequest("GET", "/x", nil), errors.New(secret))
+	s.writeError(w, newRequest("GET", "/x", nil), errors.New(secret))
 	e := readError(t, w)
 	if e.status != 500 || e.typ != api.ErrInternalServer || e.body.Message != "internal error" ||
 		strings.Contains(w.Body.String(), "secrets") || strings.Contains(w.Body.String(), "permission") {
@@ -102,7 +102,7 @@ func TestUnknownErrorsLeakNothing(t *testing.T) {
 func TestWriteError(t *testing.T) {
 	s := New(Options{Logger: discard()})
 	w := httptest.NewRecorder()
-	s.writeError(w, httptest.NewRequest("PUT", "/runtimes/", nil), fmt.Errorf("create: %w", errdefs.Field("roleArn", "not a role")))
+	s.writeError(w, newRequest("PUT", "/runtimes/", nil), fmt.Errorf("create: %w", errdefs.Field("roleArn", "not a role")))
 	e := readError(t, w)
 	if e.status != 400 || e.typ != api.ErrValidation || e.body.Reason != "FieldValidationFailed" ||
 		!slices.Equal(e.body.FieldList, []api.FieldError{{Name: "roleArn", Message: "not a role"}}) {

@@ -21,20 +21,27 @@ import (
 // Fuzz targets for what berth reads from the network before any agent
 // sees it. Each asserts properties, not only "no panic".
 
-// FuzzSessionID: the session header is accepted exactly when its length is
-// AgentCore's, is passed on unchanged, and a refusal never echoes it.
+// FuzzSessionID: the session header is accepted exactly when it is an
+// AgentCore session ID (33-256 characters of [a-zA-Z0-9][a-zA-Z0-9-_]*),
+// is passed on unchanged, and a refusal never echoes it.
 func FuzzSessionID(f *testing.F) {
 	for _, n := range []int{0, 1, 32, 33, 36, 256, 257} {
 		f.Add(strings.Repeat("s", n), false)
 	}
 	f.Add("berth-0123456789abcdef0123456789abcdef", true)
+	f.Add("-berth-0123456789abcdef0123456789abcde", false)
+	f.Add("berth/0123456789abcdef0123456789abcdef", false)
 	f.Add(uuid.NewString(), false)
 	f.Fuzz(func(t *testing.T, id string, generate bool) {
 		valid := len(id) >= api.MinSessionIDLen && len(id) <= api.MaxSessionIDLen
-		if api.ValidSessionID(id) != valid {
-			t.Fatalf("ValidSessionID(%d bytes) = %t", len(id), !valid)
+		for i, c := range []byte(id) {
+			alnum := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+			valid = valid && (alnum || i > 0 && (c == '-' || c == '_'))
 		}
-		r := httptest.NewRequest("POST", "/runtimes/x/invocations", nil)
+		if api.ValidSessionID(id) != valid {
+			t.Fatalf("ValidSessionID(%q) = %t", id, !valid)
+		}
+		r := newRequest("POST", "/runtimes/x/invocations", nil)
 		r.Header[api.HeaderSessionID] = []string{id}
 		got, err := sessionID(r, generate)
 		switch {
@@ -58,7 +65,8 @@ func FuzzSessionID(f *testing.F) {
 // FuzzForwardHeaders: whatever a caller sends, the agent gets only the
 // passthrough set, the custom prefix and the runtime's allowlist, with the
 // caller's values, never an X-Amz-* header, and one fresh request ID. An
-// allow-listed value over 4 KB refuses the call, naming the header.
+// allow-listed or custom value over 4 KB, or more than 20 custom headers,
+// refuses the call, naming the header.
 func FuzzForwardHeaders(f *testing.F) {
 	f.Add("Authorization: AWS4-HMAC-SHA256 x\r\nX-Amz-Date: 20250101T000000Z\r\nX-Tenant-Id: t\r\n", "X-Tenant-Id")
 	f.Add("Content-Type: application/json\r\nAccept: */*\r\nTraceparent: 00-1-2-01\r\nMcp-Session-Id: m\r\n", "")
@@ -66,7 +74,7 @@ func FuzzForwardHeaders(f *testing.F) {
 	f.Add("X-Tenant-Id: "+strings.Repeat("v", 4097)+"\r\n", "x-tenant-id")
 	f.Add(api.HeaderRequestID+": mine\r\n"+api.HeaderSessionID+": "+strings.Repeat("s", 40)+"\r\n", "X-Amzn-Bedrock-AgentCore-Runtime-Custom-Ok")
 	f.Fuzz(func(t *testing.T, headers, allow string) {
-		r, err := http.ReadRequest(bufio.NewReader(strings.NewReader("POST /runtimes/x/invocations HTTP/1.1\r\nHost: berth\r\n" + headers + "\r\n")))
+		r, err := http.ReadRequest(bufio.NewReader(strings.NewReader("POST /runtimes/x/invocations HTTP/1.1\r\nHost: localhost\r\n" + headers + "\r\n")))
 		if err != nil {
 			return // berth's HTTP server answers 400 before any handler
 		}
@@ -82,41 +90,54 @@ func FuzzForwardHeaders(f *testing.F) {
 		for _, a := range allowlist {
 			allowed[http.CanonicalHeaderKey(a)] = a
 		}
+		custom, long := 0, map[string]bool{} // custom headers; headers with a value over 4 KB
+		for k, v := range r.Header {
+			if strings.HasPrefix(k, api.HeaderCustomPrefix) {
+				custom++
+			}
+			for _, s := range v {
+				long[k] = long[k] || len(s) > maxForwardedValue
+			}
+		}
 		if err != nil {
 			var ae *apiError
 			if !errors.As(err, &ae) || ae.typ != api.ErrValidation || len(ae.fields) != 1 || out != nil {
 				t.Fatalf("refusal %v", err)
 			}
-			k := http.CanonicalHeaderKey(ae.fields[0].Name)
-			long := false
-			for _, v := range r.Header[k] {
-				long = long || len(v) > maxForwardedValue
-			}
-			if allowed[k] != ae.fields[0].Name || !long {
-				t.Fatalf("refused on %s, which is not an allow-listed header over 4 KB", ae.fields[0].Name)
+			name := ae.fields[0].Name
+			k := http.CanonicalHeaderKey(name)
+			switch {
+			case name == api.HeaderCustomPrefix+"*" && custom > maxCustomHeaders:
+			case long[k] && (allowed[k] == name || strings.HasPrefix(k, api.HeaderCustomPrefix) && k == name):
+			default:
+				t.Fatalf("refused on %s (%d custom headers): %v", name, custom, err)
 			}
 			return
 		}
+		if custom > maxCustomHeaders {
+			t.Fatalf("forwarded %d custom headers", custom)
+		}
 		for k, v := range out {
-			if k == api.HeaderRequestID {
+			switch {
+			case k == api.HeaderRequestID:
 				if len(v) != 1 || uuid.Validate(v[0]) != nil || v[0] == r.Header.Get(api.HeaderRequestID) {
 					t.Fatalf("request ID %q", v)
 				}
 				continue
-			}
-			lk := strings.ToLower(k)
-			switch {
-			case strings.HasPrefix(lk, "x-amz-"):
+			case k == "Content-Type" && r.Header["Content-Type"] == nil:
+				// An agent always learns the body's type; JSON unless told.
+				if len(v) != 1 || v[0] != "application/json" {
+					t.Fatalf("Content-Type %q for a call that sent none", v)
+				}
+				continue
+			case strings.HasPrefix(strings.ToLower(k), "x-amz-"):
 				t.Fatalf("forwarded %s", k)
 			case !strings.HasPrefix(k, api.HeaderCustomPrefix) && !contains(passthrough, k) && allowed[k] == "":
 				t.Fatalf("forwarded %s, which is neither passed through, custom nor allow-listed", k)
 			case strings.Join(v, "\x00") != strings.Join(r.Header[k], "\x00"):
 				t.Fatalf("%s: forwarded %q, sent %q", k, v, r.Header[k])
-			}
-			for _, s := range v {
-				if allowed[k] != "" && len(s) > maxForwardedValue {
-					t.Fatalf("forwarded %d bytes of %s", len(s), k)
-				}
+			case long[k] && (allowed[k] != "" || strings.HasPrefix(k, api.HeaderCustomPrefix)):
+				t.Fatalf("forwarded a value of %s over 4 KB", k)
 			}
 		}
 		for k := range r.Header {
@@ -153,11 +174,11 @@ func FuzzRuntimePath(f *testing.F) {
 	f.Add("%zz")
 	f.Add("a?qualifier=prod")
 	f.Fuzz(func(t *testing.T, seg string) {
-		get, err := http.ReadRequest(bufio.NewReader(strings.NewReader("GET /runtimes/" + seg + "/ HTTP/1.1\r\nHost: berth\r\n\r\n")))
+		get, err := http.ReadRequest(bufio.NewReader(strings.NewReader("GET /runtimes/" + seg + "/ HTTP/1.1\r\nHost: localhost\r\n\r\n")))
 		if err != nil {
 			return
 		}
-		inv, err := http.ReadRequest(bufio.NewReader(strings.NewReader("POST /runtimes/" + seg + "/invocations HTTP/1.1\r\nHost: berth\r\n" +
+		inv, err := http.ReadRequest(bufio.NewReader(strings.NewReader("POST /runtimes/" + seg + "/invocations HTTP/1.1\r\nHost: localhost\r\n" +
 			api.HeaderSessionID + ": " + strings.Repeat("f", 40) + "\r\nContent-Length: 2\r\n\r\n{}")))
 		if err != nil {
 			return
@@ -237,7 +258,7 @@ func FuzzControlBody(f *testing.F) {
 		f.Add(string(b))
 	}
 	f.Fuzz(func(t *testing.T, body string) {
-		spec, err := createSpec(httptest.NewRequest("PUT", "/runtimes/", strings.NewReader(body)))
+		spec, err := createSpec(newRequest("PUT", "/runtimes/", strings.NewReader(body)))
 		var rt registry.Runtime
 		var v registry.Version
 		if err == nil {

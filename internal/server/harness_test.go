@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -33,8 +34,10 @@ type harness struct {
 	rt registry.Runtime
 }
 
-// testRules is the operator's policy in these tests.
+// testRules is the operator's policy in these tests; code may lie in any
+// temporary directory.
 var testRules = registry.Rulebook{
+	CodeRoots:     []string{os.TempDir()},
 	DefaultLimits: registry.Limits{Memory: 1 << 30, CPU: 1000, Pids: 256},
 	APISandbox:    registry.BackendProcess,
 	APIWarmPool:   2,
@@ -78,6 +81,14 @@ func newHarness(t testing.TB, allowlist ...string) *harness {
 
 // do serves one request and returns the recorded answer.
 func (h *harness) do(r *http.Request) *httptest.ResponseRecorder { return serve(h.srv, r) }
+
+// newRequest is an incoming request addressed to localhost, as the edge
+// guard accepts it.
+func newRequest(method, target string, body io.Reader) *http.Request {
+	r := httptest.NewRequest(method, target, body)
+	r.Host = "localhost"
+	return r
+}
 
 func serve(s *Server, r *http.Request) *httptest.ResponseRecorder {
 	w := httptest.NewRecorder()

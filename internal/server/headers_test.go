@@ -3,7 +3,6 @@ package server
 import (
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -13,7 +12,7 @@ import (
 )
 
 func TestForwardHeaders(t *testing.T) {
-	r := httptest.NewRequest("POST", "/runtimes/agent/invocations", nil)
+	r := newRequest("POST", "/runtimes/agent/invocations", nil)
 	in := map[string][]string{
 		// Always passed through.
 		"Content-Type":         {"application/json"},
@@ -90,7 +89,7 @@ func checkForwarded(t *testing.T, out http.Header, in map[string][]string, want 
 }
 
 func TestForwardHeadersFreshRequestID(t *testing.T) {
-	r := httptest.NewRequest("POST", "/", nil)
+	r := newRequest("POST", "/", nil)
 	a, _ := forwardHeaders(r, nil)
 	b, _ := forwardHeaders(r, nil)
 	if a.Get(api.HeaderRequestID) == b.Get(api.HeaderRequestID) {
@@ -109,7 +108,7 @@ func TestForwardHeadersCap(t *testing.T) {
 		{[]string{strings.Repeat("v", 4097)}, false},
 		{[]string{"short", strings.Repeat("v", 4097)}, false},
 	} {
-		r := httptest.NewRequest("POST", "/", nil)
+		r := newRequest("POST", "/", nil)
 		r.Header["X-Tenant-Id"] = tc.values
 		out, err := forwardHeaders(r, []string{"x-tenant-id"})
 		if tc.ok {
@@ -123,6 +122,38 @@ func TestForwardHeadersCap(t *testing.T) {
 			t.Errorf("%d values: got %v %v", len(tc.values), out, err)
 		}
 	}
+}
+
+// A call without Content-Type reaches the agent as JSON; one with a type
+// keeps it.
+func TestForwardHeadersContentType(t *testing.T) {
+	r := newRequest("POST", "/", nil)
+	if out, err := forwardHeaders(r, nil); err != nil || !slices.Equal(out["Content-Type"], []string{"application/json"}) {
+		t.Fatalf("none sent: %q %v", out["Content-Type"], err)
+	}
+	r.Header.Set("Content-Type", "text/plain")
+	if out, err := forwardHeaders(r, nil); err != nil || !slices.Equal(out["Content-Type"], []string{"text/plain"}) {
+		t.Fatalf("text/plain sent: %q %v", out["Content-Type"], err)
+	}
+}
+
+// Custom headers: at most 20, each value at most 4 KB.
+func TestForwardHeadersCustomCaps(t *testing.T) {
+	r := newRequest("POST", "/", nil)
+	for i := range 20 {
+		r.Header.Set(api.HeaderCustomPrefix+"H"+itoa(i), strings.Repeat("v", 4096))
+	}
+	if out, err := forwardHeaders(r, nil); err != nil || len(out) != 20+2 {
+		t.Fatalf("20 custom headers of 4 KB: %d forwarded, %v", len(out), err)
+	}
+	r.Header.Set(api.HeaderCustomPrefix+"H20", "v")
+	_, err := forwardHeaders(r, nil)
+	wantValidation(t, err, api.HeaderCustomPrefix+"*")
+
+	r = newRequest("POST", "/", nil)
+	r.Header.Set(api.HeaderCustomPrefix+"Big", strings.Repeat("v", 4097))
+	_, err = forwardHeaders(r, nil)
+	wantValidation(t, err, api.HeaderCustomPrefix+"Big")
 }
 
 func TestDecodeStopBody(t *testing.T) {
@@ -141,7 +172,7 @@ func TestDecodeStopBody(t *testing.T) {
 		{`{"clientToken":5}`, "-"},
 		{`[]`, "-"},
 	} {
-		err := decodeStopBody(httptest.NewRequest("POST", "/", strings.NewReader(tc.body)))
+		err := decodeStopBody(newRequest("POST", "/", strings.NewReader(tc.body)))
 		switch tc.field {
 		case "":
 			if err != nil {

@@ -24,16 +24,20 @@ func TestSessionID(t *testing.T) {
 		{strings.Repeat("s", 257), true, false},
 		{"", false, false},
 		{"", true, true},
+		{"-" + strings.Repeat("s", 40), false, false},
+		{strings.Repeat("s", 40) + "/x", false, false},
+		{strings.Repeat("s", 40) + " ", false, false},
+		{"a-_" + strings.Repeat("0", 40), false, true},
 	} {
-		r := httptest.NewRequest("POST", "/", nil)
+		r := newRequest("POST", "/", nil)
 		if tc.id != "" {
 			r.Header.Set(api.HeaderSessionID, tc.id)
 		}
 		got, err := sessionID(r, tc.generate)
 		if !tc.ok {
 			wantValidation(t, err, "runtimeSessionId")
-			if !strings.Contains(err.Error(), "value: "+itoa(len(tc.id))) {
-				t.Errorf("%d characters: %v does not give the length", len(tc.id), err)
+			if n := len(tc.id); (n < 33 || n > 256) && !strings.Contains(err.Error(), "value: "+itoa(n)) {
+				t.Errorf("%d characters: %v does not give the length", n, err)
 			}
 			continue
 		}
@@ -46,7 +50,7 @@ func TestSessionID(t *testing.T) {
 			t.Errorf("got %q, sent %q", got, tc.id)
 		}
 	}
-	r := httptest.NewRequest("POST", "/", nil)
+	r := newRequest("POST", "/", nil)
 	a, _ := sessionID(r, true)
 	b, _ := sessionID(r, true)
 	if a == b {
@@ -56,15 +60,23 @@ func TestSessionID(t *testing.T) {
 
 func TestQualifier(t *testing.T) {
 	for query, want := range map[string]string{
-		"":                            "DEFAULT",
-		"?qualifier=":                 "DEFAULT",
-		"?qualifier=prod":             "prod",
-		"?qualifier=prod&qualifier=x": "prod",
-		"?Qualifier=prod":             "DEFAULT",
-		"?qualifier=a%2Fb":            "a/b",
+		"":                             "DEFAULT",
+		"?qualifier=":                  "DEFAULT",
+		"?qualifier=prod":              "prod",
+		"?qualifier=prod&qualifier=x":  "prod",
+		"?Qualifier=prod":              "DEFAULT",
+		"?other=1&qualifier=v2_pinned": "v2_pinned",
 	} {
-		if got := qualifier(httptest.NewRequest("POST", "/runtimes/x/invocations"+query, nil)); got != want {
-			t.Errorf("%q: got %q, want %q", query, got, want)
+		if got, err := qualifier(newRequest("POST", "/runtimes/x/invocations"+query, nil)); err != nil || got != want {
+			t.Errorf("%q: got %q %v, want %q", query, got, err, want)
+		}
+	}
+	// A malformed query or name is refused, never taken for DEFAULT.
+	for _, query := range []string{"?qualifier=a%2Fb", "?qualifier=%zz", "?qualifier=prod;x", "?qualifier=-x", "?qualifier=" + strings.Repeat("q", 49)} {
+		got, err := qualifier(newRequest("POST", "/runtimes/x/invocations"+query, nil))
+		wantValidation(t, err, "qualifier")
+		if got != "" {
+			t.Errorf("%q: refused, but named %q", query, got)
 		}
 	}
 }
@@ -72,7 +84,7 @@ func TestQualifier(t *testing.T) {
 func sid(n int) string { return strings.Repeat("7", n) }
 
 func invokeReq(ref, query, session, body string) *http.Request {
-	r := httptest.NewRequest("POST", "/runtimes/"+url.PathEscape(ref)+"/invocations"+query, strings.NewReader(body))
+	r := newRequest("POST", "/runtimes/"+url.PathEscape(ref)+"/invocations"+query, strings.NewReader(body))
 	r.Header.Set("Content-Type", "application/json")
 	if session != "" {
 		r.Header.Set(api.HeaderSessionID, session)
@@ -128,6 +140,15 @@ func TestInvokeRefusals(t *testing.T) {
 			return invokeReq("arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/ghost-0123456789", "", sid(40), "{}")
 		}, api.ErrResourceNotFound, ""},
 		{"unknown qualifier", h.srv, func() *http.Request { return invokeReq(h.rt.ID, "?qualifier=prod", sid(40), "{}") }, api.ErrResourceNotFound, ""},
+		{"malformed qualifier", h.srv, func() *http.Request { return invokeReq(h.rt.ID, "?qualifier=a%2Fb", sid(40), "{}") }, api.ErrValidation, "qualifier"},
+		{"session ID with a slash", h.srv, func() *http.Request { return invokeReq(h.rt.ID, "", sid(40)+"/x", "{}") }, api.ErrValidation, "runtimeSessionId"},
+		{"too many custom headers", h.srv, func() *http.Request {
+			r := invokeReq(h.rt.ID, "", sid(40), "{}")
+			for i := range 21 {
+				r.Header.Set(api.HeaderCustomPrefix+"H"+itoa(i), "v")
+			}
+			return r
+		}, api.ErrValidation, api.HeaderCustomPrefix + "*"},
 		{"user ID over 1024", h.srv, func() *http.Request {
 			r := invokeReq(h.rt.ID, "", sid(40), "{}")
 			r.Header.Set(api.HeaderUserID, strings.Repeat("u", 1025))
@@ -139,9 +160,9 @@ func TestInvokeRefusals(t *testing.T) {
 			return r
 		}, api.ErrValidation, "X-Tenant-Id"},
 		{"declared payload over the cap", small, func() *http.Request { return invokeReq(h.rt.ID, "", sid(40), strings.Repeat("p", 11)) }, api.ErrValidation, "payload"},
-		{"no route", h.srv, func() *http.Request { return httptest.NewRequest("GET", "/nowhere", nil) }, api.ErrResourceNotFound, ""},
+		{"no route", h.srv, func() *http.Request { return newRequest("GET", "/nowhere", nil) }, api.ErrResourceNotFound, ""},
 		{"stop without a session ID", h.srv, func() *http.Request {
-			return httptest.NewRequest("POST", "/runtimes/"+h.rt.ID+"/stopruntimesession", nil)
+			return newRequest("POST", "/runtimes/"+h.rt.ID+"/stopruntimesession", nil)
 		}, api.ErrValidation, "runtimeSessionId"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -175,7 +196,7 @@ func TestStopSession(t *testing.T) {
 		t.Fatalf("invoke: %d %s", w.Code, w.Body)
 	}
 	stop := func(body string) *httptest.ResponseRecorder {
-		r := httptest.NewRequest("POST", "/runtimes/"+url.PathEscape(h.rt.ARN)+"/stopruntimesession", strings.NewReader(body))
+		r := newRequest("POST", "/runtimes/"+url.PathEscape(h.rt.ARN)+"/stopruntimesession", strings.NewReader(body))
 		r.Header.Set(api.HeaderSessionID, sid(40))
 		return h.do(r)
 	}
