@@ -335,6 +335,13 @@ func (r relayResult) describe() string {
 // frame is held back.
 func relayFrames(dst io.Writer, src *bufio.Reader, buffered interface{ Buffered() int }, stop context.Context) (res relayResult) {
 	bw := bufio.NewWriterSize(&errWriter{w: dst, failed: &res.writeFailed}, 32<<10)
+	// When src ends, what was read goes out: whole frames read in the
+	// same gulp as the broken one are not lost with it.
+	defer func() {
+		if !res.writeFailed {
+			bw.Flush()
+		}
+	}()
 	var hdr [14]byte
 	for {
 		if buffered.Buffered() == 0 {
