@@ -352,7 +352,6 @@ type replayer struct {
 	t         *testing.T
 	exchanges []exchange
 	next      int
-	volatile  []string
 }
 
 func (rp *replayer) ServeHTTP(w http.ResponseWriter, r *http.Request) {

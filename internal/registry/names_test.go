@@ -114,7 +114,8 @@ func TestValidatePage(t *testing.T) {
 // StableID keeps a config runtime's ID across restarts; RandomID makes a
 // fresh one; both are {name}-{10 alnum}.
 func TestRuntimeIDs(t *testing.T) {
-	if StableID("agent") != StableID("agent") || StableID("agent") == StableID("agent2") {
+	a, b := StableID("agent"), StableID("agent")
+	if a != b || a == StableID("agent2") {
 		t.Fatal("StableID is not a function of the name")
 	}
 	for _, id := range []string{StableID("agent"), RandomID("agent")} {
@@ -123,7 +124,7 @@ func TestRuntimeIDs(t *testing.T) {
 			t.Errorf("%q is not agent-{10 alnum}", id)
 		}
 	}
-	if RandomID("a") == RandomID("a") {
+	if x, y := RandomID("a"), RandomID("a"); x == y {
 		t.Error("RandomID repeated itself")
 	}
 }
