@@ -181,7 +181,7 @@ func scenario(codeDir string) []step {
 				rt.AgentRuntimeArtifact.Code.Code.S3.Prefix == codeDir && rt.EnvironmentVariables["MODE"] == "golden" &&
 				*rt.LifecycleConfiguration.IdleRuntimeSessionTimeout == 300 && rt.BerthSettings.Limits.CPU == 0.5 &&
 				slices.Equal(rt.RequestHeaderConfiguration.RequestHeaderAllowlist, []string{"X-Tenant-Id"}) &&
-				slices.Equal(rt.BerthCommand, []string{codeDir + "/agent"}), "got %+v", rt)
+				slices.Equal(rt.BerthCommand, []string{"./agent"}), "got %+v", rt)
 		}},
 		{name: "update-runtime", run: func(ctx context.Context, c *client.Client, st *state) error {
 			rt, err := c.UpdateRuntime(ctx, st.runtimeARN, client.RuntimeInput{

@@ -124,8 +124,9 @@ func TestRecordGolden(t *testing.T) {
 		if err := enc.Encode(x); err != nil {
 			t.Fatal(err)
 		}
-		// The agent's directory was a temporary one.
+		// The agent's directory and berth's data directory were temporary.
 		data := bytes.ReplaceAll(out.Bytes(), []byte(codeDir), []byte(goldenCodeDir))
+		data = bytes.ReplaceAll(data, []byte(cfg.DataDir), []byte("/var/lib/berth"))
 		if err := os.WriteFile(goldenFile(i, s.name), data, 0o644); err != nil {
 			t.Fatal(err)
 		}

@@ -1,6 +1,8 @@
 package registry
 
 import (
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -45,8 +47,27 @@ func codeTree(t *testing.T) (Rulebook, string) {
 	return Rulebook{CodeRoots: []string{root}, DataDir: filepath.Join(top, "data")}, dir
 }
 
+// control is a control plane checking by rb, with no code store: code
+// runs where it lies.
+func control(rb Rulebook) *Control {
+	return NewControl(New(nil, Options{Rules: rb, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}))
+}
+
+// generic names the interpreter python3 whichever python3.x this host
+// has: Control.python picks the runtime's own where it is installed.
+func generic(cmd []string) []string {
+	out := slices.Clone(cmd)
+	for i, c := range out {
+		if strings.HasPrefix(c, "python3.") {
+			out[i] = "python3"
+		}
+	}
+	return out
+}
+
 func TestArtifactCommand(t *testing.T) {
 	rb, dir := codeTree(t)
+	ctl := control(rb)
 	code := func(runtime string, ep ...string) ArtifactSpec {
 		return ArtifactSpec{Code: &CodeSpec{Bucket: api.LocalBucket, Prefix: dir, Runtime: runtime, EntryPoint: ep}}
 	}
@@ -55,9 +76,9 @@ func TestArtifactCommand(t *testing.T) {
 		a    ArtifactSpec
 		want []string // the command; it runs in dir
 	}{
-		{name: "executable in the code dir", a: code("PYTHON_3_12", "agent"), want: []string{filepath.Join(dir, "agent")}},
-		{name: "executable with an argument", a: code("NODE_22", "agent", "--serve"), want: []string{filepath.Join(dir, "agent"), "--serve"}},
-		{name: "executable in a subdirectory", a: code("PYTHON_3_10", "bin/serve"), want: []string{filepath.Join(dir, "bin/serve")}},
+		{name: "executable in the code dir", a: code("PYTHON_3_12", "agent"), want: []string{"./agent"}},
+		{name: "executable with an argument", a: code("NODE_22", "agent", "--serve"), want: []string{"./agent", "--serve"}},
+		{name: "executable in a subdirectory", a: code("PYTHON_3_10", "bin/./serve"), want: []string{"./bin/serve"}},
 		{name: "python script", a: code("PYTHON_3_13", "main.py"), want: []string{"python3", "main.py"}},
 		{name: "python script with an argument", a: code("PYTHON_3_14", "main.py", "--debug"), want: []string{"python3", "main.py", "--debug"}},
 		{name: "an executable .py is still a script", a: code("PYTHON_3_11", "run.py"), want: []string{"python3", "run.py"}},
@@ -70,11 +91,11 @@ func TestArtifactCommand(t *testing.T) {
 			want: []string{"python3", "main.py"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cmd, wd, err := tc.a.command(rb)
+			cmd, wd, digest, err := ctl.code(tc.a)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !slices.Equal(cmd, tc.want) || wd != dir {
+			if !slices.Equal(generic(cmd), tc.want) || wd != dir || digest != "" {
 				t.Fatalf("got %q in %s, want %q in %s", cmd, wd, tc.want, dir)
 			}
 		})
@@ -84,6 +105,10 @@ func TestArtifactCommand(t *testing.T) {
 func TestArtifactCommandRefusals(t *testing.T) {
 	rb, dir := codeTree(t)
 	root := rb.CodeRoots[0]
+	ctl := control(rb)
+	if err := os.WriteFile(filepath.Join(dir, "agent.zip"), []byte("PK"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	code := func(runtime string, ep ...string) *CodeSpec {
 		return &CodeSpec{Bucket: api.LocalBucket, Prefix: dir, Runtime: runtime, EntryPoint: ep}
 	}
@@ -111,6 +136,7 @@ func TestArtifactCommandRefusals(t *testing.T) {
 		{"empty prefix", ArtifactSpec{Code: withPrefix("")}, cc + ".code.s3.prefix", "absolute"},
 		{"missing directory", ArtifactSpec{Code: withPrefix(filepath.Join(dir, "nope"))}, cc + ".code.s3.prefix", "no such directory"},
 		{"prefix is a file", ArtifactSpec{Code: withPrefix(filepath.Join(dir, "main.py"))}, cc + ".code.s3.prefix", "no such directory"},
+		{"a zip without a code store", ArtifactSpec{Code: withPrefix(filepath.Join(dir, "agent.zip"))}, cc + ".code.s3.prefix", "code store"},
 		{"outside the code roots", ArtifactSpec{Code: withPrefix(t.TempDir())}, cc + ".code.s3.prefix", "code roots"},
 		{"out of the code roots by ..", ArtifactSpec{Code: withPrefix(root + "/../data")}, cc + ".code.s3.prefix", "data directory"},
 		{"the host's /proc", ArtifactSpec{Code: withPrefix("/proc/self")}, cc + ".code.s3.prefix", "/proc"},
@@ -136,7 +162,7 @@ func TestArtifactCommandRefusals(t *testing.T) {
 		{"two entries, second no script", ArtifactSpec{Code: code("PYTHON_3_12", "wrap", "notes.txt")}, cc + ".entryPoint[0]", "neither an executable"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cmd, wd, err := tc.a.command(rb)
+			cmd, wd, _, err := ctl.code(tc.a)
 			wantField(t, err, tc.field)
 			if !strings.Contains(err.Error(), tc.says) {
 				t.Errorf("%v does not say %q", err, tc.says)

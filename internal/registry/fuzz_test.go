@@ -32,7 +32,7 @@ func FuzzRuntimeRef(f *testing.F) {
 		if strings.ContainsAny(region+account, ":/") || strings.Contains(id, "/") {
 			return
 		}
-		r := New(nil, Rulebook{}, region, account, nil)
+		r := New(nil, Options{Region: region, Account: account})
 		for _, arn := range []string{r.RuntimeARN(id), r.EndpointARN(id, endpoint)} {
 			if got := RuntimeRef(arn); got != id {
 				t.Fatalf("RuntimeRef(%q) = %q, want %q", arn, got, id)

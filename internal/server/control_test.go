@@ -83,7 +83,13 @@ var specRefusals = []struct {
 	field string
 }{
 	{`{"authorizerConfiguration":{"customJWTAuthorizer":{}}}`, "authorizerConfiguration"},
-	{`{"filesystemConfigurations":[]}`, "filesystemConfigurations"},
+	{`{"hooksConfiguration":{}}`, "hooksConfiguration"},
+	{`{"filesystemConfigurations":[{}]}`, "filesystemConfigurations[0]"},
+	{`{"filesystemConfigurations":[{"efsAccessPoint":{"accessPointArn":"x"}}]}`, "filesystemConfigurations[0]"},
+	{`{"filesystemConfigurations":[{"sessionStorage":{"mountPath":"/mnt/a"}},{"sessionStorage":{"mountPath":"/mnt/b"}}]}`, "filesystemConfigurations[1]"},
+	{`{"filesystemConfigurations":[{},{},{},{},{},{}]}`, "filesystemConfigurations"},
+	{`{"platformVersion":"V3"}`, "platformVersion"},
+	{`{"metadataConfiguration":{}}`, "metadataConfiguration"},
 	{`{"capacityProviderConfiguration":{}}`, "capacityProviderConfiguration"},
 	{`{"allowedPorts":[8080]}`, "allowedPorts"},
 	{`{"clientToken":""}`, "clientToken"},
@@ -124,6 +130,7 @@ const fullBody = `{
 		"lifecycleConfiguration": {"idleRuntimeSessionTimeout": 120, "maxLifetime": 3600},
 		"requestHeaderConfiguration": {"requestHeaderAllowlist": ["X-Tenant-Id"]},
 		"environmentVariables": {"A": "1"},
+		"filesystemConfigurations": [{"sessionStorage": {"mountPath": "/mnt/workspace"}}],
 		"authorizerConfiguration": null,
 		"berthSettings": {
 			"sandbox": "process", "network": "host", "mounts": [{"source": "/a", "target": "/b", "readOnly": true}],
@@ -155,6 +162,7 @@ func TestRuntimeSpecTranslation(t *testing.T) {
 		MaxLifetime:     registry.Duration(time.Hour),
 		HeaderAllowlist: []string{"X-Tenant-Id"},
 		Protocol:        registry.ProtocolMCP,
+		SessionStorage:  "/mnt/workspace",
 		Network:         sandbox.NetworkHost,
 		Limits:          registry.Limits{Memory: 1024, CPU: 500, Pids: 7, Disk: 2048},
 		Mounts:          []sandbox.Mount{{Source: "/a", Target: "/b", ReadOnly: true}},
@@ -212,7 +220,7 @@ func TestControlHandlers(t *testing.T) {
 	if w.Code != 200 || json.Unmarshal(w.Body.Bytes(), &got) != nil || got.AgentRuntimeName != "made" || got.BerthSource != "api" ||
 		*got.LifecycleConfiguration.MaxLifetime != 600 || *got.LifecycleConfiguration.IdleRuntimeSessionTimeout != 600 ||
 		got.AgentRuntimeArtifact.Code.Code.S3.Prefix != dir || got.BerthSettings.Sandbox != "process" ||
-		!slices.Equal(got.BerthCommand, []string{"python3", "main.py"}) {
+		len(got.BerthCommand) != 2 || !strings.HasPrefix(got.BerthCommand[0], "python3") || got.BerthCommand[1] != "main.py" {
 		t.Fatalf("get: %d %s", w.Code, w.Body)
 	}
 

@@ -5,31 +5,31 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/berth-dev/berth/api"
 	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/sandbox"
+	"github.com/berth-dev/berth/internal/sandbox/sandboxfake"
 	"github.com/berth-dev/berth/internal/session"
 	"github.com/berth-dev/berth/internal/store"
 )
 
 // harness is a real Server over a real registry and session manager on
-// SQLite. Sandboxes come from agentBackend: the agent is an in-process
-// HTTP server on loopback, so handler tests need no processes.
+// SQLite. Sandboxes are sandboxfake's: the agent is an in-process HTTP
+// handler that echoes what it was sent, so handler tests need no
+// processes.
 type harness struct {
 	db    *store.DB
 	reg   *registry.Registry
 	srv   *Server
-	agent *agentBackend
+	agent *sandboxfake.Backend
 	// rt is a config runtime whose agent the backend serves.
 	rt registry.Runtime
 }
@@ -53,12 +53,12 @@ func newHarness(t testing.TB, allowlist ...string) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg := registry.New(db, testRules, "us-east-1", "123456789012", discard())
-	agent := &agentBackend{}
-	m := session.NewManager(db, map[string]sandbox.Backend{"process": agent}, session.Options{
+	reg := registry.New(db, registry.Options{Rules: testRules, Region: "us-east-1", Account: "123456789012", Logger: discard()})
+	agent := sandboxfake.New(sandboxfake.Options{})
+	m := session.NewManager(db, map[string]sandbox.Backend{"fake": agent}, session.Options{
 		LogDir:         t.TempDir(),
 		StateDir:       t.TempDir(),
-		DefaultBackend: "process",
+		DefaultBackend: "fake",
 		StopGrace:      time.Second,
 		Logger:         discard(),
 	})
@@ -119,84 +119,11 @@ func readError(t testing.TB, w *httptest.ResponseRecorder) wireError {
 	return e
 }
 
-// agentBackend starts "sandboxes" whose agent is an in-process HTTP server
-// on loopback. It records what the agent was sent.
-type agentBackend struct {
-	mu       sync.Mutex
-	requests []http.Header // the headers of every /invocations request agents saw
-}
-
-var _ sandbox.Backend = (*agentBackend)(nil)
-
-func (b *agentBackend) Name() string                   { return "process" }
-func (b *agentBackend) Reap(ctx context.Context) error { return nil }
-
-func (b *agentBackend) Start(ctx context.Context, spec sandbox.Spec) (sandbox.Handle, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
+// calls counts the invocations agents answered.
+func (h *harness) calls() int64 {
+	var n int64
+	for _, a := range h.agent.Handles() {
+		n += a.Calls()
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /ping", func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(api.PingResponse{Status: api.PingHealthy})
-	})
-	mux.HandleFunc("POST /invocations", func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		b.mu.Lock()
-		b.requests = append(b.requests, r.Header.Clone())
-		b.mu.Unlock()
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]any{"echo": string(body)})
-	})
-	h := &agentHandle{id: spec.Name, ln: ln, srv: &http.Server{Handler: mux}, done: make(chan struct{}), served: make(chan struct{})}
-	go func() {
-		defer close(h.served)
-		h.srv.Serve(ln)
-	}()
-	return h, nil
-}
-
-// count is how many requests agents were sent.
-func (b *agentBackend) count() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.requests)
-}
-
-// last returns the headers of the last request an agent was sent.
-func (b *agentBackend) last() http.Header {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if len(b.requests) == 0 {
-		return nil
-	}
-	return b.requests[len(b.requests)-1]
-}
-
-type agentHandle struct {
-	id     string
-	ln     net.Listener
-	srv    *http.Server
-	once   sync.Once
-	done   chan struct{}
-	served chan struct{}
-}
-
-func (h *agentHandle) ID() string   { return h.id }
-func (h *agentHandle) Addr() string { return h.ln.Addr().String() }
-func (h *agentHandle) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	var d net.Dialer
-	return d.DialContext(ctx, "tcp", h.ln.Addr().String())
-}
-func (h *agentHandle) Done() <-chan struct{} { return h.done }
-func (h *agentHandle) Exit() sandbox.ExitStatus {
-	return sandbox.ExitStatus{Code: -1, Signal: "terminated"}
-}
-func (h *agentHandle) Stop(ctx context.Context, grace time.Duration) error {
-	h.once.Do(func() {
-		h.srv.Close()
-		<-h.served
-		close(h.done)
-	})
-	return nil
+	return n
 }

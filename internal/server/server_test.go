@@ -106,11 +106,15 @@ func TestInvoke(t *testing.T) {
 		if w.Code != 200 || w.Header().Get(api.HeaderSessionID) != sid(40) || w.Header().Get(api.HeaderAWSRequestID) == "" {
 			t.Fatalf("%s: %d %v %s", ref, w.Code, w.Header(), w.Body)
 		}
-		var echo struct{ Echo string }
-		if err := json.NewDecoder(w.Body).Decode(&echo); err != nil || echo.Echo != `{"prompt":"hi"}` {
+		// sandboxfake's agent answers with what it was sent.
+		var echo struct {
+			Payload json.RawMessage
+			Headers http.Header
+		}
+		if err := json.NewDecoder(w.Body).Decode(&echo); err != nil || string(echo.Payload) != `{"prompt":"hi"}` {
 			t.Fatalf("%s: answer %+v %v", ref, echo, err)
 		}
-		got := h.agent.last()
+		got := echo.Headers
 		if got.Get(api.HeaderSessionID) != sid(40) || got.Get("X-Tenant-Id") != "t-1" || got.Get(api.HeaderCustomPrefix+"Team") != "blue" ||
 			got.Get(api.HeaderRequestID) == "" || got.Get("Authorization") != "" || got.Get("X-Amz-Date") != "" {
 			t.Fatalf("%s: the agent saw %v", ref, got)
@@ -166,12 +170,12 @@ func TestInvokeRefusals(t *testing.T) {
 		}, api.ErrValidation, "runtimeSessionId"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			before := h.agent.count()
+			before := h.calls()
 			e := readError(t, serve(tc.srv, tc.req()))
 			if e.typ != tc.typ || (tc.field != "" && (len(e.body.FieldList) != 1 || e.body.FieldList[0].Name != tc.field)) {
 				t.Fatalf("got %+v, want %s on %q", e, tc.typ, tc.field)
 			}
-			if h.agent.count() != before {
+			if h.calls() != before {
 				t.Fatal("a refused call reached the agent")
 			}
 		})
