@@ -159,10 +159,8 @@ func Load(path string) (Config, error) {
 	if err != nil {
 		return c, fmt.Errorf("read config: %w", err)
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		return c, fmt.Errorf("parse config %s: %w", path, err)
+	if err := decode(data, &c); err != nil {
+		return c, fmt.Errorf("parse config %s: %w", path, locate(data, err))
 	}
 	base, err := filepath.Abs(filepath.Dir(path))
 	if err != nil {
@@ -173,6 +171,39 @@ func Load(path string) (Config, error) {
 		return c, fmt.Errorf("config %s: %w", path, err)
 	}
 	return c, nil
+}
+
+// decode reads YAML over c; a field c does not have is an error.
+func decode(data []byte, c *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+var yamlLineRE = regexp.MustCompile(`\bline [0-9]+\b`)
+
+// locate adds the line to a YAML error that has none: the decoder leaves
+// it out of many (bytes that are not text, an unknown alias, anything on
+// the first line). It is the first line by which the same error appears.
+func locate(data []byte, err error) error {
+	if yamlLineRE.MatchString(err.Error()) {
+		return err
+	}
+	end := 0
+	for line := 1; ; line++ {
+		i := bytes.IndexByte(data[end:], '\n')
+		if i < 0 {
+			return fmt.Errorf("line %d: %w", line, err)
+		}
+		end += i + 1
+		c := Default()
+		if perr := decode(data[:end], &c); perr != nil && perr.Error() == err.Error() {
+			return fmt.Errorf("line %d: %w", line, err)
+		}
+	}
 }
 
 func (c *Config) resolve(base string) {

@@ -154,17 +154,23 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	if n.Tag == "!!int" || n.Tag == "!!float" {
 		f, err := strconv.ParseFloat(n.Value, 64)
 		if err != nil {
-			return err
+			return yamlError(n, "%q is not a number of seconds", n.Value)
 		}
 		*d = Duration(time.Duration(f * float64(time.Second)))
 		return nil
 	}
 	v, err := time.ParseDuration(n.Value)
 	if err != nil {
-		return fmt.Errorf("%q is not a duration (use 15m, 90s or seconds)", n.Value)
+		return yamlError(n, "%q is not a duration (use 15m, 90s or seconds)", n.Value)
 	}
 	*d = Duration(v)
 	return nil
+}
+
+// yamlError reports a bad value at its line, as the YAML decoder reports
+// its own type errors (the decoder knows no field name for it).
+func yamlError(n *yaml.Node, format string, args ...any) error {
+	return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: ", n.Line) + fmt.Sprintf(format, args...)}}
 }
 
 // D returns d as a time.Duration.
@@ -177,7 +183,7 @@ type Bytes int64
 func (b *Bytes) UnmarshalYAML(n *yaml.Node) error {
 	v, err := ParseBytes(n.Value)
 	if err != nil {
-		return err
+		return yamlError(n, "%s", err)
 	}
 	*b = Bytes(v)
 	return nil
@@ -213,14 +219,14 @@ func (m *Millicores) UnmarshalYAML(n *yaml.Node) error {
 	if v, ok := strings.CutSuffix(s, "m"); ok {
 		i, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
-			return fmt.Errorf("%q is not a CPU amount (use 0.5, 2 or 500m)", n.Value)
+			return yamlError(n, "%q is not a CPU amount (use 0.5, 2 or 500m)", n.Value)
 		}
 		*m = Millicores(i)
 		return nil
 	}
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil {
-		return fmt.Errorf("%q is not a CPU amount (use 0.5, 2 or 500m)", n.Value)
+		return yamlError(n, "%q is not a CPU amount (use 0.5, 2 or 500m)", n.Value)
 	}
 	*m = Millicores(f * 1000)
 	return nil

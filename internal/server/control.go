@@ -58,21 +58,11 @@ func (s *Server) registerControl() {
 // Handlers.
 
 func (c *controlAPI) createRuntime(w http.ResponseWriter, r *http.Request) {
-	var req api.RuntimeInput
-	if err := decodeControlBody(r, &req); err != nil {
-		c.s.writeError(w, r, err)
-		return
-	}
-	if req.AgentRuntimeName == "" {
-		c.s.writeError(w, r, validation("agentRuntimeName", "agentRuntimeName is required"))
-		return
-	}
-	spec, err := runtimeSpec(&req)
+	spec, err := createSpec(r)
 	if err != nil {
 		c.s.writeError(w, r, err)
 		return
 	}
-	spec.Name, spec.Tags = req.AgentRuntimeName, req.Tags
 	rt, v, err := c.ctl.CreateRuntime(r.Context(), spec)
 	if err != nil {
 		c.s.writeError(w, r, err)
@@ -310,6 +300,23 @@ func (c *controlAPI) listEndpoints(w http.ResponseWriter, r *http.Request) {
 }
 
 // Translation.
+
+// createSpec reads a CreateAgentRuntime body into the registry's terms.
+func createSpec(r *http.Request) (registry.RuntimeSpec, error) {
+	var req api.RuntimeInput
+	if err := decodeControlBody(r, &req); err != nil {
+		return registry.RuntimeSpec{}, err
+	}
+	if req.AgentRuntimeName == "" {
+		return registry.RuntimeSpec{}, validation("agentRuntimeName", "agentRuntimeName is required")
+	}
+	spec, err := runtimeSpec(&req)
+	if err != nil {
+		return registry.RuntimeSpec{}, err
+	}
+	spec.Name, spec.Tags = req.AgentRuntimeName, req.Tags
+	return spec, nil
+}
 
 // runtimeSpec turns a create or update body into the registry's terms,
 // refusing the features berth cannot honour. The registry's rulebook
