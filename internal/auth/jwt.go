@@ -398,6 +398,12 @@ func SubprotocolToken(h http.Header) (string, bool) {
 	return "", false
 }
 
+// SentinelOffered reports whether the client offered the bearer sentinel
+// as a subprotocol, so the server may choose it.
+func SentinelOffered(h http.Header) bool {
+	return slices.Contains(subprotocols(h), BearerSubprotocol)
+}
+
 // OtherSubprotocols are the subprotocols offered beside berth's bearer
 // ones: what the agent may choose from.
 func OtherSubprotocols(h http.Header) []string {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/api"
+	"github.com/berth-dev/berth/internal/auth"
 	"github.com/berth-dev/berth/internal/session"
 )
 
@@ -38,7 +39,7 @@ const queryCustomPrefix = "X-Amzn-Bedrock-AgentCore-Runtime-Custom-"
 
 // registerWebSocket adds the WebSocket route.
 func (s *Server) registerWebSocket() {
-	s.mux.HandleFunc("GET /runtimes/{arn}/ws", s.measured("websocket", s.websocket))
+	s.handle("GET /runtimes/{arn}/ws", accessRuntime, s.measured("websocket", s.websocket))
 }
 
 func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
@@ -46,9 +47,9 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	// Credentials are accepted as sent (SigV4 headers, a presigned query or
-	// a bearer token) and not verified yet, like invocations; headers
-	// carried in the query join the real ones.
+	// The credentials (SigV4 headers, a presigned query, a bearer token in
+	// Authorization or the subprotocol) were verified like an
+	// invocation's; headers carried in the query join the real ones.
 	promoteQueryHeaders(r)
 	sid, err := sessionID(r, true)
 	if err != nil {
@@ -65,11 +66,17 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 	defer call.Release()
 	out.Set("Connection", "Upgrade")
 	out.Set("Upgrade", "websocket")
-	for _, k := range []string{"Sec-Websocket-Key", "Sec-Websocket-Version", "Sec-Websocket-Protocol", "Sec-Websocket-Extensions"} {
+	for _, k := range []string{"Sec-Websocket-Key", "Sec-Websocket-Version", "Sec-Websocket-Extensions"} {
 		if v, ok := r.Header[k]; ok {
 			out[k] = v
 		}
 	}
+	// The agent chooses among the subprotocols the client offered, never
+	// seeing the bearer-token ones.
+	if offered := auth.OtherSubprotocols(r.Header); len(offered) > 0 {
+		out.Set("Sec-Websocket-Protocol", strings.Join(offered, ", "))
+	}
+	sentinel := auth.SentinelOffered(r.Header)
 
 	key := call.Session().Key
 	log := s.log.With("runtime_id", key.RuntimeID, "endpoint", key.Endpoint, "session_id", sid)
@@ -111,6 +118,11 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 	defer client.Close()
 	// The server's deadlines do not apply to the upgraded connection.
 	_ = client.SetDeadline(time.Time{})
+	if sentinel && resp.Header.Get("Sec-Websocket-Protocol") == "" {
+		// A browser that sent its token as a subprotocol gets the
+		// sentinel back, as AgentCore answers.
+		resp.Header.Set("Sec-Websocket-Protocol", auth.BearerSubprotocol)
+	}
 	if err := writeSwitch(brw.Writer, resp.Header, w.Header(), sid); err != nil {
 		log.Info("websocket client gone during the handshake", "err", err)
 		return
