@@ -303,24 +303,36 @@ func (v *sigv4Verifier) checkPresigned(r *http.Request, sr sigv4Request, creds a
 	if h, _, err := net.SplitHostPort(r.Host); err == nil {
 		hosts = append(hosts, h)
 	}
+	// A URL that names no payload hash was signed over UNSIGNED-PAYLOAD
+	// (botocore) or, by a signer that hashes the empty body of a GET, over
+	// that hash (JS v3's SignatureV4.presign).
+	payloads := []string{payload}
+	if payload == unsignedPayload && (r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0) {
+		payloads = append(payloads, emptySHA256)
+	}
 	var err error
 	for _, host := range hosts {
-		c := signable(r, sr, host, q.Encode())
-		signed, _, serr := v4.NewSigner().PresignHTTP(context.Background(), creds, c, payload, sr.service, sr.region, sr.t,
-			func(o *v4.SignerOptions) { o.DisableHeaderHoisting = true })
-		if serr != nil {
-			return authErr(api.ErrInvalidSignature, "%s", msgSignatureMismatch)
-		}
-		u, perr := url.Parse(signed)
-		if perr != nil {
-			return authErr(api.ErrInvalidSignature, "%s", msgSignatureMismatch)
-		}
-		if err = v.compare(sr, u.Query().Get("X-Amz-SignedHeaders"), u.Query().Get("X-Amz-Signature")); err == nil {
-			return nil
+		for _, p := range payloads {
+			c := signable(r, sr, host, q.Encode())
+			signed, _, serr := v4.NewSigner().PresignHTTP(context.Background(), creds, c, p, sr.service, sr.region, sr.t,
+				func(o *v4.SignerOptions) { o.DisableHeaderHoisting = true })
+			if serr != nil {
+				return authErr(api.ErrInvalidSignature, "%s", msgSignatureMismatch)
+			}
+			u, perr := url.Parse(signed)
+			if perr != nil {
+				return authErr(api.ErrInvalidSignature, "%s", msgSignatureMismatch)
+			}
+			if err = v.compare(sr, u.Query().Get("X-Amz-SignedHeaders"), u.Query().Get("X-Amz-Signature")); err == nil {
+				return nil
+			}
 		}
 	}
 	return err
 }
+
+// emptySHA256 is the SHA-256 of no bytes.
+const emptySHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 // compare checks the signer's result against what the client sent, in
 // constant time.
