@@ -26,8 +26,10 @@ const (
 	HeaderBaggage         = "Baggage"
 	HeaderSessionEndpoint = "X-Amzn-Bedrock-Agentcore-Runtime-Session-Endpoint-Url"
 	// HeaderWorkloadAccessToken carries the agent's workload access token:
-	// on berth an opaque token of berth's own, naming the caller.
+	// on berth an opaque token of berth's own, naming the caller. Newer
+	// AgentCore SDKs read HeaderIdentityWAT first; berth sends both.
 	HeaderWorkloadAccessToken = "Workloadaccesstoken"
+	HeaderIdentityWAT         = "X-Amz-Bedrock-Agentcore-Identity-Wat"
 )
 
 // Session ID length bounds on input (BOTO-DP SessionType).

@@ -69,7 +69,9 @@ type authHello struct {
 
 func runAuthAgent() int {
 	a := app.New(app.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, nil))))
-	a.Entrypoint(func(ctx context.Context, payload []byte) (any, error) { return map[string]int{"bytes": len(payload)}, nil })
+	a.Entrypoint(func(ctx context.Context, payload []byte) (any, error) {
+		return map[string]int{"bytes": len(payload)}, nil
+	})
 	a.WebSocket(func(ctx context.Context, conn *app.WSConn) error {
 		h := app.RequestFrom(ctx).Headers
 		return conn.WriteJSON(ctx, authHello{Authorization: h.Get("Authorization"),
@@ -462,8 +464,8 @@ func TestPresignedWebSocket(t *testing.T) {
 			i := strings.Index(u, "wire-test-")
 			return u[:i] + newSessionID() + u[i+len(sid):]
 		},
-		"longer expiry":   func(u string) string { return strings.Replace(u, "X-Amz-Expires=300", "X-Amz-Expires=3600", 1) },
-		"added header":    func(u string) string { return u + "&X-Amzn-Bedrock-AgentCore-Runtime-Custom-Role=admin" },
+		"longer expiry": func(u string) string { return strings.Replace(u, "X-Amz-Expires=300", "X-Amz-Expires=3600", 1) },
+		"added header":  func(u string) string { return u + "&X-Amzn-Bedrock-AgentCore-Runtime-Custom-Role=admin" },
 		"other signature": func(u string) string {
 			i := strings.Index(u, "X-Amz-Signature=") + len("X-Amz-Signature=")
 			return u[:i] + strings.Repeat("0", 64) + u[i+64:]

@@ -20,8 +20,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/berth-dev/berth/internal/codestore"
 	"github.com/berth-dev/berth/internal/auth"
+	"github.com/berth-dev/berth/internal/codestore"
 	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/sandbox"

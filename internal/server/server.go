@@ -220,6 +220,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, sid string) (*ses
 	out.Set(api.HeaderSessionID, sid)
 	if grant.WorkloadToken != "" {
 		out.Set(api.HeaderWorkloadAccessToken, grant.WorkloadToken)
+		out.Set(api.HeaderIdentityWAT, grant.WorkloadToken)
 	}
 	call, err := s.sessions.Acquire(r.Context(), session.Spec{
 		Key:      session.Key{RuntimeID: res.Runtime.ID, Endpoint: res.Endpoint.Name, SessionID: sid},
