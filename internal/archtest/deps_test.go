@@ -49,13 +49,17 @@ func TestPublicPackagesImportOnlyStdlibAndAPI(t *testing.T) {
 	}
 }
 
-// Sandbox backends never reach up into the session manager, server or store.
-func TestSandboxesStayBelowTheSessionManager(t *testing.T) {
-	for _, pkg := range packages(t, "./../../internal/sandbox/...") {
-		for _, d := range deps(t, pkg) {
-			for _, banned := range []string{"/internal/session", "/internal/server", "/internal/store", "/internal/daemon", "/internal/registry"} {
-				if d == module+banned || strings.HasPrefix(d, module+banned+"/") {
-					t.Errorf("%s imports %s", pkg, d)
+// Leaves never reach up into the session manager, server, store, registry
+// or daemon: the sandbox backends, and auth (principals, signatures,
+// authorizers), which the server and the registry use.
+func TestLeavesStayBelowTheSessionManager(t *testing.T) {
+	for _, root := range []string{"internal/sandbox/...", "internal/auth/..."} {
+		for _, pkg := range packages(t, "./../../"+root) {
+			for _, d := range deps(t, pkg) {
+				for _, banned := range []string{"/internal/session", "/internal/server", "/internal/store", "/internal/daemon", "/internal/registry"} {
+					if d == module+banned || strings.HasPrefix(d, module+banned+"/") {
+						t.Errorf("%s imports %s", pkg, d)
+					}
 				}
 			}
 		}

@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"time"
 
+	"github.com/berth-dev/berth/internal/auth"
 	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/sandbox"
 	"go.yaml.in/yaml/v3"
@@ -100,6 +102,70 @@ type Config struct {
 	// the control plane.
 	APIRuntimes APIRuntimes `yaml:"api_runtimes"`
 	Runtimes    []Runtime   `yaml:"runtimes"`
+
+	// Auth says who may call berth. Without it a loopback listen serves
+	// every caller (mode none) and any other listen is refused.
+	Auth *Auth `yaml:"auth"`
+	// TLS, when set, serves HTTPS and WSS.
+	TLS TLS `yaml:"tls"`
+	// MetricsListen, when set, serves /metrics there without
+	// authentication, for Prometheus; on the main listener it needs an
+	// admin.
+	MetricsListen string `yaml:"metrics_listen"`
+	// InsecureNoAuth (--insecure-no-auth) serves a non-loopback listen
+	// without an auth section.
+	InsecureNoAuth bool `yaml:"-"`
+}
+
+// Auth is the auth section: how callers prove who they are, and what the
+// operator lets each principal do.
+type Auth struct {
+	// Mode is sigv4 (the default once the section exists) or none.
+	Mode auth.Mode `yaml:"mode"`
+	// CredentialsFile holds the principals' keys in AWS shared-credentials
+	// format, one profile per principal; berth re-reads it when it
+	// changes and on SIGHUP.
+	CredentialsFile string `yaml:"credentials_file"`
+	// Admins may use the control plane, berth's own API and /metrics.
+	Admins []string `yaml:"admins"`
+	// ActAsUser may set X-Amzn-Bedrock-AgentCore-Runtime-User-Id (AgentCore's
+	// InvokeAgentRuntimeForUser); admins may too.
+	ActAsUser []string `yaml:"act_as_user"`
+}
+
+// TLS names the certificate and key berth serves HTTPS with.
+type TLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Enabled reports whether the section asks for TLS.
+func (t TLS) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
+
+// AuthMode is the mode berth runs in: none without an auth section.
+func (c *Config) AuthMode() auth.Mode {
+	if c.Auth == nil {
+		return auth.ModeNone
+	}
+	return c.Auth.Mode
+}
+
+// DefaultCredentialsFile is the credentials file the docs and the refusal
+// below suggest, next to the config.
+const DefaultCredentialsFile = "./berth-credentials"
+
+// LoopbackListen reports whether addr listens on loopback only: an
+// explicit loopback IP or localhost; an empty host is every interface.
+func LoopbackListen(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // APIRuntimes is what runtimes created through the control plane get and
@@ -221,6 +287,14 @@ func (c *Config) resolve(base string) {
 			rt.Workdir = filepath.Join(base, rt.Workdir)
 		}
 	}
+	if c.Auth != nil && c.Auth.CredentialsFile != "" && !filepath.IsAbs(c.Auth.CredentialsFile) {
+		c.Auth.CredentialsFile = filepath.Join(base, c.Auth.CredentialsFile)
+	}
+	for _, p := range []*string{&c.TLS.CertFile, &c.TLS.KeyFile} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(base, *p)
+		}
+	}
 }
 
 var accountRE = regexp.MustCompile(`^[0-9]{12}$`)
@@ -283,6 +357,12 @@ func (c *Config) Validate() error {
 	if w := c.APIRuntimes.WarmPool; w < 0 || w > registry.MaxWarmPool {
 		return fmt.Errorf("api_runtimes.warm_pool: must be 0 to %d", registry.MaxWarmPool)
 	}
+	if err := c.validateAuth(); err != nil {
+		return err
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		return errors.New("tls: set both cert_file and key_file")
+	}
 	rules := c.Rules()
 	seen := map[string]bool{}
 	for i := range c.Runtimes {
@@ -301,6 +381,43 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%s.name: duplicate runtime name %q", field, rt.Name)
 		}
 		seen[rt.Name] = true
+	}
+	return nil
+}
+
+// validateAuth checks the auth section, and refuses to serve a port other
+// machines can reach without one.
+func (c *Config) validateAuth() error {
+	if c.Auth == nil {
+		if LoopbackListen(c.Listen) || c.InsecureNoAuth {
+			return nil
+		}
+		return fmt.Errorf(`listen: %s is reachable from other machines and the config has no auth section, so anyone who reaches the port could run code. Add to the config:
+
+  auth:
+    mode: sigv4
+    credentials_file: %s
+
+then create a key with "berth credentials create NAME" (and list yourself under auth.admins),
+or start with "berth serve --init-credentials"; --insecure-no-auth serves without authentication anyway`, c.Listen, DefaultCredentialsFile)
+	}
+	a := c.Auth
+	switch a.Mode {
+	case "":
+		a.Mode = auth.ModeSigV4
+	case auth.ModeSigV4, auth.ModeNone:
+	default:
+		return fmt.Errorf("auth.mode: %q is not sigv4 or none", a.Mode)
+	}
+	if a.Mode == auth.ModeSigV4 && a.CredentialsFile == "" {
+		return fmt.Errorf("auth.credentials_file: mode sigv4 needs one (e.g. %s; create keys with berth credentials create NAME)", DefaultCredentialsFile)
+	}
+	for field, names := range map[string][]string{"auth.admins": a.Admins, "auth.act_as_user": a.ActAsUser} {
+		for _, n := range names {
+			if err := auth.ValidPrincipalName(n); err != nil {
+				return fmt.Errorf("%s: %w", field, err)
+			}
+		}
 	}
 	return nil
 }

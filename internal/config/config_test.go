@@ -85,6 +85,15 @@ var badConfigs = []struct{ yaml, want string }{
 	{"ping_failures: 0\n", "ping_failures"},
 	{"unknown_key: 1\n", "unknown_key"},
 	{base + "    comand: [typo]\n", "comand"},
+	{base + "    header_allowlist: [Authorization]\n", "only on a runtime with a JWT authorizer"},
+	{base + "    invokers: [a b]\n", "invokers"},
+	{base + "    authorizer: {jwt: {discovery_url: https://idp.example/.well-known/openid-configuration}}\n", "authorizer.jwt: configure at least one check"},
+	{"listen: 0.0.0.0:8787\n", "auth:\n    mode: sigv4\n    credentials_file: ./berth-credentials"},
+	{"listen: :8787\n", "no auth section"},
+	{"auth: {mode: open}\n", "auth.mode"},
+	{"auth: {mode: sigv4}\n", "auth.credentials_file"},
+	{"auth: {credentials_file: c, admins: [\"a b\"]}\n", "auth.admins"},
+	{"tls: {cert_file: c.pem}\n", "tls: set both"},
 }
 
 func TestBadConfigNamesTheField(t *testing.T) {
@@ -92,6 +101,34 @@ func TestBadConfigNamesTheField(t *testing.T) {
 		_, err := load(t, tc.yaml)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: got %v, want an error containing %q", tc.yaml, err, tc.want)
+		}
+	}
+}
+
+// Without an auth section a loopback listen serves everyone; any other
+// listen needs the section or --insecure-no-auth.
+func TestSecureByDefault(t *testing.T) {
+	c, err := load(t, "listen: 127.0.0.1:8787\n")
+	if err != nil || c.AuthMode() != "none" {
+		t.Fatalf("loopback: %v %v", c.AuthMode(), err)
+	}
+	c, err = load(t, "listen: \"[::1]:8787\"\nauth: {credentials_file: ./keys, admins: [ops]}\ntls: {cert_file: c.pem, key_file: k.pem}\n")
+	if err != nil || c.AuthMode() != "sigv4" || !filepath.IsAbs(c.Auth.CredentialsFile) || !filepath.IsAbs(c.TLS.CertFile) {
+		t.Fatalf("auth section: %+v %+v %v", c.Auth, c.TLS, err)
+	}
+	c = Default()
+	c.Listen = "0.0.0.0:8787"
+	if err := c.Validate(); err == nil {
+		t.Fatal("a public listen without auth passed")
+	}
+	c.InsecureNoAuth = true
+	if err := c.Validate(); err != nil {
+		t.Fatalf("--insecure-no-auth: %v", err)
+	}
+	for addr, want := range map[string]bool{"127.0.0.1:1": true, "localhost:1": true, "[::1]:1": true, "127.3.4.5:1": true,
+		":8787": false, "0.0.0.0:1": false, "10.0.0.1:1": false, "[::]:1": false, "example.com:1": false} {
+		if LoopbackListen(addr) != want {
+			t.Errorf("LoopbackListen(%q) = %v", addr, !want)
 		}
 	}
 }

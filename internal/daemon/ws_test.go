@@ -693,3 +693,11 @@ func TestInvokeCLIWebSocket(t *testing.T) {
 		t.Fatalf("invoke --ws on an agent without /ws: %v\n%s", err, out)
 	}
 }
+
+// wsTimeout bounds a WebSocket exchange so a hang fails the test instead
+// of the whole run.
+func wsTimeout(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berth-dev/berth/internal/auth"
 	"github.com/berth-dev/berth/internal/sandbox"
 	"go.yaml.in/yaml/v3"
 )
@@ -48,6 +49,21 @@ type Settings struct {
 	Artifact Artifact `json:"artifact,omitempty" yaml:"-"` // stored as {} when empty (a stored format)
 
 	Sessions SessionPolicy `json:"sessions,omitzero" yaml:",inline"`
+
+	// Invokers are the principals (credentials-file profiles) that may
+	// invoke the runtime, stop its sessions and run commands in them;
+	// empty means every principal. A JWT runtime has none: its authorizer
+	// decides.
+	Invokers []string `json:"invokers,omitempty" yaml:"invokers"`
+	// Authorizer is AgentCore's authorizerConfiguration: with a JWT
+	// authorizer the runtime takes bearer tokens instead of SigV4.
+	Authorizer Authorizer `json:"authorizer,omitzero" yaml:"authorizer"`
+}
+
+// Authorizer is how a runtime authenticates its callers: SigV4 (berth's
+// auth mode) unless JWT is set.
+type Authorizer struct {
+	JWT *auth.JWTAuthorizer `json:"jwt,omitempty" yaml:"jwt"`
 }
 
 // Limits are what a runtime asks of each of its sandboxes. Zero means

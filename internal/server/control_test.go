@@ -82,7 +82,7 @@ var specRefusals = []struct {
 	body  string
 	field string
 }{
-	{`{"authorizerConfiguration":{"customJWTAuthorizer":{}}}`, "authorizerConfiguration"},
+	{`{"authorizerConfiguration":{}}`, "authorizerConfiguration"},
 	{`{"hooksConfiguration":{}}`, "hooksConfiguration"},
 	{`{"filesystemConfigurations":[{}]}`, "filesystemConfigurations[0]"},
 	{`{"filesystemConfigurations":[{"efsAccessPoint":{"accessPointArn":"x"}}]}`, "filesystemConfigurations[0]"},

@@ -68,12 +68,12 @@ func FuzzSessionID(f *testing.F) {
 // allow-listed or custom value over 4 KB, or more than 20 custom headers,
 // refuses the call, naming the header.
 func FuzzForwardHeaders(f *testing.F) {
-	f.Add("Authorization: AWS4-HMAC-SHA256 x\r\nX-Amz-Date: 20250101T000000Z\r\nX-Tenant-Id: t\r\n", "X-Tenant-Id")
-	f.Add("Content-Type: application/json\r\nAccept: */*\r\nTraceparent: 00-1-2-01\r\nMcp-Session-Id: m\r\n", "")
-	f.Add(api.HeaderCustomPrefix+"A: 1\r\n"+api.HeaderCustomPrefix+"A: 2\r\nCookie: c\r\n", "Authorization,x-tenant-id")
-	f.Add("X-Tenant-Id: "+strings.Repeat("v", 4097)+"\r\n", "x-tenant-id")
-	f.Add(api.HeaderRequestID+": mine\r\n"+api.HeaderSessionID+": "+strings.Repeat("s", 40)+"\r\n", "X-Amzn-Bedrock-AgentCore-Runtime-Custom-Ok")
-	f.Fuzz(func(t *testing.T, headers, allow string) {
+	f.Add("Authorization: AWS4-HMAC-SHA256 x\r\nX-Amz-Date: 20250101T000000Z\r\nX-Tenant-Id: t\r\n", "X-Tenant-Id", false)
+	f.Add("Content-Type: application/json\r\nAccept: */*\r\nTraceparent: 00-1-2-01\r\nMcp-Session-Id: m\r\n", "", false)
+	f.Add(api.HeaderCustomPrefix+"A: 1\r\n"+api.HeaderCustomPrefix+"A: 2\r\nCookie: c\r\n", "Authorization,x-tenant-id", true)
+	f.Add("X-Tenant-Id: "+strings.Repeat("v", 4097)+"\r\n", "x-tenant-id", false)
+	f.Add(api.HeaderRequestID+": mine\r\n"+api.HeaderSessionID+": "+strings.Repeat("s", 40)+"\r\n", "X-Amzn-Bedrock-AgentCore-Runtime-Custom-Ok", false)
+	f.Fuzz(func(t *testing.T, headers, allow string, jwt bool) {
 		r, err := http.ReadRequest(bufio.NewReader(strings.NewReader("POST /runtimes/x/invocations HTTP/1.1\r\nHost: localhost\r\n" + headers + "\r\n")))
 		if err != nil {
 			return // berth's HTTP server answers 400 before any handler
@@ -82,8 +82,8 @@ func FuzzForwardHeaders(f *testing.F) {
 		if allow != "" {
 			allowlist = strings.Split(allow, ",")
 		}
-		out, err := forwardHeaders(r, allowlist)
-		if registry.ValidateAllowlist(allowlist) != nil {
+		out, err := forwardHeaders(r, allowlist, jwt)
+		if registry.ValidateAllowlist(allowlist, jwt) != nil {
 			return // no runtime has such an allowlist; it only must not panic
 		}
 		allowed := map[string]string{} // canonical name → as listed
@@ -140,7 +140,13 @@ func FuzzForwardHeaders(f *testing.F) {
 				t.Fatalf("forwarded a value of %s over 4 KB", k)
 			}
 		}
+		if _, ok := out["Authorization"]; ok && !jwt {
+			t.Fatal("forwarded Authorization to a runtime without a JWT authorizer")
+		}
 		for k := range r.Header {
+			if k == "Authorization" && !jwt {
+				continue
+			}
 			if (contains(passthrough, k) || strings.HasPrefix(k, api.HeaderCustomPrefix) || allowed[k] != "") && k != api.HeaderRequestID {
 				if _, ok := out[k]; !ok {
 					t.Fatalf("dropped %s", k)

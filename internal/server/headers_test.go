@@ -48,18 +48,25 @@ func TestForwardHeaders(t *testing.T) {
 		api.HeaderBaggage, "Mcp-Session-Id", "Mcp-Protocol-Version", "Mcp-Method", "Mcp-Name", api.HeaderCustomPrefix + "Tenant"}
 
 	t.Run("without an allowlist", func(t *testing.T) {
-		out, err := forwardHeaders(r, nil)
+		out, err := forwardHeaders(r, nil, false)
 		if err != nil {
 			t.Fatal(err)
 		}
 		checkForwarded(t, out, in, want)
 	})
-	t.Run("with an allowlist, in any case", func(t *testing.T) {
-		out, err := forwardHeaders(r, []string{"x-tenant-id", "Authorization", "X-Absent"})
+	t.Run("with an allowlist, in any case, on a JWT runtime", func(t *testing.T) {
+		out, err := forwardHeaders(r, []string{"x-tenant-id", "Authorization", "X-Absent"}, true)
 		if err != nil {
 			t.Fatal(err)
 		}
 		checkForwarded(t, out, in, append(want, "X-Tenant-Id", "Authorization"))
+	})
+	t.Run("Authorization stays with berth without a JWT authorizer", func(t *testing.T) {
+		out, err := forwardHeaders(r, []string{"x-tenant-id", "Authorization"}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkForwarded(t, out, in, append(want, "X-Tenant-Id"))
 	})
 }
 
@@ -90,8 +97,8 @@ func checkForwarded(t *testing.T, out http.Header, in map[string][]string, want 
 
 func TestForwardHeadersFreshRequestID(t *testing.T) {
 	r := newRequest("POST", "/", nil)
-	a, _ := forwardHeaders(r, nil)
-	b, _ := forwardHeaders(r, nil)
+	a, _ := forwardHeaders(r, nil, false)
+	b, _ := forwardHeaders(r, nil, false)
 	if a.Get(api.HeaderRequestID) == b.Get(api.HeaderRequestID) {
 		t.Fatal("two calls share a request ID")
 	}
@@ -110,7 +117,7 @@ func TestForwardHeadersCap(t *testing.T) {
 	} {
 		r := newRequest("POST", "/", nil)
 		r.Header["X-Tenant-Id"] = tc.values
-		out, err := forwardHeaders(r, []string{"x-tenant-id"})
+		out, err := forwardHeaders(r, []string{"x-tenant-id"}, false)
 		if tc.ok {
 			if err != nil || len(out.Get("X-Tenant-Id")) != 4096 {
 				t.Errorf("4096 bytes: %v", err)
@@ -128,11 +135,11 @@ func TestForwardHeadersCap(t *testing.T) {
 // keeps it.
 func TestForwardHeadersContentType(t *testing.T) {
 	r := newRequest("POST", "/", nil)
-	if out, err := forwardHeaders(r, nil); err != nil || !slices.Equal(out["Content-Type"], []string{"application/json"}) {
+	if out, err := forwardHeaders(r, nil, false); err != nil || !slices.Equal(out["Content-Type"], []string{"application/json"}) {
 		t.Fatalf("none sent: %q %v", out["Content-Type"], err)
 	}
 	r.Header.Set("Content-Type", "text/plain")
-	if out, err := forwardHeaders(r, nil); err != nil || !slices.Equal(out["Content-Type"], []string{"text/plain"}) {
+	if out, err := forwardHeaders(r, nil, false); err != nil || !slices.Equal(out["Content-Type"], []string{"text/plain"}) {
 		t.Fatalf("text/plain sent: %q %v", out["Content-Type"], err)
 	}
 }
@@ -143,16 +150,16 @@ func TestForwardHeadersCustomCaps(t *testing.T) {
 	for i := range 20 {
 		r.Header.Set(api.HeaderCustomPrefix+"H"+itoa(i), strings.Repeat("v", 4096))
 	}
-	if out, err := forwardHeaders(r, nil); err != nil || len(out) != 20+2 {
+	if out, err := forwardHeaders(r, nil, false); err != nil || len(out) != 20+2 {
 		t.Fatalf("20 custom headers of 4 KB: %d forwarded, %v", len(out), err)
 	}
 	r.Header.Set(api.HeaderCustomPrefix+"H20", "v")
-	_, err := forwardHeaders(r, nil)
+	_, err := forwardHeaders(r, nil, false)
 	wantValidation(t, err, api.HeaderCustomPrefix+"*")
 
 	r = newRequest("POST", "/", nil)
 	r.Header.Set(api.HeaderCustomPrefix+"Big", strings.Repeat("v", 4097))
-	_, err = forwardHeaders(r, nil)
+	_, err = forwardHeaders(r, nil, false)
 	wantValidation(t, err, api.HeaderCustomPrefix+"Big")
 }
 

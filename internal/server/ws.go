@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/api"
+	"github.com/berth-dev/berth/internal/auth"
 	"github.com/berth-dev/berth/internal/session"
 	"github.com/coder/websocket"
 )
@@ -42,7 +43,7 @@ const queryCustomPrefix = "X-Amzn-Bedrock-AgentCore-Runtime-Custom-"
 
 // registerWebSocket adds the WebSocket route.
 func (s *Server) registerWebSocket() {
-	s.mux.HandleFunc("GET /runtimes/{arn}/ws", s.measured("websocket", s.websocket))
+	s.handle("GET /runtimes/{arn}/ws", accessRuntime, s.measured("websocket", s.websocket))
 }
 
 func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
@@ -50,9 +51,9 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	// Credentials are accepted as sent (SigV4 headers, a presigned query or
-	// a bearer token) and not verified yet, like invocations; headers
-	// carried in the query join the real ones.
+	// The credentials (SigV4 headers, a presigned query, a bearer token in
+	// Authorization or the subprotocol) were verified like an
+	// invocation's; headers carried in the query join the real ones.
 	promoteQueryHeaders(r)
 	sid, err := sessionID(r, true)
 	if err != nil {
@@ -67,6 +68,9 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer call.Release()
+	// The agent chooses among the subprotocols the client offered, never
+	// seeing the bearer-token ones.
+	sentinel := auth.SentinelOffered(r.Header)
 
 	key := call.Session().Key
 	log := s.log.With("runtime_id", key.RuntimeID, "endpoint", key.Endpoint, "session_id", sid)
@@ -79,7 +83,7 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 	agent, resp, err := websocket.Dial(ctx, "http://agent"+api.PathWebSocket, &websocket.DialOptions{
 		HTTPClient:   &http.Client{Transport: call},
 		HTTPHeader:   out,
-		Subprotocols: headerTokens(r.Header, "Sec-Websocket-Protocol"),
+		Subprotocols: auth.OtherSubprotocols(r.Header),
 	})
 	stop()
 	if err != nil {
@@ -107,6 +111,10 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 	opts := &websocket.AcceptOptions{InsecureSkipVerify: true}
 	if p := agent.Subprotocol(); p != "" {
 		opts.Subprotocols = []string{p}
+	} else if sentinel {
+		// A browser that sent its token as a subprotocol gets the
+		// sentinel back, as AgentCore answers.
+		opts.Subprotocols = []string{auth.BearerSubprotocol}
 	}
 	client, err := websocket.Accept(w, r, opts)
 	if err != nil {
