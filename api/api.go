@@ -25,6 +25,11 @@ const (
 	HeaderTraceState      = "Tracestate"
 	HeaderBaggage         = "Baggage"
 	HeaderSessionEndpoint = "X-Amzn-Bedrock-Agentcore-Runtime-Session-Endpoint-Url"
+	// HeaderWorkloadAccessToken carries the agent's workload access token:
+	// on berth an opaque token of berth's own, naming the caller. Newer
+	// AgentCore SDKs read HeaderIdentityWAT first; berth sends both.
+	HeaderWorkloadAccessToken = "Workloadaccesstoken"
+	HeaderIdentityWAT         = "X-Amz-Bedrock-Agentcore-Identity-Wat"
 )
 
 // Session ID length bounds on input (BOTO-DP SessionType).
@@ -87,18 +92,24 @@ const (
 	ErrRuntimeClient     ErrorType = "RuntimeClientError"
 	ErrThrottling        ErrorType = "ThrottlingException"
 	ErrInternalServer    ErrorType = "InternalServerException"
+
+	// AWS's authentication errors, answered before any operation runs.
+	ErrUnrecognizedClient  ErrorType = "UnrecognizedClientException"
+	ErrInvalidSignature    ErrorType = "InvalidSignatureException"
+	ErrMissingAuthToken    ErrorType = "MissingAuthenticationTokenException"
+	ErrIncompleteSignature ErrorType = "IncompleteSignatureException"
 )
 
 // StatusCode is the HTTP status AgentCore uses for t.
 func (t ErrorType) StatusCode() int {
 	switch t {
-	case ErrValidation:
+	case ErrValidation, ErrIncompleteSignature:
 		return 400
 	case ErrUnauthorized:
 		return 401
 	case ErrServiceQuota:
 		return 402
-	case ErrAccessDenied:
+	case ErrAccessDenied, ErrUnrecognizedClient, ErrInvalidSignature, ErrMissingAuthToken:
 		return 403
 	case ErrResourceNotFound:
 		return 404

@@ -100,6 +100,65 @@ type WorkloadIdentity struct {
 	WorkloadIdentityARN string `json:"workloadIdentityArn"`
 }
 
+// FilesystemConfiguration is one of a runtime's filesystems: exactly one
+// member is set. berth serves sessionStorage; the S3 Files and EFS access
+// points need AWS and are refused.
+type FilesystemConfiguration struct {
+	SessionStorage     *SessionStorage `json:"sessionStorage,omitempty"`
+	S3FilesAccessPoint json.RawMessage `json:"s3FilesAccessPoint,omitempty"`
+	EfsAccessPoint     json.RawMessage `json:"efsAccessPoint,omitempty"`
+}
+
+// SessionStorage mounts each session's own persistent filesystem at
+// MountPath (one level under /mnt).
+type SessionStorage struct {
+	MountPath string `json:"mountPath"`
+}
+
+// AuthorizerConfiguration is AgentCore's inbound authorizer union: a
+// runtime with a CustomJWTAuthorizer takes bearer tokens instead of SigV4.
+type AuthorizerConfiguration struct {
+	CustomJWTAuthorizer *CustomJWTAuthorizer `json:"customJWTAuthorizer,omitempty"`
+}
+
+// CustomJWTAuthorizer checks a caller's JWT: its issuer and keys come from
+// DiscoveryURL, and every check given must pass.
+type CustomJWTAuthorizer struct {
+	DiscoveryURL    string                  `json:"discoveryUrl"`
+	AllowedAudience []string                `json:"allowedAudience,omitempty"`
+	AllowedClients  []string                `json:"allowedClients,omitempty"`
+	AllowedScopes   []string                `json:"allowedScopes,omitempty"`
+	CustomClaims    []CustomClaimValidation `json:"customClaims,omitempty"`
+
+	// AgentCore members berth refuses, never half-serves.
+	AdvertisedScopeMapping       json.RawMessage `json:"advertisedScopeMapping,omitempty"`
+	AllowedWorkloadConfiguration json.RawMessage `json:"allowedWorkloadConfiguration,omitempty"`
+	PrivateEndpoint              json.RawMessage `json:"privateEndpoint,omitempty"`
+	PrivateEndpointOverrides     json.RawMessage `json:"privateEndpointOverrides,omitempty"`
+}
+
+// CustomClaimValidation checks one claim of the token.
+type CustomClaimValidation struct {
+	InboundTokenClaimName      string                     `json:"inboundTokenClaimName"`
+	InboundTokenClaimValueType string                     `json:"inboundTokenClaimValueType"`
+	AuthorizingClaimMatchValue AuthorizingClaimMatchValue `json:"authorizingClaimMatchValue"`
+}
+
+// AuthorizingClaimMatchValue is how a claim must match: EQUALS (a STRING
+// claim, MatchValueString), CONTAINS (a STRING_ARRAY claim holding
+// MatchValueString) or CONTAINS_ANY (a STRING_ARRAY claim holding one of
+// MatchValueStringList).
+type AuthorizingClaimMatchValue struct {
+	ClaimMatchValue    ClaimMatchValue `json:"claimMatchValue"`
+	ClaimMatchOperator string          `json:"claimMatchOperator"`
+}
+
+// ClaimMatchValue is the value or values a claim is matched against.
+type ClaimMatchValue struct {
+	MatchValueString     *string  `json:"matchValueString,omitempty"`
+	MatchValueStringList []string `json:"matchValueStringList,omitempty"`
+}
+
 // BerthSettings are berth's own runtime settings beyond AgentCore's
 // members. Sandbox, Network and Mounts are the operator's alone: GetAgentRuntime
 // shows them, and a control-plane request that sets them is refused.
@@ -109,6 +168,10 @@ type BerthSettings struct {
 	Sandbox  string         `json:"sandbox,omitempty"`
 	Network  string         `json:"network,omitempty"`
 	Mounts   []Mount        `json:"mounts,omitempty"`
+	// Invokers are the principals (credentials-file profiles) that may
+	// invoke the runtime; empty means every known principal. A runtime
+	// with a JWT authorizer has none: its authorizer decides.
+	Invokers []string `json:"invokers,omitempty"`
 }
 
 // Limits cap each of a runtime's sandboxes. Zero means the operator's default.
@@ -159,6 +222,8 @@ type RuntimeInput struct {
 	EnvironmentVariables       map[string]string           `json:"environmentVariables,omitempty"`
 	Tags                       map[string]string           `json:"tags,omitempty"`
 	BerthSettings              *BerthSettings              `json:"berthSettings,omitempty"`
+	FilesystemConfigurations   []FilesystemConfiguration   `json:"filesystemConfigurations,omitempty"`
+	AuthorizerConfiguration    *AuthorizerConfiguration    `json:"authorizerConfiguration,omitempty"`
 
 	// platformVersion (V1 or V2) and metadataConfiguration tune AWS's
 	// microVMs: berth checks and accepts them, and they change nothing.
@@ -168,8 +233,6 @@ type RuntimeInput struct {
 	// AgentCore features berth refuses: a request that uses one is refused
 	// with the member named, never half-served.
 	HooksConfiguration            json.RawMessage `json:"hooksConfiguration,omitempty"`
-	AuthorizerConfiguration       json.RawMessage `json:"authorizerConfiguration,omitempty"`
-	FilesystemConfigurations      json.RawMessage `json:"filesystemConfigurations,omitempty"`
 	CapacityProviderConfiguration json.RawMessage `json:"capacityProviderConfiguration,omitempty"`
 	AllowedPorts                  json.RawMessage `json:"allowedPorts,omitempty"`
 }
@@ -195,7 +258,9 @@ type AgentRuntime struct {
 	ProtocolConfiguration      *ProtocolConfiguration      `json:"protocolConfiguration,omitempty"`
 	EnvironmentVariables       map[string]string           `json:"environmentVariables,omitempty"`
 	RequestHeaderConfiguration *RequestHeaderConfiguration `json:"requestHeaderConfiguration,omitempty"`
+	AuthorizerConfiguration    *AuthorizerConfiguration    `json:"authorizerConfiguration,omitempty"`
 	WorkloadIdentityDetails    *WorkloadIdentity           `json:"workloadIdentityDetails,omitempty"`
+	FilesystemConfigurations   []FilesystemConfiguration   `json:"filesystemConfigurations,omitempty"`
 
 	// berth's own: "config" for runtimes the config file declares (the
 	// API cannot change those), "api" for the rest; what berth runs; and
@@ -252,4 +317,15 @@ type DeleteResult struct {
 	Status         string `json:"status"`
 	AgentRuntimeID string `json:"agentRuntimeId"`
 	EndpointName   string `json:"endpointName,omitempty"`
+}
+
+// ProtectedResourceMetadata is a JWT runtime's OAuth protected-resource
+// metadata (RFC 9728), served at
+// /runtimes/{arn}/invocations/.well-known/oauth-protected-resource and
+// named by the WWW-Authenticate challenge of a refused token.
+type ProtectedResourceMetadata struct {
+	Resource               string   `json:"resource"`
+	AuthorizationServers   []string `json:"authorization_servers"`
+	BearerMethodsSupported []string `json:"bearer_methods_supported"`
+	ScopesSupported        []string `json:"scopes_supported,omitempty"`
 }

@@ -23,8 +23,9 @@
 // /ping reports HealthyBusy while async tasks run (see [App.AddAsyncTask]
 // and [App.StartAsyncTask]).
 //
-// The package imports only the standard library and berth's api package, so
-// an agent never pulls in the daemon.
+// The package imports only the standard library, berth's api package and
+// github.com/coder/websocket (which has no dependencies of its own), so an
+// agent never pulls in the daemon.
 package app
 
 import (

@@ -3,12 +3,9 @@ package app
 import (
 	"bufio"
 	"context"
-	"crypto/sha1"
 	"encoding/base64"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -18,13 +15,13 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+
+	"github.com/coder/websocket"
 )
 
-// The app's WebSocket endpoint (GET /ws) is written on the standard library
-// so agents keep a dependency-free SDK. It implements RFC 6455 as a server:
-// the opening handshake, framing, client-to-server masking, fragmented
-// messages, ping/pong and the closing handshake. It negotiates no extensions
-// and no subprotocol.
+// The app's WebSocket endpoint (GET /ws) runs on github.com/coder/websocket,
+// the one WebSocket implementation berth uses on both sides of its proxy.
+// It negotiates no extensions and no subprotocol.
 
 // WebSocketHandler handles one WebSocket connection on /ws, the counterpart of
 // @app.websocket in the Python SDK. The app has already accepted the upgrade
@@ -50,9 +47,9 @@ type MessageType int
 
 const (
 	// MessageText is a text message; its payload is UTF-8.
-	MessageText MessageType = opText
+	MessageText = MessageType(websocket.MessageText)
 	// MessageBinary is a binary message.
-	MessageBinary MessageType = opBinary
+	MessageBinary = MessageType(websocket.MessageBinary)
 )
 
 func (t MessageType) String() string {
@@ -106,22 +103,18 @@ var ErrWSClosed = errors.New("websocket connection closed")
 const DefaultWSReadLimit = 16 << 20
 
 const (
-	opContinuation = 0x0
-	opText         = 0x1
-	opBinary       = 0x2
-	opClose        = 0x8
-	opPing         = 0x9
-	opPong         = 0xa
-
-	// wsCloseTimeout bounds the closing handshake: how long a close frame
-	// may take to write and the peer's answer to arrive.
-	wsCloseTimeout = 5 * time.Second
 	// wsInboxBytes is how much the reader queues ahead of Read before it
 	// stops reading; one message is always let through whatever its size.
 	wsInboxBytes = 1 << 20
+	// wsFrameBytes is the largest frame Write sends; longer messages go out
+	// in fragments. The library answers a ping, or sends a close frame,
+	// only between two frames and gives up after 5 seconds, so one frame
+	// must never take that long to send, even on a slow link.
+	wsFrameBytes = 32 << 10
 	// maxCloseReason is what fits in a control frame after the code.
 	maxCloseReason = 123
-	wsGUID         = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+	// shutdownReason goes with the 1001 an app sends when it stops.
+	shutdownReason = "agent shutting down"
 )
 
 type wsMessage struct {
@@ -137,14 +130,16 @@ type wsMessage struct {
 // Write, WriteJSON and Close are safe for concurrent use; call Read from one
 // goroutine at a time.
 type WSConn struct {
-	conn      net.Conn
-	br        *bufio.Reader
-	readLimit atomic.Int64
-	msgsIn    atomic.Int64
-	msgsOut   atomic.Int64
+	ws      *websocket.Conn
+	netConn net.Conn // the upgraded connection, to stop reading when failing it
+	msgsIn  atomic.Int64
+	msgsOut atomic.Int64
 
 	readDone chan struct{} // closed when the reader goroutine exits
 	readErr  error         // why reading ended; written before readDone closes
+
+	closingOnce sync.Once
+	closing     chan struct{} // closed once the app starts closing
 
 	// inMu guards the fields that follow.
 	inMu    sync.Mutex
@@ -152,33 +147,25 @@ type WSConn struct {
 	inBytes int
 	inReady chan struct{} // cap 1: a message was queued
 	inSpace chan struct{} // cap 1: a message was taken
-
-	// wmu serialises frame writes and guards the fields that follow.
-	wmu       sync.Mutex
-	bw        *bufio.Writer
-	wclosed   bool          // a close frame went out or a write failed
-	closeSent chan struct{} // closed when wclosed is set
-	sentCode  CloseCode     // the code of the close frame sent, if any
 }
 
-func newWSConn(conn net.Conn, rw *bufio.ReadWriter) *WSConn {
+func newWSConn(ws *websocket.Conn, netConn net.Conn) *WSConn {
 	c := &WSConn{
-		conn:      conn,
-		br:        rw.Reader,
-		bw:        rw.Writer,
-		readDone:  make(chan struct{}),
-		inReady:   make(chan struct{}, 1),
-		inSpace:   make(chan struct{}, 1),
-		closeSent: make(chan struct{}),
+		ws:       ws,
+		netConn:  netConn,
+		readDone: make(chan struct{}),
+		closing:  make(chan struct{}),
+		inReady:  make(chan struct{}, 1),
+		inSpace:  make(chan struct{}, 1),
 	}
-	c.readLimit.Store(DefaultWSReadLimit)
+	ws.SetReadLimit(DefaultWSReadLimit)
 	return c
 }
 
 // SetReadLimit caps the size of an incoming message. A larger message closes
 // the connection with 1009 (message too big).
 func (c *WSConn) SetReadLimit(n int64) {
-	c.readLimit.Store(n)
+	c.ws.SetReadLimit(n)
 }
 
 // Read returns the next data message: fragments are already joined and text
@@ -211,14 +198,18 @@ func (c *WSConn) Read(ctx context.Context) (MessageType, []byte, error) {
 				return 0, nil, c.readErr
 			}
 		case <-ctx.Done():
-			return 0, nil, ctx.Err()
+			// The handler's ctx ends right after the reader: then the
+			// reader's verdict is the answer.
+			if !isClosed(c.readDone) {
+				return 0, nil, ctx.Err()
+			}
 		}
 	}
 }
 
-// Write sends one message in a single frame. If ctx ends while the frame is
-// going out, the connection is closed, as a partial frame cannot be taken
-// back.
+// Write sends one message, in fragments when it is long. If ctx ends while
+// the message is going out, the connection is closed, as a partial message
+// cannot be taken back.
 func (c *WSConn) Write(ctx context.Context, typ MessageType, data []byte) error {
 	if typ != MessageText && typ != MessageBinary {
 		return fmt.Errorf("write websocket: invalid message type %d", typ)
@@ -226,39 +217,40 @@ func (c *WSConn) Write(ctx context.Context, typ MessageType, data []byte) error 
 	if typ == MessageText && !utf8.Valid(data) {
 		return errors.New("write websocket: text message is not valid UTF-8")
 	}
+	// The library closes the connection when ctx is done, even before the
+	// first byte went out.
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("write websocket: %w", err)
 	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if c.wclosed {
+	if isClosed(c.closing) {
 		return ErrWSClosed
 	}
-	var err error
-	if ctx.Done() == nil {
-		err = c.writeFrameLocked(byte(typ), data)
-	} else {
-		fired := make(chan struct{})
-		stop := context.AfterFunc(ctx, func() {
-			_ = c.conn.SetWriteDeadline(time.Unix(1, 0))
-			close(fired)
-		})
-		err = c.writeFrameLocked(byte(typ), data)
-		if !stop() {
-			<-fired
-			if err == nil {
-				_ = c.conn.SetWriteDeadline(time.Time{})
-			} else {
-				err = ctx.Err()
-			}
+	if err := c.writeMessage(ctx, websocket.MessageType(typ), data); err != nil {
+		if errors.Is(err, net.ErrClosed) && ctx.Err() == nil {
+			return ErrWSClosed
 		}
-	}
-	if err != nil {
-		c.breakLocked()
 		return fmt.Errorf("write websocket: %w", err)
 	}
 	c.msgsOut.Add(1)
 	return nil
+}
+
+func (c *WSConn) writeMessage(ctx context.Context, typ websocket.MessageType, data []byte) error {
+	if len(data) <= wsFrameBytes {
+		return c.ws.Write(ctx, typ, data)
+	}
+	w, err := c.ws.Writer(ctx, typ)
+	if err != nil {
+		return err
+	}
+	for len(data) > 0 {
+		n := min(len(data), wsFrameBytes)
+		if _, err := w.Write(data[:n]); err != nil {
+			return err
+		}
+		data = data[n:]
+	}
+	return w.Close()
 }
 
 // WriteJSON sends v, encoded as JSON without HTML escaping, as a text
@@ -280,163 +272,65 @@ func (c *WSConn) Close(code CloseCode, reason string) error {
 	if code != CloseNoStatus && !validCloseCode(code) {
 		return fmt.Errorf("close websocket: invalid close code %d", code)
 	}
-	// Whoever sent the close frame, the peer's answer ends the reader,
-	// which closes the connection; a broken connection ends it at once.
-	err := c.writeClose(code, reason)
-	t := time.NewTimer(wsCloseTimeout)
-	select {
-	case <-c.readDone:
-	case <-t.C:
-	}
-	t.Stop()
-	_ = c.conn.Close()
-	if errors.Is(err, ErrWSClosed) {
+	c.startClosing()
+	err := c.ws.Close(websocket.StatusCode(code), truncateUTF8(reason, maxCloseReason))
+	// Already closing, or the peer answered with another code: closed all
+	// the same.
+	var ce websocket.CloseError
+	if err == nil || errors.Is(err, net.ErrClosed) || errors.As(err, &ce) {
 		return nil
 	}
-	return err
+	return fmt.Errorf("close websocket: %w", err)
 }
 
-// readLoop reads frames until the connection ends, then closes it.
+func (c *WSConn) startClosing() {
+	c.closingOnce.Do(func() { close(c.closing) })
+}
+
+// fail ends the connection after a protocol violation (RFC 6455 §7.1.7):
+// a close frame with code, unless the library sent one already, and no wait
+// for the peer's answer.
+func (c *WSConn) fail(code CloseCode, reason string) {
+	c.startClosing()
+	_ = c.netConn.SetReadDeadline(time.Unix(1, 0))
+	_ = c.ws.Close(websocket.StatusCode(code), reason)
+}
+
+// readLoop reads messages until the connection ends, which it leaves closed.
 func (c *WSConn) readLoop() {
-	c.readErr = c.readFrames()
-	_ = c.conn.Close()
+	c.readErr = c.readMessages()
 	close(c.readDone)
 }
 
-func (c *WSConn) readFrames() error {
-	var (
-		hdr     [8]byte
-		key     [4]byte
-		msgType MessageType // of the message being assembled; 0 between messages
-		msg     []byte
-	)
+func (c *WSConn) readMessages() error {
 	for {
-		if _, err := io.ReadFull(c.br, hdr[:2]); err != nil {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF // no close frame came first
-			}
+		typ, data, err := c.ws.Read(context.Background())
+		var ce websocket.CloseError
+		switch {
+		case errors.As(err, &ce):
+			return &CloseError{Code: CloseCode(ce.Code), Reason: ce.Reason}
+		case err != nil:
+			// The library has sent the close frame a violation calls for,
+			// except for an unmasked frame; a broken connection gets none.
+			c.fail(CloseProtocolError, "")
 			return fmt.Errorf("read websocket: %w", err)
+		case typ == websocket.MessageText && !utf8.Valid(data):
+			c.fail(CloseInvalidPayload, "text message is not valid UTF-8")
+			return fmt.Errorf("read websocket: text message is not valid UTF-8 (closed with %d)", CloseInvalidPayload)
 		}
-		fin, op := hdr[0]&0x80 != 0, hdr[0]&0x0f
-		if hdr[0]&0x70 != 0 {
-			return c.fail(CloseProtocolError, "reserved bits set, but no extension was negotiated")
-		}
-		masked := hdr[1]&0x80 != 0
-		n := uint64(hdr[1] & 0x7f)
-		switch n {
-		case 126:
-			if _, err := io.ReadFull(c.br, hdr[:2]); err != nil {
-				return fmt.Errorf("read websocket: %w", err)
-			}
-			n = uint64(binary.BigEndian.Uint16(hdr[:2]))
-		case 127:
-			if _, err := io.ReadFull(c.br, hdr[:8]); err != nil {
-				return fmt.Errorf("read websocket: %w", err)
-			}
-			n = binary.BigEndian.Uint64(hdr[:8])
-			if n>>63 != 0 {
-				return c.fail(CloseProtocolError, "frame length has its top bit set")
-			}
-		}
-		if !masked {
-			return c.fail(CloseProtocolError, "client frames must be masked")
-		}
-		if _, err := io.ReadFull(c.br, key[:]); err != nil {
-			return fmt.Errorf("read websocket: %w", err)
-		}
-
-		if op >= opClose {
-			if !fin || n > 125 {
-				return c.fail(CloseProtocolError, "control frames must be unfragmented and at most 125 bytes")
-			}
-			payload := make([]byte, n)
-			if _, err := io.ReadFull(c.br, payload); err != nil {
-				return fmt.Errorf("read websocket: %w", err)
-			}
-			maskBytes(key, payload)
-			switch op {
-			case opClose:
-				return c.onClose(payload)
-			case opPing:
-				c.writeControl(opPong, payload)
-			case opPong:
-			default:
-				return c.fail(CloseProtocolError, fmt.Sprintf("unknown opcode %#x", op))
-			}
-			continue
-		}
-
-		switch op {
-		case opContinuation:
-			if msgType == 0 {
-				return c.fail(CloseProtocolError, "continuation frame outside a fragmented message")
-			}
-		case opText, opBinary:
-			if msgType != 0 {
-				return c.fail(CloseProtocolError, "new message before the previous one's final fragment")
-			}
-			msgType = MessageType(op)
-		default:
-			return c.fail(CloseProtocolError, fmt.Sprintf("unknown opcode %#x", op))
-		}
-		if limit := c.readLimit.Load(); uint64(len(msg))+n > uint64(limit) {
-			return c.fail(CloseMessageTooBig, fmt.Sprintf("message exceeds %d bytes", limit))
-		}
-		start := len(msg)
-		msg = append(msg, make([]byte, n)...)
-		if _, err := io.ReadFull(c.br, msg[start:]); err != nil {
-			return fmt.Errorf("read websocket: %w", err)
-		}
-		maskBytes(key, msg[start:])
-		if !fin {
-			continue
-		}
-		if msgType == MessageText && !utf8.Valid(msg) {
-			return c.fail(CloseInvalidPayload, "text message is not valid UTF-8")
-		}
-		if msg == nil {
-			msg = []byte{}
-		}
-		c.deliver(wsMessage{typ: msgType, data: msg})
-		msgType, msg = 0, nil
+		c.deliver(wsMessage{typ: MessageType(typ), data: data})
 	}
-}
-
-// onClose answers the peer's close frame, unless it answers ours.
-func (c *WSConn) onClose(p []byte) error {
-	ce := &CloseError{Code: CloseNoStatus}
-	switch {
-	case len(p) == 1:
-		return c.fail(CloseProtocolError, "close frame with a 1-byte payload")
-	case len(p) >= 2:
-		ce.Code = CloseCode(binary.BigEndian.Uint16(p))
-		ce.Reason = string(p[2:])
-		if !validCloseCode(ce.Code) {
-			return c.fail(CloseProtocolError, fmt.Sprintf("invalid close code %d", ce.Code))
-		}
-		if !utf8.ValidString(ce.Reason) {
-			return c.fail(CloseInvalidPayload, "close reason is not valid UTF-8")
-		}
-	}
-	_ = c.writeClose(ce.Code, "") // ErrWSClosed: it was the answer to ours
-	return ce
-}
-
-// fail closes the connection with code after a protocol violation by the peer.
-func (c *WSConn) fail(code CloseCode, reason string) error {
-	_ = c.writeClose(code, reason)
-	return fmt.Errorf("read websocket: %s (closed with %d)", reason, code)
 }
 
 // deliver queues a message for Read, waiting while the queue is full.
-// Messages that arrive after the app sent its close frame are dropped.
+// Messages that arrive after the app started closing are dropped.
 func (c *WSConn) deliver(m wsMessage) {
 	c.inMu.Lock()
 	for c.inBytes > 0 && c.inBytes+len(m.data) > wsInboxBytes {
 		c.inMu.Unlock()
 		select {
 		case <-c.inSpace:
-		case <-c.closeSent:
+		case <-c.closing:
 			return
 		}
 		c.inMu.Lock()
@@ -445,99 +339,6 @@ func (c *WSConn) deliver(m wsMessage) {
 	c.inBytes += len(m.data)
 	c.inMu.Unlock()
 	notify(c.inReady)
-}
-
-// writeClose sends a close frame, once.
-func (c *WSConn) writeClose(code CloseCode, reason string) error {
-	var p []byte
-	if code != CloseNoStatus {
-		if !validCloseCode(code) {
-			return fmt.Errorf("close websocket: invalid close code %d", code)
-		}
-		reason = truncateUTF8(reason, maxCloseReason)
-		p = binary.BigEndian.AppendUint16(make([]byte, 0, 2+len(reason)), uint16(code))
-		p = append(p, reason...)
-	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if c.wclosed {
-		return ErrWSClosed
-	}
-	c.sentCode = code
-	_ = c.conn.SetWriteDeadline(time.Now().Add(wsCloseTimeout))
-	err := c.writeFrameLocked(opClose, p)
-	c.breakLocked()
-	if err != nil {
-		_ = c.conn.Close()
-		return fmt.Errorf("write close frame: %w", err)
-	}
-	return nil
-}
-
-// writeControl sends a ping or pong unless the connection is closing.
-func (c *WSConn) writeControl(op byte, p []byte) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if c.wclosed {
-		return
-	}
-	if err := c.writeFrameLocked(op, p); err != nil {
-		c.breakLocked()
-		_ = c.conn.Close()
-	}
-}
-
-// breakLocked marks the write side finished. After a failed data write the
-// stream may hold half a frame, so the connection is closed too.
-func (c *WSConn) breakLocked() {
-	if c.wclosed {
-		return
-	}
-	c.wclosed = true
-	close(c.closeSent)
-	if c.sentCode == 0 {
-		_ = c.conn.Close()
-	}
-}
-
-// writeFrameLocked writes one unmasked, final frame: servers never mask.
-func (c *WSConn) writeFrameLocked(op byte, p []byte) error {
-	var hdr [10]byte
-	hdr[0] = 0x80 | op
-	h := 2
-	switch n := len(p); {
-	case n <= 125:
-		hdr[1] = byte(n)
-	case n <= 0xffff:
-		hdr[1] = 126
-		binary.BigEndian.PutUint16(hdr[2:], uint16(n))
-		h = 4
-	default:
-		hdr[1] = 127
-		binary.BigEndian.PutUint64(hdr[2:], uint64(n))
-		h = 10
-	}
-	if _, err := c.bw.Write(hdr[:h]); err != nil {
-		return err
-	}
-	if _, err := c.bw.Write(p); err != nil {
-		return err
-	}
-	return c.bw.Flush()
-}
-
-// maskBytes applies a masking key to a frame's payload (RFC 6455 §5.3),
-// eight bytes at a time.
-func maskBytes(key [4]byte, b []byte) {
-	k := uint64(binary.LittleEndian.Uint32(key[:]))
-	k |= k << 32
-	for len(b) >= 8 {
-		binary.LittleEndian.PutUint64(b, binary.LittleEndian.Uint64(b)^k)
-		b = b[8:]
-	}
-	for i := range b {
-		b[i] ^= key[i&3]
-	}
 }
 
 // validCloseCode reports whether code may appear in a close frame.
@@ -566,13 +367,33 @@ func notify(ch chan struct{}) {
 	}
 }
 
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// connKeeper hands the library the connection it hijacks and keeps it.
+type connKeeper struct {
+	http.ResponseWriter
+	conn net.Conn
+}
+
+func (k *connKeeper) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, rw, err := http.NewResponseController(k.ResponseWriter).Hijack()
+	k.conn = conn
+	return conn, rw, err
+}
+
 // serveWebSocket accepts a WebSocket on /ws and runs the handler on it.
 func (a *App) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rc := newRequestContext(r, a.logger)
 	log := rc.Logger
-	key, status, err := checkUpgrade(r)
-	if err != nil {
+	if status, err := checkUpgrade(r); err != nil {
 		log.Warn("websocket upgrade refused", slog.Any("err", err))
 		if status == http.StatusUpgradeRequired {
 			w.Header().Set("Upgrade", "websocket")
@@ -581,24 +402,19 @@ func (a *App) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, status, errorBody{Error: err.Error()})
 		return
 	}
-	netConn, rw, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		log.Error("websocket upgrade: take over the connection", slog.Any("err", err))
-		writeJSON(w, http.StatusInternalServerError, errorBody{Error: "WebSocket unsupported on this connection"})
-		return
-	}
 	// The server's deadlines do not apply to the upgraded connection.
-	_ = netConn.SetDeadline(time.Time{})
-	_, err = rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + acceptKey(key) + "\r\n\r\n")
-	if err == nil {
-		err = rw.Flush()
-	}
+	ctl := http.NewResponseController(w)
+	_ = ctl.SetReadDeadline(time.Time{})
+	_ = ctl.SetWriteDeadline(time.Time{})
+	keeper := &connKeeper{ResponseWriter: w}
+	// No origin check: who may connect is the runtime's business (berth
+	// authenticates callers), as it is for invocations.
+	ws, err := websocket.Accept(keeper, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
 	if err != nil {
-		_ = netConn.Close()
-		log.Warn("websocket upgrade: write handshake", slog.Any("err", err))
+		log.Warn("websocket upgrade failed", slog.Any("err", err))
 		return
 	}
-	c := newWSConn(netConn, rw)
+	c := newWSConn(ws, keeper.conn)
 
 	// Shutdown waits for the connection as for a background task.
 	a.mu.Lock()
@@ -608,9 +424,7 @@ func (a *App) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 
 	connCtx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	readerDone := make(chan struct{})
 	go func() {
-		defer close(readerDone)
 		c.readLoop()
 		cancel()
 	}()
@@ -618,7 +432,7 @@ func (a *App) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	stopShutdown := context.AfterFunc(a.bgCtx, func() {
 		defer close(shutdownDone)
 		cancel()
-		_ = c.writeClose(CloseGoingAway, "agent shutting down")
+		_ = c.Close(CloseGoingAway, shutdownReason)
 	})
 
 	ctx := ContextWithRequest(connCtx, rc)
@@ -629,22 +443,27 @@ func (a *App) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	} else {
 		herr = callWSHandler(ctx, *h, c)
 	}
+	code := CloseNormal
 	var pe *panicError
 	switch {
 	case herr == nil:
-		_ = c.Close(CloseNormal, "")
 	case errors.As(herr, &pe):
 		log.Error("websocket handler panicked", slog.Any("panic", pe.value), slog.String("stack", string(pe.stack)))
-		_ = c.Close(CloseInternalError, "")
+		code = CloseInternalError
 	case isClosed(c.readDone) || a.bgCtx.Err() != nil:
 		// The handler failed because the connection was ending anyway.
 		log.Info("websocket handler stopped: connection closing", slog.Any("err", herr))
-		_ = c.Close(CloseNormal, "")
 	default:
 		log.Error("websocket handler failed", slog.Any("err", herr))
-		_ = c.Close(CloseInternalError, "")
+		code = CloseInternalError
 	}
-	<-readerDone
+	if a.bgCtx.Err() != nil {
+		// The close the shutdown sends, whichever of the two goes first.
+		_ = c.Close(CloseGoingAway, shutdownReason)
+	} else {
+		_ = c.Close(code, "")
+	}
+	<-c.readDone
 	if !stopShutdown() {
 		<-shutdownDone
 	}
@@ -671,20 +490,20 @@ func callWSHandler(ctx context.Context, h WebSocketHandler, c *WSConn) (err erro
 	return h(ctx, c)
 }
 
-// checkUpgrade validates an opening handshake and returns its key, or the
-// status to refuse it with.
-func checkUpgrade(r *http.Request) (key string, status int, err error) {
+// checkUpgrade validates an opening handshake, or says which status to
+// refuse it with; the library would answer 400 where the Python SDK answers
+// 426, and not in JSON.
+func checkUpgrade(r *http.Request) (status int, err error) {
 	if !headerHasToken(r.Header, "Connection", "upgrade") || !headerHasToken(r.Header, "Upgrade", "websocket") {
-		return "", http.StatusUpgradeRequired, errors.New("WebSocket upgrade required")
+		return http.StatusUpgradeRequired, errors.New("WebSocket upgrade required")
 	}
 	if v := r.Header.Get("Sec-WebSocket-Version"); v != "13" {
-		return "", http.StatusUpgradeRequired, fmt.Errorf("unsupported WebSocket version %q: want 13", v)
+		return http.StatusUpgradeRequired, fmt.Errorf("unsupported WebSocket version %q: want 13", v)
 	}
-	key = r.Header.Get("Sec-WebSocket-Key")
-	if b, err := base64.StdEncoding.DecodeString(key); err != nil || len(b) != 16 {
-		return "", http.StatusBadRequest, errors.New("invalid Sec-WebSocket-Key")
+	if b, err := base64.StdEncoding.DecodeString(r.Header.Get("Sec-WebSocket-Key")); err != nil || len(b) != 16 {
+		return http.StatusBadRequest, errors.New("invalid Sec-WebSocket-Key")
 	}
-	return key, 0, nil
+	return 0, nil
 }
 
 // headerHasToken reports whether a comma-separated header lists token.
@@ -697,19 +516,4 @@ func headerHasToken(h http.Header, name, token string) bool {
 		}
 	}
 	return false
-}
-
-// acceptKey answers a Sec-WebSocket-Key (RFC 6455 §4.2.2).
-func acceptKey(key string) string {
-	sum := sha1.Sum([]byte(key + wsGUID))
-	return base64.StdEncoding.EncodeToString(sum[:])
-}
-
-func isClosed(ch <-chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
 }

@@ -30,22 +30,19 @@ import (
 func wsURL(base string) string { return "ws" + strings.TrimPrefix(base, "http") + "/ws" }
 
 // dial opens a WebSocket to the app at base, closed when the test ends.
+//
+// Socket calls in these tests take the test's context, without a deadline:
+// the library closes the connection when a call's context ends, so a time
+// budget would break a slow transfer on a loaded machine. A hang is caught
+// by go test's -timeout, with every goroutine's stack.
 func dial(t *testing.T, base string, h http.Header) *websocket.Conn {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	c, _, err := websocket.Dial(ctx, wsURL(base), &websocket.DialOptions{HTTPHeader: h})
+	c, _, err := websocket.Dial(t.Context(), wsURL(base), &websocket.DialOptions{HTTPHeader: h})
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
 	t.Cleanup(func() { c.CloseNow() })
 	return c
-}
-
-func timeout(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	t.Cleanup(cancel)
-	return ctx
 }
 
 // echo is a handler that greets with the request context, then sends every
@@ -87,7 +84,7 @@ func TestWebSocketEcho(t *testing.T) {
 	h.Set(api.HeaderCustomPrefix+"Tier", "gold")
 	c := dial(t, serve(t, a), h)
 	c.SetReadLimit(64 << 20)
-	ctx := timeout(t)
+	ctx := t.Context()
 
 	typ, hello, err := c.Read(ctx)
 	if err != nil {
@@ -163,7 +160,7 @@ func TestWebSocketManyMessagesBothWays(t *testing.T) {
 	a := app.New(quiet())
 	a.WebSocket(echo(nil))
 	c := dial(t, serve(t, a), nil)
-	ctx := timeout(t)
+	ctx := t.Context()
 	if _, _, err := c.Read(ctx); err != nil { // hello
 		t.Fatal(err)
 	}
@@ -208,7 +205,7 @@ func TestWebSocketServerStream(t *testing.T) {
 		return nil
 	})
 	c := dial(t, serve(t, a), nil)
-	ctx := timeout(t)
+	ctx := t.Context()
 	for i := range n {
 		_, data, err := c.Read(ctx)
 		if err != nil {
@@ -254,7 +251,7 @@ func TestWebSocketCloseCodes(t *testing.T) {
 			}
 			base := serve(t, a)
 			c := dial(t, base, nil)
-			_, _, err := c.Read(timeout(t))
+			_, _, err := c.Read(t.Context())
 			var ce websocket.CloseError
 			if !errors.As(err, &ce) || ce.Code != tc.code || ce.Reason != tc.reason {
 				t.Fatalf("read = %v, want close %d %q", err, tc.code, tc.reason)
@@ -290,7 +287,7 @@ func TestWebSocketClientGoneCancelsHandler(t *testing.T) {
 				return err
 			})
 			c := dial(t, serve(t, a), nil)
-			ctx := timeout(t)
+			ctx := t.Context()
 			if mode == "writing" {
 				for range 100 {
 					if _, _, err := c.Read(ctx); err != nil {
@@ -321,7 +318,7 @@ func TestWebSocketPingPong(t *testing.T) {
 		return err
 	})
 	c := dial(t, serve(t, a), nil)
-	ctx := timeout(t)
+	ctx := t.Context()
 	go c.Read(ctx) // coder/websocket needs a reader to see pongs
 	for i := range 3 {
 		if err := c.Ping(ctx); err != nil {
@@ -344,7 +341,7 @@ func TestWebSocketReadLimit(t *testing.T) {
 		}
 	})
 	c := dial(t, serve(t, a), nil)
-	ctx := timeout(t)
+	ctx := t.Context()
 	if _, _, err := c.Read(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -372,7 +369,7 @@ func TestWebSocketShutdownClosesWithGoingAway(t *testing.T) {
 	go func() { served <- a.Serve(ctx, ln) }()
 	c := dial(t, "http://"+ln.Addr().String(), nil)
 	stop()
-	_, _, err := c.Read(timeout(t))
+	_, _, err := c.Read(t.Context())
 	if got := websocket.CloseStatus(err); got != websocket.StatusGoingAway {
 		t.Fatalf("read = %v, want close 1001", err)
 	}

@@ -1,6 +1,9 @@
 // Package client is the Go client for a berth server: the AgentCore data
-// plane calls (unsigned) and berth's own API. It imports only the standard
-// library and api, so tools can embed it without the daemon.
+// plane calls and berth's own API. It imports only the standard library
+// and api, so tools can embed it without the daemon; it sends requests
+// unsigned, and a caller whose berth authenticates gives it an HTTPClient
+// whose transport signs them (cmd/berth signs with SigV4 from the AWS
+// credential chain) or adds a bearer token.
 package client
 
 import (
@@ -27,7 +30,9 @@ const DefaultEndpoint = "http://127.0.0.1:8787"
 type Client struct {
 	// Endpoint is the server's base URL.
 	Endpoint string
-	// HTTPClient sends the requests.
+	// HTTPClient sends the requests. Its Transport is where requests get
+	// their credentials: a RoundTripper that signs each one with SigV4, or
+	// sets Authorization: Bearer for a runtime with a JWT authorizer.
 	HTTPClient *http.Client
 }
 

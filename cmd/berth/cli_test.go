@@ -1,19 +1,17 @@
 package main
 
 import (
-	"fmt"
-	"time"
-
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/berth-dev/berth/api"
-
 	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/daemon"
 	"github.com/berth-dev/berth/internal/registry"
@@ -151,26 +149,36 @@ func TestSessionsCommands(t *testing.T) {
 	if _, _, err = berth(t, "sessions", "stop", s.ID); err == nil || !strings.Contains(err.Error(), "ResourceNotFoundException") {
 		t.Fatalf("second stop: %v", err)
 	}
-	// logs --follow ends when the session ends.
-	done := make(chan error, 1)
+	// logs --follow prints a live session's log as it grows and ends when
+	// the session does.
 	other := list("--state", "live").Sessions[0]
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
 	go func() {
-		out, _, err := berth(t, "sessions", "logs", "--follow", other.ID)
-		if err == nil && !strings.Contains(out, "testagent") {
-			err = fmt.Errorf("follow printed %q", out)
-		}
+		root := newRoot()
+		root.SetOut(pw)
+		root.SetErr(io.Discard)
+		root.SetArgs([]string{"sessions", "logs", "--follow", other.ID})
+		err := root.ExecuteContext(context.Background())
+		pw.Close()
 		done <- err
 	}()
-	time.Sleep(300 * time.Millisecond)
+	lines := bufio.NewScanner(pr)
+	for lines.Scan() && !strings.Contains(lines.Text(), "testagent: stderr start") {
+	}
+	// Following has begun, with the session live: the agent's goodbye is
+	// written after this and must still arrive.
 	if _, _, err := berth(t, "sessions", "stop", other.ID); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("logs --follow did not end with the session")
+	var after []string
+	for lines.Scan() {
+		after = append(after, lines.Text())
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("logs --follow: %v", err)
+	}
+	if !slices.ContainsFunc(after, func(l string) bool { return strings.Contains(l, "testagent: received SIGTERM") }) {
+		t.Fatalf("logs --follow ended without the lines written after the stop: %q", after)
 	}
 }

@@ -21,13 +21,20 @@ import (
 // clientFlags are shared by the client commands.
 type clientFlags struct {
 	endpoint string
+	bearer   string
 }
 
 func (f *clientFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.endpoint, "endpoint", "", "berth server URL (default $BERTH_ENDPOINT or "+client.DefaultEndpoint+")")
+	cmd.Flags().StringVar(&f.bearer, "bearer-token", bearerFromEnv(),
+		"send this bearer token (a runtime with a JWT authorizer) instead of signing with AWS credentials (default $BERTH_BEARER_TOKEN)")
 }
 
-func (f *clientFlags) client() *client.Client { return &client.Client{Endpoint: f.endpoint} }
+// client signs its requests with SigV4 from the AWS credential chain, or
+// sends the bearer token.
+func (f *clientFlags) client() *client.Client {
+	return &client.Client{Endpoint: f.endpoint, HTTPClient: httpClient(f.bearer)}
+}
 
 // baseURL is the server URL the client commands use.
 func (f *clientFlags) baseURL() string {
@@ -80,7 +87,7 @@ agent closes the socket. Interrupt to close it yourself.`,
 				UserID: userID, Headers: h, Payload: payload,
 			}
 			if ws {
-				return invokeWS(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), cf.baseURL(), in)
+				return invokeWS(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), cf.baseURL(), httpClient(cf.bearer), in)
 			}
 			out, err := cf.client().Invoke(cmd.Context(), in)
 			if err != nil {
@@ -129,7 +136,7 @@ func printSSE(w io.Writer, r io.Reader) error {
 
 // invokeWS sends the payload over the runtime's WebSocket and prints what
 // comes back until the agent closes the socket.
-func invokeWS(ctx context.Context, stdout, stderr io.Writer, base string, in client.InvokeInput) error {
+func invokeWS(ctx context.Context, stdout, stderr io.Writer, base string, hc *http.Client, in client.InvokeInput) error {
 	payload, err := io.ReadAll(in.Payload)
 	if err != nil {
 		return fmt.Errorf("read payload: %w", err)
@@ -165,7 +172,7 @@ func invokeWS(ctx context.Context, stdout, stderr io.Writer, base string, in cli
 		h.Set(api.HeaderUserID, in.UserID)
 	}
 
-	c, resp, err := websocket.Dial(ctx, u.String(), &websocket.DialOptions{HTTPHeader: h})
+	c, resp, err := websocket.Dial(ctx, u.String(), &websocket.DialOptions{HTTPHeader: h, HTTPClient: hc})
 	if err != nil {
 		if resp != nil && resp.StatusCode >= 300 {
 			return wsRefusal(resp)

@@ -41,7 +41,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServe(), newInvoke(), newStopSession(), newDemo(), newVersion())
-	root.AddCommand(newRuntimes(), newSessions())
+	root.AddCommand(newRuntimes(), newSessions(), newCredentials())
 	return root
 }
 

@@ -1,11 +1,17 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
+	"path/filepath"
 	"runtime/debug"
+	"strings"
+	"syscall"
 
+	"github.com/berth-dev/berth/internal/auth"
 	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/daemon"
 	"github.com/spf13/cobra"
@@ -14,6 +20,7 @@ import (
 func newServe() *cobra.Command {
 	var (
 		cfgPath, listen, dataDir, logLevel string
+		insecureNoAuth, initCredentials    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -34,6 +41,17 @@ StopRuntimeSession) for the runtimes declared in --config.`,
 			}
 			if cmd.Flags().Changed("data-dir") {
 				cfg.DataDir = dataDir
+			}
+			cfg.InsecureNoAuth = insecureNoAuth
+			var created *auth.Key
+			if initCredentials {
+				var err error
+				if created, err = initAuth(&cfg); err != nil {
+					return err
+				}
+			}
+			if insecureNoAuth && cfg.Auth == nil && !config.LoopbackListen(cfg.Listen) {
+				fmt.Fprintf(cmd.ErrOrStderr(), "WARNING: --insecure-no-auth: %s serves WITHOUT AUTHENTICATION; anyone who reaches it can run code as this user\n", cfg.Listen)
 			}
 			var lvl slog.Level
 			if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
@@ -56,21 +74,79 @@ StopRuntimeSession) for the runtimes declared in --config.`,
 			for _, rt := range d.Runtimes() {
 				fmt.Fprintf(out, "  runtime %-20s %s\n", rt.Name, rt.ARN)
 			}
-			fmt.Fprintf(out, "point AWS SDKs here with AWS_ENDPOINT_URL_BEDROCK_AGENTCORE=%s\n", d.URL())
-			fmt.Fprintf(out, "and the control plane with AWS_ENDPOINT_URL_BEDROCK_AGENTCORE_CONTROL=%s\n", d.URL())
-			select {
-			case <-cmd.Context().Done():
-				log.Info("shutting down")
-			case err := <-d.Err():
-				d.Close(cmd.Context())
-				return fmt.Errorf("serve: %w", err)
+			if created != nil {
+				fmt.Fprintf(out, "created principal %s (an admin) in %s; export these to call berth with it:\n", created.Name, cfg.Auth.CredentialsFile)
+				scheme, _, _ := strings.Cut(d.URL(), "://")
+				printExports(out, *created, cfg.Region, reachable(scheme, d.Addr()))
+			} else {
+				fmt.Fprintf(out, "point AWS SDKs here with AWS_ENDPOINT_URL_BEDROCK_AGENTCORE=%s\n", d.URL())
+				fmt.Fprintf(out, "and the control plane with AWS_ENDPOINT_URL_BEDROCK_AGENTCORE_CONTROL=%s\n", d.URL())
 			}
-			return d.Close(cmd.Context())
+			// SIGHUP re-reads the credentials file (berth also notices
+			// when it changes).
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			for {
+				select {
+				case <-cmd.Context().Done():
+					log.Info("shutting down")
+					return d.Close(cmd.Context())
+				case err := <-d.Err():
+					d.Close(cmd.Context())
+					return fmt.Errorf("serve: %w", err)
+				case <-hup:
+					d.ReloadCredentials()
+				}
+			}
 		},
 	}
 	cmd.Flags().StringVarP(&cfgPath, "config", "c", "", "config file (YAML) declaring runtimes")
 	cmd.Flags().StringVar(&listen, "listen", config.DefaultListen, "listen address")
 	cmd.Flags().StringVar(&dataDir, "data-dir", config.DefaultDataDir, "data directory (store, sandboxes, logs)")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	cmd.Flags().BoolVar(&insecureNoAuth, "insecure-no-auth", false,
+		"serve a non-loopback --listen without an auth section: anyone who reaches the port can run code")
+	cmd.Flags().BoolVar(&initCredentials, "init-credentials", false,
+		"turn on SigV4 authentication with a credentials file in the data dir (unless the config has an auth section), "+
+			"creating it with a fresh admin key if missing, and print the variables to export")
 	return cmd
+}
+
+// initAuth makes sure berth starts with authentication on and a key to
+// use: without an auth section it turns on sigv4 with the credentials
+// file <data_dir>/credentials and an admin named admin; a missing file is
+// created with a fresh key for the first admin, which it returns.
+func initAuth(cfg *config.Config) (*auth.Key, error) {
+	if cfg.Auth == nil {
+		dir, err := filepath.Abs(cfg.DataDir)
+		if err != nil {
+			return nil, fmt.Errorf("resolve data dir: %w", err)
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("create data dir: %w", err)
+		}
+		cfg.Auth = &config.Auth{Mode: auth.ModeSigV4, CredentialsFile: filepath.Join(dir, "credentials"), Admins: []string{"admin"}}
+	}
+	a := cfg.Auth
+	if a.Mode == auth.ModeNone {
+		return nil, errors.New("--init-credentials: the config says auth.mode: none")
+	}
+	if a.CredentialsFile == "" {
+		return nil, errors.New("--init-credentials: the config's auth section names no credentials_file")
+	}
+	if _, err := os.Stat(a.CredentialsFile); err == nil {
+		return nil, nil // keys exist: use them
+	}
+	name := "admin"
+	if len(a.Admins) > 0 {
+		name = a.Admins[0]
+	} else {
+		a.Admins = []string{name}
+	}
+	key, err := auth.CreateProfile(a.CredentialsFile, name)
+	if err != nil {
+		return nil, err
+	}
+	return &key, nil
 }

@@ -9,8 +9,9 @@
 //
 //	node tutorial-client.mjs --endpoint-url http://127.0.0.1:8787 --arn ...
 //
-// berth does not check credentials yet, but the SDK wants some to sign with:
-// any values do (AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x AWS_REGION=us-east-1).
+// The SDK signs with the usual AWS credentials: any values do against a berth
+// with authentication off (AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x
+// AWS_REGION=us-east-1); with it on, a key from `berth credentials create NAME`.
 //
 // Same conversation as tutorial_client.py: the weather, "How much is 2X5?"
 // and a streamed "and that plus 34?" in one session, "and plus 10?" in a new

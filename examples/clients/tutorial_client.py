@@ -10,8 +10,9 @@ endpoint, given one of the two ways boto3 supports:
 
     python3 tutorial_client.py --endpoint-url http://127.0.0.1:8787 --arn ...
 
-berth does not check credentials yet, but boto3 wants some to sign with:
-any values do (AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x).
+boto3 signs with the usual AWS credentials: any values do against a berth with
+authentication off (AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x); with it on, a
+key from `berth credentials create NAME`.
 
 It runs the tutorial's conversation: in one session, the weather, "How much
 is 2X5?" and "and that plus 34?" (the last one streamed, read as Server-Sent

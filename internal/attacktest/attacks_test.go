@@ -47,7 +47,7 @@ type target struct {
 
 const attackToken = "BERTH_ATTACK_TOKEN"
 
-func startTarget(t *testing.T) *target {
+func startTarget(t *testing.T, mutate ...func(*config.Config)) *target {
 	t.Helper()
 	testenv.Require(t, testenv.Linux, linux.Available())
 	agent := sandboxtest.BuildAgent(t)
@@ -76,6 +76,9 @@ func startTarget(t *testing.T) *target {
 		{Name: "plain", Settings: registry.Settings{Command: []string{agent}, Env: map[string]string{attackToken: tg.token}}},
 		{Name: "capped", Settings: registry.Settings{Command: []string{agent},
 			Sessions: registry.SessionPolicy{MaxSessions: 2}}},
+	}
+	for _, m := range mutate {
+		m(&cfg)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
@@ -113,6 +116,11 @@ func (tg *target) send(method, path string, header http.Header, body string) ans
 	if h := header.Get("Host"); h != "" {
 		req.Host = h
 	}
+	return do(req)
+}
+
+// do sends req and reads the answer.
+func do(req *http.Request) answer {
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return answer{err: err}
@@ -181,6 +189,15 @@ func TestAttacks(t *testing.T) {
 	// Nothing was left behind: no runtime was created by any attack.
 	if after := tg.runtimeNames(t); strings.Join(after, ",") != strings.Join(before, ",") {
 		t.Errorf("runtimes before the attacks %v, after %v", before, after)
+	}
+
+	// The same berth with authentication on: callers without keys, with
+	// wrong or stale ones, with keys but no right to what they ask.
+	at := startAuthTarget(t)
+	authBefore := at.runtimeNamesAs(t, "ops")
+	t.Run("authentication", func(t *testing.T) { authAttacks(t, at, &l) })
+	if after := at.runtimeNamesAs(t, "ops"); strings.Join(after, ",") != strings.Join(authBefore, ",") {
+		t.Errorf("runtimes before the authentication attacks %v, after %v", authBefore, after)
 	}
 }
 

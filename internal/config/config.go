@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"time"
 
+	"github.com/berth-dev/berth/internal/auth"
 	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/sandbox"
 	"github.com/berth-dev/berth/internal/session/agentlog"
@@ -66,14 +68,18 @@ type Config struct {
 	// LogMaxBytes and LogFiles cap each session's log: the agent's output
 	// goes into files of at most LogMaxBytes, LogFiles of them (the
 	// current one and LogFiles-1 rotated ones), oldest dropped first.
-	LogMaxBytes    Bytes    `yaml:"log_max_bytes"`
-	LogFiles       int      `yaml:"log_files"`
-	StateRetention Duration `yaml:"state_retention"`
+	LogMaxBytes Bytes `yaml:"log_max_bytes"`
+	LogFiles    int   `yaml:"log_files"`
 	// MaxRuntimes caps the runtimes berth holds: past it, creating one
 	// through the control plane fails. MaxVersions is how many versions
 	// of each runtime are kept, besides those an endpoint points at.
-	MaxRuntimes int `yaml:"max_runtimes"`
-	MaxVersions int `yaml:"max_versions"`
+	MaxRuntimes    int      `yaml:"max_runtimes"`
+	MaxVersions    int      `yaml:"max_versions"`
+	StateRetention Duration `yaml:"state_retention"`
+	// SessionStorageMaxBytes caps each session's storage (AgentCore: 1 GB);
+	// SessionStorageRetention wipes one not used for that long (14 days).
+	SessionStorageMaxBytes  Bytes    `yaml:"session_storage_max_bytes"`
+	SessionStorageRetention Duration `yaml:"session_storage_retention"`
 	// UserNamespace maps root inside linux sandboxes to unprivileged host
 	// IDs. Agents' code and binaries must then be readable by "other".
 	UserNamespace bool `yaml:"user_namespace"`
@@ -107,6 +113,70 @@ type Config struct {
 	// the control plane.
 	APIRuntimes APIRuntimes `yaml:"api_runtimes"`
 	Runtimes    []Runtime   `yaml:"runtimes"`
+
+	// Auth says who may call berth. Without it a loopback listen serves
+	// every caller (mode none) and any other listen is refused.
+	Auth *Auth `yaml:"auth"`
+	// TLS, when set, serves HTTPS and WSS.
+	TLS TLS `yaml:"tls"`
+	// MetricsListen, when set, serves /metrics there without
+	// authentication, for Prometheus; on the main listener it needs an
+	// admin.
+	MetricsListen string `yaml:"metrics_listen"`
+	// InsecureNoAuth (--insecure-no-auth) serves a non-loopback listen
+	// without an auth section.
+	InsecureNoAuth bool `yaml:"-"`
+}
+
+// Auth is the auth section: how callers prove who they are, and what the
+// operator lets each principal do.
+type Auth struct {
+	// Mode is sigv4 (the default once the section exists) or none.
+	Mode auth.Mode `yaml:"mode"`
+	// CredentialsFile holds the principals' keys in AWS shared-credentials
+	// format, one profile per principal; berth re-reads it when it
+	// changes and on SIGHUP.
+	CredentialsFile string `yaml:"credentials_file"`
+	// Admins may use the control plane, berth's own API and /metrics.
+	Admins []string `yaml:"admins"`
+	// ActAsUser may set X-Amzn-Bedrock-AgentCore-Runtime-User-Id (AgentCore's
+	// InvokeAgentRuntimeForUser); admins may too.
+	ActAsUser []string `yaml:"act_as_user"`
+}
+
+// TLS names the certificate and key berth serves HTTPS with.
+type TLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Enabled reports whether the section asks for TLS.
+func (t TLS) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
+
+// AuthMode is the mode berth runs in: none without an auth section.
+func (c *Config) AuthMode() auth.Mode {
+	if c.Auth == nil {
+		return auth.ModeNone
+	}
+	return c.Auth.Mode
+}
+
+// DefaultCredentialsFile is the credentials file the docs and the refusal
+// below suggest, next to the config.
+const DefaultCredentialsFile = "./berth-credentials"
+
+// LoopbackListen reports whether addr listens on loopback only: an
+// explicit loopback IP or localhost; an empty host is every interface.
+func LoopbackListen(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // APIRuntimes is what runtimes created through the control plane get and
@@ -135,28 +205,30 @@ type (
 // Default returns a config with every default filled in and no runtimes.
 func Default() Config {
 	return Config{
-		Listen:               DefaultListen,
-		DataDir:              DefaultDataDir,
-		Region:               DefaultRegion,
-		Account:              DefaultAccount,
-		MaxPayloadBytes:      100_000_000,
-		MaxConnections:       4096,
-		MaxSessions:          defaultMaxSessions(),
-		NewSessionsPerSecond: 25,
-		IdleTimeout:          Duration(2 * time.Minute),
-		BodyIdleTimeout:      Duration(30 * time.Second),
-		Limits:               DefaultLimits,
-		APIRuntimes:          APIRuntimes{Sandbox: registry.BackendLinux, Network: sandbox.NetworkNone, WarmPool: 4},
-		StartTimeout:         Duration(DefaultStartTimeout),
-		PingInterval:         Duration(DefaultPingInterval),
-		PingFailures:         DefaultPingFailures,
-		StopGrace:            Duration(DefaultStopGrace),
-		LogRetention:         Duration(DefaultLogRetention),
-		LogMaxBytes:          agentlog.DefaultMaxBytes,
-		LogFiles:             agentlog.DefaultFiles,
-		StateRetention:       Duration(DefaultStateRetention),
-		MaxRuntimes:          registry.DefaultMaxRuntimes,
-		MaxVersions:          registry.DefaultMaxVersions,
+		Listen:                  DefaultListen,
+		DataDir:                 DefaultDataDir,
+		Region:                  DefaultRegion,
+		Account:                 DefaultAccount,
+		MaxPayloadBytes:         100_000_000,
+		MaxConnections:          4096,
+		MaxSessions:             defaultMaxSessions(),
+		NewSessionsPerSecond:    25,
+		IdleTimeout:             Duration(2 * time.Minute),
+		BodyIdleTimeout:         Duration(30 * time.Second),
+		Limits:                  DefaultLimits,
+		APIRuntimes:             APIRuntimes{Sandbox: registry.BackendLinux, Network: sandbox.NetworkNone, WarmPool: 4},
+		StartTimeout:            Duration(DefaultStartTimeout),
+		PingInterval:            Duration(DefaultPingInterval),
+		PingFailures:            DefaultPingFailures,
+		StopGrace:               Duration(DefaultStopGrace),
+		LogRetention:            Duration(DefaultLogRetention),
+		StateRetention:          Duration(DefaultStateRetention),
+		LogMaxBytes:             agentlog.DefaultMaxBytes,
+		LogFiles:                agentlog.DefaultFiles,
+		MaxRuntimes:             registry.DefaultMaxRuntimes,
+		MaxVersions:             registry.DefaultMaxVersions,
+		SessionStorageMaxBytes:  1 << 30,
+		SessionStorageRetention: Duration(14 * 24 * time.Hour),
 	}
 }
 
@@ -168,10 +240,8 @@ func Load(path string) (Config, error) {
 	if err != nil {
 		return c, fmt.Errorf("read config: %w", err)
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		return c, fmt.Errorf("parse config %s: %w", path, err)
+	if err := decode(data, &c); err != nil {
+		return c, fmt.Errorf("parse config %s: %w", path, locate(data, err))
 	}
 	base, err := filepath.Abs(filepath.Dir(path))
 	if err != nil {
@@ -182,6 +252,39 @@ func Load(path string) (Config, error) {
 		return c, fmt.Errorf("config %s: %w", path, err)
 	}
 	return c, nil
+}
+
+// decode reads YAML over c; a field c does not have is an error.
+func decode(data []byte, c *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+var yamlLineRE = regexp.MustCompile(`\bline [0-9]+\b`)
+
+// locate adds the line to a YAML error that has none: the decoder leaves
+// it out of many (bytes that are not text, an unknown alias, anything on
+// the first line). It is the first line by which the same error appears.
+func locate(data []byte, err error) error {
+	if yamlLineRE.MatchString(err.Error()) {
+		return err
+	}
+	end := 0
+	for line := 1; ; line++ {
+		i := bytes.IndexByte(data[end:], '\n')
+		if i < 0 {
+			return fmt.Errorf("line %d: %w", line, err)
+		}
+		end += i + 1
+		c := Default()
+		if perr := decode(data[:end], &c); perr != nil && perr.Error() == err.Error() {
+			return fmt.Errorf("line %d: %w", line, err)
+		}
+	}
 }
 
 func (c *Config) resolve(base string) {
@@ -197,6 +300,14 @@ func (c *Config) resolve(base string) {
 		rt := &c.Runtimes[i]
 		if rt.Workdir != "" && !filepath.IsAbs(rt.Workdir) {
 			rt.Workdir = filepath.Join(base, rt.Workdir)
+		}
+	}
+	if c.Auth != nil && c.Auth.CredentialsFile != "" && !filepath.IsAbs(c.Auth.CredentialsFile) {
+		c.Auth.CredentialsFile = filepath.Join(base, c.Auth.CredentialsFile)
+	}
+	for _, p := range []*string{&c.TLS.CertFile, &c.TLS.KeyFile} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(base, *p)
 		}
 	}
 }
@@ -223,6 +334,9 @@ func (c *Config) Validate() error {
 	}
 	if c.PingFailures < 1 {
 		return errors.New("ping_failures: must be at least 1")
+	}
+	if c.SessionStorageMaxBytes < 16<<20 || c.SessionStorageRetention < 0 {
+		return errors.New("session_storage_max_bytes: at least 16Mi; session_storage_retention: not negative")
 	}
 	if c.MaxSessions < 1 || c.NewSessionsPerSecond <= 0 {
 		return errors.New("max_sessions and new_sessions_per_second: must be positive")
@@ -267,6 +381,12 @@ func (c *Config) Validate() error {
 	if w := c.APIRuntimes.WarmPool; w < 0 || w > registry.MaxWarmPool {
 		return fmt.Errorf("api_runtimes.warm_pool: must be 0 to %d", registry.MaxWarmPool)
 	}
+	if err := c.validateAuth(); err != nil {
+		return err
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		return errors.New("tls: set both cert_file and key_file")
+	}
 	rules := c.Rules()
 	seen := map[string]bool{}
 	for i := range c.Runtimes {
@@ -285,6 +405,43 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%s.name: duplicate runtime name %q", field, rt.Name)
 		}
 		seen[rt.Name] = true
+	}
+	return nil
+}
+
+// validateAuth checks the auth section, and refuses to serve a port other
+// machines can reach without one.
+func (c *Config) validateAuth() error {
+	if c.Auth == nil {
+		if LoopbackListen(c.Listen) || c.InsecureNoAuth {
+			return nil
+		}
+		return fmt.Errorf(`listen: %s is reachable from other machines and the config has no auth section, so anyone who reaches the port could run code. Add to the config:
+
+  auth:
+    mode: sigv4
+    credentials_file: %s
+
+then create a key with "berth credentials create NAME" (and list yourself under auth.admins),
+or start with "berth serve --init-credentials"; --insecure-no-auth serves without authentication anyway`, c.Listen, DefaultCredentialsFile)
+	}
+	a := c.Auth
+	switch a.Mode {
+	case "":
+		a.Mode = auth.ModeSigV4
+	case auth.ModeSigV4, auth.ModeNone:
+	default:
+		return fmt.Errorf("auth.mode: %q is not sigv4 or none", a.Mode)
+	}
+	if a.Mode == auth.ModeSigV4 && a.CredentialsFile == "" {
+		return fmt.Errorf("auth.credentials_file: mode sigv4 needs one (e.g. %s; create keys with berth credentials create NAME)", DefaultCredentialsFile)
+	}
+	for field, names := range map[string][]string{"auth.admins": a.Admins, "auth.act_as_user": a.ActAsUser} {
+		for _, n := range names {
+			if err := auth.ValidPrincipalName(n); err != nil {
+				return fmt.Errorf("%s: %w", field, err)
+			}
+		}
 	}
 	return nil
 }

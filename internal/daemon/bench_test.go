@@ -24,6 +24,7 @@ import (
 	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/sandbox/linux"
 	"github.com/berth-dev/berth/internal/sandbox/sandboxtest"
+	"github.com/berth-dev/berth/internal/storage"
 	"github.com/google/uuid"
 )
 
@@ -375,4 +376,36 @@ func (r repeatReader) Read(p []byte) (int, error) {
 		p[i] = byte(r)
 	}
 	return len(p), nil
+}
+
+// BenchmarkColdStartSessionStorage: a new session's first call on the
+// linux backend with session storage, next to the same runtime without it,
+// in the same run. Each session ID is new, so every call attaches a fresh
+// storage (a sparse copy of the template, a loop device, an ext4 mount).
+func BenchmarkColdStartSessionStorage(b *testing.B) {
+	if linux.Available() != nil || storage.Available() != nil {
+		b.Skip("needs the linux backend and session storage (root)")
+	}
+	agent := buildTutorial(b)
+	const payload = `{"prompt":"How much is 2X5?","user_id":"1"}`
+	for _, tc := range []struct {
+		name string
+		path string
+	}{{"without", ""}, {"with", "/mnt/workspace"}} {
+		b.Run(tc.name, func(b *testing.B) {
+			d := benchDaemon(b, agent, "linux", nil, func(rt *config.Runtime) { rt.SessionStorage = tc.path })
+			u := invokeURL(d)
+			var samples []time.Duration
+			for b.Loop() {
+				sid := "bench-" + uuid.NewString()
+				start := time.Now()
+				post(b, u, sid, payload)
+				samples = append(samples, time.Since(start))
+				b.StopTimer()
+				stopSession(b, d, sid)
+				b.StartTimer()
+			}
+			reportP50(b, samples, "cold")
+		})
+	}
 }

@@ -609,12 +609,30 @@ func TestControlPlaneBadInput(t *testing.T) {
 				in.NetworkConfiguration = &ctltypes.NetworkConfiguration{NetworkMode: ctltypes.NetworkModeVpc}
 			})
 		}, "ValidationException", 400, "networkConfiguration.networkMode"},
-		{"JWT authorizer", func() error {
+		{"JWT authorizer without a check", func() error {
 			return create(func(in *ctl.CreateAgentRuntimeInput) {
 				in.AuthorizerConfiguration = &ctltypes.AuthorizerConfigurationMemberCustomJWTAuthorizer{Value: ctltypes.CustomJWTAuthorizerConfiguration{
-					DiscoveryUrl: aws.String("https://issuer.example/.well-known/openid-configuration"), AllowedAudience: []string{"x"}}}
+					DiscoveryUrl: aws.String("https://issuer.example/.well-known/openid-configuration")}}
 			})
-		}, "ValidationException", 400, "authorizerConfiguration"},
+		}, "ValidationException", 400, "authorizerConfiguration.customJWTAuthorizer"},
+		{"JWT authorizer over plain http", func() error {
+			return create(func(in *ctl.CreateAgentRuntimeInput) {
+				in.AuthorizerConfiguration = &ctltypes.AuthorizerConfigurationMemberCustomJWTAuthorizer{Value: ctltypes.CustomJWTAuthorizerConfiguration{
+					DiscoveryUrl: aws.String("http://issuer.example/.well-known/openid-configuration"), AllowedAudience: []string{"x"}}}
+			})
+		}, "ValidationException", 400, "authorizerConfiguration.customJWTAuthorizer"},
+		{"JWT authorizer with advertised scopes", func() error {
+			return create(func(in *ctl.CreateAgentRuntimeInput) {
+				in.AuthorizerConfiguration = &ctltypes.AuthorizerConfigurationMemberCustomJWTAuthorizer{Value: ctltypes.CustomJWTAuthorizerConfiguration{
+					DiscoveryUrl: aws.String("https://issuer.example/.well-known/openid-configuration"), AllowedScopes: []string{"a"},
+					AdvertisedScopeMapping: map[string]string{"a": "b"}}}
+			})
+		}, "ValidationException", 400, "authorizerConfiguration.customJWTAuthorizer.advertisedScopeMapping"},
+		{"Authorization allow-listed without a JWT authorizer", func() error {
+			return create(func(in *ctl.CreateAgentRuntimeInput) {
+				in.RequestHeaderConfiguration = &ctltypes.RequestHeaderConfigurationMemberRequestHeaderAllowlist{Value: []string{"Authorization"}}
+			})
+		}, "ValidationException", 400, "requestHeaderConfiguration.requestHeaderAllowlist"},
 		{"a tag that would choose the sandbox", func() error {
 			return create(func(in *ctl.CreateAgentRuntimeInput) { in.Tags = map[string]string{"berth:sandbox": "process"} })
 		}, "ValidationException", 400, "tags"},

@@ -5,9 +5,12 @@ package daemon
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -17,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berth-dev/berth/internal/auth"
 	"github.com/berth-dev/berth/internal/codestore"
 	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/registry"
@@ -25,6 +29,7 @@ import (
 	"github.com/berth-dev/berth/internal/server"
 	"github.com/berth-dev/berth/internal/session"
 	"github.com/berth-dev/berth/internal/session/agentlog"
+	"github.com/berth-dev/berth/internal/storage"
 	"github.com/berth-dev/berth/internal/store"
 	"golang.org/x/net/netutil"
 )
@@ -46,10 +51,14 @@ type Daemon struct {
 	defaultBackend string
 	dataDir        string
 	backends       map[string]sandbox.Backend
-	lock           *os.File // the data dir's flock, held until Close
+	lock           *os.File      // the data dir's flock, held until Close
+	keys           *auth.Keyring // nil unless auth mode is sigv4
+	metricsSrv     *http.Server  // on metrics_listen, if set
+	metricsLn      net.Listener
 
 	stopSampler context.CancelFunc
-	wg          sync.WaitGroup // the HTTP server and the usage sampler
+	stop        context.CancelFunc // the credentials watcher
+	wg          sync.WaitGroup     // the HTTP servers, the usage sampler and the credentials watcher
 	serveErr    chan error
 }
 
@@ -110,6 +119,12 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 	}
 	d.defaultBackend = defaultBackend
 	d.backends = backends
+	var vols *storage.Store
+	if err := storage.Available(); err != nil {
+		log.Info("session storage unavailable; runtimes that ask for it will fail to start", "reason", err)
+	} else if vols, err = storage.Open(filepath.Join(dataDir, "storage"), int64(cfg.SessionStorageMaxBytes), log); err != nil {
+		return nil, err
+	}
 	metrics := newMetrics(d)
 	d.sessions = session.NewManager(d.db, backends, session.Options{
 		Observer:             metrics,
@@ -119,6 +134,8 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 		LogLimits:            agentlog.Limits{MaxBytes: int64(cfg.LogMaxBytes), Files: cfg.LogFiles},
 		StateDir:             filepath.Join(dataDir, "run"),
 		StateRetention:       time.Duration(cfg.StateRetention),
+		Storage:              vols,
+		StorageRetention:     time.Duration(cfg.SessionStorageRetention),
 		StartTimeout:         time.Duration(cfg.StartTimeout),
 		PingInterval:         time.Duration(cfg.PingInterval),
 		PingFailures:         cfg.PingFailures,
@@ -146,6 +163,19 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 	}
 	d.sessions.SyncPools(ctx, ids)
 
+	authn, err := d.openAuth(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var tlsCfg *tls.Config
+	if cfg.TLS.Enabled() {
+		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+
 	srv := server.New(server.Options{
 		Registry:        d.reg,
 		Sessions:        d.sessions,
@@ -158,11 +188,22 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 			BodyIdleTimeout: time.Duration(cfg.BodyIdleTimeout),
 		},
 		Health: d.health,
+		Auth:   authn,
 		Logger: log,
 	})
 	d.ln, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	if cfg.MetricsListen != "" {
+		if d.metricsLn, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+			d.ln.Close()
+			return nil, fmt.Errorf("listen on %s (metrics_listen): %w", cfg.MetricsListen, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", srv.MetricsHandler())
+		d.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Duration(cfg.IdleTimeout),
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	}
 	d.ln = netutil.LimitListener(d.ln, cfg.MaxConnections)
 	// No WriteTimeout: streams may run for 60 minutes; handlers lift or
@@ -173,19 +214,108 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 		IdleTimeout:       time.Duration(cfg.IdleTimeout),
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		TLSConfig:         tlsCfg,
 	}
-	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
-		if err := d.srv.Serve(d.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
+	d.stop = stop
+	d.wg.Go(func() {
+		serve := d.srv.Serve
+		if tlsCfg != nil {
+			serve = func(ln net.Listener) error { return d.srv.ServeTLS(ln, "", "") }
+		}
+		if err := serve(d.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			d.serveErr <- err
 		}
-	}()
-	sctx, stop := context.WithCancel(context.Background())
-	d.stopSampler = stop
+	})
+	sctx, stopSampler := context.WithCancel(context.Background())
+	d.stopSampler = stopSampler
 	d.wg.Go(func() { metrics.SampleUsage(sctx, usageSampleEvery) })
+	if d.metricsSrv != nil {
+		d.wg.Go(func() {
+			if err := d.metricsSrv.Serve(d.metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("metrics listener failed", "err", err)
+			}
+		})
+	}
+	if d.keys != nil {
+		d.wg.Go(func() { d.keys.Watch(bg, credentialsPoll) })
+	}
 	ok = true
 	return d, nil
+}
+
+// credentialsPoll is how often berth looks for a changed credentials file.
+const credentialsPoll = 2 * time.Second
+
+// openAuth builds the authenticator the config asks for: its keys, the
+// spool for bodies read to check their signatures, and the key of the
+// workload access tokens, kept in the data dir so they survive restarts.
+func (d *Daemon) openAuth(cfg config.Config) (*auth.Authenticator, error) {
+	spool := filepath.Join(d.dataDir, "spool")
+	if err := os.RemoveAll(spool); err != nil {
+		return nil, fmt.Errorf("clear spool: %w", err)
+	}
+	if err := os.MkdirAll(spool, 0o700); err != nil {
+		return nil, fmt.Errorf("create spool: %w", err)
+	}
+	wat, err := workloadKey(filepath.Join(d.dataDir, "workload-token.key"))
+	if err != nil {
+		return nil, err
+	}
+	opts := auth.Options{Mode: cfg.AuthMode(), Region: cfg.Region, SpoolDir: spool, MaxBody: int64(cfg.MaxPayloadBytes),
+		WorkloadKey: wat, Logger: d.log}
+	switch {
+	case opts.Mode == auth.ModeSigV4:
+		a := cfg.Auth
+		d.keys, err = auth.OpenKeyring(a.CredentialsFile, d.log)
+		if err != nil {
+			return nil, fmt.Errorf("auth: %w (create it with: berth credentials create NAME --file %s)", err, a.CredentialsFile)
+		}
+		opts.Keys, opts.Policy = d.keys, auth.Policy{Admins: a.Admins, ActAsUser: a.ActAsUser}
+		d.log.Info("authentication: sigv4", "credentials_file", a.CredentialsFile, "admins", a.Admins)
+	case cfg.InsecureNoAuth && !config.LoopbackListen(cfg.Listen):
+		d.log.Warn("AUTHENTICATION IS OFF (--insecure-no-auth) on a listen other machines can reach: anyone who reaches " +
+			cfg.Listen + " can run code as berth")
+	case cfg.Auth == nil:
+		d.log.Warn("authentication is off (no auth section): every caller that reaches " + cfg.Listen +
+			" may do anything; fine on loopback, see docs/security.md before exposing berth")
+	default:
+		d.log.Warn("authentication is off (auth.mode: none): every caller may do anything")
+	}
+	return auth.New(opts)
+}
+
+// workloadKey reads the workload access tokens' key, making one the first
+// time.
+func workloadKey(path string) ([]byte, error) {
+	key, err := os.ReadFile(path)
+	if err == nil && len(key) == 32 {
+		return key, nil
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("read workload token key: %w", err)
+	}
+	key = make([]byte, 32)
+	rand.Read(key)
+	if err := os.WriteFile(path, key, 0o600); err != nil {
+		return nil, fmt.Errorf("write workload token key: %w", err)
+	}
+	return key, nil
+}
+
+// ReloadCredentials re-reads the credentials file (berth serve calls it
+// on SIGHUP); a file that does not parse keeps the keys berth had.
+func (d *Daemon) ReloadCredentials() error {
+	if d.keys == nil {
+		return errors.New("authentication is not sigv4: there is no credentials file")
+	}
+	n, err := d.keys.Reload()
+	if err != nil {
+		d.log.Error("credentials file cannot be read; keeping the previous keys", "err", err)
+		return err
+	}
+	d.log.Info("credentials file reloaded", "path", d.keys.Path(), "principals", n)
+	return nil
 }
 
 // openBackends opens every sandbox backend this host can run and picks the
@@ -208,7 +338,20 @@ func openBackends(dataDir string, userNS bool, log *slog.Logger) (map[string]san
 func (d *Daemon) Addr() string { return d.ln.Addr().String() }
 
 // URL is the server's base URL.
-func (d *Daemon) URL() string { return "http://" + d.Addr() }
+func (d *Daemon) URL() string {
+	if d.cfg.TLS.Enabled() {
+		return "https://" + d.Addr()
+	}
+	return "http://" + d.Addr()
+}
+
+// MetricsAddr is the metrics_listen address, or "".
+func (d *Daemon) MetricsAddr() string {
+	if d.metricsLn == nil {
+		return ""
+	}
+	return d.metricsLn.Addr().String()
+}
 
 // Runtimes are the runtimes declared in the config file.
 func (d *Daemon) Runtimes() []registry.Runtime { return d.runtimes }
@@ -231,6 +374,12 @@ func (d *Daemon) Close(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("stop http server: %w", err))
 	}
 	d.stopSampler()
+	if d.metricsSrv != nil {
+		if err := d.metricsSrv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stop metrics server: %w", err))
+		}
+	}
+	d.stop()
 	d.wg.Wait()
 	if err := d.closeBackends(); err != nil {
 		errs = append(errs, err)

@@ -20,22 +20,23 @@ import (
 	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/session"
 	"github.com/berth-dev/berth/internal/store"
+	"github.com/berth-dev/berth/internal/testenv"
 	"github.com/google/uuid"
 )
 
-// TestDiskFull runs berth on a 2 MB tmpfs and fills it. New work must fail
+// TestDiskFull runs berth on a 64 MB tmpfs (room for the test agent's
+// code snapshot) and fills it. New work must fail
 // with a retryable ThrottlingException naming the full disk, never an
 // internal error; the health check must say so; sessions already running
 // must go on; and once space is freed berth must take new work again with
 // its store intact and holding every write it acknowledged.
 func TestDiskFull(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount a tmpfs")
-	}
 	data := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", data).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs: %v: %s", err, out)
+	var missing error
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", data).CombinedOutput(); err != nil {
+		missing = fmt.Errorf("mount a tmpfs: %v: %s", err, out)
 	}
+	testenv.Require(t, testenv.Root, missing)
 	t.Cleanup(func() { exec.Command("umount", "-l", data).Run() })
 
 	ctx := context.Background()

@@ -107,6 +107,23 @@ func liveRecord(t *testing.T, e *env, sid string) session.Info {
 	return session.Info{}
 }
 
+// waitLive polls the session manager until sid's live session satisfies
+// cond, and returns it. It fails if the session is not live, and after 30 s.
+func waitLive(t *testing.T, e *env, sid, what string, cond func(session.Info) bool) session.Info {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		in := liveRecord(t, e, sid)
+		if cond(in) {
+			return in
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 30 s for %s: session is %+v", what, in)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 type sessionGetter interface {
 	GetSession(ctx context.Context, id string) (session.Record, error)
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/sandbox/linux"
 	"github.com/berth-dev/berth/internal/sandbox/sandboxtest"
+	"github.com/berth-dev/berth/internal/session"
 	"github.com/berth-dev/berth/internal/testenv"
 )
 
@@ -33,7 +34,8 @@ func policyEnv(t *testing.T) *env {
 		c.Runtimes = append(c.Runtimes,
 			config.Runtime{Name: "rejecter", Settings: registry.Settings{Command: []string{agent}, Sandbox: "process", Sessions: registry.SessionPolicy{Concurrency: "reject"}}},
 			config.Runtime{Name: "queuer", Settings: registry.Settings{Command: []string{agent}, Sandbox: "process", Sessions: registry.SessionPolicy{Concurrency: "queue", QueueSize: 64}}},
-			config.Runtime{Name: "smallq", Settings: registry.Settings{Command: []string{agent}, Sandbox: "process", Sessions: registry.SessionPolicy{Concurrency: "queue", QueueSize: 2, QueueTimeout: config.Duration(150 * time.Millisecond)}}},
+			config.Runtime{Name: "smallq", Settings: registry.Settings{Command: []string{agent}, Sandbox: "process", Sessions: registry.SessionPolicy{Concurrency: "queue", QueueSize: 2}}},
+			config.Runtime{Name: "impatient", Settings: registry.Settings{Command: []string{agent}, Sandbox: "process", Sessions: registry.SessionPolicy{Concurrency: "queue", QueueTimeout: config.Duration(150 * time.Millisecond)}}},
 			config.Runtime{Name: "bound", Settings: registry.Settings{Command: []string{agent}, Sandbox: "process", Sessions: registry.SessionPolicy{BindUser: true, MaxSessionsPerUser: 2}}},
 		)
 	})
@@ -54,6 +56,33 @@ func (e *env) exclusive(runtime, sid string, ms int, tag string) (exclusiveReply
 	var r exclusiveReply
 	err = json.NewDecoder(out.Response).Decode(&r)
 	return r, err
+}
+
+// hold starts a call that holds sid's turn in the agent and returns once
+// berth has seen it arrive there (the agent reports HealthyBusy while it
+// holds). release ends the call; it may be called more than once.
+func (e *env) hold(t *testing.T, runtime, sid string) (release func()) {
+	t.Helper()
+	waitLive(t, e, sid, "no busy report left from an earlier call", func(in session.Info) bool { return !in.Busy })
+	ctx, cancel := context.WithCancel(context.Background())
+	ended := make(chan error, 1)
+	go func() {
+		out, err := e.invoke(ctx, runtime, sid, map[string]any{"op": "hold"})
+		if err == nil {
+			out.Response.Close()
+		}
+		ended <- err
+	}()
+	waitLive(t, e, sid, "the held call to reach the agent", func(in session.Info) bool { return in.Busy })
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			cancel()
+			if err := <-ended; !errors.Is(err, context.Canceled) {
+				t.Errorf("held call ended with %v, want it cancelled", err)
+			}
+		})
+	}
 }
 
 func errorCode(err error) string {
@@ -118,13 +147,9 @@ func TestConcurrencyReject(t *testing.T) {
 		t.Fatalf("reject outcomes %v: want successes and RetryableConflictException only", codes)
 	}
 	// 409 is the status.
-	_, err := func() (any, error) {
-		done := make(chan struct{})
-		go func() { e.exclusive("rejecter", sid, 400, ""); close(done) }()
-		time.Sleep(100 * time.Millisecond)
-		defer func() { <-done }()
-		return e.exclusive("rejecter", sid, 0, "")
-	}()
+	release := e.hold(t, "rejecter", sid)
+	_, err := e.exclusive("rejecter", sid, 0, "")
+	release()
 	wantAPIError(t, err, "RetryableConflictException", 409)
 }
 
@@ -134,21 +159,25 @@ func TestConcurrencyQueueRunsOneAtATimeInOrder(t *testing.T) {
 	if _, err := e.exclusive("queuer", sid, 0, "warm"); err != nil {
 		t.Fatal(err)
 	}
-	// Arrivals 40 ms apart, calls of 120 ms: the queue builds up, and
-	// scheduling jitter stays well below the gap between arrivals.
+	// While one call holds the turn, the others arrive in order: each
+	// starts once berth shows the one before it in the queue.
 	const n = 12
 	var wg sync.WaitGroup
+	defer wg.Wait()
+	release := e.hold(t, "queuer", sid)
+	defer release()
 	replies := make([]exclusiveReply, n)
 	for i := range n {
 		wg.Go(func() {
-			time.Sleep(time.Duration(i) * 40 * time.Millisecond) // arrive in order
-			r, err := e.exclusive("queuer", sid, 120, fmt.Sprint(i))
+			r, err := e.exclusive("queuer", sid, 50, fmt.Sprint(i))
 			if err != nil {
 				t.Errorf("call %d lost: %v", i, err)
 			}
 			replies[i] = r
 		})
+		waitLive(t, e, sid, fmt.Sprintf("call %d in the queue", i), func(in session.Info) bool { return in.Queued == i+1 })
 	}
+	release()
 	wg.Wait()
 	seqs := make([]int, n)
 	for i, r := range replies {
@@ -164,34 +193,45 @@ func TestConcurrencyQueueRunsOneAtATimeInOrder(t *testing.T) {
 
 func TestConcurrencyQueueFullAndTimeout(t *testing.T) {
 	e := policyEnv(t)
-	sid := newSessionID()
-	if _, err := e.exclusive("smallq", sid, 0, "warm"); err != nil {
-		t.Fatal(err)
+	warm := func(t *testing.T, runtime string) string {
+		sid := newSessionID()
+		if _, err := e.exclusive(runtime, sid, 0, "warm"); err != nil {
+			t.Fatal(err)
+		}
+		return sid
 	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	codes := map[string]int{}
-	for range 8 {
-		wg.Go(func() {
-			_, err := e.exclusive("smallq", sid, 1500, "")
-			mu.Lock()
-			codes[errorCode(err)]++
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	// One runs; two may wait, but only 150 ms, far less than a call's 1.5 s.
-	if codes[""] != 1 || codes["ThrottlingException"] != 7 {
-		t.Fatalf("outcomes %v: want 1 success and 7 ThrottlingException", codes)
-	}
-	_, err := func() (any, error) {
-		done := make(chan struct{})
-		go func() { e.exclusive("smallq", sid, 400, ""); close(done) }()
-		time.Sleep(100 * time.Millisecond)
-		defer func() { <-done }()
-		return e.exclusive("smallq", sid, 0, "")
-	}()
-	wantAPIError(t, err, "ThrottlingException", 429)
+	t.Run("full", func(t *testing.T) {
+		sid := warm(t, "smallq")
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		release := e.hold(t, "smallq", sid)
+		defer release()
+		// Two calls fill the queue of two; the third is refused at once.
+		for i := range 2 {
+			wg.Go(func() {
+				if _, err := e.exclusive("smallq", sid, 0, ""); err != nil {
+					t.Errorf("queued call %d: %v", i, err)
+				}
+			})
+			waitLive(t, e, sid, fmt.Sprintf("call %d in the queue", i), func(in session.Info) bool { return in.Queued == i+1 })
+		}
+		_, err := e.exclusive("smallq", sid, 0, "")
+		wantAPIError(t, err, "ThrottlingException", 429)
+		if !strings.Contains(err.Error(), "has 2 calls waiting") {
+			t.Fatalf("refused with %v, want a full queue", err)
+		}
+	})
+	t.Run("timeout", func(t *testing.T) {
+		sid := warm(t, "impatient")
+		release := e.hold(t, "impatient", sid)
+		defer release()
+		start := time.Now()
+		_, err := e.exclusive("impatient", sid, 0, "")
+		wantAPIError(t, err, "ThrottlingException", 429)
+		if !strings.Contains(err.Error(), "waited 150ms") || time.Since(start) < 150*time.Millisecond {
+			t.Fatalf("refused with %v after %v, want a queue timeout after 150ms", err, time.Since(start))
+		}
+	})
 }
 
 func TestBindUser(t *testing.T) {

@@ -28,6 +28,7 @@ import (
 	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/sandbox/linux"
 	"github.com/berth-dev/berth/internal/sandbox/sandboxtest"
+	"github.com/berth-dev/berth/internal/session"
 	"github.com/google/uuid"
 )
 
@@ -404,14 +405,14 @@ func TestStopCutsHangingCall(t *testing.T) {
 		e.echo(sid)
 		errc := make(chan error, 1)
 		go func() {
-			out, err := e.invoke(context.Background(), "echo", sid, map[string]any{"op": "hang"})
+			out, err := e.invoke(context.Background(), "echo", sid, map[string]any{"op": "hold"})
 			if err == nil {
 				_, err = io.ReadAll(out.Response)
 				out.Response.Close()
 			}
 			errc <- err
 		}()
-		time.Sleep(200 * time.Millisecond) // let the hanging call reach the agent
+		waitLive(t, e, sid, "the hanging call to reach the agent", func(in session.Info) bool { return in.Busy })
 		if _, err := e.client.StopRuntimeSession(context.Background(), &bedrockagentcore.StopRuntimeSessionInput{
 			AgentRuntimeArn: aws.String(e.arn("echo")), RuntimeSessionId: aws.String(sid)}); err != nil {
 			t.Fatalf("stop: %v", err)
@@ -465,6 +466,9 @@ func TestHeadersForwarded(t *testing.T) {
 	}
 	for k := range r.Headers {
 		l := strings.ToLower(k)
+		if k == "X-Amz-Bedrock-Agentcore-Identity-Wat" {
+			continue // berth's own workload access token, as AgentCore sends it
+		}
 		if k == "X-Not-Allowed" || k == "Authorization" || strings.HasPrefix(l, "x-amz-") ||
 			(strings.HasPrefix(l, "x-amzn-") && !strings.HasPrefix(l, "x-amzn-bedrock-agentcore-runtime-")) {
 			t.Errorf("agent saw header %s, which must not be forwarded", k)
@@ -515,11 +519,14 @@ func TestIdleTimeoutAndHealthyBusy(t *testing.T) {
 			json.NewDecoder(out.Response).Decode(&r)
 			return r
 		}
-		// HealthyBusy for 2.5 s holds the 1 s idle timeout off.
+		// HealthyBusy holds the 1 s idle timeout off: the session stays
+		// live 2 s after its last call, by its own clock.
 		busy := newSessionID()
 		p := call(busy, map[string]any{"op": "echo"}).Instance
-		call(busy, map[string]any{"op": "busy", "ms": 2500})
-		time.Sleep(2 * time.Second)
+		call(busy, map[string]any{"op": "busy", "ms": 10000})
+		waitLive(t, e, busy, "the busy session to stay live 2 s after its last call", func(in session.Info) bool {
+			return in.Busy && time.Since(in.LastActiveAt) > 2*time.Second
+		})
 		if q := call(busy, map[string]any{"op": "echo"}).Instance; q != p {
 			t.Fatalf("HealthyBusy session was reaped: %s became %s", p, q)
 		}

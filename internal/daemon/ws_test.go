@@ -180,6 +180,9 @@ func withWSAgent(backend string) func(*config.Config) {
 			panic(err)
 		}
 		env := map[string]string{"BERTH_WIRE_TOKEN": c.Runtimes[0].Env["BERTH_WIRE_TOKEN"]}
+		// The agent is this race-instrumented test binary, which may take
+		// more than the env's 3 s to start on a loaded machine.
+		c.StartTimeout = config.Duration(config.DefaultStartTimeout)
 		c.Runtimes = append(c.Runtimes,
 			config.Runtime{Name: "wsagent", Settings: registry.Settings{Command: []string{exe, wsAgentArg}, Sandbox: registry.Backend(backend), Env: env, HeaderAllowlist: []string{"X-Tenant-Id"}}},
 			config.Runtime{Name: "wsidle", Settings: registry.Settings{Command: []string{exe, wsAgentArg}, Sandbox: registry.Backend(backend), Env: env, IdleTimeout: config.Duration(time.Second), MaxLifetime: config.Duration(time.Minute)}},
@@ -225,11 +228,14 @@ func (e *env) dialSigned(t *testing.T, runtime, sid string, extra http.Header) (
 	return dialWS(t, wsScheme(u), h)
 }
 
+// dialWS opens a socket closed when the test ends. Socket calls in these
+// tests take the test's context, without a deadline: the library closes the
+// connection when a call's context ends, so a time budget breaks a slow
+// transfer on a loaded machine ("use of closed network connection" in the
+// middle of an 8 MiB message). A hang is caught by go test's -timeout.
 func dialWS(t *testing.T, u string, h http.Header) (*websocket.Conn, *http.Response) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
-	defer cancel()
-	c, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPHeader: h})
+	c, resp, err := websocket.Dial(t.Context(), u, &websocket.DialOptions{HTTPHeader: h})
 	if err != nil {
 		t.Fatalf("dial %s: %v", u, err)
 	}
@@ -289,16 +295,10 @@ func (e *env) waitStatus(sid string, what string, cond func(agentStatus) bool) a
 	}
 }
 
-func wsTimeout(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 func TestWebSocketThroughBerth(t *testing.T) {
 	eachBackend(t, func(t *testing.T, backend string) {
 		e := newEnv(t, withWSAgent(backend))
-		ctx := wsTimeout(t)
+		ctx := t.Context()
 		sid := newSessionID()
 		c, resp := e.dialSigned(t, "wsagent", sid, http.Header{
 			"X-Amzn-Bedrock-Agentcore-Runtime-Custom-Tier": {"gold"},
@@ -418,7 +418,7 @@ func TestWebSocketThroughBerth(t *testing.T) {
 // that cannot set headers.
 func TestWebSocketPresignedURL(t *testing.T) {
 	e := newEnv(t, withWSAgent("process"))
-	ctx := wsTimeout(t)
+	ctx := t.Context()
 	sid := newSessionID()
 	q := url.Values{}
 	q.Set("X-Amzn-Bedrock-AgentCore-Runtime-Session-Id", sid)
@@ -456,7 +456,7 @@ func TestWebSocketPresignedURL(t *testing.T) {
 func TestWebSocketStopRuntimeSessionClosesSocket(t *testing.T) {
 	eachBackend(t, func(t *testing.T, backend string) {
 		e := newEnv(t, withWSAgent(backend))
-		ctx := wsTimeout(t)
+		ctx := t.Context()
 		sid := newSessionID()
 		c, _ := e.dialSigned(t, "wsagent", sid, nil)
 		readHello(t, ctx, c)
@@ -488,11 +488,15 @@ func TestWebSocketStopRuntimeSessionClosesSocket(t *testing.T) {
 
 func TestWebSocketHoldsSessionPastIdleTimeout(t *testing.T) {
 	e := newEnv(t, withWSAgent("process"))
-	ctx := wsTimeout(t)
+	ctx := t.Context()
 	sid := newSessionID()
 	c, _ := e.dialSigned(t, "wsidle", sid, nil)
 	hello := readHello(t, ctx, c)
-	time.Sleep(2500 * time.Millisecond) // idle timeout is 1s; the open socket holds the session
+	// The idle timeout is 1 s: the open socket holds the session past twice
+	// that, by the session's own clock.
+	waitLive(t, e, sid, "the session to stay live with its socket open, 2 s after its last activity", func(in session.Info) bool {
+		return in.InFlight == 1 && time.Since(in.LastActiveAt) > 2*time.Second
+	})
 	if err := c.Write(ctx, websocket.MessageText, []byte("still there?")); err != nil {
 		t.Fatal(err)
 	}
@@ -504,7 +508,7 @@ func TestWebSocketHoldsSessionPastIdleTimeout(t *testing.T) {
 	}
 	// Closed, the session idles out like any other.
 	deadline := time.Now().Add(10 * time.Second)
-	for live(e, sid) {
+	for liveRecordOK(e, sid) {
 		if time.Now().After(deadline) {
 			t.Fatalf("session %s (pid %d) still live 10s after its socket closed", sid, hello.PID)
 		}
@@ -512,13 +516,9 @@ func TestWebSocketHoldsSessionPastIdleTimeout(t *testing.T) {
 	}
 }
 
-func live(e *env, sid string) bool {
-	return slices.ContainsFunc(e.d.Sessions().Live(), func(in session.Info) bool { return in.SessionID == sid })
-}
-
 func TestClientGoneCancelsAgentCall(t *testing.T) {
 	e := newEnv(t, withWSAgent("process"))
-	ctx := wsTimeout(t)
+	ctx := t.Context()
 
 	t.Run("websocket", func(t *testing.T) {
 		sid := newSessionID()
@@ -590,7 +590,7 @@ func trimData(events []string) []string {
 
 func TestWebSocketErrors(t *testing.T) {
 	e := newEnv(t, withWSAgent("process"))
-	ctx := wsTimeout(t)
+	ctx := t.Context()
 
 	refused := func(t *testing.T, u string, h http.Header, wantType string, wantStatus int) {
 		t.Helper()
@@ -650,7 +650,7 @@ func TestInvokeCLIWebSocket(t *testing.T) {
 	e := newEnv(t, withWSAgent("process"))
 	bin := buildBerth(t)
 
-	cmd := exec.CommandContext(wsTimeout(t), bin, "invoke", "--ws", "--endpoint", e.d.URL(), "--runtime", "wsagent",
+	cmd := exec.CommandContext(t.Context(), bin, "invoke", "--ws", "--endpoint", e.d.URL(), "--runtime", "wsagent",
 		"-H", "X-Amzn-Bedrock-AgentCore-Runtime-Custom-Tier: bronze",
 		`{"op":"stream","n":4,"size":3,"delay_ms":200,"close":true}`)
 	var stderr bytes.Buffer
@@ -692,4 +692,12 @@ func TestInvokeCLIWebSocket(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "RuntimeClientError (424)") {
 		t.Fatalf("invoke --ws on an agent without /ws: %v\n%s", err, out)
 	}
+}
+
+// wsTimeout bounds a WebSocket exchange so a hang fails the test instead
+// of the whole run.
+func wsTimeout(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
 }

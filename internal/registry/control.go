@@ -168,6 +168,9 @@ func (c *Control) code(a ArtifactSpec) (command []string, dir, digest string, er
 	}
 	if digest == "" && c.reg.code != nil {
 		if digest, dir, err = c.reg.code.Snapshot(dir); err != nil {
+			if errdefs.NoSpace(err) {
+				return nil, "", "", fmt.Errorf("snapshot code: %w", errdefs.DiskFull(err))
+			}
 			return nil, "", "", errdefs.Field(prefix, "%v", err)
 		}
 	}
@@ -614,7 +617,7 @@ func (c *Control) DeleteEndpoint(ctx context.Context, ref, name string) (Runtime
 		return Runtime{}, Endpoint{}, fmt.Errorf("delete endpoint: %w", err)
 	}
 	c.reg.log.Info("endpoint deleted", "runtime_id", rt.ID, "endpoint", name)
-	c.reg.changed(ctx, Change{Kind: EndpointChanged, RuntimeID: rt.ID, Endpoint: name})
+	c.reg.changed(ctx, Change{Kind: EndpointDeleted, RuntimeID: rt.ID, Endpoint: name})
 	e.Status = api.StatusDeleting
 	return rt, e, nil
 }

@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"fmt"
 	"maps"
+	"net"
+	"net/url"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/api"
+	"github.com/berth-dev/berth/internal/auth"
 	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/sandbox"
 )
@@ -118,6 +121,7 @@ func (s setting) err(src Source, format string, args ...any) error {
 
 var (
 	fCommand      = setting{"command", "agentRuntimeArtifact"}
+	fStorage      = setting{"session_storage", "filesystemConfigurations"}
 	fWorkdir      = setting{"workdir", "agentRuntimeArtifact.codeConfiguration.code.s3.prefix"}
 	fEnv          = setting{"env", "environmentVariables"}
 	fSandbox      = setting{"sandbox", "berthSettings.sandbox"}
@@ -140,6 +144,8 @@ var (
 	fStateMax     = setting{"state_max_bytes", "berthSettings.sessions.stateMaxBytes"}
 	fSuspend      = setting{"suspend_after", "berthSettings.sessions.suspendAfterSeconds"}
 	fWarmPool     = setting{"warm_pool", "berthSettings.sessions.warmPool"}
+	fInvokers     = setting{"invokers", "berthSettings.invokers"}
+	fJWT          = setting{"authorizer.jwt", "authorizerConfiguration.customJWTAuthorizer"}
 )
 
 // Validate checks s as src declared it and fills in every default. The
@@ -174,10 +180,162 @@ func (rb Rulebook) Validate(src Source, s *Settings) error {
 	if err := validateLifecycle(src, &s.IdleTimeout, &s.MaxLifetime); err != nil {
 		return err
 	}
-	if err := ValidateAllowlist(s.HeaderAllowlist); err != nil {
+	if err := validateCallers(src, s); err != nil {
+		return err
+	}
+	if err := ValidateAllowlist(s.HeaderAllowlist, s.Authorizer.JWT != nil); err != nil {
 		return fAllowlist.err(src, "%s", err)
 	}
-	return rb.validatePolicy(src, &s.Sessions)
+	if err := rb.validatePolicy(src, &s.Sessions); err != nil {
+		return err
+	}
+	return validateStorage(src, s)
+}
+
+// storageRE is AgentCore's session storage mount path: exactly one level
+// under /mnt.
+var storageRE = regexp.MustCompile(`^/mnt/[a-zA-Z0-9._-]+/?$`)
+
+func validateStorage(src Source, s *Settings) error {
+	p := s.SessionStorage
+	if p == "" {
+		return nil
+	}
+	switch {
+	case len(p) < 6 || len(p) > 200 || !storageRE.MatchString(p) || strings.Trim(p, "/.") == "mnt" || strings.HasSuffix(strings.TrimSuffix(p, "/"), "/.."):
+		return fStorage.err(src, "mount path %q must be one level under /mnt (/mnt/[a-zA-Z0-9._-]+), 6-200 characters", p)
+	case s.Sandbox == BackendProcess:
+		return fStorage.err(src, "session storage needs the linux sandbox backend; the process backend shares the host's filesystem")
+	case s.Sessions.WarmPool > 0:
+		return fStorage.err(src, "session storage and a warm pool do not mix: a warm sandbox starts before its session, and the storage is mounted when the session's first call arrives")
+	}
+	s.SessionStorage = strings.TrimSuffix(p, "/")
+	return nil
+}
+
+// MaxInvokers caps a runtime's invokers, and MaxAuthorizerList each list
+// of its JWT authorizer.
+const (
+	MaxInvokers       = 100
+	MaxAuthorizerList = 50
+)
+
+var (
+	scopeRE      = regexp.MustCompile(`^[\x21\x23-\x5B\x5D-\x7E]{1,255}$`)
+	claimNameRE  = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,255}$`)
+	claimValueRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,255}$`)
+)
+
+// validateCallers checks who may call the runtime: its invokers, or its
+// JWT authorizer (AgentCore's customJWTAuthorizer rules), not both.
+func validateCallers(src Source, s *Settings) error {
+	if len(s.Invokers) > MaxInvokers {
+		return fInvokers.err(src, "%d invokers exceed the limit of %d", len(s.Invokers), MaxInvokers)
+	}
+	seen := map[string]bool{}
+	for _, p := range s.Invokers {
+		if err := auth.ValidPrincipalName(p); err != nil {
+			return fInvokers.err(src, "%s", err)
+		}
+		if seen[p] {
+			return fInvokers.err(src, "%q is listed twice", p)
+		}
+		seen[p] = true
+	}
+	j := s.Authorizer.JWT
+	if j == nil {
+		return nil
+	}
+	if len(s.Invokers) > 0 {
+		return fInvokers.err(src, "a runtime with a JWT authorizer has no invokers: its authorizer decides who may call it")
+	}
+	if err := validateDiscoveryURL(j.DiscoveryURL); err != nil {
+		return fJWT.err(src, "discovery URL: %s", err)
+	}
+	if len(j.AllowedAudience)+len(j.AllowedClients)+len(j.AllowedScopes)+len(j.CustomClaims) == 0 {
+		return fJWT.err(src, "configure at least one check: allowed audience, clients or scopes, or a custom claim")
+	}
+	for _, l := range []struct {
+		name string
+		vals []string
+		re   *regexp.Regexp
+	}{{"allowed audience", j.AllowedAudience, nil}, {"allowed clients", j.AllowedClients, nil}, {"allowed scopes", j.AllowedScopes, scopeRE}} {
+		if len(l.vals) > MaxAuthorizerList {
+			return fJWT.err(src, "%s: %d entries exceed the limit of %d", l.name, len(l.vals), MaxAuthorizerList)
+		}
+		for _, v := range l.vals {
+			if v == "" || len(v) > 255 || l.re != nil && !l.re.MatchString(v) {
+				return fJWT.err(src, "%s: %q is not a valid entry", l.name, v)
+			}
+		}
+	}
+	if len(j.CustomClaims) > MaxAuthorizerList {
+		return fJWT.err(src, "custom claims: %d exceed the limit of %d", len(j.CustomClaims), MaxAuthorizerList)
+	}
+	for i, c := range j.CustomClaims {
+		if err := validateClaim(c); err != nil {
+			return fJWT.err(src, "custom claim %d: %s", i, err)
+		}
+	}
+	return nil
+}
+
+// validateDiscoveryURL wants an OIDC discovery URL over HTTPS; plain HTTP
+// only on loopback, where no one can tamper with the keys in transit.
+func validateDiscoveryURL(s string) error {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil || u.Host == "" || u.User != nil || u.Fragment != "":
+		return fmt.Errorf("%q is not an absolute URL", s)
+	case !strings.HasSuffix(u.Path, auth.DiscoverySuffix) || u.RawQuery != "":
+		return fmt.Errorf("%q must end in %s", s, auth.DiscoverySuffix)
+	case u.Scheme == "https":
+		return nil
+	case u.Scheme == "http" && isLoopback(u.Hostname()):
+		return nil
+	}
+	return fmt.Errorf("%q must use https (http only on loopback)", s)
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func validateClaim(c auth.CustomClaim) error {
+	if !claimNameRE.MatchString(c.Name) {
+		return fmt.Errorf("name %q must be 1-255 of A-Za-z0-9_.:-", c.Name)
+	}
+	check := func(v string) error {
+		if !claimValueRE.MatchString(v) {
+			return fmt.Errorf("value %q must be 1-255 of A-Za-z0-9_.-", v)
+		}
+		return nil
+	}
+	switch {
+	case c.ValueType != auth.ClaimString && c.ValueType != auth.ClaimStringArray:
+		return fmt.Errorf("value type %q is not STRING or STRING_ARRAY", c.ValueType)
+	case c.Operator == auth.MatchEquals && c.ValueType == auth.ClaimString,
+		c.Operator == auth.MatchContains && c.ValueType == auth.ClaimStringArray:
+		if len(c.Values) > 0 {
+			return fmt.Errorf("%s takes one value, not a list", c.Operator)
+		}
+		return check(c.Value)
+	case c.Operator == auth.MatchContainsAny && c.ValueType == auth.ClaimStringArray:
+		if c.Value != "" || len(c.Values) == 0 || len(c.Values) > MaxAuthorizerList {
+			return fmt.Errorf("CONTAINS_ANY takes a list of 1-%d values", MaxAuthorizerList)
+		}
+		for _, v := range c.Values {
+			if err := check(v); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("operator %q does not apply to a %s claim: EQUALS takes STRING, CONTAINS and CONTAINS_ANY take STRING_ARRAY", c.Operator, c.ValueType)
 }
 
 // validatePaths keeps code and mounts away from what sandboxes must never
@@ -469,17 +627,41 @@ func ValidateName(field, name string) error {
 	return nil
 }
 
-// restrictedHeaders may never be allow-listed: they are hop-by-hop, set by
-// berth, or would let a caller spoof what the agent sees.
-var restrictedHeaders = map[string]bool{
-	"accept": true, "accept-encoding": true, "connection": true, "content-length": true,
-	"content-type": true, "cookie": true, "host": true, "keep-alive": true, "proxy-authorization": true,
-	"te": true, "trailer": true, "transfer-encoding": true, "upgrade": true, "expect": true,
-	"forwarded": true, "via": true, "set-cookie": true, "origin": true, "referer": true,
-}
+// restrictedHeaders may never be allow-listed: AgentCore's restricted
+// names (hop-by-hop, content negotiation, caching, cookies, CORS, proxies
+// and the addresses they claim, response-only headers), and what berth
+// sets itself, so a caller can never spoof it.
+var restrictedHeaders = func() map[string]bool {
+	m := map[string]bool{}
+	for _, group := range [][]string{
+		{"connection", "keep-alive", "proxy-connection", "upgrade", "te", "trailer", "transfer-encoding", "expect", "host"},
+		{"accept", "accept-charset", "accept-encoding", "accept-language", "accept-ranges", "range", "if-range"},
+		{"cache-control", "etag", "expires", "if-match", "if-modified-since", "if-none-match", "if-unmodified-since",
+			"last-modified", "pragma", "vary"},
+		{"cookie", "set-cookie", "user-agent", "referer", "from", "origin", "www-authenticate", "x-csrf-token", "x-requested-with"},
+		{"forwarded", "via", "x-real-ip", "true-client-ip", "x-client-ip", "x-cluster-client-ip", "x-originating-ip",
+			"x-source-ip", "x-original-url", "x-original-host", "x-rewrite-url", "cf-ray", "cf-connecting-ip", "x-cache", "x-served-by"},
+		{"server", "date", "location", "retry-after", "link", "strict-transport-security", "x-content-type-options",
+			"x-frame-options", "x-xss-protection", "referrer-policy", "permissions-policy", "feature-policy", "clear-site-data",
+			"expect-ct", "public-key-pins", "public-key-pins-report-only", "accept-ch", "accept-ch-lifetime",
+			"cross-origin-embedder-policy", "cross-origin-opener-policy", "cross-origin-resource-policy"},
+		{"dpr", "width", "viewport-width", "downlink", "ect", "rtt", "save-data"},
+		{"workloadaccesstoken", "oauth2callbackurl"},
+	} {
+		for _, h := range group {
+			m[h] = true
+		}
+	}
+	return m
+}()
+
+// restrictedPrefixes are restricted name families.
+var restrictedPrefixes = []string{"content-", "x-forwarded-", "sec-websocket-", "access-control-", "proxy-"}
 
 // ValidateAllowlist applies AgentCore's request header allowlist rules.
-func ValidateAllowlist(names []string) error {
+// Authorization may be listed only on a runtime with a JWT authorizer
+// (jwt): otherwise it carries a SigV4 signature, never the agent's.
+func ValidateAllowlist(names []string, jwt bool) error {
 	if len(names) > MaxAllowlist {
 		return fmt.Errorf("%d headers exceed the limit of %d", len(names), MaxAllowlist)
 	}
@@ -491,9 +673,10 @@ func ValidateAllowlist(names []string) error {
 			return fmt.Errorf("%q is not a valid header name", h)
 		case seen[l]:
 			return fmt.Errorf("%q is listed twice", h)
-		case restrictedHeaders[l], strings.HasPrefix(l, "x-forwarded-"), strings.HasPrefix(l, "sec-websocket-"),
-			strings.HasPrefix(l, "content-"):
+		case restrictedHeaders[l], slices.ContainsFunc(restrictedPrefixes, func(p string) bool { return strings.HasPrefix(l, p) }):
 			return fmt.Errorf("%q is a restricted header", h)
+		case l == "authorization" && !jwt:
+			return fmt.Errorf("%q may be allow-listed only on a runtime with a JWT authorizer", h)
 		case strings.HasPrefix(l, "x-amz-"):
 			return fmt.Errorf("%q: x-amz-* headers cannot be allow-listed", h)
 		case strings.HasPrefix(l, "x-amzn-") && !strings.HasPrefix(l, "x-amzn-bedrock-agentcore-runtime-custom-"):

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/internal/auth"
 	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/sandbox"
 )
@@ -61,23 +62,29 @@ func TestAllowlistRules(t *testing.T) {
 	for _, tc := range []struct {
 		names []string
 		ok    bool
+		jwt   bool
 	}{
-		{twenty[:20], true},
-		{twenty, false},
-		{[]string{"X-Amzn-Bedrock-AgentCore-Runtime-Custom-Ok", "Authorization", "X-Tenant-Id"}, true},
-		{[]string{"Host"}, false},
-		{[]string{"Cookie"}, false},
-		{[]string{"Origin"}, false},
-		{[]string{"Content-Type"}, false},
-		{[]string{"Content-Md5"}, false},
-		{[]string{"X-Forwarded-For"}, false},
-		{[]string{"Sec-WebSocket-Key"}, false},
-		{[]string{"X-Amz-Date"}, false},
-		{[]string{"X-Amzn-Trace-Id"}, false},
-		{[]string{"X-Tenant-Id", "x-tenant-id"}, false},
-		{[]string{"bad header"}, false},
+		{twenty[:20], true, false},
+		{twenty, false, false},
+		{[]string{"X-Amzn-Bedrock-AgentCore-Runtime-Custom-Ok", "Authorization", "X-Tenant-Id"}, true, true},
+		{[]string{"Authorization"}, false, false},
+		{[]string{"WorkloadAccessToken"}, false, true},
+		{[]string{"Proxy-Authorization"}, false, true},
+		{[]string{"X-Real-IP"}, false, false},
+		{[]string{"Access-Control-Allow-Origin"}, false, false},
+		{[]string{"Host"}, false, false},
+		{[]string{"Cookie"}, false, false},
+		{[]string{"Origin"}, false, false},
+		{[]string{"Content-Type"}, false, false},
+		{[]string{"Content-Md5"}, false, false},
+		{[]string{"X-Forwarded-For"}, false, false},
+		{[]string{"Sec-WebSocket-Key"}, false, false},
+		{[]string{"X-Amz-Date"}, false, false},
+		{[]string{"X-Amzn-Trace-Id"}, false, false},
+		{[]string{"X-Tenant-Id", "x-tenant-id"}, false, false},
+		{[]string{"bad header"}, false, false},
 	} {
-		if err := ValidateAllowlist(tc.names); (err == nil) != tc.ok {
+		if err := ValidateAllowlist(tc.names, tc.jwt); (err == nil) != tc.ok {
 			t.Errorf("%v: got %v, want ok=%t", tc.names, err, tc.ok)
 		}
 	}
@@ -136,6 +143,47 @@ func TestRulebookKnowsWhoIsAsking(t *testing.T) {
 		{"warm pool above the API ceiling", func(s *Settings) { s.Sessions.WarmPool = 8 }, "", "berthSettings.sessions.warmPool"},
 		{"warm pool above any ceiling", func(s *Settings) { s.Sessions.WarmPool = 5000 }, "warm_pool", "berthSettings.sessions.warmPool"},
 		{"restricted header", func(s *Settings) { s.HeaderAllowlist = []string{"Host"} }, "header_allowlist", "requestHeaderConfiguration.requestHeaderAllowlist"},
+		{"Authorization without a JWT authorizer", func(s *Settings) { s.HeaderAllowlist = []string{"Authorization"} }, "header_allowlist", "requestHeaderConfiguration.requestHeaderAllowlist"},
+		{"Authorization with a JWT authorizer", func(s *Settings) { s.HeaderAllowlist = []string{"Authorization"}; s.Authorizer.JWT = jwt() }, "", ""},
+		{"invokers", func(s *Settings) { s.Invokers = []string{"alice", "bob"} }, "", ""},
+		{"invoker twice", func(s *Settings) { s.Invokers = []string{"alice", "alice"} }, "invokers", "berthSettings.invokers"},
+		{"invoker not a name", func(s *Settings) { s.Invokers = []string{"a b"} }, "invokers", "berthSettings.invokers"},
+		{"invokers and a JWT authorizer", func(s *Settings) { s.Invokers = []string{"alice"}; s.Authorizer.JWT = jwt() }, "invokers", "berthSettings.invokers"},
+		{"JWT authorizer", func(s *Settings) { s.Authorizer.JWT = jwt() }, "", ""},
+		{"JWT over http", func(s *Settings) {
+			s.Authorizer.JWT = jwt()
+			s.Authorizer.JWT.DiscoveryURL = "http://idp.example/.well-known/openid-configuration"
+		},
+			"authorizer.jwt", "authorizerConfiguration.customJWTAuthorizer"},
+		{"JWT over http on loopback", func(s *Settings) {
+			s.Authorizer.JWT = jwt()
+			s.Authorizer.JWT.DiscoveryURL = "http://127.0.0.1:9/.well-known/openid-configuration"
+		}, "", ""},
+		{"JWT not a discovery URL", func(s *Settings) {
+			s.Authorizer.JWT = jwt()
+			s.Authorizer.JWT.DiscoveryURL = "https://idp.example/keys"
+		},
+			"authorizer.jwt", "authorizerConfiguration.customJWTAuthorizer"},
+		{"JWT without checks", func(s *Settings) { s.Authorizer.JWT = &auth.JWTAuthorizer{DiscoveryURL: jwt().DiscoveryURL} },
+			"authorizer.jwt", "authorizerConfiguration.customJWTAuthorizer"},
+		{"JWT bad scope", func(s *Settings) { s.Authorizer.JWT = jwt(); s.Authorizer.JWT.AllowedScopes = []string{"a b"} },
+			"authorizer.jwt", "authorizerConfiguration.customJWTAuthorizer"},
+		{"JWT claim EQUALS on a list", func(s *Settings) {
+			s.Authorizer.JWT = jwt()
+			s.Authorizer.JWT.CustomClaims = []auth.CustomClaim{{Name: "groups", ValueType: auth.ClaimStringArray, Operator: auth.MatchEquals, Value: "x"}}
+		}, "authorizer.jwt", "authorizerConfiguration.customJWTAuthorizer"},
+		{"JWT claim CONTAINS_ANY without values", func(s *Settings) {
+			s.Authorizer.JWT = jwt()
+			s.Authorizer.JWT.CustomClaims = []auth.CustomClaim{{Name: "groups", ValueType: auth.ClaimStringArray, Operator: auth.MatchContainsAny}}
+		}, "authorizer.jwt", "authorizerConfiguration.customJWTAuthorizer"},
+		{"JWT claims", func(s *Settings) {
+			s.Authorizer.JWT = jwt()
+			s.Authorizer.JWT.CustomClaims = []auth.CustomClaim{
+				{Name: "tier", ValueType: auth.ClaimString, Operator: auth.MatchEquals, Value: "gold"},
+				{Name: "groups", ValueType: auth.ClaimStringArray, Operator: auth.MatchContains, Value: "eng"},
+				{Name: "cognito:groups", ValueType: auth.ClaimStringArray, Operator: auth.MatchContainsAny, Values: []string{"a", "b"}},
+			}
+		}, "", ""},
 	} {
 		for _, who := range []struct {
 			src   Source
@@ -155,6 +203,10 @@ func TestRulebookKnowsWhoIsAsking(t *testing.T) {
 			})
 		}
 	}
+}
+
+func jwt() *auth.JWTAuthorizer {
+	return &auth.JWTAuthorizer{DiscoveryURL: "https://idp.example/.well-known/openid-configuration", AllowedClients: []string{"web"}}
 }
 
 // Defaults land in one place, and API runtimes get the operator's

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berth-dev/berth/internal/auth"
 	"github.com/berth-dev/berth/internal/sandbox"
 	"go.yaml.in/yaml/v3"
 )
@@ -34,6 +35,9 @@ type Settings struct {
 	MaxLifetime     Duration `json:"max_lifetime" yaml:"max_lifetime"`
 	HeaderAllowlist []string `json:"header_allowlist,omitempty" yaml:"header_allowlist"`
 	Protocol        Protocol `json:"protocol,omitempty" yaml:"protocol"`
+	// SessionStorage is where each session's own persistent filesystem
+	// is mounted ("/mnt/workspace"); empty for none.
+	SessionStorage string `json:"session_storage,omitempty" yaml:"session_storage"`
 
 	Network sandbox.NetworkMode `json:"network,omitempty" yaml:"network"`
 	// Limits cap each sandbox; API callers may ask up to the operator's
@@ -45,6 +49,21 @@ type Settings struct {
 	Artifact Artifact `json:"artifact,omitempty" yaml:"-"` // stored as {} when empty (a stored format)
 
 	Sessions SessionPolicy `json:"sessions,omitzero" yaml:",inline"`
+
+	// Invokers are the principals (credentials-file profiles) that may
+	// invoke the runtime, stop its sessions and run commands in them;
+	// empty means every principal. A JWT runtime has none: its authorizer
+	// decides.
+	Invokers []string `json:"invokers,omitempty" yaml:"invokers"`
+	// Authorizer is AgentCore's authorizerConfiguration: with a JWT
+	// authorizer the runtime takes bearer tokens instead of SigV4.
+	Authorizer Authorizer `json:"authorizer,omitzero" yaml:"authorizer"`
+}
+
+// Authorizer is how a runtime authenticates its callers: SigV4 (berth's
+// auth mode) unless JWT is set.
+type Authorizer struct {
+	JWT *auth.JWTAuthorizer `json:"jwt,omitempty" yaml:"jwt"`
 }
 
 // Limits are what a runtime asks of each of its sandboxes. Zero means
@@ -151,17 +170,23 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	if n.Tag == "!!int" || n.Tag == "!!float" {
 		f, err := strconv.ParseFloat(n.Value, 64)
 		if err != nil {
-			return err
+			return yamlError(n, "%q is not a number of seconds", n.Value)
 		}
 		*d = Duration(time.Duration(f * float64(time.Second)))
 		return nil
 	}
 	v, err := time.ParseDuration(n.Value)
 	if err != nil {
-		return fmt.Errorf("%q is not a duration (use 15m, 90s or seconds)", n.Value)
+		return yamlError(n, "%q is not a duration (use 15m, 90s or seconds)", n.Value)
 	}
 	*d = Duration(v)
 	return nil
+}
+
+// yamlError reports a bad value at its line, as the YAML decoder reports
+// its own type errors (the decoder knows no field name for it).
+func yamlError(n *yaml.Node, format string, args ...any) error {
+	return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: ", n.Line) + fmt.Sprintf(format, args...)}}
 }
 
 // D returns d as a time.Duration.
@@ -174,7 +199,7 @@ type Bytes int64
 func (b *Bytes) UnmarshalYAML(n *yaml.Node) error {
 	v, err := ParseBytes(n.Value)
 	if err != nil {
-		return err
+		return yamlError(n, "%s", err)
 	}
 	*b = Bytes(v)
 	return nil
@@ -210,14 +235,14 @@ func (m *Millicores) UnmarshalYAML(n *yaml.Node) error {
 	if v, ok := strings.CutSuffix(s, "m"); ok {
 		i, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
-			return fmt.Errorf("%q is not a CPU amount (use 0.5, 2 or 500m)", n.Value)
+			return yamlError(n, "%q is not a CPU amount (use 0.5, 2 or 500m)", n.Value)
 		}
 		*m = Millicores(i)
 		return nil
 	}
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil {
-		return fmt.Errorf("%q is not a CPU amount (use 0.5, 2 or 500m)", n.Value)
+		return yamlError(n, "%q is not a CPU amount (use 0.5, 2 or 500m)", n.Value)
 	}
 	*m = Millicores(f * 1000)
 	return nil

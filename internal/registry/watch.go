@@ -19,8 +19,9 @@ const (
 	RuntimeCreated ChangeKind = iota + 1
 	RuntimeUpdated
 	RuntimeDeleted
-	// EndpointChanged: a named endpoint was created, moved or deleted.
+	// EndpointChanged: a named endpoint was created or moved.
 	EndpointChanged
+	EndpointDeleted
 )
 
 // Change is one committed registry write.

@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -68,7 +69,7 @@ type Spec struct {
 	// pipe whose other end the caller reads, so the agent never holds a
 	// file of berth's. The backend hands it to the agent and keeps no copy
 	// once Start returns; the caller closes its own. Nil discards.
-	Output *os.File
+	Output *os.File `json:"-"`
 
 	Limits  Limits
 	Network NetworkMode
@@ -97,10 +98,16 @@ type ExitStatus struct {
 	Signal string
 	// OOMKilled is true when the memory limit killed the agent.
 	OOMKilled bool
+	// Unknown is true when the agent ended but how could not be learned:
+	// in a reattached sandbox whose agent was not this process's child.
+	// Code is then -1.
+	Unknown bool
 }
 
 func (s ExitStatus) String() string {
 	switch {
+	case s.Unknown:
+		return "exit status unknown (sandbox reattached)"
 	case s.OOMKilled:
 		return "killed: out of memory (memory limit exceeded)"
 	case s.Signal != "":
@@ -142,15 +149,53 @@ type StatsReporter interface {
 	Stats() (Stats, error)
 }
 
+// Capabilities is what a backend can do. Callers choose by capability,
+// never by a backend's name.
+type Capabilities struct {
+	// DefaultNetwork is the mode a spec with an empty Network gets.
+	DefaultNetwork NetworkMode
+	// Networks lists the modes Start accepts.
+	Networks []NetworkMode
+	// PrivateNetwork is true when a sandbox in any mode but host has a
+	// network namespace of its own, so its agent may bind a fixed port
+	// such as 8080 without clashing with other sessions.
+	PrivateNetwork bool
+	// HostPaths is true when the agent sees the host's filesystem as berth
+	// does, at the same paths, so a host directory or socket reaches it
+	// without a Mount. When false, only Spec.Mounts reliably expose one.
+	HostPaths bool
+	// Mounts is true when Start honours Spec.Mounts.
+	Mounts bool
+}
+
+// SharesHostNetwork reports whether a sandbox in mode shares the host's
+// network, so its agent must listen on $PORT rather than a fixed port.
+func (c Capabilities) SharesHostNetwork(mode NetworkMode) bool {
+	if mode == "" {
+		mode = c.DefaultNetwork
+	}
+	return mode == NetworkHost || !c.PrivateNetwork
+}
+
 // Backend starts sandboxes.
 type Backend interface {
-	// Name is the backend's config name: "process" or "linux".
+	// Name is the backend's config name: "process" or "linux". It names the
+	// backend in config, records and logs; behaviour follows Capabilities.
 	Name() string
+	// Capabilities says what this backend can do.
+	Capabilities() Capabilities
 	// Start creates the sandbox and starts its agent. It returns once the
 	// agent process runs; health is the caller's concern.
 	Start(ctx context.Context, spec Spec) (Handle, error)
+	// Attach takes charge again of a sandbox that an earlier backend
+	// instance over the same state (a berth process since restarted)
+	// started, by its handle ID. The new handle serves, reports and stops
+	// the sandbox like the one Start returned. It fails with ErrNotFound
+	// when the sandbox no longer runs.
+	Attach(ctx context.Context, id string) (Handle, error)
 	// Reap removes whatever a previous berth process left behind: processes,
-	// directories, cgroups, mounts. It runs at start, before any Start.
+	// directories, cgroups, mounts. It runs at start, before any Start, and
+	// after any Attach: it spares only the sandboxes this instance holds.
 	Reap(ctx context.Context) error
 }
 
@@ -160,12 +205,37 @@ type Backend interface {
 // mounts that would reach into them.
 var HiddenPaths = []string{"/run", "/var/run", "/root", "/etc/shadow", "/etc/gshadow", "/etc/ssh"}
 
-// ErrUnsupported means a backend cannot run here or cannot honour a spec.
-var ErrUnsupported = errors.New("unsupported by this sandbox backend")
+var (
+	// ErrUnsupported means a backend cannot run here or cannot honour a spec.
+	ErrUnsupported = errors.New("unsupported by this sandbox backend")
+	// ErrNotFound means Attach found no running sandbox by that ID.
+	ErrNotFound = errors.New("sandbox not found")
+)
 
 // Name derives a sandbox's name from its runtime and session. It is the one
-// function every backend shares, so leftovers are found the same way.
+// function that makes sandbox names, so every backend finds leftovers the
+// same way.
 func Name(runtimeID, sessionID string) string {
 	sum := sha256.Sum256([]byte(runtimeID + "\x00" + sessionID))
-	return "b" + hex.EncodeToString(sum[:8])
+	return namePrefix + hex.EncodeToString(sum[:nameBytes])
+}
+
+const (
+	namePrefix = "b"
+	nameBytes  = 8
+)
+
+// ValidName reports whether name is one Name could have made. Backends
+// refuse other names, and never reap what does not look like one.
+func ValidName(name string) bool {
+	hexPart, ok := strings.CutPrefix(name, namePrefix)
+	if !ok || len(hexPart) != 2*nameBytes {
+		return false
+	}
+	for _, c := range hexPart {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }

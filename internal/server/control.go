@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/api"
+	"github.com/berth-dev/berth/internal/auth"
 	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/sandbox"
 )
@@ -35,44 +36,37 @@ type controlAPI struct {
 // registerControl adds the bedrock-agentcore-control routes.
 func (s *Server) registerControl() {
 	c := &controlAPI{s: s, ctl: registry.NewControl(s.reg)}
+	// Reads are for any signed-in principal (a non-admin sees environment
+	// variable names, not values); writes are for admins.
 	for _, r := range []struct {
 		pattern string
+		a       access
 		h       http.HandlerFunc
 	}{
-		{"PUT /runtimes/{$}", c.createRuntime},
-		{"POST /runtimes/{$}", c.listRuntimes},
-		{"GET /runtimes/{id}/{$}", c.getRuntime},
-		{"PUT /runtimes/{id}/{$}", c.updateRuntime},
-		{"DELETE /runtimes/{id}/{$}", c.deleteRuntime},
-		{"POST /runtimes/{id}/versions/{$}", c.listVersions},
-		{"PUT /runtimes/{id}/runtime-endpoints/{$}", c.createEndpoint},
-		{"POST /runtimes/{id}/runtime-endpoints/{$}", c.listEndpoints},
-		{"GET /runtimes/{id}/runtime-endpoints/{name}/{$}", c.getEndpoint},
-		{"PUT /runtimes/{id}/runtime-endpoints/{name}/{$}", c.updateEndpoint},
-		{"DELETE /runtimes/{id}/runtime-endpoints/{name}/{$}", c.deleteEndpoint},
+		{"PUT /runtimes/{$}", accessAdmin, c.createRuntime},
+		{"POST /runtimes/{$}", accessSignedIn, c.listRuntimes},
+		{"GET /runtimes/{id}/{$}", accessSignedIn, c.getRuntime},
+		{"PUT /runtimes/{id}/{$}", accessAdmin, c.updateRuntime},
+		{"DELETE /runtimes/{id}/{$}", accessAdmin, c.deleteRuntime},
+		{"POST /runtimes/{id}/versions/{$}", accessSignedIn, c.listVersions},
+		{"PUT /runtimes/{id}/runtime-endpoints/{$}", accessAdmin, c.createEndpoint},
+		{"POST /runtimes/{id}/runtime-endpoints/{$}", accessSignedIn, c.listEndpoints},
+		{"GET /runtimes/{id}/runtime-endpoints/{name}/{$}", accessSignedIn, c.getEndpoint},
+		{"PUT /runtimes/{id}/runtime-endpoints/{name}/{$}", accessAdmin, c.updateEndpoint},
+		{"DELETE /runtimes/{id}/runtime-endpoints/{name}/{$}", accessAdmin, c.deleteEndpoint},
 	} {
-		s.mux.HandleFunc(r.pattern, r.h)
+		s.handle(r.pattern, r.a, r.h)
 	}
 }
 
 // Handlers.
 
 func (c *controlAPI) createRuntime(w http.ResponseWriter, r *http.Request) {
-	var req api.RuntimeInput
-	if err := decodeControlBody(r, &req); err != nil {
-		c.s.writeError(w, r, err)
-		return
-	}
-	if req.AgentRuntimeName == "" {
-		c.s.writeError(w, r, validation("agentRuntimeName", "agentRuntimeName is required"))
-		return
-	}
-	spec, err := runtimeSpec(&req)
+	spec, err := createSpec(r)
 	if err != nil {
 		c.s.writeError(w, r, err)
 		return
 	}
-	spec.Name, spec.Tags = req.AgentRuntimeName, req.Tags
 	rt, v, err := c.ctl.CreateRuntime(r.Context(), spec)
 	if err != nil {
 		c.s.writeError(w, r, err)
@@ -123,11 +117,17 @@ func (c *controlAPI) getRuntime(w http.ResponseWriter, r *http.Request) {
 		c.s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, c.runtimeOut(rt, v))
+	_, admin := c.s.caller(r)
+	writeJSON(w, http.StatusOK, c.runtimeOut(rt, v, admin))
 }
 
-// runtimeOut is GetAgentRuntime's answer for one version.
-func (c *controlAPI) runtimeOut(rt registry.Runtime, v registry.Version) api.AgentRuntime {
+// hiddenValue stands for an environment variable's value shown to a
+// non-admin: values are typically API keys.
+const hiddenValue = "(hidden: only admins see values)"
+
+// runtimeOut is GetAgentRuntime's answer for one version; admin shows
+// environment variables' values.
+func (c *controlAPI) runtimeOut(rt registry.Runtime, v registry.Version, admin bool) api.AgentRuntime {
 	cfg := v.Settings
 	idle, maxLife := int(cfg.IdleTimeout.D()/time.Second), int(cfg.MaxLifetime.D()/time.Second)
 	out := api.AgentRuntime{
@@ -143,7 +143,7 @@ func (c *controlAPI) runtimeOut(rt registry.Runtime, v registry.Version) api.Age
 		LifecycleConfiguration: &api.Lifecycle{IdleRuntimeSessionTimeout: &idle, MaxLifetime: &maxLife},
 		Description:            rt.Description,
 		ProtocolConfiguration:  &api.ProtocolConfiguration{ServerProtocol: string(cfg.Protocol)},
-		EnvironmentVariables:   cfg.Env,
+		EnvironmentVariables:   envOut(cfg.Env, admin),
 		BerthSource:            string(rt.Source),
 		BerthCommand:           cfg.Command,
 		BerthWorkdir:           cfg.Workdir,
@@ -155,6 +155,75 @@ func (c *controlAPI) runtimeOut(rt registry.Runtime, v registry.Version) api.Age
 	out.AgentRuntimeArtifact = artifactOut(cfg)
 	if len(cfg.HeaderAllowlist) > 0 {
 		out.RequestHeaderConfiguration = &api.RequestHeaderConfiguration{RequestHeaderAllowlist: cfg.HeaderAllowlist}
+	}
+	if cfg.SessionStorage != "" {
+		out.FilesystemConfigurations = []api.FilesystemConfiguration{{SessionStorage: &api.SessionStorage{MountPath: cfg.SessionStorage}}}
+	}
+	if j := cfg.Authorizer.JWT; j != nil {
+		out.AuthorizerConfiguration = &api.AuthorizerConfiguration{CustomJWTAuthorizer: jwtOut(j)}
+	}
+	return out
+}
+
+func envOut(env map[string]string, admin bool) map[string]string {
+	if admin || len(env) == 0 {
+		return env
+	}
+	out := make(map[string]string, len(env))
+	for k := range env {
+		out[k] = hiddenValue
+	}
+	return out
+}
+
+// jwtIn turns AgentCore's customJWTAuthorizer into berth's; the rulebook
+// checks it.
+func jwtIn(in *api.CustomJWTAuthorizer) (*auth.JWTAuthorizer, error) {
+	const field = "authorizerConfiguration.customJWTAuthorizer"
+	for _, u := range []struct {
+		member string
+		raw    json.RawMessage
+	}{
+		{"advertisedScopeMapping", in.AdvertisedScopeMapping},
+		{"allowedWorkloadConfiguration", in.AllowedWorkloadConfiguration},
+		{"privateEndpoint", in.PrivateEndpoint},
+		{"privateEndpointOverrides", in.PrivateEndpointOverrides},
+	} {
+		if present(u.raw) {
+			return nil, validation(field+"."+u.member, field+"."+u.member+": berth does not support it; leave it out")
+		}
+	}
+	out := &auth.JWTAuthorizer{DiscoveryURL: in.DiscoveryURL, AllowedAudience: in.AllowedAudience,
+		AllowedClients: in.AllowedClients, AllowedScopes: in.AllowedScopes}
+	for i, c := range in.CustomClaims {
+		m := c.AuthorizingClaimMatchValue
+		cc := auth.CustomClaim{Name: c.InboundTokenClaimName, ValueType: c.InboundTokenClaimValueType,
+			Operator: m.ClaimMatchOperator, Values: m.ClaimMatchValue.MatchValueStringList}
+		if v := m.ClaimMatchValue.MatchValueString; v != nil {
+			if len(cc.Values) > 0 {
+				return nil, validation(fmt.Sprintf("%s.customClaims[%d]", field, i), "set matchValueString or matchValueStringList, not both")
+			}
+			cc.Value = *v
+		}
+		out.CustomClaims = append(out.CustomClaims, cc)
+	}
+	return out, nil
+}
+
+// jwtOut shows berth's JWT authorizer as AgentCore's.
+func jwtOut(j *auth.JWTAuthorizer) *api.CustomJWTAuthorizer {
+	out := &api.CustomJWTAuthorizer{DiscoveryURL: j.DiscoveryURL, AllowedAudience: j.AllowedAudience,
+		AllowedClients: j.AllowedClients, AllowedScopes: j.AllowedScopes}
+	for _, c := range j.CustomClaims {
+		v := api.ClaimMatchValue{MatchValueStringList: c.Values}
+		if c.Value != "" {
+			v.MatchValueString = &c.Value
+		}
+		out.CustomClaims = append(out.CustomClaims, api.CustomClaimValidation{
+			InboundTokenClaimName:      c.Name,
+			InboundTokenClaimValueType: c.ValueType,
+			AuthorizingClaimMatchValue: api.AuthorizingClaimMatchValue{ClaimMatchValue: v, ClaimMatchOperator: c.Operator},
+		})
 	}
 	return out
 }
@@ -308,6 +377,23 @@ func (c *controlAPI) listEndpoints(w http.ResponseWriter, r *http.Request) {
 
 // Translation.
 
+// createSpec reads a CreateAgentRuntime body into the registry's terms.
+func createSpec(r *http.Request) (registry.RuntimeSpec, error) {
+	var req api.RuntimeInput
+	if err := decodeControlBody(r, &req); err != nil {
+		return registry.RuntimeSpec{}, err
+	}
+	if req.AgentRuntimeName == "" {
+		return registry.RuntimeSpec{}, validation("agentRuntimeName", "agentRuntimeName is required")
+	}
+	spec, err := runtimeSpec(&req)
+	if err != nil {
+		return registry.RuntimeSpec{}, err
+	}
+	spec.Name, spec.Tags = req.AgentRuntimeName, req.Tags
+	return spec, nil
+}
+
 // runtimeSpec turns a create or update body into the registry's terms,
 // refusing the features berth cannot honour. The registry's rulebook
 // checks every value.
@@ -317,8 +403,6 @@ func runtimeSpec(req *api.RuntimeInput) (registry.RuntimeSpec, error) {
 		raw   json.RawMessage
 		why   string
 	}{
-		{"authorizerConfiguration", req.AuthorizerConfiguration, "berth does not validate JWT bearer tokens yet; leave it out to use SigV4 (IAM) callers"},
-		{"filesystemConfigurations", req.FilesystemConfigurations, "berth has no session storage mounts yet"},
 		{"capacityProviderConfiguration", req.CapacityProviderConfiguration, "berth has no capacity providers (the Instances compute type)"},
 		{"hooksConfiguration", req.HooksConfiguration, "berth runs no build hooks; warm sessions up with a warm pool (berthSettings.sessions.warmPool) instead"},
 		{"allowedPorts", req.AllowedPorts, "berth does not expose session ports"},
@@ -406,21 +490,73 @@ func runtimeSpec(req *api.RuntimeInput) (registry.RuntimeSpec, error) {
 	if b := req.BerthSettings; b != nil {
 		berthSettingsIn(b, &spec.Settings)
 	}
+	if err := filesystemsIn(req.FilesystemConfigurations, &spec.Settings); err != nil {
+		return registry.RuntimeSpec{}, err
+	}
+	if a := req.AuthorizerConfiguration; a != nil {
+		if a.CustomJWTAuthorizer == nil {
+			return registry.RuntimeSpec{}, validation("authorizerConfiguration", "authorizerConfiguration needs customJWTAuthorizer")
+		}
+		j, err := jwtIn(a.CustomJWTAuthorizer)
+		if err != nil {
+			return registry.RuntimeSpec{}, err
+		}
+		spec.Settings.Authorizer.JWT = j
+	}
 	return spec, nil
+}
+
+// filesystemsIn reads filesystemConfigurations with AgentCore's rules: at
+// most 5, at most one sessionStorage, mount paths unique and not nested.
+// The rulebook checks the session storage path itself.
+func filesystemsIn(fss []api.FilesystemConfiguration, s *registry.Settings) error {
+	const field = "filesystemConfigurations"
+	if len(fss) > 5 {
+		return validation(field, "at most 5 filesystem configurations")
+	}
+	for i, fs := range fss {
+		name := fmt.Sprintf("%s[%d]", field, i)
+		n := 0
+		for _, set := range []bool{fs.SessionStorage != nil, present(fs.S3FilesAccessPoint), present(fs.EfsAccessPoint)} {
+			if set {
+				n++
+			}
+		}
+		switch {
+		case n != 1:
+			return validation(name, "give exactly one of sessionStorage, s3FilesAccessPoint, efsAccessPoint")
+		case present(fs.S3FilesAccessPoint) || present(fs.EfsAccessPoint):
+			return validation(name, "S3 Files and EFS access points need AWS (and a VPC); berth serves sessionStorage")
+		case s.SessionStorage != "":
+			return validation(name, "at most one sessionStorage")
+		}
+		s.SessionStorage = fs.SessionStorage.MountPath
+	}
+	return nil
 }
 
 // artifactOut is the artifact a version echoes: the control plane's own,
 // or for a config runtime the codeConfiguration form of its command and
-// directory, so a get → update round trip always finds one.
+// directory (within AgentCore's member limits: a non-empty prefix and at
+// most two entry points; berthCommand has the whole command), so a get →
+// update round trip always finds one the SDKs accept.
 func artifactOut(s registry.Settings) *api.Artifact {
-	if a := s.Artifact; a.CodeLocation != "" {
+	if a := s.Artifact; a.Runtime != "" {
 		return api.LocalCode(a.CodeLocation, a.Runtime, a.EntryPoint...)
 	}
-	runtime := "PYTHON_3_12"
-	if len(s.Command) > 0 && strings.HasPrefix(filepath.Base(s.Command[0]), "node") {
-		runtime = "NODE_22"
+	runtime, prefix, entry := "PYTHON_3_12", cmp.Or(s.Artifact.CodeLocation, s.Workdir), s.Command
+	if len(entry) > 0 {
+		if strings.HasPrefix(filepath.Base(entry[0]), "node") {
+			runtime = "NODE_22"
+		}
+		if prefix == "" && filepath.IsAbs(entry[0]) {
+			prefix = filepath.Dir(entry[0])
+		}
 	}
-	return api.LocalCode(s.Workdir, runtime, s.Command...)
+	if len(entry) > 2 {
+		entry = entry[:2]
+	}
+	return api.LocalCode(cmp.Or(prefix, "/"), runtime, entry...)
 }
 
 // berthSettingsIn copies berth's own members into s; the rulebook judges
@@ -435,6 +571,7 @@ func berthSettingsIn(b *api.BerthSettings, s *registry.Settings) {
 		s.Limits = registry.Limits{Memory: registry.Bytes(l.MemoryBytes), CPU: registry.Millicores(l.CPU * 1000),
 			Pids: l.Pids, Disk: registry.Bytes(l.DiskBytes)}
 	}
+	s.Invokers = b.Invokers
 	if p := b.Sessions; p != nil {
 		s.Sessions = registry.SessionPolicy{
 			Concurrency:        registry.Concurrency(p.Concurrency),
@@ -473,6 +610,7 @@ func berthSettingsOut(s registry.Settings) *api.BerthSettings {
 			SuspendAfterSeconds: p.SuspendAfter.D().Seconds(),
 			WarmPool:            p.WarmPool,
 		},
+		Invokers: s.Invokers,
 	}
 	for _, m := range s.Mounts {
 		out.Mounts = append(out.Mounts, api.Mount{Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly})
@@ -526,6 +664,9 @@ func endpoint(rt registry.Runtime, e registry.Endpoint) api.Endpoint {
 // decodeControlBody reads a JSON body into v. An empty body leaves v zero.
 func decodeControlBody(r *http.Request, v any) error {
 	data, err := io.ReadAll(io.LimitReader(r.Body, maxControlBody+1))
+	if te := typedError(nil); errors.As(err, &te) {
+		return err
+	}
 	if err != nil {
 		return validation("body", "read body: "+err.Error())
 	}

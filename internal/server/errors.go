@@ -48,12 +48,24 @@ var classes = []struct {
 	{errdefs.ErrAgent, api.ErrRuntimeClient},
 }
 
-// classify maps an error to what the caller sees: its class's AgentCore
-// type, and a field list for a field error.
+// typedError is an error that names its own AWS error type: internal/auth's
+// SigV4 failures (UnrecognizedClientException, InvalidSignatureException,
+// ...), which are AWS's, not errdefs classes.
+type typedError interface {
+	error
+	ErrorType() api.ErrorType
+}
+
+// classify maps an error to what the caller sees: the type it names
+// itself, or its class's AgentCore type, and a field list for a field
+// error.
 func classify(err error) *apiError {
 	var ae *apiError
 	if errors.As(err, &ae) {
 		return ae
+	}
+	if te := typedError(nil); errors.As(err, &te) {
+		return &apiError{typ: te.ErrorType(), msg: te.Error(), cause: err}
 	}
 	var mbe *http.MaxBytesError
 	switch {
@@ -104,6 +116,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set(api.HeaderErrorType, string(ae.typ))
+	if ch := (*challenge)(nil); errors.As(err, &ch) {
+		h.Set("WWW-Authenticate", `Bearer resource_metadata="`+ch.metadata+`"`)
+	}
 	w.WriteHeader(ae.typ.StatusCode())
 	body := api.ErrorBody{Message: clip(ae.msg), Reason: ae.reason}
 	for _, f := range ae.fields {

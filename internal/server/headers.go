@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -25,8 +26,10 @@ var passthrough = []string{"Content-Type", "Accept", api.HeaderUserID,
 	"Mcp-Session-Id", "Mcp-Protocol-Version", "Mcp-Method", "Mcp-Name"}
 
 // forwardHeaders builds the headers an agent sees: never x-amz-* or other
-// x-amzn-* headers, never the caller's credentials unless allow-listed.
-func forwardHeaders(r *http.Request, allowlist []string) (http.Header, error) {
+// x-amzn-* headers, never the caller's credentials unless allow-listed,
+// and never Authorization but a JWT runtime's bearer token (a SigV4
+// signature, even one a stored allowlist names, stays with berth).
+func forwardHeaders(r *http.Request, allowlist []string, jwt bool) (http.Header, error) {
 	out := make(http.Header, 8)
 	for _, k := range passthrough {
 		if v, ok := r.Header[k]; ok {
@@ -57,7 +60,7 @@ func forwardHeaders(r *http.Request, allowlist []string) (http.Header, error) {
 	for _, name := range allowlist {
 		k := http.CanonicalHeaderKey(name)
 		v, ok := r.Header[k]
-		if !ok {
+		if !ok || k == "Authorization" && !jwt {
 			continue
 		}
 		for _, s := range v {
@@ -71,6 +74,16 @@ func forwardHeaders(r *http.Request, allowlist []string) (http.Header, error) {
 	return out, nil
 }
 
+// allowListed reports whether name is on the allowlist.
+func allowListed(allowlist []string, name string) bool {
+	for _, h := range allowlist {
+		if strings.EqualFold(h, name) {
+			return true
+		}
+	}
+	return false
+}
+
 // stopBody is StopRuntimeSession's JSON body.
 type stopBody struct {
 	ClientToken string `json:"clientToken"`
@@ -78,6 +91,9 @@ type stopBody struct {
 
 func decodeStopBody(r *http.Request) error {
 	data, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+	if te := typedError(nil); errors.As(err, &te) {
+		return err
+	}
 	if err != nil {
 		return validation("body", "read body: "+err.Error())
 	}

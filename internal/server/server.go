@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/api"
+	"github.com/berth-dev/berth/internal/auth"
 	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/session"
 	"github.com/berth-dev/berth/internal/telemetry"
@@ -35,6 +36,9 @@ type Options struct {
 	Guard Guard
 	// Health, if set, reports berth's health on GET /berth/v1/health.
 	Health func(context.Context) api.Health
+	// Auth authenticates and authorizes callers; nil serves every caller
+	// (authentication off).
+	Auth   *auth.Authenticator
 	Logger *slog.Logger
 }
 
@@ -47,8 +51,10 @@ type Server struct {
 	maxPayload   int64
 	edge         Guard
 	healthOf     func(context.Context) api.Health
+	auth         *auth.Authenticator
 	log          *slog.Logger
 	mux          *http.ServeMux
+	access       map[string]access // route pattern → what it asks of callers
 }
 
 // New builds the handler tree.
@@ -62,25 +68,29 @@ func New(opts Options) *Server {
 	if opts.Guard.BodyIdleTimeout <= 0 {
 		opts.Guard.BodyIdleTimeout = 30 * time.Second
 	}
-	s := &Server{reg: opts.Registry, sessions: opts.Sessions, maxPayload: opts.MaxPayloadBytes,
-		edge: opts.Guard, log: opts.Logger, mux: http.NewServeMux(), sessionStore: opts.SessionStore, metrics: opts.Metrics,
-		healthOf: opts.Health}
-	if opts.Metrics != nil {
-		s.mux.Handle("GET /metrics", opts.Metrics.Handler())
+	if opts.Auth == nil {
+		opts.Auth, _ = auth.New(auth.Options{Mode: auth.ModeNone, Logger: opts.Logger})
 	}
-	s.mux.HandleFunc("POST /runtimes/{arn}/invocations", s.measured("invoke", s.invoke))
-	s.mux.HandleFunc("POST /runtimes/{arn}/stopruntimesession", s.stopSession)
+	s := &Server{reg: opts.Registry, sessions: opts.Sessions, maxPayload: opts.MaxPayloadBytes,
+		edge: opts.Guard, auth: opts.Auth, log: opts.Logger, mux: http.NewServeMux(), sessionStore: opts.SessionStore,
+		metrics: opts.Metrics, access: map[string]access{}, healthOf: opts.Health}
+	if opts.Metrics != nil {
+		s.handle("GET /metrics", accessAdmin, opts.Metrics.Handler().ServeHTTP)
+	}
+	s.handle("POST /runtimes/{arn}/invocations", accessRuntime, s.measured("invoke", s.invoke))
+	s.handle("POST /runtimes/{arn}/stopruntimesession", accessRuntime, s.stopSession)
+	s.handle("GET /runtimes/{arn}/invocations"+metadataPath, accessOpen, s.protectedResource)
 	s.registerControl()
 	s.registerWebSocket()
 	s.registerSessions()
 	if opts.Health != nil {
-		s.mux.HandleFunc("GET "+api.PathHealth, s.health)
+		s.handle("GET "+api.PathHealth, accessOpen, s.health)
 	}
-	s.mux.HandleFunc("GET /ping", func(w http.ResponseWriter, r *http.Request) {
+	s.handle("GET /ping", accessOpen, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"status":"Healthy"}`)
 	})
-	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	s.handle("/", accessOpen, func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, &apiError{typ: api.ErrResourceNotFound, msg: "no route for " + r.Method + " " + r.URL.Path})
 	})
 	return s
@@ -90,9 +100,28 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(api.HeaderAWSRequestID, uuid.NewString())
 	r, done := s.guard(w, r)
 	defer done()
-	if r != nil {
-		s.mux.ServeHTTP(w, r)
+	if r == nil {
+		return
 	}
+	body := r.Body
+	if r = s.authenticate(w, r); r == nil {
+		return
+	}
+	if r.Body != body {
+		// Authentication read the body to check its signature and
+		// handed over a replay (perhaps a spooled file): release it.
+		defer r.Body.Close()
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// MetricsHandler serves /metrics with no authentication, for a separate
+// listener (metrics_listen); nil without metrics.
+func (s *Server) MetricsHandler() http.Handler {
+	if s.metrics == nil {
+		return nil
+	}
+	return s.metrics.Handler()
 }
 
 // sessionID reads and validates the session header, generating one when
@@ -162,9 +191,10 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
 	relay(w, resp)
 }
 
-// admit resolves the runtime and qualifier, builds the headers the agent
-// will see, and admits a call into the session: the part of a call that
-// invocations and WebSockets share.
+// admit resolves the runtime and qualifier, authorizes the caller, builds
+// the headers the agent will see, and admits a call into the session: the
+// part of a call that invocations and WebSockets share. The session
+// belongs to the caller's identity (the grant's owner), not to a header.
 func (s *Server) admit(w http.ResponseWriter, r *http.Request, sid string) (*session.Call, http.Header, error) {
 	if uid := r.Header.Get(api.HeaderUserID); len(uid) > 1024 {
 		return nil, nil, validation("runtimeUserId", "runtimeUserId exceeds 1024 characters")
@@ -178,16 +208,31 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, sid string) (*ses
 		return nil, nil, err
 	}
 	noteTarget(w, res)
-	out, err := forwardHeaders(r, res.Version.Settings.HeaderAllowlist)
+	grant, err := s.authorizeCall(r, res, q)
 	if err != nil {
 		return nil, nil, err
 	}
+	set := res.Version.Settings
+	out, err := forwardHeaders(r, set.HeaderAllowlist, set.Authorizer.JWT != nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	if tok := auth.FromContext(r.Context()).Bearer; set.Authorizer.JWT != nil && out.Get("Authorization") == "" &&
+		allowListed(set.HeaderAllowlist, "Authorization") {
+		// The token came in the WebSocket subprotocol: the agent gets it
+		// where an allow-listed Authorization header would be.
+		out.Set("Authorization", "Bearer "+tok)
+	}
 	out.Set(api.HeaderSessionID, sid)
+	if grant.WorkloadToken != "" {
+		out.Set(api.HeaderWorkloadAccessToken, grant.WorkloadToken)
+		out.Set(api.HeaderIdentityWAT, grant.WorkloadToken)
+	}
 	call, err := s.sessions.Acquire(r.Context(), session.Spec{
 		Key:      session.Key{RuntimeID: res.Runtime.ID, Endpoint: res.Endpoint.Name, SessionID: sid},
 		Version:  res.Version.Version,
-		Settings: res.Version.Settings,
-		UserID:   r.Header.Get(api.HeaderUserID),
+		Settings: set,
+		UserID:   grant.Owner,
 	})
 	if err != nil {
 		return nil, nil, err
@@ -199,6 +244,11 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, sid string) (*ses
 func (s *Server) callError(r *http.Request, call *session.Call, err error) error {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
+		return err
+	}
+	if te := typedError(nil); errors.As(err, &te) {
+		// The body failed its signed hash: the caller's error, not the
+		// agent's.
 		return err
 	}
 	if errors.Is(context.Cause(r.Context()), errBodyStalled) {
@@ -284,9 +334,14 @@ func (s *Server) stopSession(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	grant, err := s.authorizeCall(r, res, q)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	req := session.StopRequest{
 		Key:    session.Key{RuntimeID: res.Runtime.ID, Endpoint: res.Endpoint.Name, SessionID: sid},
-		UserID: r.Header.Get(api.HeaderUserID),
+		UserID: grant.Owner,
 		Policy: res.Version.Settings.Sessions,
 	}
 	if err := s.sessions.Stop(r.Context(), req); err != nil {

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -18,16 +19,56 @@ type SessionStore interface {
 	ListSessions(ctx context.Context, f session.Filter) ([]session.Record, string, error)
 }
 
+// berth's session API is an admin's: every session, every log. A
+// signed-in principal that is not an admin sees its own sessions only
+// (those it owns as a grant's owner), with their runtime session IDs
+// masked; another principal's session is not found.
 func (s *Server) registerSessions() {
-	s.mux.HandleFunc("GET "+api.PathSessions, s.listSessions)
-	s.mux.HandleFunc("GET "+api.PathSessions+"/{id}", s.showSession)
-	s.mux.HandleFunc("POST "+api.PathSessions+"/{id}/stop", s.stopSessionByID)
-	s.mux.HandleFunc("GET "+api.PathSessions+"/{id}/logs", s.sessionLogs)
+	s.handle("GET "+api.PathSessions, accessSignedIn, s.listSessions)
+	s.handle("GET "+api.PathSessions+"/{id}", accessSignedIn, s.showSession)
+	s.handle("POST "+api.PathSessions+"/{id}/stop", accessSignedIn, s.stopSessionByID)
+	s.handle("GET "+api.PathSessions+"/{id}/logs", accessSignedIn, s.sessionLogs)
+}
+
+// ownSession reads the session id names, as r's caller may see it: an
+// admin any, anyone else only its own.
+func (s *Server) ownSession(r *http.Request, id string) (session.Record, error) {
+	rec, err := s.sessionStore.GetSession(r.Context(), id)
+	if err != nil {
+		return rec, err
+	}
+	if p, admin := s.caller(r); !admin && rec.UserID != p.ID() {
+		return session.Record{}, fmt.Errorf("session %q: %w", id, errdefs.ErrNotFound)
+	}
+	return rec, nil
+}
+
+// viewFor shows a session to r's caller: a non-admin sees a masked
+// runtime session ID (it is the key to the session).
+func (s *Server) viewFor(r *http.Request, out api.Session) api.Session {
+	if _, admin := s.caller(r); !admin {
+		out.SessionID = maskID(out.SessionID)
+	}
+	return out
+}
+
+func maskID(id string) string {
+	if len(id) <= 8 {
+		return "…"
+	}
+	return id[:4] + "…" + id[len(id)-4:]
 }
 
 func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := session.Filter{Endpoint: q.Get("endpoint"), UserID: q.Get("user"), State: session.State(q.Get("state")), After: q.Get("cursor")}
+	if p, admin := s.caller(r); !admin {
+		if f.UserID != "" && f.UserID != p.ID() {
+			writeJSON(w, http.StatusOK, api.SessionList{Sessions: []api.Session{}})
+			return
+		}
+		f.UserID = p.ID()
+	}
 	switch f.State {
 	case "", session.StateLive, session.StateStarting, session.StateActive, session.StateIdle, session.StateTerminated:
 	default:
@@ -72,7 +113,7 @@ func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
 	live := s.liveByID()
 	out := api.SessionList{Sessions: make([]api.Session, 0, len(recs)), NextCursor: next}
 	for _, rec := range recs {
-		out.Sessions = append(out.Sessions, toAPI(rec, live[rec.ID]))
+		out.Sessions = append(out.Sessions, s.viewFor(r, toAPI(rec, live[rec.ID])))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -87,18 +128,18 @@ func (s *Server) liveByID() map[string]*session.Info {
 }
 
 func (s *Server) showSession(w http.ResponseWriter, r *http.Request) {
-	rec, err := s.sessionStore.GetSession(r.Context(), r.PathValue("id"))
+	rec, err := s.ownSession(r, r.PathValue("id"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	out := toAPI(rec, s.liveByID()[rec.ID])
 	out.LogTail = s.sessions.Tail(rec, 20)
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, s.viewFor(r, out))
 }
 
 func (s *Server) stopSessionByID(w http.ResponseWriter, r *http.Request) {
-	rec, err := s.sessionStore.GetSession(r.Context(), r.PathValue("id"))
+	rec, err := s.ownSession(r, r.PathValue("id"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -112,13 +153,13 @@ func (s *Server) stopSessionByID(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec, _ = s.sessionStore.GetSession(r.Context(), rec.ID)
-	writeJSON(w, http.StatusOK, toAPI(rec, nil))
+	writeJSON(w, http.StatusOK, s.viewFor(r, toAPI(rec, nil)))
 }
 
 // sessionLogs streams a session's agent log; with follow=true it keeps
 // streaming until the session ends or the client leaves.
 func (s *Server) sessionLogs(w http.ResponseWriter, r *http.Request) {
-	rec, err := s.sessionStore.GetSession(r.Context(), r.PathValue("id"))
+	rec, err := s.ownSession(r, r.PathValue("id"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -1,34 +1,39 @@
 package server
 
 import (
-	"bufio"
 	"context"
-	"encoding/binary"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/berth-dev/berth/api"
+	"github.com/berth-dev/berth/internal/auth"
 	"github.com/berth-dev/berth/internal/session"
+	"github.com/coder/websocket"
 )
 
 // AgentCore's WebSocket data plane: GET /runtimes/{arn}/ws?qualifier= is
-// proxied to the agent's /ws in the session's sandbox. berth relays the
-// frames unchanged (extensions and subprotocols are the agent's business)
-// but reads their headers, so it knows where frames begin: that lets it send
-// the client a close frame of its own when the session ends under the socket.
+// proxied to the agent's /ws in the session's sandbox. berth speaks
+// WebSocket to each side (github.com/coder/websocket) and relays messages
+// between them as they arrive: a long message goes on in fragments before
+// its end has come in. Close codes and reasons pass through, a subprotocol
+// is negotiated with the agent and passed on, pings are answered by berth
+// on each side, and when the session ends under the socket berth tells the
+// client why with a close frame of its own.
 
 const (
-	// wsCloseGrace is how long one side may take to finish the closing
-	// handshake after the other side has closed.
-	wsCloseGrace = 5 * time.Second
 	// Close codes berth sends (RFC 6455 §7.4.1).
-	wsGoingAway     = 1001
-	wsInternalError = 1011
+	wsGoingAway     = websocket.StatusGoingAway
+	wsInternalError = websocket.StatusInternalError
+	// wsFrameBytes is the largest fragment berth sends. The library answers
+	// a ping, or sends a close frame, only between two frames and gives up
+	// after 5 seconds, so one frame must never take that long to send, even
+	// on a slow link.
+	wsFrameBytes = 32 << 10
 )
 
 // Query parameters a presigned WebSocket URL carries (the Python SDK's
@@ -38,7 +43,7 @@ const queryCustomPrefix = "X-Amzn-Bedrock-AgentCore-Runtime-Custom-"
 
 // registerWebSocket adds the WebSocket route.
 func (s *Server) registerWebSocket() {
-	s.mux.HandleFunc("GET /runtimes/{arn}/ws", s.measured("websocket", s.websocket))
+	s.handle("GET /runtimes/{arn}/ws", accessRuntime, s.measured("websocket", s.websocket))
 }
 
 func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
@@ -46,9 +51,9 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	// Credentials are accepted as sent (SigV4 headers, a presigned query or
-	// a bearer token) and not verified yet, like invocations; headers
-	// carried in the query join the real ones.
+	// The credentials (SigV4 headers, a presigned query, a bearer token in
+	// Authorization or the subprotocol) were verified like an
+	// invocation's; headers carried in the query join the real ones.
 	promoteQueryHeaders(r)
 	sid, err := sessionID(r, true)
 	if err != nil {
@@ -63,13 +68,9 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer call.Release()
-	out.Set("Connection", "Upgrade")
-	out.Set("Upgrade", "websocket")
-	for _, k := range []string{"Sec-Websocket-Key", "Sec-Websocket-Version", "Sec-Websocket-Protocol", "Sec-Websocket-Extensions"} {
-		if v, ok := r.Header[k]; ok {
-			out[k] = v
-		}
-	}
+	// The agent chooses among the subprotocols the client offered, never
+	// seeing the bearer-token ones.
+	sentinel := auth.SentinelOffered(r.Header)
 
 	key := call.Session().Key
 	log := s.log.With("runtime_id", key.RuntimeID, "endpoint", key.Endpoint, "session_id", sid)
@@ -77,58 +78,57 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(nil)
 	stop := context.AfterFunc(call.KillContext(), func() { cancel(session.ErrEnded) })
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, api.PathWebSocket, nil)
-	if err != nil {
-		stop()
-		s.writeError(w, r, err)
-		return
-	}
-	req.Header = out
-	resp, err := call.RoundTrip(req)
+	// The call is the transport: it sends the handshake to the session's
+	// sandbox, whatever host the URL names.
+	agent, resp, err := websocket.Dial(ctx, "http://agent"+api.PathWebSocket, &websocket.DialOptions{
+		HTTPClient:   &http.Client{Transport: call},
+		HTTPHeader:   out,
+		Subprotocols: auth.OtherSubprotocols(r.Header),
+	})
 	stop()
 	if err != nil {
-		s.writeError(w, r, s.callError(r, call, err))
-		return
-	}
-	agent, ok := resp.Body.(io.ReadWriteCloser)
-	if resp.StatusCode != http.StatusSwitchingProtocols || !ok {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		resp.Body.Close()
+		if resp == nil {
+			s.writeError(w, r, s.callError(r, call, err))
+			return
+		}
 		msg := "the agent refused the WebSocket upgrade (" + itoa(resp.StatusCode) + ")"
-		if b := strings.TrimSpace(string(body)); b != "" {
-			msg += ": " + b
+		if resp.StatusCode == http.StatusSwitchingProtocols {
+			msg += ": " + err.Error()
+		} else if body, _ := io.ReadAll(resp.Body); len(strings.TrimSpace(string(body))) > 0 {
+			msg += ": " + strings.TrimSpace(string(body))
 		}
 		s.writeError(w, r, &apiError{typ: api.ErrRuntimeClient, msg: msg})
 		return
 	}
-	defer agent.Close()
+	defer agent.CloseNow()
 
-	client, brw, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		s.writeError(w, r, fmt.Errorf("take over the client connection: %w", err))
-		return
-	}
-	defer client.Close()
+	w.Header().Set(api.HeaderSessionID, sid)
 	// The server's deadlines do not apply to the upgraded connection.
-	_ = client.SetDeadline(time.Time{})
-	if err := writeSwitch(brw.Writer, resp.Header, w.Header(), sid); err != nil {
+	ctl := http.NewResponseController(w)
+	_ = ctl.SetReadDeadline(time.Time{})
+	_ = ctl.SetWriteDeadline(time.Time{})
+	// The edge guard has checked Origin against allowed_origins already.
+	opts := &websocket.AcceptOptions{InsecureSkipVerify: true}
+	if p := agent.Subprotocol(); p != "" {
+		opts.Subprotocols = []string{p}
+	} else if sentinel {
+		// A browser that sent its token as a subprotocol gets the
+		// sentinel back, as AgentCore answers.
+		opts.Subprotocols = []string{auth.BearerSubprotocol}
+	}
+	client, err := websocket.Accept(w, r, opts)
+	if err != nil {
 		log.Info("websocket client gone during the handshake", "err", err)
 		return
 	}
+	defer client.CloseNow()
 
 	start := time.Now()
 	log.Info("websocket opened")
-	t := &wsTunnel{
-		client:      client,
-		clientR:     brw.Reader,
-		agent:       agent,
-		agentR:      bufio.NewReaderSize(agent, 32<<10),
-		kill:        call.KillContext(),
-		sessionDone: call.Ended,
-	}
+	t := &wsTunnel{client: client, agent: agent, kill: call.KillContext(), sessionDone: call.Ended}
 	st := t.run()
 	log.Info("websocket closed", "duration_ms", time.Since(start).Milliseconds(),
-		"frames_in", st.up.frames, "frames_out", st.down.frames,
+		"messages_in", st.up.messages, "messages_out", st.down.messages,
 		"bytes_in", st.up.bytes, "bytes_out", st.down.bytes, "end", st.end)
 }
 
@@ -140,21 +140,32 @@ func checkWSUpgrade(r *http.Request) error {
 	if v := r.Header.Get("Sec-WebSocket-Version"); v != "13" {
 		return validation("Sec-WebSocket-Version", "unsupported WebSocket version "+strings.TrimSpace(v)+": want 13")
 	}
-	if r.Header.Get("Sec-WebSocket-Key") == "" {
-		return validation("Sec-WebSocket-Key", "missing Sec-WebSocket-Key")
+	if b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(r.Header.Get("Sec-WebSocket-Key"))); err != nil || len(b) != 16 {
+		return validation("Sec-WebSocket-Key", "missing or invalid Sec-WebSocket-Key")
 	}
 	return nil
 }
 
 func hasToken(h http.Header, name, token string) bool {
-	for _, v := range h.Values(name) {
-		for t := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
+	for _, t := range headerTokens(h, name) {
+		if strings.EqualFold(t, token) {
+			return true
 		}
 	}
 	return false
+}
+
+// headerTokens lists the comma-separated values of a header.
+func headerTokens(h http.Header, name string) []string {
+	var out []string
+	for _, v := range h.Values(name) {
+		for t := range strings.SplitSeq(v, ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				out = append(out, t)
+			}
+		}
+	}
+	return out
 }
 
 // promoteQueryHeaders copies the session ID and custom headers a presigned
@@ -175,41 +186,11 @@ func promoteQueryHeaders(r *http.Request) {
 	}
 }
 
-// writeSwitch sends the 101 answer: the agent's handshake headers and
-// berth's own.
-func writeSwitch(w *bufio.Writer, agent, own http.Header, sid string) error {
-	h := http.Header{}
-	h.Set("Upgrade", "websocket")
-	h.Set("Connection", "Upgrade")
-	for _, k := range []string{"Sec-Websocket-Accept", "Sec-Websocket-Protocol", "Sec-Websocket-Extensions"} {
-		if v, ok := agent[k]; ok {
-			h[k] = v
-		}
-	}
-	h.Set(api.HeaderSessionID, sid)
-	if v := own.Get(api.HeaderAWSRequestID); v != "" {
-		h.Set(api.HeaderAWSRequestID, v)
-	}
-	if _, err := io.WriteString(w, "HTTP/1.1 101 Switching Protocols\r\n"); err != nil {
-		return err
-	}
-	if err := h.Write(w); err != nil {
-		return err
-	}
-	if _, err := io.WriteString(w, "\r\n"); err != nil {
-		return err
-	}
-	return w.Flush()
-}
-
-// wsTunnel relays one upgraded connection between a client and an agent.
+// wsTunnel relays messages between a client's socket and the agent's.
 type wsTunnel struct {
-	client      net.Conn
-	clientR     *bufio.Reader
-	agent       io.ReadWriteCloser
-	agentR      *bufio.Reader
-	kill        context.Context
-	sessionDone func() (session.EndReason, string, bool)
+	client, agent *websocket.Conn
+	kill          context.Context
+	sessionDone   func() (session.EndReason, string, bool)
 }
 
 type tunnelStats struct {
@@ -220,87 +201,65 @@ type tunnelStats struct {
 // run relays until both directions are done and says how the socket ended.
 // It owns the two relay goroutines and waits for both.
 //
-// A side that hangs up without a close frame ends the other side at once, so
-// an agent sees a vanished client as a dropped connection. After a close
-// frame, from either side or from berth, the other side gets wsCloseGrace to
-// answer. When the session ends, berth closes the agent side and tells the
-// client with a close frame (1001) if it can.
+// A close frame from one side is passed to the other, whose answer the
+// library waits for (5 seconds at most). A side that hangs up without one
+// is dropped on the other side too, so an agent sees a vanished client as a
+// dropped connection. When the session ends, berth drops the agent side and
+// closes the client's with 1001 and the end reason.
 func (t *wsTunnel) run() tunnelStats {
 	upc, downc := make(chan relayResult, 1), make(chan relayResult, 1)
-	go func() {
-		upc <- relayFrames(t.agent, t.clientR, t.clientR, nil)
-	}()
-	go func() {
-		// Once the session has ended, nothing more from the agent goes
-		// out, its goodbye included: berth tells the client why.
-		res := relayFrames(t.client, t.agentR, t.agentR, t.kill)
-		res.injected = t.closeClient(res)
-		downc <- res
-	}()
+	go func() { upc <- relayMessages(t.agent, t.client, nil) }()
+	// Once the session has ended, nothing more from the agent goes out,
+	// its goodbye included: berth tells the client why.
+	go func() { downc <- relayMessages(t.client, t.agent, t.kill) }()
 
 	var st tunnelStats
-	upDone, downDone := false, false
-	kill := t.kill.Done()
-	var grace <-chan time.Time
-	startGrace := func() {
-		if grace == nil {
-			grace = time.After(wsCloseGrace)
+	ending := func(end string) {
+		if st.end == "" {
+			st.end = end
 		}
 	}
-	for !upDone || !downDone {
+	kill := t.kill.Done()
+	for upc != nil || downc != nil {
 		select {
 		case st.up = <-upc:
-			upDone = true
-			if st.end == "" {
-				st.end = "client " + st.up.describe()
-			}
-			if st.up.sawClose {
-				startGrace() // for the agent's answer
-			} else {
-				t.agent.Close()
+			upc = nil
+			ending("client " + st.up.describe())
+			var ce websocket.CloseError
+			switch {
+			case st.up.writeFailed:
+				t.agent.CloseNow() // the down relay then tells the client
+			case errors.As(st.up.err, &ce):
+				_ = t.agent.Close(ce.Code, ce.Reason)
+			default:
+				t.client.CloseNow()
+				t.agent.CloseNow()
 			}
 		case st.down = <-downc:
-			downDone = true
-			if st.end == "" {
-				st.end = "agent " + st.down.describe()
+			downc = nil
+			ending("agent " + st.down.describe())
+			if st.down.writeFailed {
+				t.client.CloseNow()
+				t.agent.CloseNow()
+				continue
 			}
-			if st.down.sawClose || st.down.injected {
-				startGrace() // for the client's answer
-			} else {
-				t.client.Close()
+			code, reason := wsInternalError, "the agent connection ended without a close frame"
+			var ce websocket.CloseError
+			if r, _, ended := t.sessionDone(); ended {
+				code, reason = wsGoingAway, "session ended: "+string(r)
+			} else if errors.As(st.down.err, &ce) {
+				code, reason = ce.Code, ce.Reason
 			}
+			_ = t.client.Close(code, reason)
 		case <-kill:
 			kill = nil
-			if reason, _, ok := t.sessionDone(); ok && st.end == "" {
-				st.end = "session ended: " + string(reason)
+			if r, _, ended := t.sessionDone(); ended {
+				ending("session ended: " + string(r))
 			}
-			t.agent.Close() // the down relay then sends the client its close frame
-			startGrace()
-		case <-grace:
-			t.agent.Close()
-			t.client.Close()
+			t.agent.CloseNow()
 		}
 	}
 	return st
-}
-
-// closeClient tells the client why its socket is ending when the agent side
-// ended without a close frame, if the relay stopped between frames and the
-// client still takes writes. It reports whether the frame went out.
-func (t *wsTunnel) closeClient(res relayResult) bool {
-	if res.sawClose || res.midFrame || res.writeFailed {
-		return false
-	}
-	code, reason := wsInternalError, "the agent connection ended without a close frame"
-	if r, _, ended := t.sessionDone(); ended {
-		code, reason = wsGoingAway, "session ended: "+string(r)
-	}
-	_ = t.client.SetWriteDeadline(time.Now().Add(time.Second))
-	frame := []byte{0x80 | 0x8, byte(2 + len(reason))}
-	frame = binary.BigEndian.AppendUint16(frame, uint16(code))
-	frame = append(frame, reason...)
-	_, err := t.client.Write(frame)
-	return err == nil
 }
 
 // errRelayStopped ends a relay whose session ended.
@@ -308,87 +267,85 @@ var errRelayStopped = errors.New("stopped: the session ended")
 
 // relayResult is how one direction of a tunnel ended.
 type relayResult struct {
-	err         error
-	frames      int64
+	err         error // a websocket.CloseError when src sent a close frame
+	messages    int64
 	bytes       int64
-	sawClose    bool // a close frame went through
-	midFrame    bool // it stopped inside a frame
 	writeFailed bool // dst failed, rather than src
-	injected    bool // berth sent the client a close frame of its own
 }
 
 func (r relayResult) describe() string {
+	var ce websocket.CloseError
 	switch {
-	case r.sawClose:
-		return "closed"
-	case r.err == nil || errors.Is(r.err, io.EOF):
-		return "hung up without a close frame"
+	case errors.As(r.err, &ce):
+		return fmt.Sprintf("closed with %d", ce.Code)
+	case r.writeFailed:
+		return "unreachable: " + r.err.Error()
 	default:
-		return r.err.Error()
+		return "hung up: " + r.err.Error()
 	}
 }
 
-// relayFrames copies WebSocket frames from src to dst unchanged until src
-// ends, a write fails, a close frame has gone through or, between frames,
-// stop is done. It parses only frame headers; payloads, masked or not, pass
-// as they are. It flushes whenever src has nothing more buffered, so no
-// frame is held back.
-func relayFrames(dst io.Writer, src *bufio.Reader, buffered interface{ Buffered() int }, stop context.Context) (res relayResult) {
-	bw := bufio.NewWriterSize(&errWriter{w: dst, failed: &res.writeFailed}, 32<<10)
-	var hdr [14]byte
+// relayMessages copies messages from src to dst until either fails, src
+// sends a close frame or, between messages, stop is done. Neither side's
+// read limit applies here: berth never holds a whole message, and the
+// receiving end enforces its own.
+func relayMessages(dst, src *websocket.Conn, stop context.Context) (res relayResult) {
+	ctx := context.Background()
+	src.SetReadLimit(-1)
+	buf := make([]byte, wsFrameBytes)
 	for {
-		if buffered.Buffered() == 0 {
-			if res.err = bw.Flush(); res.err != nil {
-				return res
-			}
-		}
-		if _, res.err = io.ReadFull(src, hdr[:2]); res.err != nil {
+		typ, r, err := src.Reader(ctx)
+		if err != nil {
+			res.err = err
 			return res
 		}
 		if stop != nil && stop.Err() != nil {
-			if res.err = bw.Flush(); res.err == nil {
-				res.err = errRelayStopped
-			}
+			res.err = errRelayStopped
 			return res
 		}
-		n := int64(hdr[1] & 0x7f)
-		ext := 0
-		switch n {
-		case 126:
-			ext = 2
-		case 127:
-			ext = 8
-		}
-		if hdr[1]&0x80 != 0 {
-			ext += 4 // masking key
-		}
-		if _, res.err = io.ReadFull(src, hdr[2:2+ext]); res.err != nil {
+		n, err := relayMessage(ctx, dst, typ, r, buf, &res.writeFailed)
+		res.bytes += n
+		if err != nil {
+			res.err = err
 			return res
 		}
-		switch n {
-		case 126:
-			n = int64(binary.BigEndian.Uint16(hdr[2:4]))
-		case 127:
-			n = int64(binary.BigEndian.Uint64(hdr[2:10]) & (1<<63 - 1))
-		}
-		res.midFrame = true
-		if _, res.err = bw.Write(hdr[:2+ext]); res.err != nil {
-			return res
-		}
-		var copied int64
-		copied, res.err = io.CopyN(bw, src, n)
-		res.bytes += copied
-		if res.err != nil {
-			return res
-		}
-		res.midFrame = false
-		res.frames++
-		if hdr[0]&0x0f == 0x8 {
-			res.sawClose = true
-			res.err = bw.Flush()
-			return res
-		}
+		res.messages++
 	}
+}
+
+// relayMessage sends one message on: as one frame when it fits in buf,
+// otherwise in fragments as it arrives.
+func relayMessage(ctx context.Context, dst *websocket.Conn, typ websocket.MessageType, r io.Reader, buf []byte, writeFailed *bool) (int64, error) {
+	n, err := io.ReadFull(r, buf)
+	switch err {
+	case io.EOF, io.ErrUnexpectedEOF:
+		if err := dst.Write(ctx, typ, buf[:n]); err != nil {
+			*writeFailed = true
+			return 0, err
+		}
+		return int64(n), nil
+	case nil:
+	default:
+		return 0, err
+	}
+	w, err := dst.Writer(ctx, typ)
+	if err != nil {
+		*writeFailed = true
+		return 0, err
+	}
+	out := &errWriter{w: w, failed: writeFailed}
+	if _, err := out.Write(buf); err != nil {
+		return 0, err
+	}
+	more, err := io.CopyBuffer(out, r, buf)
+	if err != nil {
+		return int64(n) + more, err
+	}
+	if err := w.Close(); err != nil {
+		*writeFailed = true
+		return int64(n) + more, err
+	}
+	return int64(n) + more, nil
 }
 
 // errWriter records that its writer failed, to tell a dead destination

@@ -8,8 +8,9 @@ import (
 // retention.
 const janitorEvery = time.Hour
 
-// janitor expires what sessions leave behind: logs past LogRetention and
-// durable state unsaved for StateRetention. It runs until Shutdown.
+// janitor expires what sessions leave behind: logs past LogRetention,
+// session storage unused for StorageRetention, and durable state unsaved
+// for StateRetention. It runs until Shutdown.
 func (m *Manager) janitor() {
 	t := time.NewTicker(janitorEvery)
 	defer t.Stop()
@@ -27,6 +28,11 @@ func (m *Manager) janitor() {
 func (m *Manager) expire(now time.Time) {
 	if err := m.pruneLogs(m.opts.LogRetention); err != nil {
 		m.log.Warn("prune session logs", "err", err)
+	}
+	if r := m.opts.StorageRetention; r > 0 && m.opts.Storage != nil {
+		if err := m.opts.Storage.Expire(now.Add(-r)); err != nil {
+			m.log.Warn("expire session storage", "err", err)
+		}
 	}
 	if r := m.opts.StateRetention; r > 0 && m.state != nil {
 		ctx, cancel := storeCtx()

@@ -23,6 +23,7 @@ import (
 	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/sandbox"
 	"github.com/berth-dev/berth/internal/session/agentlog"
+	"github.com/berth-dev/berth/internal/storage"
 	"github.com/google/uuid"
 )
 
@@ -67,6 +68,11 @@ type Options struct {
 	// how long saved state outlives its last save (0: forever).
 	StateDir       string
 	StateRetention time.Duration
+	// Storage keeps sessions' persistent filesystems (session storage);
+	// nil where the host cannot. StorageRetention wipes one unused that
+	// long (0: never).
+	Storage          *storage.Store
+	StorageRetention time.Duration
 	// Observer, if set, hears of session starts and ends (for metrics).
 	Observer Observer
 	// StartTimeout bounds sandbox start plus the first healthy ping. Default 30s.
@@ -220,6 +226,12 @@ func (m *Manager) Recover(ctx context.Context) error {
 	for name, b := range m.backends {
 		if err := b.Reap(ctx); err != nil {
 			return fmt.Errorf("reap %s sandboxes: %w", name, err)
+		}
+	}
+	// After the reap: a leftover sandbox would hold its storage's mount.
+	if m.opts.Storage != nil {
+		if err := m.opts.Storage.Recover(); err != nil {
+			return fmt.Errorf("recover session storage: %w", err)
 		}
 	}
 	return nil
@@ -554,6 +566,17 @@ func (m *Manager) RegistryChanged(ctx context.Context, c registry.Change) {
 		if m.state != nil {
 			if _, err := m.state.DeleteStates(ctx, c.RuntimeID, time.Time{}); err != nil {
 				m.log.Error("delete session states of a deleted runtime", "runtime_id", c.RuntimeID, "err", err)
+			}
+		}
+		if m.opts.Storage != nil {
+			if err := m.opts.Storage.Delete(c.RuntimeID, ""); err != nil {
+				m.log.Error("delete session storage of a deleted runtime", "runtime_id", c.RuntimeID, "err", err)
+			}
+		}
+	case registry.EndpointDeleted:
+		if m.opts.Storage != nil {
+			if err := m.opts.Storage.Delete(c.RuntimeID, c.Endpoint); err != nil {
+				m.log.Error("delete session storage of a deleted endpoint", "runtime_id", c.RuntimeID, "endpoint", c.Endpoint, "err", err)
 			}
 		}
 	case registry.RuntimeCreated, registry.RuntimeUpdated, registry.EndpointChanged:

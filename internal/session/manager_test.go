@@ -6,7 +6,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -14,6 +17,7 @@ import (
 	"github.com/berth-dev/berth/api"
 	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/sandbox"
+	"github.com/berth-dev/berth/internal/sandbox/sandboxfake"
 	"github.com/berth-dev/berth/internal/session"
 	"github.com/berth-dev/berth/internal/store"
 )
@@ -21,23 +25,30 @@ import (
 type harness struct {
 	t    *testing.T
 	db   *store.DB
-	fake *fakeBackend
+	fake *sandboxfake.Backend
 	m    *session.Manager
 }
 
 // newHarness must run inside a synctest bubble: the manager's timers, the
 // fake agents and the store's goroutines all belong to it.
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T) *harness { return newHarnessWith(t) }
+
+func newHarnessWith(t *testing.T, mutate ...func(*session.Options)) *harness {
 	db, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "berth.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	fake := &fakeBackend{}
-	m := session.NewManager(db, map[string]sandbox.Backend{"fake": fake}, session.Options{
+	fake := sandboxfake.New(sandboxfake.Options{})
+	opts := session.Options{
+		LogDir:         t.TempDir(),
 		DefaultBackend: "fake",
 		StopGrace:      time.Second,
 		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	}
+	for _, m := range mutate {
+		m(&opts)
+	}
+	m := session.NewManager(db, map[string]sandbox.Backend{"fake": fake}, opts)
 	h := &harness{t: t, db: db, fake: fake, m: m}
 	t.Cleanup(func() {
 		m.Shutdown(context.Background())
@@ -102,7 +113,7 @@ func TestIdleTimeout(t *testing.T) {
 		if r.State != session.StateTerminated || r.EndReason != session.EndIdleTimeout || r.Invocations != 2 {
 			t.Fatalf("want idle_timeout after 2 calls, got %+v", r)
 		}
-		if !h.fake.last().stopped.Load() {
+		if !h.fake.Last().Stopped() {
 			t.Fatal("sandbox not stopped")
 		}
 		// The same ID then gets a new sandbox and a new record.
@@ -117,13 +128,13 @@ func TestHealthyBusyHoldsOffIdle(t *testing.T) {
 		h := newHarness(t)
 		sp := spec("busy-session-0123456789012345678901234", 15*time.Minute, 8*time.Hour)
 		rec := h.invoke(sp)
-		agent := h.fake.last()
-		agent.setStatus(api.PingHealthyBusy)
+		agent := h.fake.Last()
+		agent.SetPing(sandboxfake.PingHealthyBusy)
 		time.Sleep(2 * time.Hour)
 		if r := h.ended(rec.ID); r.State == session.StateTerminated {
 			t.Fatalf("HealthyBusy session reaped: %+v", r)
 		}
-		agent.setStatus(api.PingHealthy) // background work done
+		agent.SetPing(sandboxfake.PingHealthy) // background work done
 		time.Sleep(14 * time.Minute)
 		if r := h.ended(rec.ID); r.State == session.StateTerminated {
 			t.Fatal("idle clock did not restart at the Healthy transition")
@@ -156,7 +167,7 @@ func TestUnhealthyAndCrash(t *testing.T) {
 		h := newHarness(t)
 		sp := spec("sick-session-0123456789012345678901234", 15*time.Minute, 8*time.Hour)
 		rec := h.invoke(sp)
-		h.fake.last().pingCode.Store(http.StatusInternalServerError)
+		h.fake.Last().SetPing(strconv.Itoa(http.StatusInternalServerError))
 		// Three failed pings at 2 s, then one more interval in which an
 		// exit would have said the agent crashed instead.
 		time.Sleep(9 * time.Second)
@@ -166,7 +177,7 @@ func TestUnhealthyAndCrash(t *testing.T) {
 
 		sp.SessionID = "dead-session-0123456789012345678901234"
 		rec = h.invoke(sp)
-		h.fake.last().crash(3)
+		h.fake.Last().Crash(3)
 		if r := h.ended(rec.ID); r.EndReason != session.EndCrashed || r.Detail == "" {
 			t.Fatalf("want crashed with detail, got %+v", r)
 		}
@@ -210,9 +221,7 @@ func TestWarmPool(t *testing.T) {
 		if n := h.m.PoolSize("rt-0123456789"); n != 2 {
 			t.Fatalf("pool has %d ready, want 2", n)
 		}
-		h.fake.mu.Lock()
-		pooled := h.fake.handles[0]
-		h.fake.mu.Unlock()
+		pooled := h.fake.Handles()[0]
 
 		// Claims never share a sandbox, and the pool refills.
 		seen := map[string]bool{}
@@ -233,14 +242,12 @@ func TestWarmPool(t *testing.T) {
 			t.Fatalf("pool did not refill: %d ready", n)
 		}
 		// A new version recycles the unclaimed sandboxes.
-		h.fake.mu.Lock()
-		before := append([]*fakeHandle(nil), h.fake.handles...)
-		h.fake.mu.Unlock()
+		before := h.fake.Handles()
 		h.m.SetPool("rt-0123456789", 2, cfg)
 		synctest.Wait()
 		stopped := 0
 		for _, fh := range before {
-			if fh.stopped.Load() {
+			if fh.Stopped() {
 				stopped++
 			}
 		}
@@ -253,4 +260,66 @@ func TestWarmPool(t *testing.T) {
 			t.Fatalf("a version-1 session took from the version-2 pool")
 		}
 	})
+}
+
+// TestLaunchFollowsCapabilities: a session's default network and the way
+// its durable-state socket reaches the agent follow what the backend says
+// it can do, whatever its name.
+func TestLaunchFollowsCapabilities(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		caps sandbox.Capabilities
+	}{
+		{"HostPaths", sandbox.Capabilities{DefaultNetwork: sandbox.NetworkHost, Networks: []sandbox.NetworkMode{sandbox.NetworkHost}, HostPaths: true}},
+		{"Mounts", sandbox.Capabilities{DefaultNetwork: sandbox.NetworkNone, Networks: []sandbox.NetworkMode{sandbox.NetworkNone}, PrivateNetwork: true, Mounts: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "berth.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			fake := sandboxfake.New(sandboxfake.Options{Capabilities: &tc.caps})
+			m := session.NewManager(db, map[string]sandbox.Backend{"any": fake}, session.Options{
+				LogDir:         t.TempDir(),
+				StateDir:       t.TempDir(),
+				DefaultBackend: "any",
+				Logger:         slog.New(slog.DiscardHandler),
+			})
+			defer m.Shutdown(context.Background())
+			sp := spec("caps-session-0123456789012345678901234", 15*time.Minute, time.Hour)
+			sp.Settings.Sessions.Durability = registry.DurabilityState
+			sp.Settings.Sessions.StateMaxBytes = 1 << 20
+			c, err := m.Acquire(context.Background(), sp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Release()
+
+			got := fake.Last().Spec()
+			if got.Network != tc.caps.DefaultNetwork {
+				t.Errorf("network %q, want the backend's default %q", got.Network, tc.caps.DefaultNetwork)
+			}
+			socket := ""
+			for _, kv := range got.Env {
+				if v, ok := strings.CutPrefix(kv, api.EnvStateSocket+"="); ok {
+					socket = v
+				}
+			}
+			isSocket := func(p string) bool {
+				fi, err := os.Stat(p)
+				return err == nil && fi.Mode()&os.ModeSocket != 0
+			}
+			if tc.caps.HostPaths {
+				if !isSocket(socket) || len(got.Mounts) != 0 {
+					t.Errorf("state socket %q with mounts %v; want the socket's host path and no mount", socket, got.Mounts)
+				}
+				return
+			}
+			if len(got.Mounts) != 1 || !isSocket(filepath.Join(got.Mounts[0].Source, "state.sock")) ||
+				socket != filepath.Join(got.Mounts[0].Target, "state.sock") {
+				t.Errorf("state socket %q with mounts %v; want it inside a mount of the socket's dir", socket, got.Mounts)
+			}
+		})
+	}
 }

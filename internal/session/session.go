@@ -16,6 +16,7 @@ import (
 	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/sandbox"
+	"github.com/berth-dev/berth/internal/storage"
 )
 
 // Session is one live session incarnation and its sandbox.
@@ -28,10 +29,11 @@ type Session struct {
 	backend sandbox.Backend
 	log     *slog.Logger
 
-	state    *stateServer  // durable sessions only; set before ready closes
-	warm     bool          // the sandbox came from a warm pool; set before ready closes
-	ready    chan struct{} // closed once the agent answered /ping, or start failed
-	done     chan struct{} // closed after teardown and the final store write
+	state    *stateServer    // durable sessions only; set before ready closes
+	volume   *storage.Volume // session storage, if the runtime has it; set before ready closes
+	warm     bool            // the sandbox came from a warm pool; set before ready closes
+	ready    chan struct{}   // closed once the agent answered /ping, or start failed
+	done     chan struct{}   // closed after teardown and the final store write
 	startErr error
 	rec      Record
 
@@ -170,6 +172,11 @@ func (s *Session) start() error {
 	ctx, cancel := context.WithTimeout(s.killCtx, s.m.opts.StartTimeout)
 	defer cancel()
 	var err error
+	if path := s.spec.Settings.SessionStorage; path != "" {
+		if s.volume, err = s.m.attachStorage(s.spec, s.backend); err != nil {
+			return err
+		}
+	}
 	if s.spec.Settings.Sessions.Durable() {
 		if s.state, err = s.m.startStateServer(s.rec.ID, int64(s.spec.Settings.Sessions.StateMaxBytes)); err != nil {
 			return err
@@ -184,6 +191,7 @@ func (s *Session) start() error {
 		backend:   s.backend,
 		logPath:   logPath,
 		state:     s.state,
+		volume:    s.volume,
 	}, s.setAgent)
 	if err != nil {
 		if s.killCtx.Err() != nil {
@@ -192,6 +200,17 @@ func (s *Session) start() error {
 		return err
 	}
 	return s.recordPlacement(a.h)
+}
+
+// attachStorage mounts a session's storage for its new sandbox.
+func (m *Manager) attachStorage(spec Spec, b sandbox.Backend) (*storage.Volume, error) {
+	switch {
+	case m.opts.Storage == nil:
+		return nil, errors.New("runtime asks for session storage, which this host cannot give (it needs berth to run as root, with loop devices and mkfs.ext4)")
+	case !b.Capabilities().Mounts || b.Capabilities().HostPaths:
+		return nil, errors.New("session storage needs the linux sandbox backend, which mounts it for the sandbox alone")
+	}
+	return m.opts.Storage.Attach(storage.Key{RuntimeID: spec.RuntimeID, Endpoint: spec.Endpoint, SessionID: spec.SessionID}, spec.Version)
 }
 
 // recordPlacement writes where the session's sandbox answers.
@@ -215,6 +234,7 @@ type launchSpec struct {
 	backend   sandbox.Backend
 	logPath   string
 	state     *stateServer
+	volume    *storage.Volume
 }
 
 // sandboxSpec derives the sandbox a session or pool member runs from its
@@ -232,10 +252,11 @@ func sandboxSpec(ls launchSpec, arn string) sandbox.Spec {
 	env = append(env, api.EnvRuntimeARN+"="+arn, api.EnvOTELResourceAttributes+"="+otel)
 	network := cfg.Network
 	if network == "" {
-		network = sandbox.NetworkHost
-		if ls.backend.Name() != "process" {
-			network = sandbox.NetworkNone
-		}
+		network = ls.backend.Capabilities().DefaultNetwork
+	}
+	mounts := slices.Clone(cfg.Mounts)
+	if ls.volume != nil {
+		mounts = append(mounts, sandbox.Mount{Source: ls.volume.Dir, Target: cfg.SessionStorage})
 	}
 	return sandbox.Spec{
 		Name:      ls.name,
@@ -246,7 +267,7 @@ func sandboxSpec(ls launchSpec, arn string) sandbox.Spec {
 		Env:       env,
 		Limits:    cfg.Limits.Sandbox(),
 		Network:   network,
-		Mounts:    slices.Clone(cfg.Mounts),
+		Mounts:    mounts,
 	}
 }
 
@@ -262,8 +283,9 @@ func (m *Manager) launch(ctx context.Context, ls launchSpec, started func(*agent
 	if out != nil {
 		spec.Output = out.Writer()
 	}
+	caps := ls.backend.Capabilities()
 	if ls.state != nil {
-		ls.state.wire(&spec, ls.backend.Name() == "process")
+		ls.state.wire(&spec, caps.HostPaths)
 	}
 	h, err := ls.backend.Start(ctx, spec)
 	if err != nil {
@@ -278,7 +300,7 @@ func (m *Manager) launch(ctx context.Context, ls launchSpec, started func(*agent
 	// An agent that ignores PORT (AWS's SDKs bind 8080) cannot share the
 	// host network with other sessions: say so rather than time out mutely.
 	hint := ""
-	if spec.Network == sandbox.NetworkHost {
+	if caps.SharesHostNetwork(spec.Network) {
 		hint = "; the agent must listen on $PORT: agents that always bind 8080 (AWS's bedrock-agentcore SDKs do) " +
 			"need the linux sandbox backend (sandbox: linux), which gives each session its own network namespace"
 	}
@@ -457,6 +479,11 @@ func (s *Session) teardown() {
 	}
 	if s.state != nil {
 		s.state.close()
+	}
+	if s.volume != nil {
+		if err := s.volume.Detach(); err != nil {
+			s.log.Error("detach session storage", "err", err)
+		}
 	}
 	if s.rec.ID == "" {
 		return

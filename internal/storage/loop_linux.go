@@ -14,6 +14,16 @@ import (
 // mountImage attaches image to a free loop device and mounts its ext4 at
 // mnt. The device clears itself when the mount goes.
 func mountImage(image, mnt string) error {
+	// Two loop devices over one image would be two filesystems writing
+	// one disk. An image still attached (a mount namespace made while it
+	// was mounted keeps a copy of the mount, and with it the device) is
+	// mounted again through its device: one block device, one filesystem.
+	if dev := attachedLoop(image); dev != "" {
+		if err := unix.Mount(dev, mnt, "ext4", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOATIME, ""); err != nil {
+			return fmt.Errorf("mount %s again: %w", dev, err)
+		}
+		return os.Chmod(mnt, 0o1777)
+	}
 	ctl, err := os.OpenFile("/dev/loop-control", os.O_RDWR, 0)
 	if err != nil {
 		return fmt.Errorf("loop control: %w", err)
@@ -62,6 +72,17 @@ func mountImage(image, mnt string) error {
 		return os.Chmod(mnt, 0o1777)
 	}
 	return errors.New("no free loop device")
+}
+
+// attachedLoop names the loop device backed by image, if any.
+func attachedLoop(image string) string {
+	files, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	for _, f := range files {
+		if b, err := os.ReadFile(f); err == nil && strings.TrimSpace(string(b)) == image {
+			return "/dev/" + filepath.Base(filepath.Dir(filepath.Dir(f)))
+		}
+	}
+	return ""
 }
 
 // unmount flushes and unmounts mnt; a busy mount is detached lazily.

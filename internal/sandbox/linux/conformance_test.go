@@ -5,6 +5,7 @@ package linux_test
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"net/netip"
 	"testing"
 
 	"github.com/berth-dev/berth/internal/sandbox"
@@ -12,15 +13,29 @@ import (
 	"github.com/berth-dev/berth/internal/sandbox/sandboxtest"
 )
 
-// conformanceBackend builds a backend over sandboxtest.Root(t); the cgroup
-// parent is derived from that root so the Reap subtest's two instances share it.
-func conformanceBackend(t *testing.T) sandbox.Backend {
-	root := sandboxtest.Root(t)
+// conformanceConfig sets up a backend over root; the cgroup parent is
+// derived from root, so every instance over one root shares it (the Reap
+// and Attach subtests, and the stand-in berth of ReapAfterBerthKilled).
+func conformanceConfig(root string) func(*linux.Config) {
 	sum := sha256.Sum256([]byte(root))
-	return newBackend(t, func(c *linux.Config) {
+	return func(c *linux.Config) {
 		c.RootDir = root
 		c.CgroupParent = "berth-conf-" + hex.EncodeToString(sum[:4])
-	})
+		c.EgressRange = netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 215, sum[4], 0}), 24)
+	}
+}
+
+// conformanceBackend builds a backend over sandboxtest.Root(t).
+func conformanceBackend(t *testing.T) sandbox.Backend {
+	return newBackend(t, conformanceConfig(sandboxtest.Root(t)))
+}
+
+// standInBackend is conformanceBackend for BerthMain, in a process that
+// the suite kills.
+func standInBackend(root, _ string) (sandbox.Backend, error) {
+	var cfg linux.Config
+	conformanceConfig(root)(&cfg)
+	return linux.New(cfg)
 }
 
 func TestConformanceOwnNetwork(t *testing.T) {

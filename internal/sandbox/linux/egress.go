@@ -452,6 +452,27 @@ func (e *egress) free(v veth) {
 	e.mu.Unlock()
 }
 
+// adopt marks the subnet of a running sandbox's veth, found by name, as
+// held, and makes sure the rules that confine it are installed.
+func (e *egress) adopt(name string) (veth, error) {
+	if err := e.ensure(); err != nil {
+		return veth{}, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := uint32(1) << (30 - e.subnets.Bits())
+	for i := range n {
+		if v := e.vethFor(i); v.Name == name {
+			if e.used[i] {
+				return veth{}, fmt.Errorf("veth %s is held by another sandbox here", name)
+			}
+			e.used[i] = true
+			return v, nil
+		}
+	}
+	return veth{}, fmt.Errorf("veth %s is outside the egress range %s", name, e.subnets)
+}
+
 // attach wires a veth into the sandbox network namespace ns. record is
 // called with the host-side name before the link exists, so a berth that
 // dies half-way leaves a name Reap can find.

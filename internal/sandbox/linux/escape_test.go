@@ -320,6 +320,56 @@ func TestEscapeSuite(t *testing.T) {
 		led.attempt("allocate past the memory limit (exit: "+ex.String()+")", err != nil && ex.OOMKilled && victimAlive(), ex)
 	})
 
+	t.Run("hidden", func(t *testing.T) {
+		led.t = t
+		// berth's own layout with `workdir: .` and `data_dir: ./.berth`: the
+		// code dir holds the data dir, which holds the backend's root; and a
+		// runtime mount of the whole host root.
+		for _, work := range []string{t.TempDir(), hostDir(t)} {
+			data := filepath.Join(work, ".berth")
+			if err := os.MkdirAll(data, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(data, "berth.db"), []byte("host-secret"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			hb := newBackend(t, func(c *linux.Config) {
+				c.RootDir = filepath.Join(data, "sandboxes", "linux")
+				c.HidePaths = []string{data}
+			})
+			other := start(t, hb, spec(t, func(s *sandbox.Spec) { s.Dir = work }))
+			otherDir := linux.SandboxDir(hb, other.ID())
+			h, err := hb.Start(context.Background(), spec(t, func(s *sandbox.Spec) {
+				s.Dir = work
+				s.Mounts = []sandbox.Mount{{Source: "/", Target: "/tmp/host", ReadOnly: true}}
+			}))
+			if err != nil {
+				led.attempt("start a sandbox whose code dir holds berth's data dir", false, err)
+				continue
+			}
+			t.Cleanup(func() { _ = h.Stop(context.Background(), time.Second) })
+			waitPing(t, h)
+			secretless := func(r tryResult) bool {
+				return !r.OK || !strings.Contains(r.Out, "secret") && !strings.Contains(r.Out, "root:")
+			}
+			for _, p := range []string{
+				filepath.Join(data, "berth.db"),
+				"/tmp/host" + filepath.Join(data, "berth.db"),
+				"/tmp/host/etc/shadow",
+				filepath.Join(otherDir, "state.json"),
+				"/tmp/host" + filepath.Join(otherDir, "state.json"),
+				"/tmp/host/proc/1/root/etc/shadow",
+			} {
+				r := mustTry(t, h, tryReq{Op: "read", Arg: p})
+				led.attempt("read hidden "+p+" through a bind", secretless(r), r)
+			}
+			for _, p := range []string{data, "/tmp/host" + data, "/tmp/host/run", "/tmp/host" + filepath.Dir(otherDir)} {
+				r := mustTry(t, h, tryReq{Op: "ls", Arg: p})
+				led.attempt("list hidden "+p+" through a bind", r.Out == "", r)
+			}
+		}
+	})
+
 	t.Run("outlive", func(t *testing.T) {
 		led.t = t
 		s := spec(t)

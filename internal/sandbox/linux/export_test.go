@@ -67,14 +67,14 @@ func Leftovers(b *Backend) []string {
 	var out []string
 	entries, _ := os.ReadDir(b.cfg.RootDir)
 	for _, e := range entries {
-		if reapPattern.MatchString(e.Name()) && !ours[e.Name()] {
+		if reapable(e.Name()) && !ours[e.Name()] {
 			out = append(out, filepath.Join(b.cfg.RootDir, e.Name()))
 		}
 	}
-	for _, d := range b.layout.dirs() {
+	for _, d := range b.layout.Dirs() {
 		entries, _ := os.ReadDir(d)
 		for _, e := range entries {
-			if e.IsDir() && reapPattern.MatchString(e.Name()) && !ours[e.Name()] {
+			if e.IsDir() && reapable(e.Name()) && !ours[e.Name()] {
 				out = append(out, filepath.Join(d, e.Name()))
 			}
 		}

@@ -5,6 +5,7 @@ package linux
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,6 +36,9 @@ type handle struct {
 	p       *initProc     // the init serving this sandbox; owns cgroups, netns, veth
 	status  *bufio.Reader // over p.status, once the init is taken
 	madeDir bool
+	// exitFile is the init's exit report, read by an attached handle
+	// (which has no status pipe).
+	exitFile *os.File
 
 	done chan struct{}
 	// mu guards the fields that follow; they are final once done is closed.
@@ -65,7 +69,7 @@ func (h *handle) Stats() (sandbox.Stats, error) {
 		return sandbox.Stats{}, fmt.Errorf("sandbox %s stats: sandbox has exited", h.name)
 	default:
 	}
-	s, err := h.p.cg.stats()
+	s, err := h.p.cg.Stats()
 	if err != nil {
 		return s, fmt.Errorf("sandbox %s stats: %w", h.name, err)
 	}
@@ -74,6 +78,43 @@ func (h *handle) Stats() (sandbox.Stats, error) {
 
 // wait is the handle's one goroutine.
 func (h *handle) wait() {
+	var st sandbox.ExitStatus
+	if h.p.cmd != nil {
+		st = h.waitChild()
+	} else {
+		st = h.waitAttached()
+	}
+	err := h.cleanup()
+	if err != nil {
+		h.log.Warn("sandbox cleanup", "err", err)
+	}
+	h.log.Debug("sandbox exited", "exit", st.String())
+	h.mu.Lock()
+	h.exit, h.cleanupErr = st, err
+	h.mu.Unlock()
+	close(h.done)
+}
+
+// waitAttached waits for an init that is not our child, and reads how its
+// agent ended from the exit file.
+func (h *handle) waitAttached() sandbox.ExitStatus {
+	h.p.proc.Wait()
+	st := sandbox.ExitStatus{Code: -1, Unknown: true}
+	if h.exitFile != nil {
+		defer h.exitFile.Close()
+		var m statusMsg
+		if err := json.NewDecoder(h.exitFile).Decode(&m); err == nil && m.Exited {
+			st = sandbox.ExitStatus{Code: m.Code, Signal: m.Signal}
+		}
+	}
+	if (st.Unknown || st.Signal == unix.SignalName(syscall.SIGKILL)) && h.p.cg.OOMKilled() {
+		st = sandbox.ExitStatus{Code: -1, Signal: unix.SignalName(syscall.SIGKILL), OOMKilled: true}
+	}
+	return st
+}
+
+// waitChild reads the init's status pipe until it closes, and reaps it.
+func (h *handle) waitChild() sandbox.ExitStatus {
 	var agentExit *statusMsg
 	for {
 		m, err := readStatus(h.status)
@@ -104,18 +145,10 @@ func (h *handle) wait() {
 	}
 	// A SIGKILL with OOM kills recorded in the memory cgroup is the OOM
 	// killer's work, whichever process it chose.
-	if st.Signal == unix.SignalName(syscall.SIGKILL) && h.p.cg.oomKilled() {
+	if st.Signal == unix.SignalName(syscall.SIGKILL) && h.p.cg.OOMKilled() {
 		st.OOMKilled = true
 	}
-	err := h.cleanup()
-	if err != nil {
-		h.log.Warn("sandbox cleanup", "err", err)
-	}
-	h.log.Debug("sandbox exited", "exit", st.String())
-	h.mu.Lock()
-	h.exit, h.cleanupErr = st, err
-	h.mu.Unlock()
-	close(h.done)
+	return st
 }
 
 // cleanup kills anything left in the cgroups and removes the cgroups, the
@@ -138,10 +171,10 @@ func (h *handle) cleanup() error {
 	if h.b.live[h.name] == h {
 		delete(h.b.live, h.name)
 	}
-	if h.port != 0 {
-		delete(h.b.ports, h.port)
-	}
 	h.b.mu.Unlock()
+	if h.port != 0 {
+		h.b.ports.Release(h.port)
+	}
 	return errors.Join(errs...)
 }
 
@@ -154,7 +187,7 @@ func (h *handle) Stop(ctx context.Context, grace time.Duration) error {
 		return h.stopErr()
 	default:
 	}
-	_ = h.p.cmd.Process.Signal(syscall.SIGTERM)
+	h.p.signal(syscall.SIGTERM)
 	t := time.NewTimer(grace)
 	defer t.Stop()
 	select {
@@ -163,7 +196,7 @@ func (h *handle) Stop(ctx context.Context, grace time.Duration) error {
 	case <-t.C:
 	case <-ctx.Done():
 	}
-	_ = h.p.cmd.Process.Kill()
+	h.p.signal(syscall.SIGKILL)
 	// Teardown must finish even if the caller has given up.
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()

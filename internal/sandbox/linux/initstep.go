@@ -28,6 +28,10 @@ const (
 	// when the init is taken for a session.
 	fdControl = 3
 	fdStatus  = 4 // the init step writes statusMsg lines here
+	// fdExit is the sandbox directory's exit file, where the init also
+	// writes the agent's exit, for a berth that attached after a restart
+	// and so cannot read the status pipe.
+	fdExit = 5
 )
 
 // warmConfig is what an init needs before it knows its session: the
@@ -110,6 +114,7 @@ func runInit() int {
 	// Keep our descriptors out of the agent.
 	unix.CloseOnExec(fdControl)
 	unix.CloseOnExec(fdStatus)
+	unix.CloseOnExec(fdExit)
 
 	// Handle TERM/INT before anything else: PID 1 ignores signals it has no
 	// handler for, so an early Stop would otherwise wait for its grace.
@@ -154,7 +159,7 @@ func runInit() int {
 		}
 		unix.Close(logFd)
 	}
-	if err := finishRoot(warm.NewRoot, hidden, &cfg); err != nil {
+	if err := finishRoot(warm.NewRoot, hidden, warm.Hide, &cfg); err != nil {
 		return fail(fmt.Errorf("set up mounts: %w", err))
 	}
 	if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
@@ -220,6 +225,9 @@ func runInit() int {
 			code = 128 + int(ws.Signal())
 		}
 		report(m)
+		if b, err := json.Marshal(m); err == nil {
+			_, _ = unix.Write(fdExit, append(b, '\n'))
+		}
 		// Exiting tears down the pid namespace: leftovers die with us.
 		return code
 	}

@@ -21,12 +21,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,57 +36,15 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/sandbox"
+	"github.com/berth-dev/berth/internal/sandbox/internal/cgroups"
+	"github.com/berth-dev/berth/internal/sandbox/internal/procfs"
 )
-
-// Config configures the backend.
-type Config struct {
-	// RootDir holds one small directory per sandbox (its state file and the
-	// empty mount point its root is assembled on). Put it under berth's data
-	// directory. Sandboxes never see it.
-	RootDir string
-	// CgroupParent names the cgroup every sandbox's cgroups go under. A
-	// relative name nests under berth's own cgroup in each hierarchy (the
-	// delegation pattern); an absolute one starts at the hierarchy root.
-	// Default "berth".
-	CgroupParent string
-	// HidePaths are host paths every sandbox sees as empty: berth's data
-	// directory, secrets. RootDir, /run, /root, /etc/shadow, /etc/gshadow
-	// and /etc/ssh are always hidden; /tmp is always replaced.
-	HidePaths []string
-	// DefaultNetwork applies when a Spec leaves Network empty. Default none.
-	DefaultNetwork sandbox.NetworkMode
-	// UserNamespace maps root inside each sandbox to its own unprivileged
-	// host uid/gid range (UIDBase + k*65536, size 65536). Stronger, but the
-	// agent's code, binary and bind-mount sources must then be readable by
-	// "other" on the host. Default off: see docs/isolation.md.
-	UserNamespace bool
-	// UIDBase is the first host uid used for user namespaces. Default 100000.
-	UIDBase uint32
-	// WarmInits is how many started init steps the backend keeps ready for
-	// each network mode it has been asked for (see pool.go): a Start then
-	// skips fork, exec, namespace creation and most mounts. Default 2;
-	// negative turns the pool off.
-	WarmInits int
-	// EgressRange is the private IPv4 range egress sandboxes take their /30
-	// subnets from. Default 10.213.0.0/16. Give each berth on a host its own.
-	EgressRange netip.Prefix
-	// EgressDeny lists destinations egress sandboxes may not reach, on top
-	// of the host itself, other sandboxes and 169.254.0.0/16 (cloud
-	// metadata), which are always denied. Add your LAN ranges here.
-	EgressDeny []netip.Prefix
-	// EgressDNS are the resolvers written into egress sandboxes'
-	// /etc/resolv.conf. Default: the host's nameservers a sandbox can reach
-	// (not loopback, not the host's own addresses).
-	EgressDNS []netip.Addr
-	// Logger receives lifecycle logs. Default slog.Default().
-	Logger *slog.Logger
-}
 
 // Backend starts linux sandboxes.
 type Backend struct {
 	cfg    Config
 	log    *slog.Logger
-	layout *cgroupLayout
+	layout *cgroups.Layout
 	// hostNet is berth's own network namespace, to return to after dialing
 	// into a sandbox's.
 	hostNet *os.File
@@ -98,6 +55,8 @@ type Backend struct {
 	egress  *egress
 	// nice is berth's own nice value, which sandboxes run at.
 	nice int
+	// ports holds the loopback ports of host-network sandboxes.
+	ports sandbox.Ports
 
 	// mu guards the fields that follow. Lock order: pool.mu and egress.mu
 	// are never held while taking mu, nor mu while taking them.
@@ -105,7 +64,6 @@ type Backend struct {
 	live  map[string]*handle
 	procs map[string]bool // inits started and not yet released, by name
 	slots map[uint32]bool // user-namespace uid ranges in use
-	ports map[int]bool    // loopback ports of host-network sandboxes
 }
 
 var _ sandbox.Backend = (*Backend)(nil)
@@ -113,13 +71,13 @@ var _ sandbox.Backend = (*Backend)(nil)
 // ErrExists means a sandbox with the spec's name is already running here.
 var ErrExists = errors.New("sandbox already exists")
 
-// namePattern matches sandbox.Name's output; reapPattern adds the names of
-// inits not yet taken by a session. Anything else under RootDir or the
-// cgroup parent is not ours to reap.
-var (
-	namePattern = regexp.MustCompile(`^b[0-9a-f]{16}$`)
-	reapPattern = regexp.MustCompile(`^[bp][0-9a-f]{16}$`)
-)
+// reapable reports whether a name under RootDir or the cgroup parent is
+// ours to reap: a sandbox's, or an init's not yet taken by a session.
+// Anything else there is left alone.
+func reapable(name string) bool {
+	init, ok := strings.CutPrefix(name, "p")
+	return sandbox.ValidName(name) || ok && sandbox.ValidName("b"+init)
+}
 
 // Available reports whether this host can run linux sandboxes, and if not, why.
 func Available() error {
@@ -138,11 +96,11 @@ func Available() error {
 	if err := unix.MountSetattr(-1, "/nonexistent-berth-probe", 0, &unix.MountAttr{}); errors.Is(err, unix.ENOSYS) {
 		return fmt.Errorf("linux sandbox needs mount_setattr (Linux 5.12 or later): %w", sandbox.ErrUnsupported)
 	}
-	l, err := detectCgroups("berth")
+	l, err := cgroups.Detect("berth")
 	if err != nil {
 		return fmt.Errorf("linux sandbox: %w", err)
 	}
-	if m := l.missing(); len(m) > 0 {
+	if m := l.Missing(); len(m) > 0 {
 		return fmt.Errorf("linux sandbox needs cgroup controllers %s: %w", strings.Join(m, ", "), sandbox.ErrUnsupported)
 	}
 	return nil
@@ -168,19 +126,29 @@ func New(cfg Config) (*Backend, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	root, err := filepath.Abs(cfg.RootDir)
+	if err := os.MkdirAll(cfg.RootDir, 0o711); err != nil {
+		return nil, fmt.Errorf("new linux backend: create root dir: %w", err)
+	}
+	// Hiding compares paths: every one is absolute, without symlinks.
+	root, err := canonical(cfg.RootDir)
 	if err != nil {
 		return nil, fmt.Errorf("new linux backend: %w", err)
 	}
 	cfg.RootDir = root
-	if err := os.MkdirAll(root, 0o711); err != nil {
-		return nil, fmt.Errorf("new linux backend: create root dir: %w", err)
+	hide := make([]string, 0, len(cfg.HidePaths))
+	for _, h := range cfg.HidePaths {
+		c, err := canonical(h)
+		if err != nil {
+			return nil, fmt.Errorf("new linux backend: hide path: %w", err)
+		}
+		hide = append(hide, c)
 	}
-	layout, err := detectCgroups(cfg.CgroupParent)
+	cfg.HidePaths = hide
+	layout, err := cgroups.Detect(cfg.CgroupParent)
 	if err != nil {
 		return nil, fmt.Errorf("new linux backend: %w", err)
 	}
-	if err := layout.prepare(); err != nil {
+	if err := layout.Prepare(); err != nil {
 		return nil, fmt.Errorf("new linux backend: %w", err)
 	}
 	newRoot := filepath.Join(root, ".root")
@@ -199,7 +167,7 @@ func New(cfg Config) (*Backend, error) {
 	}
 	b := &Backend{
 		cfg: cfg, log: log, layout: layout, hostNet: hostNet, newRoot: newRoot, egress: eg,
-		live: map[string]*handle{}, procs: map[string]bool{}, slots: map[uint32]bool{}, ports: map[int]bool{},
+		live: map[string]*handle{}, procs: map[string]bool{}, slots: map[uint32]bool{},
 	}
 	if prio, err := unix.Getpriority(unix.PRIO_PROCESS, 0); err == nil {
 		b.nice = 20 - prio // the raw syscall answers 20 - nice
@@ -215,18 +183,36 @@ func New(cfg Config) (*Backend, error) {
 // Name implements sandbox.Backend.
 func (b *Backend) Name() string { return "linux" }
 
+// Capabilities implements sandbox.Backend: every mode but host has its own
+// network namespace, and the agent sees host paths only through mounts
+// (berth's data directory, among others, is hidden).
+func (b *Backend) Capabilities() sandbox.Capabilities {
+	return capabilities(b.cfg.DefaultNetwork)
+}
+
 // state is persisted per sandbox (and per pooled init) so a later berth can
-// reap it.
+// reap it, or attach to it.
 type state struct {
 	Pid       int
 	StartTime uint64 // from /proc/<pid>/stat, to tell a reused pid apart
 	Cgroups   []string
 	Veth      string `json:",omitempty"` // host side of an egress sandbox's link
+	// Set once a session has the init.
+	Network sandbox.NetworkMode `json:",omitempty"`
+	Port    int                 `json:",omitempty"` // host network: the agent's loopback port
+	// Slot is the user-namespace uid range, if one is held.
+	Slot *uint32 `json:",omitempty"`
 }
+
+// Files in a sandbox's (or pooled init's) directory.
+const (
+	stateFile = "state.json"
+	exitFile  = "exit"
+)
 
 // Start implements sandbox.Backend.
 func (b *Backend) Start(ctx context.Context, spec sandbox.Spec) (sandbox.Handle, error) {
-	if !namePattern.MatchString(spec.Name) {
+	if !sandbox.ValidName(spec.Name) {
 		return nil, fmt.Errorf("start sandbox: name %q is not from sandbox.Name", spec.Name)
 	}
 	if len(spec.Command) == 0 {
@@ -300,7 +286,7 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec, mode sandbox.Net
 	}
 	port := 8080
 	if mode == sandbox.NetworkHost {
-		if port, err = b.takePort(); err != nil {
+		if port, err = b.ports.Take(); err != nil {
 			return nil, err
 		}
 		h.port = port
@@ -317,8 +303,12 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec, mode sandbox.Net
 	// The init holds its own descriptor once handed one.
 	defer closeLog()
 
-	// A pooled init that died while waiting fails here; a fresh one then
-	// gets the same chance.
+	deadline := time.Now().Add(30 * time.Second)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	// A pooled init that died while waiting fails the handover, or closes
+	// its status pipe without a word; a fresh one then gets the same chance.
 	p, pooled, err := b.pool.take(mode)
 	if err != nil {
 		return nil, err
@@ -327,14 +317,23 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec, mode sandbox.Net
 		h.p = p
 		err := h.hand(spec.Limits, scfg, logFile)
 		if err == nil {
-			break
+			_ = h.p.status.SetReadDeadline(deadline)
+			h.status = bufio.NewReader(h.p.status)
+			var msg statusMsg
+			if msg, err = readStatus(h.status); err == nil {
+				if msg.Error != "" {
+					return nil, fmt.Errorf("init: %s", msg.Error)
+				}
+				break
+			}
+			err = fmt.Errorf("wait for init (see the sandbox log): %w", err)
 		}
-		died := errors.Is(err, unix.EPIPE) || errors.Is(err, unix.ECONNRESET) || errors.Is(err, unix.ESRCH)
+		died := errors.Is(err, unix.EPIPE) || errors.Is(err, unix.ECONNRESET) || errors.Is(err, unix.ESRCH) || errors.Is(err, io.EOF)
 		if !pooled || !died {
 			return nil, err
 		}
 		log.Warn("warm init died while pooled; starting a fresh one", "init", p.name, "err", err)
-		h.p = nil
+		h.p, h.status = nil, nil
 		p.discard()
 		if h.madeDir { // the dead init's state file, claimed for the sandbox
 			if err := removeDir(h.dir); err != nil {
@@ -347,20 +346,6 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec, mode sandbox.Net
 		}
 		pooled = false
 	}
-
-	deadline := time.Now().Add(30 * time.Second)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	_ = h.p.status.SetReadDeadline(deadline)
-	h.status = bufio.NewReader(h.p.status)
-	msg, err := readStatus(h.status)
-	if err != nil {
-		return nil, fmt.Errorf("wait for init (see the sandbox log): %w", err)
-	}
-	if msg.Error != "" {
-		return nil, fmt.Errorf("init: %s", msg.Error)
-	}
 	_ = h.p.status.SetReadDeadline(time.Time{})
 	log.Debug("sandbox started", "init_pid", h.p.cmd.Process.Pid, "init", h.p.name, "network", mode, "addr", h.addr)
 	return h, nil
@@ -372,7 +357,7 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec, mode sandbox.Net
 // hold.
 func (h *handle) hand(lim sandbox.Limits, scfg *sessionConfig, logFile *os.File) error {
 	p := h.p
-	if err := p.cg.setLimits(lim); err != nil {
+	if err := p.cg.SetLimits(lim); err != nil {
 		return err
 	}
 	if err := p.unnice(); err != nil {
@@ -385,6 +370,13 @@ func (h *handle) hand(lim sandbox.Limits, scfg *sessionConfig, logFile *os.File)
 		return fmt.Errorf("claim sandbox dir: %w", err)
 	}
 	p.dir, h.madeDir = "", true
+	p.st.Network, p.st.Port = h.mode, h.port
+	if p.hasSlot {
+		p.st.Slot = &p.slot
+	}
+	if err := writeState(h.dir, p.st); err != nil {
+		return err
+	}
 	if err := p.send(scfg, int(logFile.Fd())); err != nil {
 		return fmt.Errorf("send session config: %w", err)
 	}
@@ -401,7 +393,7 @@ func (b *Backend) sessionConfig(spec sandbox.Spec, port int, mode sandbox.Networ
 		Argv:     spec.Command,
 	}
 	if spec.Dir != "" {
-		dir, err := filepath.Abs(spec.Dir)
+		dir, err := canonical(spec.Dir)
 		if err != nil {
 			return nil, fmt.Errorf("resolve dir: %w", err)
 		}
@@ -410,8 +402,10 @@ func (b *Backend) sessionConfig(spec sandbox.Spec, port int, mode sandbox.Networ
 	}
 	// An absolute agent path outside the code dir (a built binary in a temp
 	// dir, say) is bound in on its own.
-	if p := spec.Command[0]; filepath.IsAbs(p) && (spec.Dir == "" || !within(p, c.Dir)) {
-		c.Binds = append(c.Binds, bindMount{Source: p, Target: p, ReadOnly: true})
+	if p := spec.Command[0]; filepath.IsAbs(p) {
+		if p, err := canonical(p); err == nil && (spec.Dir == "" || !within(p, c.Dir)) {
+			c.Binds = append(c.Binds, bindMount{Source: p, Target: p, ReadOnly: true})
+		}
 	}
 	for _, m := range spec.Mounts {
 		if !filepath.IsAbs(m.Source) || !filepath.IsAbs(m.Target) {
@@ -444,33 +438,23 @@ func (b *Backend) sessionConfig(spec sandbox.Spec, port int, mode sandbox.Networ
 	return c, nil
 }
 
+// canonical makes p absolute and resolves its symlinks, as far as it exists.
+// A bind target is resolved against berth's root, not the sandbox's, so it
+// must hold no symlink; and hidden paths are compared as strings.
+func canonical(p string) (string, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		return real, nil
+	}
+	return abs, nil
+}
+
 func within(p, dir string) bool {
 	rel, err := filepath.Rel(dir, p)
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
-}
-
-// takePort picks a free loopback port for a host-network sandbox. The kernel
-// may hand a port it just gave us to the next caller once we close it, so
-// ports held by live sandboxes are skipped: two agents never share one.
-func (b *Backend) takePort() (int, error) {
-	for range 32 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, fmt.Errorf("pick loopback port: %w", err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		b.mu.Lock()
-		taken := b.ports[port]
-		if !taken {
-			b.ports[port] = true
-		}
-		b.mu.Unlock()
-		if !taken {
-			return port, nil
-		}
-	}
-	return 0, errors.New("pick loopback port: every port offered is in use by a sandbox")
 }
 
 // takeSlot reserves a user-namespace uid range for p.
@@ -493,36 +477,24 @@ func writeState(dir string, st state) error {
 	if err != nil {
 		return fmt.Errorf("write sandbox state: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "state.json"), b, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, stateFile), b, 0o600); err != nil {
 		return fmt.Errorf("write sandbox state: %w", err)
 	}
 	return nil
 }
 
-// procStartTime reads field 22 of /proc/<pid>/stat (0 if gone).
+// procStartTime is pid's start time, 0 if it is gone.
 func procStartTime(pid int) uint64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// The command name may contain spaces; fields restart after its ')'.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 20 {
-		return 0
-	}
-	v, _ := strconv.ParseUint(f[19], 10, 64)
-	return v
+	t, _ := procfs.StartTime(pid)
+	return t
 }
 
 // removeDir removes a sandbox's directory without ever following a mount:
 // rmdir on the root mount point fails if something is still mounted there.
 func removeDir(dir string) error {
-	_ = os.Remove(filepath.Join(dir, "state.json"))
+	for _, f := range []string{stateFile, exitFile} {
+		_ = os.Remove(filepath.Join(dir, f))
+	}
 	root := filepath.Join(dir, "root")
 	if err := unix.Rmdir(root); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("remove sandbox root mount point: %w", err)
@@ -559,19 +531,19 @@ func (b *Backend) Reap(ctx context.Context) error {
 	}
 	for _, e := range entries {
 		name := e.Name()
-		if !reapPattern.MatchString(name) || ours[name] {
+		if !reapable(name) || ours[name] {
 			continue
 		}
 		dir := filepath.Join(b.cfg.RootDir, name)
 		var st state
-		if raw, err := os.ReadFile(filepath.Join(dir, "state.json")); err == nil {
+		if raw, err := os.ReadFile(filepath.Join(dir, stateFile)); err == nil {
 			_ = json.Unmarshal(raw, &st)
 		}
 		if st.Pid > 0 && st.StartTime != 0 && procStartTime(st.Pid) == st.StartTime {
 			_ = syscall.Kill(st.Pid, syscall.SIGKILL)
 		}
-		killCgroupDirs(st.Cgroups, deadline)
-		if err := removeCgroupDirs(st.Cgroups, deadline); err != nil {
+		cgroups.Kill(st.Cgroups, deadline)
+		if err := cgroups.RemoveDirs(st.Cgroups, deadline); err != nil {
 			errs = append(errs, err)
 		}
 		// The kernel drops a veth with its namespace, but only later.
@@ -587,18 +559,18 @@ func (b *Backend) Reap(ctx context.Context) error {
 		reaped++
 	}
 	// Cgroups whose directory is gone (berth died between the two).
-	for _, parent := range b.layout.dirs() {
+	for _, parent := range b.layout.Dirs() {
 		entries, err := os.ReadDir(parent)
 		if err != nil {
 			continue
 		}
 		for _, e := range entries {
-			if !e.IsDir() || !reapPattern.MatchString(e.Name()) || ours[e.Name()] {
+			if !e.IsDir() || !reapable(e.Name()) || ours[e.Name()] {
 				continue
 			}
 			d := []string{filepath.Join(parent, e.Name())}
-			killCgroupDirs(d, deadline)
-			if err := removeCgroupDirs(d, deadline); err != nil {
+			cgroups.Kill(d, deadline)
+			if err := cgroups.RemoveDirs(d, deadline); err != nil {
 				errs = append(errs, err)
 			}
 			reaped++
@@ -653,8 +625,146 @@ func (b *Backend) Close() error {
 		err = b.egress.uninstall()
 	}
 	b.hostNet.Close()
-	for _, d := range b.layout.dirs() {
+	for _, d := range b.layout.Dirs() {
 		_ = unix.Rmdir(d)
 	}
 	return err
+}
+
+// Attach implements sandbox.Backend: it takes charge of a sandbox another
+// backend over the same RootDir and cgroup parent started, from its state
+// file. Its init is not our child; the exit file tells how the agent ended.
+func (b *Backend) Attach(ctx context.Context, id string) (sandbox.Handle, error) {
+	if !sandbox.ValidName(id) {
+		return nil, fmt.Errorf("attach sandbox %s: not a sandbox name: %w", id, sandbox.ErrNotFound)
+	}
+	b.mu.Lock()
+	if _, ok := b.live[id]; ok {
+		b.mu.Unlock()
+		return nil, fmt.Errorf("attach sandbox %s: %w", id, ErrExists)
+	}
+	b.live[id] = nil // reserve the name
+	b.mu.Unlock()
+
+	h, err := b.attach(id)
+	b.mu.Lock()
+	if err != nil {
+		delete(b.live, id)
+	} else {
+		b.live[id] = h
+	}
+	b.mu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("attach sandbox %s: %w", id, err)
+	}
+	go h.wait()
+	h.log.Info("sandbox attached", "init_pid", h.p.st.Pid, "network", h.mode, "addr", h.addr)
+	return h, nil
+}
+
+func (b *Backend) attach(id string) (_ *handle, err error) {
+	dir := filepath.Join(b.cfg.RootDir, id)
+	raw, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, sandbox.ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	var st state
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return nil, fmt.Errorf("decode state: %w", err)
+	}
+	if st.Network == "" || len(st.Cgroups) == 0 {
+		return nil, sandbox.ErrNotFound // its start never finished
+	}
+	cg, ok := b.layout.Open(filepath.Base(st.Cgroups[0]), st.Cgroups)
+	if !ok {
+		return nil, fmt.Errorf("state names cgroups %v, not this backend's", st.Cgroups)
+	}
+	p := &initProc{b: b, name: filepath.Base(st.Cgroups[0]), mode: st.Network, ctl: -1, cg: cg, st: st}
+	// Its cgroups are named for the init: Reap must spare them.
+	b.mu.Lock()
+	b.procs[p.name] = true
+	b.mu.Unlock()
+	h := &handle{b: b, name: id, log: b.log.With("sandbox", id), mode: st.Network, done: make(chan struct{}), dir: dir, p: p, madeDir: true}
+	// On failure, release what was taken here, and nothing of the sandbox.
+	defer func() {
+		if err != nil {
+			h.releaseAttach()
+		}
+	}()
+	if p.proc, err = procfs.Open(st.Pid, st.StartTime); err != nil {
+		if errors.Is(err, procfs.ErrGone) {
+			return nil, sandbox.ErrNotFound
+		}
+		return nil, err
+	}
+	port := 8080
+	switch st.Network {
+	case sandbox.NetworkHost:
+		if !b.ports.Hold(st.Port) {
+			return nil, fmt.Errorf("port %d is held by another sandbox here", st.Port)
+		}
+		port, h.port = st.Port, st.Port
+	case sandbox.NetworkNone, sandbox.NetworkEgress:
+		if p.netns, err = os.Open(fmt.Sprintf("/proc/%d/ns/net", st.Pid)); err != nil {
+			return nil, fmt.Errorf("open sandbox network namespace: %w", err)
+		}
+		// The namespace is the init's only if the init still is.
+		if p.proc.Exited() {
+			return nil, sandbox.ErrNotFound
+		}
+	default:
+		return nil, fmt.Errorf("network mode %q: %w", st.Network, sandbox.ErrUnsupported)
+	}
+	h.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	if st.Veth != "" {
+		v, err := b.egress.adopt(st.Veth)
+		if err != nil {
+			return nil, err
+		}
+		p.veth = &v
+	}
+	if st.Slot != nil {
+		b.mu.Lock()
+		taken := b.slots[*st.Slot]
+		b.slots[*st.Slot] = true
+		b.mu.Unlock()
+		if taken {
+			return nil, fmt.Errorf("user-namespace uid range %d is held by another sandbox here", *st.Slot)
+		}
+		p.slot, p.hasSlot = *st.Slot, true
+	}
+	if h.exitFile, err = os.Open(filepath.Join(dir, exitFile)); err != nil {
+		return nil, fmt.Errorf("open exit file: %w", err)
+	}
+	return h, nil
+}
+
+// releaseAttach undoes a failed attach: it frees what this backend took
+// for the sandbox and leaves the sandbox itself alone (Reap's business).
+func (h *handle) releaseAttach() {
+	p := h.p
+	if p.proc != nil {
+		p.proc.Close()
+	}
+	if p.netns != nil {
+		p.netns.Close()
+	}
+	if p.veth != nil {
+		h.b.egress.free(*p.veth)
+	}
+	h.b.mu.Lock()
+	if p.hasSlot {
+		delete(h.b.slots, p.slot)
+	}
+	delete(h.b.procs, p.name)
+	h.b.mu.Unlock()
+	if h.port != 0 {
+		h.b.ports.Release(h.port)
+	}
+	if h.exitFile != nil {
+		h.exitFile.Close()
+	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/sandbox"
 	"github.com/berth-dev/berth/internal/sandbox/linux"
+	"github.com/berth-dev/berth/internal/testenv"
 )
 
 func TestStartPingStop(t *testing.T) {
@@ -263,13 +264,58 @@ func TestWarmPool(t *testing.T) {
 	}
 	waitIdle(t, b, 2)
 
-	// Warm inits that died in the pool (an OOM kill, say) are replaced.
+	// Warm inits that died in the pool (an OOM kill, say), or are dying as
+	// the start takes one, are replaced.
 	for _, pid := range linux.IdleInitPids(b) {
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(50 * time.Millisecond)
 	start(t, b, spec(t))
 	assertGone(t, b)
+}
+
+// TestDirContainsHiddenPath is berth's own layout with `workdir: .` and
+// `data_dir: ./.berth`: the agent's code dir holds berth's data dir, which
+// holds the backend's root. The data dir must look empty inside.
+func TestDirContainsHiddenPath(t *testing.T) {
+	// Under /tmp, which sandboxes replace, and outside it.
+	t.Run("Tmp", func(t *testing.T) { testDirContainsHiddenPath(t, t.TempDir()) })
+	t.Run("VarTmp", func(t *testing.T) { testDirContainsHiddenPath(t, hostDir(t)) })
+}
+
+// hostDir is a fresh directory outside /tmp, removed when t ends.
+func hostDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/var/tmp", "berth-linux-test-")
+	testenv.Require(t, testenv.Linux, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+func testDirContainsHiddenPath(t *testing.T, work string) {
+	data := filepath.Join(work, ".berth")
+	if err := os.MkdirAll(filepath.Join(data, "state"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(data, "berth.db"), []byte("host-secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(work, "code.txt"), []byte("agent code"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := newBackend(t, func(c *linux.Config) {
+		c.RootDir = filepath.Join(data, "sandboxes", "linux")
+		c.HidePaths = []string{data}
+	})
+	h := start(t, b, spec(t, func(s *sandbox.Spec) { s.Dir = work }))
+	if r := mustTry(t, h, tryReq{Op: "read", Arg: filepath.Join(work, "code.txt")}); r.Out != "agent code" {
+		t.Errorf("code dir not visible: %+v", r)
+	}
+	if r := mustTry(t, h, tryReq{Op: "read", Arg: filepath.Join(data, "berth.db")}); r.OK {
+		t.Errorf("data dir below the code dir is visible: read %q", r.Out)
+	}
+	if r := mustTry(t, h, tryReq{Op: "ls", Arg: data}); r.Out != "" {
+		t.Errorf("data dir below the code dir lists %q, want it empty", r.Out)
+	}
 }

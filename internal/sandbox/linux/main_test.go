@@ -26,6 +26,7 @@ import (
 
 func TestMain(m *testing.M) {
 	linux.MaybeRunInit()
+	sandboxtest.BerthMain(standInBackend)
 	if os.Getenv(childMode) == "kill" {
 		os.Exit(runKillChild())
 	}

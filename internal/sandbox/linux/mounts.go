@@ -53,33 +53,81 @@ func prepareRoot(cfg *warmConfig) ([]string, error) {
 	if err := setupSys(nr, cfg.OwnNet); err != nil {
 		return nil, err
 	}
-	at := func(p string) string { return filepath.Join(nr, p) }
-	hide := slices.Clone(cfg.Hide)
-	slices.Sort(hide) // parents before children
 	var hidden []string
-	for _, h := range hide {
-		// /tmp is replaced whole later; a parent hide already covers children.
+	for _, h := range hideOrder(cfg.Hide) {
+		// /tmp is replaced whole later.
 		if within(h, sandboxTmp) {
 			continue
 		}
-		fi, err := os.Lstat(at(h))
-		if err != nil || fi.Mode()&os.ModeSymlink != 0 {
-			continue
-		}
-		if fi.IsDir() {
-			if err := unix.Mount("tmpfs", at(h), "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=64k,mode=0755"); err != nil {
-				return nil, fmt.Errorf("hide %s: %w", h, err)
-			}
-		} else if err := unix.Mount("/dev/null", at(h), "", unix.MS_BIND, ""); err != nil {
+		ok, err := hide(filepath.Join(nr, h))
+		if err != nil {
 			return nil, fmt.Errorf("hide %s: %w", h, err)
 		}
-		hidden = append(hidden, at(h))
+		if ok {
+			hidden = append(hidden, filepath.Join(nr, h))
+		}
 	}
 	return hidden, nil
 }
 
+// hideOrder sorts hide paths parents first: once a parent is hidden its
+// children no longer exist, so hide skips them.
+func hideOrder(paths []string) []string {
+	out := slices.Clone(paths)
+	slices.Sort(out)
+	return out
+}
+
+// hide covers the directory at p with an empty tmpfs, or the file at p with
+// /dev/null, writable for now (mount points for later binds may go in it).
+// Nothing at p, or a symlink, is nothing to hide: false.
+func hide(p string) (bool, error) {
+	fi, err := os.Lstat(p)
+	if err != nil || fi.Mode()&os.ModeSymlink != 0 {
+		return false, nil
+	}
+	if fi.IsDir() {
+		err = unix.Mount("tmpfs", p, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=64k,mode=0755")
+	} else {
+		err = unix.Mount("/dev/null", p, "", unix.MS_BIND, "")
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// rehide hides again, below a bind's target, the hidden host paths that lie
+// strictly inside its source: a bind of the code dir must not show berth's
+// data dir in it. Mounts the recursive bind copied there (the new root
+// itself, when RootDir is inside the source) are detached first. It returns
+// the new hiding mounts.
+func rehide(source, target string, hidePaths []string) ([]string, error) {
+	var out []string
+	for _, h := range hideOrder(hidePaths) {
+		if h == source || !within(h, source) {
+			continue
+		}
+		rel, err := filepath.Rel(source, h)
+		if err != nil {
+			continue
+		}
+		p := filepath.Join(target, rel)
+		detachMountsUnder(p)
+		ok, err := hide(p)
+		if err != nil {
+			return nil, fmt.Errorf("hide %s inside bind of %s: %w", h, source, err)
+		}
+		if ok {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
 // finishRoot does the session's own mounts and pivots into the new root.
-func finishRoot(nr string, hidden []string, cfg *sessionConfig) error {
+// hidden are prepareRoot's hiding mounts, hidePaths the host paths they hide.
+func finishRoot(nr string, hidden, hidePaths []string, cfg *sessionConfig) error {
 	at := func(p string) string { return filepath.Join(nr, p) }
 	tmpOpts := "mode=1777"
 	if cfg.TmpBytes > 0 {
@@ -105,6 +153,15 @@ func finishRoot(nr string, hidden []string, cfg *sessionConfig) error {
 		if err := bind(b.Source, target, b.ReadOnly); err != nil {
 			return err
 		}
+		// The bind covers the hiding mounts at or below its target (they
+		// are no longer mount points to make read-only), and shows what
+		// its source holds, hidden paths included.
+		hidden = slices.DeleteFunc(hidden, func(h string) bool { return within(h, target) })
+		again, err := rehide(b.Source, target, hidePaths)
+		if err != nil {
+			return err
+		}
+		hidden = append(hidden, again...)
 	}
 	// Only now: the binds above may have needed mount points in the tmpfs.
 	for _, h := range hidden {
@@ -168,7 +225,17 @@ func bind(source, target string, ro bool) error {
 	if err != nil {
 		return fmt.Errorf("bind %s: %w", source, err)
 	}
-	if err := mountPoint(target, fi.IsDir()); err != nil {
+	err = mountPoint(target, fi.IsDir())
+	if errors.Is(err, unix.EROFS) {
+		// The mount point would be in the read-only host root (session
+		// storage under /mnt): a small tmpfs over its parent holds it, and
+		// hides the host's entries there.
+		parent := filepath.Dir(target)
+		if err = unix.Mount("tmpfs", parent, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=64k,mode=0755"); err == nil {
+			err = mountPoint(target, fi.IsDir())
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("bind %s: %w", source, err)
 	}
 	if err := unix.Mount(source, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {

@@ -7,26 +7,9 @@ package linux
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"net/netip"
 
 	"github.com/berth-dev/berth/internal/sandbox"
 )
-
-// Config configures the backend (see the Linux build for field docs).
-type Config struct {
-	RootDir        string
-	CgroupParent   string
-	HidePaths      []string
-	DefaultNetwork sandbox.NetworkMode
-	UserNamespace  bool
-	UIDBase        uint32
-	WarmInits      int
-	EgressRange    netip.Prefix
-	EgressDeny     []netip.Prefix
-	EgressDNS      []netip.Addr
-	Logger         *slog.Logger
-}
 
 // Backend is unavailable on this system.
 type Backend struct{}
@@ -46,7 +29,13 @@ func New(Config) (*Backend, error) { return nil, Available() }
 
 func (*Backend) Name() string { return "linux" }
 
+func (*Backend) Capabilities() sandbox.Capabilities { return capabilities("") }
+
 func (*Backend) Start(context.Context, sandbox.Spec) (sandbox.Handle, error) {
+	return nil, Available()
+}
+
+func (*Backend) Attach(context.Context, string) (sandbox.Handle, error) {
 	return nil, Available()
 }
 

@@ -19,6 +19,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/sandbox"
+	"github.com/berth-dev/berth/internal/sandbox/internal/cgroups"
+	"github.com/berth-dev/berth/internal/sandbox/internal/procfs"
 )
 
 // Most of a cold start is not the session's: fork and exec of berth's own
@@ -38,10 +40,13 @@ type initProc struct {
 	mode sandbox.NetworkMode
 	dir  string // its pool directory (state.json) until a session takes it
 
-	cmd    *exec.Cmd
+	cmd *exec.Cmd
+	// proc is the init of an attached sandbox, which another berth
+	// started: not our child, so no cmd.
+	proc   *procfs.Process
 	ctl    int      // parent end of the control socket; -1 once closed
 	status *os.File // read end of the status pipe
-	cg     *cgroup
+	cg     *cgroups.Group
 	// nsMu guards netns once the init serves a session: dials use the
 	// descriptor while release closes it, and a closed number may be
 	// reused at once by another sandbox's namespace.
@@ -77,7 +82,7 @@ func (b *Backend) spawn(mode sandbox.NetworkMode) (_ *initProc, err error) {
 	if err := os.Mkdir(p.dir, 0o711); err != nil {
 		return nil, fmt.Errorf("create init dir: %w", err)
 	}
-	if p.cg, err = b.layout.create(p.name, sandbox.Limits{}); err != nil {
+	if p.cg, err = b.layout.Create(p.name, sandbox.Limits{}); err != nil {
 		return nil, err
 	}
 
@@ -94,6 +99,11 @@ func (b *Backend) spawn(mode sandbox.NetworkMode) (_ *initProc, err error) {
 	}
 	p.status = stR
 	defer stW.Close()
+	exit, err := os.OpenFile(filepath.Join(p.dir, exitFile), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create exit file: %w", err)
+	}
+	defer exit.Close()
 
 	// The warm config waits in the socket until the init reads it.
 	warm := warmConfig{
@@ -130,7 +140,7 @@ func (b *Backend) spawn(mode sandbox.NetworkMode) (_ *initProc, err error) {
 	cmd := exec.Command("/proc/self/exe", initArg)
 	cmd.Env = []string{"GOMAXPROCS=1", "GOTRACEBACK=single"}
 	// stdout and stderr stay /dev/null until the session's log arrives.
-	cmd.ExtraFiles = []*os.File{child, stW}
+	cmd.ExtraFiles = []*os.File{child, stW, exit}
 	cmd.SysProcAttr = attr
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start init: %w", err)
@@ -141,7 +151,7 @@ func (b *Backend) spawn(mode sandbox.NetworkMode) (_ *initProc, err error) {
 	if err := writeState(p.dir, p.st); err != nil {
 		return nil, err
 	}
-	if err := p.cg.add(pid); err != nil {
+	if err := p.cg.Add(pid); err != nil {
 		return nil, err
 	}
 	if mode != sandbox.NetworkHost {
@@ -160,6 +170,15 @@ func (b *Backend) spawn(mode sandbox.NetworkMode) (_ *initProc, err error) {
 		p.veth = &v
 	}
 	return p, nil
+}
+
+// signal sends sig to the init.
+func (p *initProc) signal(sig syscall.Signal) {
+	if p.cmd != nil {
+		_ = p.cmd.Process.Signal(sig)
+		return
+	}
+	_ = p.proc.Signal(sig)
 }
 
 // send writes one config message, with fd attached unless it is -1.
@@ -197,9 +216,12 @@ func (p *initProc) release() error {
 	var errs []error
 	p.closeControl()
 	if p.cg != nil {
-		if err := p.cg.remove(); err != nil {
+		if err := p.cg.Remove(); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if p.proc != nil {
+		p.proc.Close()
 	}
 	p.nsMu.Lock()
 	if p.netns != nil {

@@ -8,20 +8,26 @@
 //
 // Layout under the backend root, one dir per sandbox, named by Spec.Name:
 //
-//	<root>/<name>/sandbox.json  pid, pgid and start time, for Reap
+//	<root>/<name>/sandbox.json  pid, start time, port and cgroup, for Reap and Attach
 //	<root>/<name>/home          HOME (and the working dir when Spec.Dir is empty)
 //	<root>/<name>/tmp           TMPDIR
 //
 // The record sits beside HOME, not in it, so an agent cleaning its home
 // cannot make berth lose track of it.
 //
-// Limits: processes that leave the sandbox's process group (setsid, a
-// daemonizing double fork) escape Stop and Reap; the linux backend's cgroups
-// catch those. Spec.Limits are not enforced (a warning is logged), and
-// Spec.Mounts and network modes other than host are refused with
-// sandbox.ErrUnsupported. On Linux, a record names a process by PID and
-// start time, so Reap never signals a process that merely reused a PID;
-// elsewhere Reap cannot verify a PID and only removes leftover dirs.
+// Teardown reaches every process of a sandbox, including those that left
+// its process group (setsid, a daemonizing double fork). On Linux each
+// sandbox gets a cgroup of its own where the host allows one (cgroup v2,
+// entered at clone; else a v1 hierarchy) and is killed by cgroup. Without
+// one, berth becomes a child subreaper and finds a sandbox's processes by
+// the marker every one inherits in its environment (BERTH_SANDBOX=<name>),
+// which a process that execs with a scrubbed environment sheds. Records name
+// processes by PID and start time, so nothing that merely reused a PID is
+// signalled. Elsewhere only the process group is killed and Reap only
+// removes leftover dirs.
+//
+// Spec.Limits are not enforced (a warning is logged), and Spec.Mounts and
+// network modes other than host are refused with sandbox.ErrUnsupported.
 package process
 
 import (
@@ -35,6 +41,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,8 +58,8 @@ const (
 	// killWait bounds how long teardown waits for a SIGKILLed tree; only an
 	// uninterruptible sleep makes it take more than milliseconds.
 	killWait = 10 * time.Second
-	// envSandbox marks every process of a sandbox, so Reap can recognise
-	// members of a group whose leader is already gone.
+	// envSandbox marks every process of a sandbox, so berth can recognise
+	// the ones that left its process group.
 	envSandbox = "BERTH_SANDBOX"
 )
 
@@ -61,16 +68,21 @@ type Backend struct {
 	root          string
 	logger        *slog.Logger
 	limitsWarning sync.Once
+	// ports holds the ports handed to live agents.
+	ports sandbox.Ports
+	// tree finds and kills every process of a sandbox (tree_*.go).
+	tree tracking
 
 	// mu guards the fields that follow. Lock order: handle.mu is never
 	// held while taking Backend.mu.
 	mu sync.Mutex
-	// live holds the names of sandboxes this instance started and has not
-	// stopped yet; Reap leaves them alone and Start refuses duplicates.
+	// live holds the names of sandboxes this instance started or attached
+	// and has not stopped yet; Reap leaves them alone and Start refuses
+	// duplicates.
 	live map[string]bool
-	// ports holds ports handed to live agents, so two Starts racing on
-	// the kernel's choice never share one.
-	ports map[int]bool
+	// leaders maps the agents this process started, until reaped, to
+	// their sandboxes.
+	leaders map[int]*handle
 }
 
 var _ sandbox.Backend = (*Backend)(nil)
@@ -78,21 +90,40 @@ var _ sandbox.Backend = (*Backend)(nil)
 // New returns a backend that keeps per-sandbox dirs under root (created on
 // first Start). A nil logger discards logs.
 func New(root string, logger *slog.Logger) *Backend {
+	return newBackend(root, logger, trackAuto)
+}
+
+func newBackend(root string, logger *slog.Logger, mode trackMode) *Backend {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	logger = logger.With("backend", "process")
+	if abs, err := filepath.Abs(root); err == nil {
+		root = abs
+	}
 	return &Backend{
-		root:   root,
-		logger: logger.With("backend", "process"),
-		live:   map[string]bool{},
-		ports:  map[int]bool{},
+		root:    root,
+		logger:  logger,
+		tree:    newTracking(root, mode, logger),
+		live:    map[string]bool{},
+		leaders: map[int]*handle{},
 	}
 }
 
 // Name is the backend's config name.
 func (b *Backend) Name() string { return "process" }
 
-// record is what Reap needs to find a sandbox's processes after berth died.
+// Capabilities: host network only, host paths, no mounts.
+func (b *Backend) Capabilities() sandbox.Capabilities {
+	return sandbox.Capabilities{
+		DefaultNetwork: sandbox.NetworkHost,
+		Networks:       []sandbox.NetworkMode{sandbox.NetworkHost},
+		HostPaths:      true,
+	}
+}
+
+// record is what Reap and Attach need to find a sandbox's processes from
+// another berth process.
 type record struct {
 	Name string `json:"name"`
 	PID  int    `json:"pid"`
@@ -100,6 +131,9 @@ type record struct {
 	// StartTime is the leader's start time in clock ticks since boot
 	// (field 22 of /proc/<pid>/stat); zero where it cannot be read.
 	StartTime uint64 `json:"start_time"`
+	Port      int    `json:"port,omitempty"`
+	// Cgroup is the sandbox's cgroup directory, if it has one.
+	Cgroup string `json:"cgroup,omitempty"`
 }
 
 // Start creates the sandbox's dirs and starts its agent. It returns once
@@ -108,7 +142,7 @@ func (b *Backend) Start(ctx context.Context, spec sandbox.Spec) (sandbox.Handle,
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("start sandbox %s: %w", spec.Name, err)
 	}
-	if err := validate(spec); err != nil {
+	if err := b.validate(spec); err != nil {
 		return nil, fmt.Errorf("start sandbox %s: %w", spec.Name, err)
 	}
 	logger := b.logger.With("sandbox", spec.Name, "runtime_id", spec.RuntimeID, "session_id", spec.SessionID)
@@ -121,38 +155,39 @@ func (b *Backend) Start(ctx context.Context, spec sandbox.Spec) (sandbox.Handle,
 	if !b.reserveName(spec.Name) {
 		return nil, fmt.Errorf("start sandbox %s: already running: %w", spec.Name, fs.ErrExist)
 	}
-	port, err := b.reservePort()
+	port, err := b.ports.Take()
 	if err != nil {
 		b.releaseName(spec.Name)
 		return nil, fmt.Errorf("start sandbox %s: %w", spec.Name, err)
 	}
 	h, err := b.start(spec, port, logger)
 	if err != nil {
-		b.releasePort(port)
+		b.ports.Release(port)
 		b.releaseName(spec.Name)
 		return nil, fmt.Errorf("start sandbox %s: %w", spec.Name, err)
 	}
 	return h, nil
 }
 
-func validate(spec sandbox.Spec) error {
-	if spec.Name == "" || spec.Name == "." || spec.Name == ".." || strings.ContainsAny(spec.Name, `/\`) {
-		return fmt.Errorf("invalid sandbox name %q", spec.Name)
+func (b *Backend) validate(spec sandbox.Spec) error {
+	if !sandbox.ValidName(spec.Name) {
+		return fmt.Errorf("name %q is not from sandbox.Name", spec.Name)
 	}
 	if len(spec.Command) == 0 || spec.Command[0] == "" {
 		return errors.New("empty command")
 	}
-	if spec.Network != "" && spec.Network != sandbox.NetworkHost {
+	caps := b.Capabilities()
+	if spec.Network != "" && !slices.Contains(caps.Networks, spec.Network) {
 		return fmt.Errorf("network mode %q: %w", spec.Network, sandbox.ErrUnsupported)
 	}
-	if len(spec.Mounts) > 0 {
+	if len(spec.Mounts) > 0 && !caps.Mounts {
 		return fmt.Errorf("mounts: %w", sandbox.ErrUnsupported)
 	}
 	return nil
 }
 
 // start does the work of Start once the name and port are reserved. On
-// error it leaves no process and no dir behind.
+// error it leaves no process, cgroup or dir behind.
 func (b *Backend) start(spec sandbox.Spec, port int, logger *slog.Logger) (*handle, error) {
 	dir := filepath.Join(b.root, spec.Name)
 	home, tmp := filepath.Join(dir, "home"), filepath.Join(dir, "tmp")
@@ -163,9 +198,11 @@ func (b *Backend) start(spec sandbox.Spec, port int, logger *slog.Logger) (*hand
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create sandbox dir: %w", err)
 	}
+	rec := record{Name: spec.Name, Port: port}
 	started := false
 	defer func() {
 		if !started {
+			b.tree.remove(rec)
 			_ = os.RemoveAll(dir)
 		}
 	}()
@@ -173,6 +210,10 @@ func (b *Backend) start(spec sandbox.Spec, port int, logger *slog.Logger) (*hand
 		if err := os.Mkdir(d, 0o700); err != nil {
 			return nil, fmt.Errorf("create scratch dir: %w", err)
 		}
+	}
+	var err error
+	if rec.Cgroup, err = b.tree.create(spec.Name); err != nil {
+		return nil, err
 	}
 
 	logFile, closeLog, err := spec.OpenOutput()
@@ -188,34 +229,86 @@ func (b *Backend) start(spec sandbox.Spec, port int, logger *slog.Logger) (*hand
 		return nil, err
 	}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
+	if err := b.tree.start(rec.Cgroup, cmd); err != nil {
+		if cmd.Process != nil {
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			_ = cmd.Wait()
+		}
 		fmt.Fprintf(logFile, "berth: start agent: %v\n", err)
 		return nil, fmt.Errorf("start agent: %w", err)
 	}
-
-	h := &handle{
-		b:       b,
-		name:    spec.Name,
-		dir:     dir,
-		port:    port,
-		addr:    net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
-		cmd:     cmd,
-		pid:     cmd.Process.Pid,
-		logger:  logger.With("pid", cmd.Process.Pid),
-		done:    make(chan struct{}),
-		stopped: make(chan struct{}),
-	}
+	rec.PID, rec.PGID = cmd.Process.Pid, cmd.Process.Pid
 	// The leader cannot be reaped before wait runs, so its PID and start
 	// time are stable here.
-	h.startTime, _ = procStartTime(h.pid)
-	if err := writeRecord(dir, record{Name: spec.Name, PID: h.pid, PGID: h.pid, StartTime: h.startTime}); err != nil {
-		_ = syscall.Kill(-h.pid, syscall.SIGKILL)
+	rec.StartTime, _ = procStartTime(rec.PID)
+	if err := writeRecord(dir, rec); err != nil {
+		_ = syscall.Kill(-rec.PID, syscall.SIGKILL)
 		_ = cmd.Wait()
 		return nil, err
 	}
+	h := b.newHandle(rec, dir, logger.With("pid", rec.PID))
+	h.cmd = cmd
+	b.mu.Lock()
+	b.leaders[rec.PID] = h
+	b.mu.Unlock()
 	started = true
 	go h.wait()
-	h.logger.Info("sandbox started", "addr", h.addr, "dir", dir)
+	h.logger.Info("sandbox started", "addr", h.addr, "dir", dir, "cgroup", rec.Cgroup)
+	return h, nil
+}
+
+func (b *Backend) newHandle(rec record, dir string, logger *slog.Logger) *handle {
+	return &handle{
+		b:       b,
+		rec:     rec,
+		dir:     dir,
+		addr:    net.JoinHostPort("127.0.0.1", strconv.Itoa(rec.Port)),
+		logger:  logger,
+		done:    make(chan struct{}),
+		stopped: make(chan struct{}),
+	}
+}
+
+// Attach takes charge of a sandbox an earlier instance over the same root
+// started. Its agent is not this process's child (unless the earlier
+// instance lives in this process), so its exit status is unknown.
+func (b *Backend) Attach(ctx context.Context, id string) (sandbox.Handle, error) {
+	if !sandbox.ValidName(id) {
+		return nil, fmt.Errorf("attach sandbox %s: not a sandbox name: %w", id, sandbox.ErrNotFound)
+	}
+	if !b.reserveName(id) {
+		return nil, fmt.Errorf("attach sandbox %s: already held here: %w", id, fs.ErrExist)
+	}
+	h, err := b.attach(id)
+	if err != nil {
+		b.releaseName(id)
+		return nil, fmt.Errorf("attach sandbox %s: %w", id, err)
+	}
+	go h.wait()
+	h.logger.Info("sandbox attached", "addr", h.addr)
+	return h, nil
+}
+
+func (b *Backend) attach(id string) (*handle, error) {
+	dir := filepath.Join(b.root, id)
+	rec, err := readRecord(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, sandbox.ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	if rec.Name != id || rec.Port <= 0 {
+		return nil, fmt.Errorf("record %s describes %q on port %d", filepath.Join(dir, recordFile), rec.Name, rec.Port)
+	}
+	h := b.newHandle(rec, dir, b.logger.With("sandbox", id, "pid", rec.PID))
+	if h.leader, err = openLeader(rec); err != nil {
+		return nil, err
+	}
+	if !b.ports.Hold(rec.Port) {
+		h.leader.close()
+		return nil, fmt.Errorf("port %d is held by another sandbox here", rec.Port)
+	}
 	return h, nil
 }
 
@@ -322,55 +415,36 @@ func (b *Backend) releaseName(name string) {
 	delete(b.live, name)
 }
 
+// otherLeaders are the agents of this backend's live sandboxes but h's.
+func (b *Backend) otherLeaders(h *handle) map[int]bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make(map[int]bool, len(b.leaders))
+	for pid, o := range b.leaders {
+		if o != h {
+			out[pid] = true
+		}
+	}
+	return out
+}
+
 func (b *Backend) isLive(name string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.live[name]
 }
 
-// reservePort asks the kernel for a free loopback port. The port is free
-// when chosen; another program may still take it before the agent binds,
-// in which case the agent fails to start and its sandbox ends.
-func (b *Backend) reservePort() (int, error) {
-	for range 32 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, fmt.Errorf("allocate loopback port: %w", err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		_ = ln.Close()
-		b.mu.Lock()
-		taken := b.ports[port]
-		if !taken {
-			b.ports[port] = true
-		}
-		b.mu.Unlock()
-		if !taken {
-			return port, nil
-		}
-	}
-	return 0, errors.New("allocate loopback port: kernel kept choosing ports in use")
-}
-
-func (b *Backend) releasePort(port int) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	delete(b.ports, port)
-}
-
-// Reap kills the process groups recorded under root by a previous berth
-// and removes their dirs. Sandboxes this instance started are left alone.
+// Reap kills the sandboxes recorded under root by a previous berth, with
+// every process they hold, and removes their dirs and cgroups. Sandboxes
+// this instance started or attached are left alone.
 func (b *Backend) Reap(ctx context.Context) error {
 	ents, err := os.ReadDir(b.root)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("reap: %w", err)
 	}
 	var errs []error
 	for _, e := range ents {
-		if !e.IsDir() || b.isLive(e.Name()) {
+		if !e.IsDir() || !sandbox.ValidName(e.Name()) || b.isLive(e.Name()) {
 			continue
 		}
 		dir := filepath.Join(b.root, e.Name())
@@ -378,15 +452,16 @@ func (b *Backend) Reap(ctx context.Context) error {
 		rec, err := readRecord(dir)
 		switch {
 		case err == nil:
-			killed, err := killLeftover(ctx, rec)
+			killed, err := b.tree.kill(ctx, rec, nil)
 			if err != nil {
 				// Keep the dir: its record lets a later Reap try again.
 				errs = append(errs, fmt.Errorf("reap sandbox %s: %w", e.Name(), err))
 				continue
 			}
 			if killed > 0 {
-				logger.Info("killed leftover sandbox processes", "pgid", rec.PGID, "count", killed)
+				logger.Info("killed leftover sandbox processes", "pid", rec.PID, "count", killed)
 			}
+			b.tree.remove(rec)
 		case errors.Is(err, fs.ErrNotExist):
 			// Berth died between creating the dir and starting the agent.
 		default:
@@ -398,21 +473,25 @@ func (b *Backend) Reap(ctx context.Context) error {
 		}
 		logger.Info("reaped leftover sandbox")
 	}
+	// Cgroups whose dir is gone (berth died between making the two).
+	if err := b.tree.reapOrphans(b.isLive); err != nil {
+		errs = append(errs, fmt.Errorf("reap: %w", err))
+	}
 	return errors.Join(errs...)
 }
 
-// handle is one started sandbox. It owns one goroutine, wait, which Stop
-// waits for through done.
+// handle is one started or attached sandbox. It owns one goroutine, wait,
+// which Stop waits for through done.
 type handle struct {
-	b         *Backend
-	name      string
-	dir       string
-	port      int
-	addr      string
-	cmd       *exec.Cmd
-	pid       int // also the process group ID
-	startTime uint64
-	logger    *slog.Logger
+	b      *Backend
+	rec    record
+	dir    string
+	addr   string
+	logger *slog.Logger
+	// cmd is the agent, when this process started it; an attached
+	// sandbox has leader instead.
+	cmd    *exec.Cmd
+	leader leader
 
 	// done is closed by wait once the tree has exited; exit is written
 	// before that and read only after.
@@ -421,9 +500,10 @@ type handle struct {
 
 	// mu guards the fields that follow.
 	mu sync.Mutex
-	// reaped is set once the leader is reaped. Until then its PID, and so
-	// the group ID, cannot be reused, which makes signalling the group safe.
-	reaped bool
+	// gone is set once the leader is reaped, or seen exited when
+	// attached. Until then its PID, and so the group ID, cannot be reused,
+	// which makes signalling the group safe.
+	gone bool
 	// stopping is set by the first Stop; later calls wait on stopped.
 	stopping bool
 
@@ -434,7 +514,7 @@ type handle struct {
 
 var _ sandbox.Handle = (*handle)(nil)
 
-func (h *handle) ID() string            { return h.name }
+func (h *handle) ID() string            { return h.rec.Name }
 func (h *handle) Addr() string          { return h.addr }
 func (h *handle) Done() <-chan struct{} { return h.done }
 
@@ -454,31 +534,49 @@ func (h *handle) DialContext(ctx context.Context, network, _ string) (net.Conn, 
 	return d.DialContext(ctx, network, h.addr)
 }
 
-// wait reaps the agent. Once the leader exits, the rest of its group is
-// killed while the leader is still a zombie, so the group ID is still ours.
+// wait learns that the agent exited, then kills what is left of the
+// sandbox: the rest of its group, and whatever left the group.
 func (h *handle) wait() {
 	defer close(h.done)
-	peeked := waitExitNoReap(h.pid)
+	if h.cmd != nil {
+		h.exit = h.waitChild()
+	} else {
+		h.leader.wait()
+		h.mu.Lock()
+		h.gone = true
+		h.mu.Unlock()
+		h.leader.close()
+		h.exit = sandbox.ExitStatus{Code: -1, Unknown: true}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), killWait)
+	defer cancel()
+	if _, err := h.b.tree.kill(ctx, h.rec, h.b.otherLeaders(h)); err != nil {
+		h.logger.Error("kill what is left of the sandbox", "err", err)
+	}
+	h.b.ports.Release(h.rec.Port)
+	h.logger.Info("agent exited", "status", h.exit.String())
+}
+
+// waitChild reaps the agent. Once the leader exits, the rest of its group
+// is killed while the leader is still a zombie, so the group ID is ours.
+func (h *handle) waitChild() sandbox.ExitStatus {
+	pid := h.rec.PID
+	peeked := waitExitNoReap(pid)
 	h.mu.Lock()
 	if peeked {
-		_ = syscall.Kill(-h.pid, syscall.SIGKILL)
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
 	}
 	err := h.cmd.Wait()
-	h.reaped = true
+	h.gone = true
 	h.mu.Unlock()
-	if !peeked {
-		// Without a non-reaping wait this is best effort: the group ID
-		// is only ours while some member lives.
-		_ = syscall.Kill(-h.pid, syscall.SIGKILL)
-	}
+	h.b.mu.Lock()
+	delete(h.b.leaders, pid)
+	h.b.mu.Unlock()
 	var ee *exec.ExitError
 	if err != nil && !errors.As(err, &ee) {
 		h.logger.Error("wait for agent", "err", err)
 	}
-	h.exit = exitStatus(h.cmd.ProcessState)
-	awaitGroupGone(h.pid, h.startTime, killWait)
-	h.b.releasePort(h.port)
-	h.logger.Info("agent exited", "status", h.exit.String())
+	return exitStatus(h.cmd.ProcessState)
 }
 
 func exitStatus(ps *os.ProcessState) sandbox.ExitStatus {
@@ -492,21 +590,22 @@ func exitStatus(ps *os.ProcessState) sandbox.ExitStatus {
 }
 
 // signalGroup sends sig to the sandbox's process group unless the leader
-// has been reaped.
+// is gone.
 func (h *handle) signalGroup(sig syscall.Signal) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.reaped {
+	if h.gone || (h.cmd == nil && h.leader.exited()) {
 		return
 	}
-	if err := syscall.Kill(-h.pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+	if err := syscall.Kill(-h.rec.PGID, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
 		h.logger.Warn("signal process group", "signal", unix.SignalName(sig), "err", err)
 	}
 }
 
 // Stop sends SIGTERM to the group, SIGKILLs it after grace (or as soon as
-// ctx ends), waits for the tree and removes the sandbox dir. The first call
-// does the work; concurrent and later calls wait for its result.
+// ctx ends), waits for the tree and removes the sandbox dir and cgroup.
+// The first call does the work; concurrent and later calls wait for its
+// result.
 func (h *handle) Stop(ctx context.Context, grace time.Duration) error {
 	h.mu.Lock()
 	first := !h.stopping
@@ -520,7 +619,7 @@ func (h *handle) Stop(ctx context.Context, grace time.Duration) error {
 	case <-h.stopped:
 		return h.stopErr
 	case <-ctx.Done():
-		return fmt.Errorf("stop sandbox %s: %w", h.name, ctx.Err())
+		return fmt.Errorf("stop sandbox %s: %w", h.rec.Name, ctx.Err())
 	}
 }
 
@@ -546,13 +645,14 @@ func (h *handle) stop(ctx context.Context, grace time.Duration) error {
 		select {
 		case <-h.done:
 		case <-kctx.Done():
-			return fmt.Errorf("stop sandbox %s: process group %d outlived SIGKILL by %v", h.name, h.pid, killWait)
+			return fmt.Errorf("stop sandbox %s: process group %d outlived SIGKILL by %v", h.rec.Name, h.rec.PGID, killWait)
 		}
 	}
+	h.b.tree.remove(h.rec)
 	if err := os.RemoveAll(h.dir); err != nil {
-		return fmt.Errorf("stop sandbox %s: remove sandbox dir: %w", h.name, err)
+		return fmt.Errorf("stop sandbox %s: remove sandbox dir: %w", h.rec.Name, err)
 	}
-	h.b.releaseName(h.name)
+	h.b.releaseName(h.rec.Name)
 	h.logger.Info("sandbox stopped", "status", h.exit.String())
 	return nil
 }

@@ -26,6 +26,13 @@ import (
 	"github.com/berth-dev/berth/internal/testenv"
 )
 
+func TestMain(m *testing.M) {
+	sandboxtest.BerthMain(func(root, variant string) (sandbox.Backend, error) {
+		return process.NewTracking(root, nil, variants[variant]), nil
+	})
+	os.Exit(m.Run())
+}
+
 func testLogger(t testing.TB) *slog.Logger {
 	if testing.Verbose() {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
@@ -33,10 +40,21 @@ func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
+// variants are the ways a process backend tracks a sandbox's processes.
+var variants = map[string]process.TrackMode{
+	"Cgroup":   process.TrackAuto,
+	"CgroupV1": process.TrackV1,
+	"Marker":   process.TrackMarker,
+}
+
 func TestConformance(t *testing.T) {
-	sandboxtest.Run(t, func(t *testing.T) sandbox.Backend {
-		return process.New(sandboxtest.Root(t), testLogger(t))
-	})
+	for name, mode := range variants {
+		t.Run(name, func(t *testing.T) {
+			sandboxtest.RunWithOptions(t, sandboxtest.Options{Variant: name}, func(t *testing.T) sandbox.Backend {
+				return process.NewTracking(sandboxtest.Root(t), testLogger(t), mode)
+			})
+		})
+	}
 }
 
 func startAgent(t *testing.T, b *process.Backend, edit func(*sandbox.Spec)) sandbox.Handle {
@@ -158,11 +176,12 @@ func TestReapSparesRecycledPID(t *testing.T) {
 	pid := stranger.Process.Pid
 
 	root := sandboxtest.Root(t)
-	dir := filepath.Join(root, "bstale")
+	name := sandbox.Name("rt", "stale")
+	dir := filepath.Join(root, name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	rec := `{"name":"bstale","pid":` + strconv.Itoa(pid) + `,"pgid":` + strconv.Itoa(pid) + `,"start_time":1}`
+	rec := `{"name":"` + name + `","pid":` + strconv.Itoa(pid) + `,"pgid":` + strconv.Itoa(pid) + `,"start_time":1}`
 	if err := os.WriteFile(filepath.Join(dir, "sandbox.json"), []byte(rec), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -230,14 +249,21 @@ func TestStats(t *testing.T) {
 // BenchmarkStart measures start → first /ping 200 → Stop through the
 // backend; compare with BenchmarkBareProcess for the backend's overhead.
 func BenchmarkStart(b *testing.B) {
-	be := process.New(sandboxtest.Root(b), slog.New(slog.DiscardHandler))
+	for _, name := range []string{"Cgroup", "CgroupV1", "Marker"} {
+		b.Run(name, func(b *testing.B) {
+			benchStart(b, process.NewTracking(sandboxtest.Root(b), slog.New(slog.DiscardHandler), variants[name]))
+		})
+	}
+}
+
+func benchStart(b *testing.B, be *process.Backend) {
 	agent := sandboxtest.BuildAgent(b)
 	out := sandboxtest.Output(b)
 	ctx := context.Background()
 	i := 0
 	for b.Loop() {
 		i++
-		h, err := be.Start(ctx, sandbox.Spec{Name: "bench" + strconv.Itoa(i), Command: []string{agent}, Output: out})
+		h, err := be.Start(ctx, sandbox.Spec{Name: sandbox.Name("bench", strconv.Itoa(i)), Command: []string{agent}, Output: out})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -320,19 +346,10 @@ func TestBareCommandUsesSpecPath(t *testing.T) {
 		s.Command = []string{"berth-test-agent"}
 		s.Env = append(s.Env, "PATH="+bin+":/usr/bin:/bin")
 	})
-	_, err := b.Start(context.Background(), sandbox.Spec{Name: "bnopath", Command: []string{"berth-test-agent"}, Env: []string{"PATH=/nonexistent"}})
+	_, err := b.Start(context.Background(), sandbox.Spec{Name: sandbox.Name("rt", "nopath"), Command: []string{"berth-test-agent"}, Env: []string{"PATH=/nonexistent"}})
 	if err == nil {
 		t.Fatal("Start found a command outside the spec's PATH")
 	}
-}
-
-func procsWith(t *testing.T, entry string) []int {
-	t.Helper()
-	pids, err := sandboxtest.ProcsWithEnv(entry)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pids
 }
 
 // alive reports whether pid exists and is not a zombie.
@@ -354,4 +371,47 @@ func settle(timeout time.Duration, cond func() bool) bool {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return true
+}
+
+// TestCgroupCatchesUnmarked: in a cgroup, a process that left the agent's
+// session and shed the environment marker still dies with the sandbox. (The
+// marker alone cannot find it: see the package doc.)
+func TestCgroupCatchesUnmarked(t *testing.T) {
+	for _, name := range []string{"Cgroup", "CgroupV1"} {
+		t.Run(name, func(t *testing.T) {
+			b := process.NewTracking(sandboxtest.Root(t), testLogger(t), variants[name])
+			h := startAgent(t, b, nil)
+			cg := process.Cgroup(b, h.ID())
+			if cg == "" {
+				testenv.Require(t, testenv.Linux, errors.New("berth may create no cgroup here: the backend tracks by marker"))
+			}
+			hc := sandboxtest.HTTPClient(h)
+			defer hc.CloseIdleConnections()
+			tag := "unmarked-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+			resp, err := hc.Post("http://"+h.Addr()+"/invocations", "application/json",
+				strings.NewReader(`{"op":"spawn","tag":"`+tag+`","ignore_term":true,"detach":"setsid","clean_env":true}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var r struct{ PID int }
+			decode(t, resp.Body, &r)
+			resp.Body.Close()
+			if !settle(5*time.Second, func() bool { return alive(r.PID) }) {
+				t.Fatalf("sleeper %d not running", r.PID)
+			}
+			procs, err := os.ReadFile(filepath.Join(cg, "cgroup.procs"))
+			if err != nil || !strings.Contains("\n"+string(procs), "\n"+strconv.Itoa(r.PID)+"\n") {
+				t.Fatalf("sleeper %d is not in the sandbox's cgroup %s (%q, %v)", r.PID, cg, procs, err)
+			}
+			if err := h.Stop(context.Background(), time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if alive(r.PID) {
+				t.Errorf("unmarked sleeper %d outlived Stop", r.PID)
+			}
+			if _, err := os.Stat(cg); !os.IsNotExist(err) {
+				t.Errorf("Stop left the cgroup %s (%v)", cg, err)
+			}
+		})
+	}
 }

@@ -7,14 +7,18 @@
 //
 // and gets subtests that start real agent processes and check the contract
 // in package sandbox: reachability, environment, isolation of scratch dirs,
-// log capture, exit reporting, teardown of the whole process tree, Reap of
-// leftovers, parallel starts and goroutine hygiene.
+// log capture, exit reporting, teardown of the whole process tree (with
+// grandchildren that left the agent's process group), Reap of leftovers,
+// Reap after a berth process was SIGKILLed (with BerthMain in TestMain),
+// Attach from a second backend instance, parallel starts and goroutine
+// hygiene.
 //
 // The suite finds a sandbox's processes from the host through /proc, by a
 // token it puts in Spec.Env (SANDBOXTEST_TOKEN), so a backend must pass
 // Spec.Env to the agent unchanged; PIDs reported from inside a sandbox are
 // never trusted. Process-tree checks skip, saying so, where there is no
-// procfs.
+// procfs, and for a backend whose agents run in the test process
+// (Options.InProcess).
 //
 // The agent (testagent/) is driven by the JSON payload of each invocation;
 // see its package doc for the ops. BuildAgent compiles it.
@@ -161,4 +165,20 @@ func installAgent(bin, dir string) error {
 		return fmt.Errorf("copy agent binary: %w", err)
 	}
 	return nil
+}
+
+// spawnEscapees has the agent start two sleepers that ignore SIGTERM and
+// leave its process group: one in a session of its own, one orphaned by a
+// double fork. It waits until both run and returns the tags that name them
+// in their command lines.
+func (b *box) spawnEscapees(prefix string) []string {
+	b.t.Helper()
+	var tags []string
+	for _, detach := range []string{"setsid", "double-fork"} {
+		tag := prefix + "-" + detach + "-" + b.token
+		b.mustInvoke(map[string]any{"op": "spawn", "tag": tag, "ignore_term": true, "detach": detach})
+		tags = append(tags, tag)
+	}
+	requireTagged(b.t, tags...)
+	return tags
 }

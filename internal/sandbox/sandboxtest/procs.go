@@ -139,3 +139,35 @@ func settle(timeout time.Duration, cond func() bool) bool {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// requireTagged waits until exactly one live process carries each tag in
+// its command line (the spawn op's sleepers), and fails t otherwise.
+func requireTagged(t *testing.T, tags ...string) {
+	t.Helper()
+	for _, tag := range tags {
+		var pids []int
+		ok := settle(5*time.Second, func() bool {
+			var err error
+			pids, err = liveProcs("cmdline", tag)
+			return err == nil && len(pids) == 1
+		})
+		if !ok {
+			t.Fatalf("sleeper tagged %s: found pids %v, want one", tag, pids)
+		}
+	}
+}
+
+// requireNoTagged fails t if any live process carries one of the tags in
+// its command line.
+func requireNoTagged(t *testing.T, what string, tags ...string) {
+	t.Helper()
+	for _, tag := range tags {
+		pids, err := liveProcs("cmdline", tag)
+		if err != nil {
+			t.Fatalf("scan processes: %v", err)
+		}
+		if len(pids) > 0 {
+			t.Errorf("%s: sleeper tagged %s survives: %v (%s)", what, tag, pids, describe(pids))
+		}
+	}
+}

@@ -32,6 +32,14 @@ type Options struct {
 	// AdjustSpec, if set, edits every spec the suite builds, after the
 	// suite has filled it in (to add limits, say).
 	AdjustSpec func(*sandbox.Spec)
+	// Variant names this configuration of the backend to BerthMain's open,
+	// for the subtest that kills a stand-in berth process.
+	Variant string
+	// InProcess says the backend's agents run inside the test process (a
+	// fake, such as sandboxfake): with no process tree and no log written,
+	// the subtests about those skip, saying so, and the others leave out
+	// their process and log checks.
+	InProcess bool
 }
 
 // Run runs the conformance suite with default options. newBackend is called
@@ -79,8 +87,11 @@ func RunWithOptions(t *testing.T, opts Options, newBackend func(t *testing.T) sa
 		{"StopKillsTree", s.testStopKillsTree},
 		{"StopCleansUp", s.testStopCleansUp},
 		{"StopIdempotentConcurrent", s.testStopIdempotentConcurrent},
+		{"StopKillsEscapees", s.testStopKillsEscapees},
 		{"StartBadCommand", s.testStartBadCommand},
 		{"Reap", s.testReap},
+		{"ReapAfterBerthKilled", s.testReapAfterBerthKilled},
+		{"Attach", s.testAttach},
 		{"Parallel", s.testParallel},
 	} {
 		t.Run(tc.name, tc.fn)
@@ -305,6 +316,9 @@ func (s *suite) testWorkingDir(t *testing.T) {
 }
 
 func (s *suite) testLogCapture(t *testing.T) {
+	if s.opts.InProcess {
+		t.Skip("the backend's agents run inside the test process: no process writes a log")
+	}
 	b := s.newBackend(t)
 	bx := s.start(t, b)
 	bx.waitHealthy()
@@ -318,17 +332,19 @@ func (s *suite) testExitCrashOnStart(t *testing.T) {
 	if got := bx.h.Exit(); got.Code != 2 || got.Signal != "" {
 		t.Errorf("Exit() = %+v, want code 2 and no signal", got)
 	}
-	bx.waitLog(5*time.Second, "testagent: stderr start")
+	s.waitLog(bx, 5*time.Second, "testagent: stderr start")
 	s.checkStoppedClean(t, bx)
 }
 
 func (s *suite) testExitCrashOp(t *testing.T) {
-	requireProcfs(t)
+	s.needProcesses(t)
 	b := s.newBackend(t)
 	bx := s.start(t, b)
 	bx.waitHealthy()
-	// A grandchild must not keep the tree alive after the agent dies.
+	// A grandchild must not keep the tree alive after the agent dies, even
+	// one that left the agent's process group.
 	bx.mustInvoke(map[string]any{"op": "spawn", "tag": "crash-" + bx.token, "ignore_term": true})
+	escapees := bx.spawnEscapees("crash")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if code, body, err := bx.invoke(ctx, map[string]any{"op": "crash"}, nil); err == nil {
@@ -339,6 +355,7 @@ func (s *suite) testExitCrashOp(t *testing.T) {
 		t.Errorf("Exit() = %+v, want code 3 and no signal", got)
 	}
 	requireNoProcs(t, "after the agent crashed and Done closed", bx.token)
+	requireNoTagged(t, "after the agent crashed and Done closed", escapees...)
 	s.checkStoppedClean(t, bx)
 }
 
@@ -370,7 +387,7 @@ func (s *suite) testStopGraceful(t *testing.T) {
 	default:
 		t.Fatal("Done not closed after Stop returned")
 	}
-	bx.waitLog(5*time.Second, "testagent: received SIGTERM, exiting")
+	s.waitLog(bx, 5*time.Second, "testagent: received SIGTERM, exiting")
 	if got := bx.h.Exit(); got.Code != 0 || got.Signal != "" {
 		t.Errorf("Exit() = %+v, want code 0: the agent exits by itself on SIGTERM", got)
 	}
@@ -392,14 +409,14 @@ func (s *suite) testStopEscalatesToKill(t *testing.T) {
 	if took > grace+10*time.Second {
 		t.Errorf("Stop took %v with a %v grace", took, grace)
 	}
-	bx.waitLog(5*time.Second, "testagent: received SIGTERM, ignoring it")
+	s.waitLog(bx, 5*time.Second, "testagent: received SIGTERM, ignoring it")
 	if got := bx.h.Exit(); got.Code != -1 || got.Signal == "" {
 		t.Errorf("Exit() = %+v, want code -1 and the killing signal named", got)
 	}
 }
 
 func (s *suite) testStopKillsTree(t *testing.T) {
-	requireProcfs(t)
+	s.needProcesses(t)
 	b := s.newBackend(t)
 	bx := s.start(t, b)
 	bx.waitHealthy()
@@ -450,7 +467,7 @@ func (s *suite) testStopCleansUp(t *testing.T) {
 	if !outputClosed(bx.spec.Output, 10*time.Second) {
 		t.Errorf("the sandbox's output is still open 10s after Stop")
 	}
-	if text := bx.logText(); !strings.Contains(text, "testagent: stdout start") {
+	if text := bx.logText(); !s.opts.InProcess && !strings.Contains(text, "testagent: stdout start") {
 		t.Errorf("output lacks the agent's first line: %q", text)
 	}
 }
@@ -480,13 +497,25 @@ func (s *suite) testStopIdempotentConcurrent(t *testing.T) {
 	default:
 		t.Error("Done not closed after Stop")
 	}
-	if runtime.GOOS == "linux" {
-		requireNoProcs(t, "after concurrent Stop", bx.token)
+	s.noProcs(t, "after concurrent Stop", bx.token)
+}
+
+// testStopKillsEscapees: processes that left the agent's process group (a
+// new session, a daemon's double fork) and ignore SIGTERM die with Stop.
+func (s *suite) testStopKillsEscapees(t *testing.T) {
+	s.needProcesses(t)
+	b := s.newBackend(t)
+	bx := s.start(t, b)
+	bx.waitHealthy()
+	tags := bx.spawnEscapees("stop")
+	if err := bx.stop(2 * time.Second); err != nil {
+		t.Fatalf("Stop: %v", err)
 	}
+	requireNoProcs(t, "after Stop", bx.token)
+	requireNoTagged(t, "after Stop", tags...)
 }
 
 func (s *suite) testStartBadCommand(t *testing.T) {
-	requireProcfs(t)
 	notExec := filepath.Join(t.TempDir(), "not-executable")
 	if err := os.WriteFile(notExec, []byte("plain text\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -494,13 +523,18 @@ func (s *suite) testStartBadCommand(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		edit func(*sandbox.Spec)
+		// execs is set when only running the command can show it is bad.
+		execs bool
 	}{
-		{"Missing", func(sp *sandbox.Spec) { sp.Command = []string{"/nonexistent/berth-agent"} }},
-		{"MissingRelative", func(sp *sandbox.Spec) { sp.Command = []string{"./no-such-agent"} }},
-		{"NotExecutable", func(sp *sandbox.Spec) { sp.Command = []string{notExec} }},
-		{"Empty", func(sp *sandbox.Spec) { sp.Command = nil }},
+		{"Missing", func(sp *sandbox.Spec) { sp.Command = []string{"/nonexistent/berth-agent"} }, true},
+		{"MissingRelative", func(sp *sandbox.Spec) { sp.Command = []string{"./no-such-agent"} }, true},
+		{"NotExecutable", func(sp *sandbox.Spec) { sp.Command = []string{notExec} }, true},
+		{"Empty", func(sp *sandbox.Spec) { sp.Command = nil }, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.execs {
+				s.needProcesses(t)
+			}
 			b := s.newBackend(t)
 			sp, token := s.spec(t, tc.edit)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -510,7 +544,7 @@ func (s *suite) testStartBadCommand(t *testing.T) {
 				_ = h.Stop(ctx, 0)
 				t.Fatalf("Start with command %q succeeded; want an error", sp.Command)
 			}
-			requireNoProcs(t, "after a failed Start", token)
+			s.noProcs(t, "after a failed Start", token)
 			if left := leftovers(Root(t), sp.Name); len(left) > 0 {
 				t.Errorf("failed Start left %v", left)
 			}
@@ -519,7 +553,9 @@ func (s *suite) testStartBadCommand(t *testing.T) {
 }
 
 func (s *suite) testReap(t *testing.T) {
-	requireProcfs(t)
+	if !s.opts.InProcess {
+		requireProcfs(t)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := s.newBackend(t).Reap(ctx); err != nil {
@@ -529,11 +565,15 @@ func (s *suite) testReap(t *testing.T) {
 	// A "previous berth": sandboxes started and abandoned without Stop.
 	old := s.newBackend(t)
 	var boxes []*box
+	var escapees []string
 	for i := range 3 {
 		bx := s.start(t, old)
 		bx.waitHealthy()
 		if i == 0 {
-			bx.mustInvoke(map[string]any{"op": "spawn", "tag": "reap-" + bx.token, "ignore_term": true})
+			if s.processes() {
+				bx.mustInvoke(map[string]any{"op": "spawn", "tag": "reap-" + bx.token, "ignore_term": true})
+			}
+			escapees = s.spawnEscapees(bx, "reap")
 		}
 		boxes = append(boxes, bx)
 	}
@@ -547,7 +587,8 @@ func (s *suite) testReap(t *testing.T) {
 	if err := fresh.Reap(ctx); err != nil {
 		t.Fatalf("Reap: %v", err)
 	}
-	requireNoProcs(t, "after Reap", tokens...)
+	s.noProcs(t, "after Reap", tokens...)
+	s.noTagged(t, "after Reap", escapees...)
 	if left := leftovers(Root(t), names...); len(left) > 0 {
 		t.Errorf("Reap left %v", left)
 	}
@@ -603,11 +644,9 @@ func (s *suite) testParallel(t *testing.T) {
 			})
 		}
 		wg.Wait()
-		if runtime.GOOS == "linux" {
-			for _, bx := range boxes {
-				if bx != nil {
-					requireNoProcs(t, "after parallel Stop", bx.token)
-				}
+		for _, bx := range boxes {
+			if bx != nil {
+				s.noProcs(t, "after parallel Stop", bx.token)
 			}
 		}
 	})
@@ -624,4 +663,58 @@ func (s *suite) testParallel(t *testing.T) {
 		}
 		ids[bx.h.ID()] = true
 	}
+}
+
+// needProcesses skips t unless the backend runs real agent processes that
+// procfs shows.
+func (s *suite) needProcesses(t *testing.T) {
+	t.Helper()
+	if s.opts.InProcess {
+		t.Skip("the backend's agents run inside the test process: there is no process tree to check")
+	}
+	requireProcfs(t)
+}
+
+// processes reports whether process-tree checks apply.
+func (s *suite) processes() bool {
+	if s.opts.InProcess {
+		return false
+	}
+	_, err := os.Stat("/proc/self/environ")
+	return err == nil
+}
+
+// noProcs fails t if a process of a sandbox with one of the tokens lives,
+// where process checks apply.
+func (s *suite) noProcs(t *testing.T, what string, tokens ...string) {
+	t.Helper()
+	if s.processes() {
+		requireNoProcs(t, what, tokens...)
+	}
+}
+
+// waitLog is box.waitLog where agents write logs.
+func (s *suite) waitLog(bx *box, timeout time.Duration, want ...string) {
+	bx.t.Helper()
+	if !s.opts.InProcess {
+		bx.waitLog(timeout, want...)
+	}
+}
+
+// noTagged fails t if a sleeper tagged so lives, where process checks apply.
+func (s *suite) noTagged(t *testing.T, what string, tags ...string) {
+	t.Helper()
+	if s.processes() {
+		requireNoTagged(t, what, tags...)
+	}
+}
+
+// spawnEscapees is box.spawnEscapees where agents are processes; none
+// otherwise.
+func (s *suite) spawnEscapees(bx *box, prefix string) []string {
+	bx.t.Helper()
+	if !s.processes() {
+		return nil
+	}
+	return bx.spawnEscapees(prefix)
 }

@@ -136,20 +136,34 @@ func (l *file) write(p []byte) error {
 }
 
 // rotate shifts every file one place older, dropping the oldest, and
-// starts an empty current file.
+// starts an empty current file. The current name never goes missing, so a
+// reader opening the log mid-rotation finds it: the full file is linked
+// to its older name, then an empty one is renamed over it.
 func (l *file) rotate() error {
 	l.f.Close()
 	l.f = nil
-	if l.lim.Files == 1 {
-		os.Remove(l.path)
+	if l.lim.Files > 1 {
+		if err := os.Remove(name(l.path, l.lim.Files-1)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("rotate agent log: %w", err)
+		}
 	}
-	for i := l.lim.Files - 1; i >= 1; i-- {
+	for i := l.lim.Files - 1; i >= 2; i-- {
 		if err := os.Rename(name(l.path, i-1), name(l.path, i)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("rotate agent log: %w", err)
 		}
 	}
-	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if l.lim.Files > 1 {
+		if err := os.Link(l.path, name(l.path, 1)); err != nil {
+			return fmt.Errorf("rotate agent log: %w", err)
+		}
+	}
+	tmp := l.path + ".new"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o644)
 	if err != nil {
+		return fmt.Errorf("rotate agent log: %w", err)
+	}
+	if err := os.Rename(tmp, l.path); err != nil {
+		f.Close()
 		return fmt.Errorf("rotate agent log: %w", err)
 	}
 	l.f, l.size = f, 0

@@ -14,10 +14,16 @@
 //	busy             /ping reports HealthyBusy for "ms", answer at once
 //	status           answer HTTP "code" with a JSON error body
 //	spawn            start a sleeper grandchild (argv: self, "sleeper", "tag"),
-//	                 ignoring SIGTERM if "ignore_term"; answer its pid
+//	                 ignoring SIGTERM if "ignore_term"; answer its pid. With
+//	                 "detach": "setsid" it runs in a session of its own; with
+//	                 "double-fork" a short-lived child starts it in its own
+//	                 session and exits, orphaning it (a daemon's way out);
+//	                 "clean_env" starts it with an empty environment
 //	write, read      file "path" ($VARS expanded), "data"; read of a missing
 //	                 file answers 404
 //	sleep            answer after "ms"
+//	hold             report HealthyBusy until the caller hangs up: a test sees
+//	                 the call has reached the agent, and releases it at will
 //
 // Every invocation counts, whatever its op. AGENT_MODE picks a start-up
 // behaviour: crash-on-start (exit 2), no-listen (sleep, never listen),
@@ -39,6 +45,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -48,6 +55,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "sleeper" {
 		sleeper()
 		return
+	}
+	if len(os.Args) > 2 && os.Args[1] == "forker" {
+		os.Exit(forker(os.Args[2]))
 	}
 	os.Exit(run())
 }
@@ -61,6 +71,20 @@ func sleeper() {
 	for {
 		time.Sleep(time.Hour)
 	}
+}
+
+// forker starts a sleeper in a new session and exits without waiting.
+func forker(tag string) int {
+	cmd := sleeperCmd(tag, os.Getenv("SLEEPER_IGNORE_TERM") == "1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	// Not our stdout: the agent reads it to its end.
+	cmd.Stdout = os.Stderr
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintf(os.Stderr, "testagent: forker: %v\n", err)
+		return 1
+	}
+	fmt.Println(cmd.Process.Pid)
+	return 0
 }
 
 func run() int {
@@ -192,6 +216,8 @@ type request struct {
 	Env        []string `json:"env"`
 	Tag        string   `json:"tag"`
 	IgnoreTerm bool     `json:"ignore_term"`
+	Detach     string   `json:"detach"`
+	CleanEnv   bool     `json:"clean_env"`
 }
 
 func (a *agent) invoke(w http.ResponseWriter, r *http.Request) {
@@ -276,6 +302,10 @@ func (a *agent) invoke(w http.ResponseWriter, r *http.Request) {
 		most := a.maxActive
 		a.mu.Unlock()
 		writeJSON(w, http.StatusOK, map[string]any{"max_active": most, "seq": count, "tag": req.Tag})
+	case "hold":
+		a.setBusy(1)
+		<-r.Context().Done()
+		a.setBusy(-1)
 	case "sleep":
 		select {
 		case <-time.After(time.Duration(req.MS) * time.Millisecond):
@@ -336,27 +366,59 @@ func sse(w http.ResponseWriter, req request) {
 	}
 }
 
-// spawn starts a sleeper grandchild in the agent's process group and returns
-// its PID (as the agent sees it). The reaping goroutine lives as long as the
-// sleeper, which is until the sandbox is torn down.
+// spawn starts a sleeper grandchild and returns its PID (as the agent sees
+// it). A sleeper the agent started itself is reaped by a goroutine that lives
+// as long as it does, which is until the sandbox is torn down.
 func (a *agent) spawn(w http.ResponseWriter, req request) {
-	self, err := os.Executable()
-	if err != nil {
-		writeJSON(w, http.StatusInternalServerError, map[string]any{"message": "find executable: " + err.Error()})
+	if req.Detach == "double-fork" {
+		cmd := exec.Command(self(), "forker", req.Tag)
+		cmd.Env = sleeperEnv(req.IgnoreTerm)
+		cmd.Stderr = os.Stderr
+		out, err := cmd.Output()
+		if err != nil {
+			writeJSON(w, http.StatusInternalServerError, map[string]any{"message": "double fork: " + err.Error()})
+			return
+		}
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+		writeJSON(w, http.StatusOK, map[string]any{"pid": pid, "tag": req.Tag})
 		return
 	}
-	cmd := exec.Command(self, "sleeper", req.Tag)
-	cmd.Env = os.Environ()
-	if req.IgnoreTerm {
-		cmd.Env = append(cmd.Env, "SLEEPER_IGNORE_TERM=1")
+	cmd := sleeperCmd(req.Tag, req.IgnoreTerm)
+	if req.CleanEnv {
+		cmd.Env = []string{}
 	}
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if req.Detach == "setsid" {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	}
 	if err := cmd.Start(); err != nil {
 		writeJSON(w, http.StatusInternalServerError, map[string]any{"message": "start sleeper: " + err.Error()})
 		return
 	}
 	go func() { _ = cmd.Wait() }()
 	writeJSON(w, http.StatusOK, map[string]any{"pid": cmd.Process.Pid, "tag": req.Tag})
+}
+
+func self() string {
+	p, err := os.Executable()
+	if err != nil {
+		return os.Args[0]
+	}
+	return p
+}
+
+func sleeperEnv(ignoreTerm bool) []string {
+	env := os.Environ()
+	if ignoreTerm {
+		env = append(env, "SLEEPER_IGNORE_TERM=1")
+	}
+	return env
+}
+
+func sleeperCmd(tag string, ignoreTerm bool) *exec.Cmd {
+	cmd := exec.Command(self(), "sleeper", tag)
+	cmd.Env = sleeperEnv(ignoreTerm)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	return cmd
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -1,6 +1,11 @@
 //go:build linux
 
-package linux
+// Package cgroups puts sandboxes in cgroups, reads their use and kills them
+// by cgroup, on cgroup v1, v2 and hosts that mount both. Both sandbox
+// backends share it: linux for limits and accounting (Layout, Group), the
+// process backend to track and kill every process of a sandbox, however it
+// left its process group (Tracker).
+package cgroups
 
 import (
 	"bufio"
@@ -17,32 +22,37 @@ import (
 )
 
 // Controllers berth uses. cpuacct exists only on v1; on v2 the always-present
-// cpu.stat gives the same number.
+// cpu.stat gives the same number. freezer (v1 only; v2 freezes in core) is
+// used, where present, to stop a tree from forking while it is killed.
 const (
-	ctlMemory  = "memory"
-	ctlCPU     = "cpu"
-	ctlCPUAcct = "cpuacct"
-	ctlPids    = "pids"
+	Memory  = "memory"
+	CPU     = "cpu"
+	CPUAcct = "cpuacct"
+	Pids    = "pids"
+	Freezer = "freezer"
 )
 
-// cgroupLayout says where each controller lives on this host. Hosts differ:
-// pure v1, pure v2, or (like the CI machines) v1 controllers with a v2
-// hierarchy mounted beside them holding few controllers. Each controller is
-// taken from v1 if a v1 hierarchy has it, otherwise from v2.
-type cgroupLayout struct {
+// Layout says where each controller lives on this host. Hosts differ: pure
+// v1, pure v2, or (like the CI machines) v1 controllers with a v2 hierarchy
+// mounted beside them holding few controllers. Each controller is taken
+// from v1 if a v1 hierarchy has it, otherwise from v2.
+type Layout struct {
 	// parent maps a controller to the directory under which sandbox cgroups
 	// are created (mount point + berth's own cgroup, if relative + parent).
 	parent map[string]string
+	// own maps a v1 controller to berth's own cgroup directory in its
+	// hierarchy.
+	own map[string]string
 	// v2 maps controllers served by the unified hierarchy.
 	v2 map[string]bool
 	// v2Parent is the parent directory in the unified hierarchy, or "".
 	v2Parent string
 }
 
-// detectCgroups reads /proc/self/mountinfo and /proc/self/cgroup. A relative
+// Detect reads /proc/self/mountinfo and /proc/self/cgroup. A relative
 // parentName nests under berth's own cgroup (the delegation pattern systemd
 // recommends); an absolute one starts at the hierarchy root.
-func detectCgroups(parentName string) (*cgroupLayout, error) {
+func Detect(parentName string) (*Layout, error) {
 	mounts, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return nil, fmt.Errorf("read mountinfo: %w", err)
@@ -51,7 +61,7 @@ func detectCgroups(parentName string) (*cgroupLayout, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &cgroupLayout{parent: map[string]string{}, v2: map[string]bool{}}
+	l := &Layout{parent: map[string]string{}, own: map[string]string{}, v2: map[string]bool{}}
 	under := func(mountPoint, ownPath string) string {
 		if filepath.IsAbs(parentName) {
 			return filepath.Join(mountPoint, parentName)
@@ -77,9 +87,10 @@ func detectCgroups(parentName string) (*cgroupLayout, error) {
 		case "cgroup":
 			for opt := range strings.SplitSeq(pf[2], ",") {
 				switch opt {
-				case ctlMemory, ctlCPU, ctlCPUAcct, ctlPids:
+				case Memory, CPU, CPUAcct, Pids, Freezer:
 					if _, dup := l.parent[opt]; !dup {
 						l.parent[opt] = under(f[4], own[opt])
+						l.own[opt] = filepath.Join(f[4], own[opt])
 					}
 				}
 			}
@@ -90,7 +101,7 @@ func detectCgroups(parentName string) (*cgroupLayout, error) {
 		ctrls, err := os.ReadFile(filepath.Join(v2Mount, "cgroup.controllers"))
 		if err == nil {
 			for c := range strings.FieldsSeq(string(ctrls)) {
-				if _, inV1 := l.parent[c]; !inV1 && (c == ctlMemory || c == ctlCPU || c == ctlPids) {
+				if _, inV1 := l.parent[c]; !inV1 && (c == Memory || c == CPU || c == Pids) {
 					l.v2[c] = true
 					l.parent[c] = l.v2Parent
 				}
@@ -123,10 +134,10 @@ func ownCgroups() (map[string]string, error) {
 	return own, nil
 }
 
-// missing names required controllers this host lacks.
-func (l *cgroupLayout) missing() []string {
+// Missing names the controllers the linux backend needs that this host lacks.
+func (l *Layout) Missing() []string {
 	var out []string
-	for _, c := range []string{ctlMemory, ctlPids, ctlCPU} {
+	for _, c := range []string{Memory, Pids, CPU} {
 		if _, ok := l.parent[c]; !ok {
 			out = append(out, c)
 		}
@@ -134,8 +145,8 @@ func (l *cgroupLayout) missing() []string {
 	return out
 }
 
-// dirs returns the distinct parent directories sandbox cgroups go under.
-func (l *cgroupLayout) dirs() []string {
+// Dirs returns the distinct parent directories sandbox cgroups go under.
+func (l *Layout) Dirs() []string {
 	seen := map[string]bool{}
 	var out []string
 	add := func(d string) {
@@ -144,21 +155,21 @@ func (l *cgroupLayout) dirs() []string {
 			out = append(out, d)
 		}
 	}
-	for _, c := range []string{ctlMemory, ctlCPU, ctlCPUAcct, ctlPids} {
+	for _, c := range []string{Memory, CPU, CPUAcct, Pids} {
 		add(l.parent[c])
 	}
 	// A v2 cgroup is only worth its (sometimes slow) placement when v2
 	// serves a controller, or cpu.stat stands in for a missing cpuacct.
-	if _, acct := l.parent[ctlCPUAcct]; len(l.v2) > 0 || !acct {
+	if _, acct := l.parent[CPUAcct]; len(l.v2) > 0 || !acct {
 		add(l.v2Parent)
 	}
 	return out
 }
 
-// prepare creates the parent directories and, on v2, enables the controllers
+// Prepare creates the parent directories and, on v2, enables the controllers
 // berth needs in every ancestor's subtree_control.
-func (l *cgroupLayout) prepare() error {
-	for _, d := range l.dirs() {
+func (l *Layout) Prepare() error {
+	for _, d := range l.Dirs() {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return fmt.Errorf("create cgroup parent %s: %w", d, err)
 		}
@@ -195,15 +206,31 @@ func (l *cgroupLayout) prepare() error {
 	return nil
 }
 
-// cgroup is one sandbox's set of cgroups, one per hierarchy.
-type cgroup struct {
-	layout *cgroupLayout
+// Group is one sandbox's set of cgroups, one per hierarchy.
+type Group struct {
+	layout *Layout
 	name   string
 	// Dirs lists every cgroup directory created, for removal and reaping.
 	Dirs []string
 }
 
-func (l *cgroupLayout) path(ctl, name string) string {
+// Open is the group Create made under name, from the directories it
+// reported; false if they are not where this layout puts a group by that
+// name (a record is only a file: never trust one to name any cgroup).
+func (l *Layout) Open(name string, dirs []string) (*Group, bool) {
+	want := l.Dirs()
+	if len(dirs) != len(want) {
+		return nil, false
+	}
+	for i, d := range want {
+		if dirs[i] != filepath.Join(d, name) {
+			return nil, false
+		}
+	}
+	return &Group{layout: l, name: name, Dirs: dirs}, true
+}
+
+func (l *Layout) path(ctl, name string) string {
 	p, ok := l.parent[ctl]
 	if !ok {
 		return ""
@@ -211,29 +238,29 @@ func (l *cgroupLayout) path(ctl, name string) string {
 	return filepath.Join(p, name)
 }
 
-// create makes the sandbox's cgroups and writes its limits.
-func (l *cgroupLayout) create(name string, lim sandbox.Limits) (*cgroup, error) {
-	cg := &cgroup{layout: l, name: name}
-	for _, d := range l.dirs() {
+// Create makes the sandbox's cgroups and writes its limits.
+func (l *Layout) Create(name string, lim sandbox.Limits) (*Group, error) {
+	g := &Group{layout: l, name: name}
+	for _, d := range l.Dirs() {
 		dir := filepath.Join(d, name)
 		err := os.Mkdir(dir, 0o755)
 		if errors.Is(err, os.ErrNotExist) {
 			// Someone removed the (then empty) parent: make it again.
-			if err = l.prepare(); err == nil {
+			if err = l.Prepare(); err == nil {
 				err = os.Mkdir(dir, 0o755)
 			}
 		}
 		if err != nil && !errors.Is(err, os.ErrExist) {
-			cg.remove()
+			_ = g.Remove()
 			return nil, fmt.Errorf("create cgroup %s: %w", dir, err)
 		}
-		cg.Dirs = append(cg.Dirs, dir)
+		g.Dirs = append(g.Dirs, dir)
 	}
-	if err := cg.setLimits(lim); err != nil {
-		cg.remove()
+	if err := g.SetLimits(lim); err != nil {
+		_ = g.Remove()
 		return nil, err
 	}
-	return cg, nil
+	return g, nil
 }
 
 func writeCg(dir, file, val string) error {
@@ -248,15 +275,16 @@ func exists(p string) bool {
 	return err == nil
 }
 
-func (cg *cgroup) setLimits(lim sandbox.Limits) error {
-	l := cg.layout
+// SetLimits writes lim into the group's controllers.
+func (g *Group) SetLimits(lim sandbox.Limits) error {
+	l := g.layout
 	if lim.MemoryBytes > 0 {
-		dir := l.path(ctlMemory, cg.name)
+		dir := l.path(Memory, g.name)
 		if dir == "" {
 			return fmt.Errorf("memory limit: no memory cgroup controller: %w", sandbox.ErrUnsupported)
 		}
 		v := strconv.FormatInt(lim.MemoryBytes, 10)
-		if l.v2[ctlMemory] {
+		if l.v2[Memory] {
 			if err := writeCg(dir, "memory.max", v); err != nil {
 				return err
 			}
@@ -278,13 +306,13 @@ func (cg *cgroup) setLimits(lim sandbox.Limits) error {
 		}
 	}
 	if lim.CPUMillis > 0 {
-		dir := l.path(ctlCPU, cg.name)
+		dir := l.path(CPU, g.name)
 		if dir == "" {
 			return fmt.Errorf("cpu limit: no cpu cgroup controller: %w", sandbox.ErrUnsupported)
 		}
 		const period = 100000
 		quota := strconv.FormatInt(lim.CPUMillis*period/1000, 10)
-		if l.v2[ctlCPU] {
+		if l.v2[CPU] {
 			if err := writeCg(dir, "cpu.max", quota+" "+strconv.Itoa(period)); err != nil {
 				return err
 			}
@@ -301,7 +329,7 @@ func (cg *cgroup) setLimits(lim sandbox.Limits) error {
 		}
 	}
 	if lim.Pids > 0 {
-		dir := l.path(ctlPids, cg.name)
+		dir := l.path(Pids, g.name)
 		if dir == "" {
 			return fmt.Errorf("pids limit: no pids cgroup controller: %w", sandbox.ErrUnsupported)
 		}
@@ -312,10 +340,10 @@ func (cg *cgroup) setLimits(lim sandbox.Limits) error {
 	return nil
 }
 
-// add places pid in every cgroup of the sandbox.
-func (cg *cgroup) add(pid int) error {
+// Add places pid in every cgroup of the group.
+func (g *Group) Add(pid int) error {
 	p := []byte(strconv.Itoa(pid))
-	for _, d := range cg.Dirs {
+	for _, d := range g.Dirs {
 		if err := os.WriteFile(filepath.Join(d, "cgroup.procs"), p, 0); err != nil {
 			return fmt.Errorf("place pid in cgroup %s: %w", d, err)
 		}
@@ -323,27 +351,27 @@ func (cg *cgroup) add(pid int) error {
 	return nil
 }
 
-// oomKilled reports whether the kernel OOM-killed anything in the memory cgroup.
-func (cg *cgroup) oomKilled() bool {
-	dir := cg.layout.path(ctlMemory, cg.name)
+// OOMKilled reports whether the kernel OOM-killed anything in the memory cgroup.
+func (g *Group) OOMKilled() bool {
+	dir := g.layout.path(Memory, g.name)
 	if dir == "" {
 		return false
 	}
 	file := "memory.oom_control"
-	if cg.layout.v2[ctlMemory] {
+	if g.layout.v2[Memory] {
 		file = "memory.events"
 	}
 	n, _ := readKeyed(filepath.Join(dir, file), "oom_kill")
 	return n > 0
 }
 
-// stats reads live resource use.
-func (cg *cgroup) stats() (sandbox.Stats, error) {
+// Stats reads live resource use.
+func (g *Group) Stats() (sandbox.Stats, error) {
 	var s sandbox.Stats
-	l := cg.layout
-	if dir := l.path(ctlMemory, cg.name); dir != "" {
+	l := g.layout
+	if dir := l.path(Memory, g.name); dir != "" {
 		file := "memory.usage_in_bytes"
-		if l.v2[ctlMemory] {
+		if l.v2[Memory] {
 			file = "memory.current"
 		}
 		v, err := readInt(filepath.Join(dir, file))
@@ -352,20 +380,20 @@ func (cg *cgroup) stats() (sandbox.Stats, error) {
 		}
 		s.MemoryBytes = v
 	}
-	if dir := l.path(ctlCPUAcct, cg.name); dir != "" {
+	if dir := l.path(CPUAcct, g.name); dir != "" {
 		ns, err := readInt(filepath.Join(dir, "cpuacct.usage"))
 		if err != nil {
 			return s, err
 		}
 		s.CPUUsage = time.Duration(ns)
 	} else if l.v2Parent != "" {
-		us, err := readKeyed(filepath.Join(l.v2Parent, cg.name, "cpu.stat"), "usage_usec")
+		us, err := readKeyed(filepath.Join(l.v2Parent, g.name, "cpu.stat"), "usage_usec")
 		if err != nil {
 			return s, err
 		}
 		s.CPUUsage = time.Duration(us) * time.Microsecond
 	}
-	if dir := l.path(ctlPids, cg.name); dir != "" {
+	if dir := l.path(Pids, g.name); dir != "" {
 		v, err := readInt(filepath.Join(dir, "pids.current"))
 		if err != nil {
 			return s, err
@@ -373,6 +401,13 @@ func (cg *cgroup) stats() (sandbox.Stats, error) {
 		s.Pids = v
 	}
 	return s, nil
+}
+
+// Remove kills whatever is left in the group and removes its directories.
+func (g *Group) Remove() error {
+	deadline := time.Now().Add(5 * time.Second)
+	Kill(g.Dirs, deadline)
+	return RemoveDirs(g.Dirs, deadline)
 }
 
 func readInt(path string) (int64, error) {
@@ -399,41 +434,117 @@ func readKeyed(path, key string) (int64, error) {
 	return 0, fmt.Errorf("read cgroup stat: %s has no %s", path, key)
 }
 
-// killCgroupDirs SIGKILLs every process in the given cgroups until they are
-// empty or the deadline passes. v2's cgroup.kill does it in one write.
-func killCgroupDirs(dirs []string, deadline time.Time) {
-	for _, d := range dirs {
-		if exists(filepath.Join(d, "cgroup.kill")) {
-			_ = os.WriteFile(filepath.Join(d, "cgroup.kill"), []byte("1"), 0)
+// Procs lists the processes in the cgroup at dir; a missing cgroup has none.
+func Procs(dir string) []int {
+	b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for f := range strings.FieldsSeq(string(b)) {
+		if pid, err := strconv.Atoi(f); err == nil {
+			pids = append(pids, pid)
 		}
 	}
-	for {
+	return pids
+}
+
+// Kill SIGKILLs every process in the given cgroups and waits, until the
+// deadline, for them to be empty. Where it can it freezes them first, so
+// nothing forks between reading a cgroup's members and killing them (a
+// process with SIGKILL pending cannot fork once thawed); v2's cgroup.kill
+// does it all in one write. berth's own process is never signalled.
+func Kill(dirs []string, deadline time.Time) {
+	var unkillable []string
+	for _, d := range dirs {
+		if len(Procs(d)) == 0 {
+			continue // nothing to kill; a freeze would only cost time
+		}
+		if os.WriteFile(filepath.Join(d, "cgroup.kill"), []byte("1"), 0) != nil {
+			unkillable = append(unkillable, d)
+		}
+	}
+	freezeBy := time.Now().Add(freezeWait)
+	if deadline.Before(freezeBy) {
+		freezeBy = deadline
+	}
+	frozen := freeze(unkillable, freezeBy)
+	self := os.Getpid()
+	// Dying tasks leave within microseconds: poll fast, then back off.
+	for delay := 100 * time.Microsecond; ; delay = min(2*delay, 5*time.Millisecond) {
 		alive := false
 		for _, d := range dirs {
-			b, err := os.ReadFile(filepath.Join(d, "cgroup.procs"))
-			if err != nil {
-				continue
-			}
-			for f := range strings.FieldsSeq(string(b)) {
-				if pid, err := strconv.Atoi(f); err == nil {
+			for _, pid := range Procs(d) {
+				if pid != self {
 					alive = true
 					_ = syscall.Kill(pid, syscall.SIGKILL)
 				}
 			}
 		}
+		// Thawed only now: every member has its SIGKILL pending.
+		thaw(frozen)
+		frozen = nil
 		if !alive || time.Now().After(deadline) {
 			return
 		}
-		time.Sleep(2 * time.Millisecond)
+		time.Sleep(delay)
 	}
 }
 
-// removeCgroupDirs removes cgroup directories, retrying while the kernel
-// still counts exiting tasks in them.
-func removeCgroupDirs(dirs []string, deadline time.Time) error {
+// freezeWait bounds the wait for a freeze: a task in uninterruptible sleep
+// delays it, and the kill loop copes without one.
+const freezeWait = 200 * time.Millisecond
+
+// freeze freezes every cgroup in dirs that has a freezer (v2's
+// cgroup.freeze, v1's freezer.state), waiting until frozen or the deadline,
+// and returns the freezer files to thaw.
+func freeze(dirs []string, deadline time.Time) []string {
+	var files []string
+	for _, d := range dirs {
+		for _, f := range []string{"cgroup.freeze", "freezer.state"} {
+			p := filepath.Join(d, f)
+			val := "1"
+			if f == "freezer.state" {
+				val = "FROZEN"
+			}
+			if os.WriteFile(p, []byte(val), 0) == nil {
+				files = append(files, p)
+			}
+		}
+	}
+	for _, p := range files {
+		for !frozenNow(p) && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	return files
+}
+
+func frozenNow(file string) bool {
+	if filepath.Base(file) == "freezer.state" {
+		b, err := os.ReadFile(file)
+		return err != nil || strings.TrimSpace(string(b)) != "FREEZING"
+	}
+	n, err := readKeyed(filepath.Join(filepath.Dir(file), "cgroup.events"), "frozen")
+	return err != nil || n == 1
+}
+
+func thaw(files []string) {
+	for _, p := range files {
+		val := "0"
+		if filepath.Base(p) == "freezer.state" {
+			val = "THAWED"
+		}
+		_ = os.WriteFile(p, []byte(val), 0)
+	}
+}
+
+// RemoveDirs removes cgroup directories, retrying while the kernel still
+// counts exiting tasks in them.
+func RemoveDirs(dirs []string, deadline time.Time) error {
 	var errs []error
 	for _, d := range dirs {
-		for {
+		for delay := 100 * time.Microsecond; ; delay = min(2*delay, 5*time.Millisecond) {
 			err := syscall.Rmdir(d)
 			if err == nil || errors.Is(err, syscall.ENOENT) {
 				break
@@ -442,14 +553,8 @@ func removeCgroupDirs(dirs []string, deadline time.Time) error {
 				errs = append(errs, fmt.Errorf("remove cgroup %s: %w", d, err))
 				break
 			}
-			time.Sleep(2 * time.Millisecond)
+			time.Sleep(delay)
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func (cg *cgroup) remove() error {
-	deadline := time.Now().Add(5 * time.Second)
-	killCgroupDirs(cg.Dirs, deadline)
-	return removeCgroupDirs(cg.Dirs, deadline)
 }
