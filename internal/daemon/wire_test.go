@@ -75,7 +75,9 @@ func newEnv(t *testing.T, mutate ...func(*config.Config)) *env {
 	cfg := config.Default()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
-	cfg.StartTimeout = config.Duration(3 * time.Second)
+	// Long enough for a fresh linux init on a loaded 2-core machine; the
+	// unhealthy runtime's test checks this bound.
+	cfg.StartTimeout = config.Duration(envStartTimeout)
 	cfg.PingInterval = config.Duration(100 * time.Millisecond)
 	cfg.StopGrace = config.Duration(500 * time.Millisecond)
 	rt := func(name string, s registry.Settings) config.Runtime {
@@ -374,7 +376,7 @@ func TestErrorCases(t *testing.T) {
 		start := time.Now()
 		_, err := e.invoke(ctx, "unhealthy", newSessionID(), map[string]any{"op": "echo"})
 		wantAPIError(t, err, "RuntimeClientError", 424)
-		if time.Since(start) > 10*time.Second {
+		if time.Since(start) > envStartTimeout+5*time.Second {
 			t.Fatalf("took %v: the start timeout did not bound it", time.Since(start))
 		}
 	})
@@ -607,3 +609,6 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 		t.Fatalf("%d goroutines before, %d after Close:\n%s", before, n, buf[:runtime.Stack(buf, true)])
 	}
 }
+
+// envStartTimeout is the start timeout of newEnv's berth.
+const envStartTimeout = 10 * time.Second
