@@ -25,6 +25,11 @@ func (m *Manager) LogPath(runtimeID, recordID string) string {
 // openOutput starts capturing a sandbox's output into the log at path;
 // nil when the manager keeps no logs.
 func (m *Manager) openOutput(path string) (*agentlog.Capture, error) {
+	m.pumpOnce.Do(func() {
+		if m.opts.LogDir != "" && m.shutdownCtx.Err() == nil {
+			m.pump, m.pumpErr = agentlog.NewPump(m.opts.LogLimits, m.log)
+		}
+	})
 	if m.pump == nil {
 		return nil, m.pumpErr
 	}

@@ -129,10 +129,13 @@ type Manager struct {
 	log      *slog.Logger
 	// state is the store's durable-state side, nil if it has none.
 	state StateStore
-	// pump copies every sandbox's output into its log; nil without a
-	// LogDir, or with pumpErr if it could not start.
-	pump    *agentlog.Pump
-	pumpErr error
+	// pump copies every sandbox's output into its log. It starts with the
+	// first sandbox (pumpOnce), so a manager that never starts one runs no
+	// epoll goroutine; nil without a LogDir, or with pumpErr if it could
+	// not start.
+	pumpOnce sync.Once
+	pump     *agentlog.Pump
+	pumpErr  error
 
 	// shutdownCtx is cancelled when berth is going away: distinct from a
 	// session's killCtx, which ends that session.
@@ -199,9 +202,6 @@ func NewManager(store Store, backends map[string]sandbox.Backend, opts Options) 
 		pools:    map[string]*pool{},
 	}
 	m.state, _ = store.(StateStore)
-	if opts.LogDir != "" {
-		m.pump, m.pumpErr = agentlog.NewPump(opts.LogLimits, opts.Logger)
-	}
 	m.shutdownCtx, m.shutdown = context.WithCancel(context.Background())
 	m.wg.Go(m.janitor)
 	return m
@@ -623,9 +623,10 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 		m.wg.Wait()
 		close(waited)
 	}()
+	// Last: a session's teardown waits for its output to be in its log;
+	// one that is late loses the rest. No pump starts after this.
+	m.pumpOnce.Do(func() {})
 	if m.pump != nil {
-		// Last: a session's teardown waits for its output to be in its
-		// log; one that is late loses the rest.
 		defer m.pump.Close()
 	}
 	select {

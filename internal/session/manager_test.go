@@ -39,8 +39,9 @@ func newHarnessWith(t *testing.T, mutate ...func(*session.Options)) *harness {
 		t.Fatal(err)
 	}
 	fake := sandboxfake.New(sandboxfake.Options{})
+	// No LogDir: sandboxfake's agents run in this process and print
+	// nothing, and the log pump's epoll goroutine would stall synctest.
 	opts := session.Options{
-		LogDir:         t.TempDir(),
 		DefaultBackend: "fake",
 		StopGrace:      time.Second,
 		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
