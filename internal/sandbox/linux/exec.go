@@ -215,4 +215,3 @@ func readExecMsg(conn *net.UnixConn) (statusMsg, error) {
 	}
 	return m, nil
 }
-
