@@ -35,7 +35,7 @@ func TestOutputEventsStayWholeAndSmall(t *testing.T) {
 	rec := httptest.NewRecorder()
 	var capped bool
 	es := &eventStream{w: rec, enc: eventstream.NewEncoder(), rc: http.NewResponseController(rec), limit: 1 << 30, over: func() { capped = true }}
-		out := es.output(false)
+	out := es.output(false)
 	// A rune split across writes, then output that JSON escapes sixfold.
 	out.Write([]byte("h\xc3"))
 	out.Write([]byte("\xa9llo "))
