@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +25,17 @@ import (
 // (HTTP, the session manager, the event stream), next to the same command
 // run directly with the backend's sandbox Exec, per backend.
 func BenchmarkCommand(b *testing.B) {
+	benchCommands(b, "true", 0)
+}
+
+// BenchmarkCommandOutput: 16 MB of stdout through berth's event stream,
+// next to the same output read straight from the sandbox's Exec (MB/s).
+func BenchmarkCommandOutput(b *testing.B) {
+	const size = 16 << 20
+	benchCommands(b, "yes berth-output-line | head -c "+strconv.Itoa(size), size)
+}
+
+func benchCommands(b *testing.B, script string, size int64) {
 	agent := buildTutorial(b)
 	backends := []string{"process"}
 	if linux.Available() == nil {
@@ -35,11 +47,12 @@ func BenchmarkCommand(b *testing.B) {
 			sid := "bench-" + uuid.NewString()
 			post(b, invokeURL(d), sid, `{"prompt":"hi"}`)
 			u := d.URL() + "/runtimes/" + url.PathEscape(d.Runtimes()[0].ARN) + "/" + api.PathCommands
+			b.SetBytes(size)
 			var samples []time.Duration
 			for b.Loop() {
 				start := time.Now()
-				if code := benchCommand(b, u, sid, "true"); code != 0 {
-					b.Fatalf("exit %d", code)
+				if n, code := benchCommand(b, u, sid, script); code != 0 || n != size {
+					b.Fatalf("exit %d after %d bytes", code, n)
 				}
 				samples = append(samples, time.Since(start))
 			}
@@ -66,12 +79,14 @@ func BenchmarkCommand(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.Cleanup(func() { h.Stop(context.Background(), time.Second) })
+			b.SetBytes(size)
 			var samples []time.Duration
 			for b.Loop() {
+				var n countingWriter
 				start := time.Now()
-				st, err := h.Exec(context.Background(), sandbox.ExecSpec{Argv: []string{"bash", "-c", "true"}})
-				if err != nil || st.Code != 0 {
-					b.Fatalf("exec: %+v %v", st, err)
+				st, err := h.Exec(context.Background(), sandbox.ExecSpec{Argv: []string{"bash", "-c", script}, Stdout: &n})
+				if err != nil || st.Code != 0 || int64(n) != size {
+					b.Fatalf("exec: %+v %v after %d bytes", st, err, n)
 				}
 				samples = append(samples, time.Since(start))
 			}
@@ -80,8 +95,17 @@ func BenchmarkCommand(b *testing.B) {
 	}
 }
 
-// benchCommand runs one command and reads its stream to its exit code.
-func benchCommand(b *testing.B, u, sid, text string) int {
+// countingWriter counts what it is given.
+type countingWriter int64
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	*c += countingWriter(len(p))
+	return len(p), nil
+}
+
+// benchCommand runs one command and reads its stream to its exit code,
+// counting its stdout.
+func benchCommand(b *testing.B, u, sid, text string) (int64, int) {
 	req, _ := http.NewRequest(http.MethodPost, u, strings.NewReader(`{"command":"`+text+`"}`))
 	req.Header.Set(api.HeaderSessionID, sid)
 	req.Header.Set("Content-Type", "application/json")
@@ -94,15 +118,20 @@ func benchCommand(b *testing.B, u, sid, text string) int {
 		b.Fatalf("status %d", resp.StatusCode)
 	}
 	dec := eventstream.NewDecoder()
+	buf := make([]byte, 0, api.MaxCommandEventBytes)
+	var n int64
 	for {
-		m, err := dec.Decode(resp.Body, nil)
+		m, err := dec.Decode(resp.Body, buf)
 		if err != nil {
 			b.Fatalf("stream ended without contentStop: %v", err)
 		}
 		var c api.CommandChunk
 		json.Unmarshal(m.Payload, &c)
+		if c.ContentDelta != nil {
+			n += int64(len(c.ContentDelta.Stdout))
+		}
 		if c.ContentStop != nil {
-			return c.ContentStop.ExitCode
+			return n, c.ContentStop.ExitCode
 		}
 	}
 }

@@ -22,10 +22,9 @@ import (
 // characters, each escaped in JSON as a 12-byte surrogate pair at worst.
 const maxCommandBody = 12*api.MaxCommandLen + 1024
 
-// maxDeltaBytes caps the output one contentDelta carries, so its event
-// stays under MaxCommandEventBytes even if JSON escapes every byte as
-// \u00XX (6 bytes).
-const maxDeltaBytes = (api.MaxCommandEventBytes - 1024) / 6
+// maxChunkPayload caps one chunk event's JSON, leaving room for its
+// headers and framing under MaxCommandEventBytes.
+const maxChunkPayload = api.MaxCommandEventBytes - 256
 
 // errOutputCap stops a command whose output passed the stream's cap.
 var errOutputCap = errors.New("command output exceeds the stream's limit")
@@ -167,6 +166,11 @@ type eventStream struct {
 // chunk sends one chunk event.
 func (e *eventStream) chunk(c api.CommandChunk) {
 	payload, _ := json.Marshal(c)
+	e.chunkJSON(payload)
+}
+
+// chunkJSON sends one chunk event whose payload is already encoded.
+func (e *eventStream) chunkJSON(payload []byte) {
 	var h eventstream.Headers
 	h.Set(api.EventHeaderMessageType, eventstream.StringValue(api.MessageTypeEvent))
 	h.Set(api.EventHeaderEventType, eventstream.StringValue(api.EventTypeChunk))
@@ -241,25 +245,41 @@ func (o *outputWriter) flush() {
 	o.pending = nil
 }
 
+// send sends b in as few contentDelta events as fit: a piece whose JSON
+// would pass maxChunkPayload (output JSON escapes up to sixfold) is halved
+// until it fits, never inside a rune.
 func (o *outputWriter) send(b []byte) {
 	for len(b) > 0 {
-		n := min(len(b), maxDeltaBytes)
-		for n < len(b) && n > 0 && !utf8.RuneStart(b[n]) {
-			n--
-		}
-		if n == 0 {
-			n = min(len(b), maxDeltaBytes)
+		n := len(b)
+		var payload []byte
+		for {
+			n = runeCut(b, n)
+			d := &api.ContentDelta{Stdout: string(b[:n])}
+			if o.stderr {
+				d = &api.ContentDelta{Stderr: string(b[:n])}
+			}
+			payload, _ = json.Marshal(api.CommandChunk{ContentDelta: d})
+			if len(payload) <= maxChunkPayload || n == 1 {
+				break
+			}
+			n /= 2
 		}
 		if !o.e.account(n) {
 			return
 		}
-		d := &api.ContentDelta{Stdout: string(b[:n])}
-		if o.stderr {
-			d = &api.ContentDelta{Stderr: string(b[:n])}
-		}
-		o.e.chunk(api.CommandChunk{ContentDelta: d})
+		o.e.chunkJSON(payload)
 		b = b[n:]
 	}
+}
+
+// runeCut moves n back to the start of a rune, unless that leaves nothing.
+func runeCut(b []byte, n int) int {
+	for i := n; i > 0 && i > n-utf8.UTFMax; i-- {
+		if i == len(b) || utf8.RuneStart(b[i]) {
+			return i
+		}
+	}
+	return n
 }
 
 // account counts n more output bytes; false once the stream's cap is
