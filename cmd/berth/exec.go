@@ -72,7 +72,13 @@ variables work; several words run as that command with those arguments.`,
 			if sessionID == "" {
 				fmt.Fprintf(cmd.ErrOrStderr(), "session: %s\n", out.SessionID)
 			}
-			return printCommand(cmd.OutOrStdout(), cmd.ErrOrStderr(), out.Body)
+			err = printCommand(cmd.OutOrStdout(), cmd.ErrOrStderr(), out.Body)
+			if cmd.Context().Err() != nil {
+				// Interrupted: berth killed the command when the request
+				// went; exit as a shell does after SIGINT.
+				return exitCode(130)
+			}
+			return err
 		},
 	}
 	cf.register(cmd)

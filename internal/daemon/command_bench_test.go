@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,14 +23,17 @@ import (
 )
 
 // BenchmarkCommand: a command (`true`) on a warm session through berth
-// (HTTP, the session manager, the event stream), next to the same command
-// run directly with the backend's sandbox Exec, per backend.
+// (HTTP, the session manager, the event stream), paired with the same
+// command run directly with the backend's sandbox Exec: each iteration
+// runs both, one after the other, so load on a shared machine falls on
+// both alike. It reports each one's median and their ratio.
 func BenchmarkCommand(b *testing.B) {
 	benchCommands(b, "true", 0)
 }
 
 // BenchmarkCommandOutput: 16 MB of stdout through berth's event stream,
-// next to the same output read straight from the sandbox's Exec (MB/s).
+// paired with the same output read straight from the sandbox's Exec; it
+// also reports each one's median throughput.
 func BenchmarkCommandOutput(b *testing.B) {
 	const size = 16 << 20
 	benchCommands(b, "yes berth-output-line | head -c "+strconv.Itoa(size), size)
@@ -42,58 +46,73 @@ func benchCommands(b *testing.B, script string, size int64) {
 		backends = append(backends, "linux")
 	}
 	for _, backend := range backends {
-		b.Run("berth-"+backend, func(b *testing.B) {
+		b.Run(backend, func(b *testing.B) {
 			d := benchDaemon(b, agent, backend, nil)
 			sid := "bench-" + uuid.NewString()
 			post(b, invokeURL(d), sid, `{"prompt":"hi"}`)
 			u := d.URL() + "/runtimes/" + url.PathEscape(d.Runtimes()[0].ARN) + "/" + api.PathCommands
-			b.SetBytes(size)
-			var samples []time.Duration
+			h := directSandbox(b, agent, backend)
+
+			var viaBerth, direct []time.Duration
 			for b.Loop() {
 				start := time.Now()
 				if n, code := benchCommand(b, u, sid, script); code != 0 || n != size {
-					b.Fatalf("exit %d after %d bytes", code, n)
+					b.Fatalf("berth: exit %d after %d bytes", code, n)
 				}
-				samples = append(samples, time.Since(start))
-			}
-			reportP50(b, samples, "command")
-		})
-		b.Run("direct-"+backend, func(b *testing.B) {
-			bs, err := daemon.OpenBackends(b.TempDir(), config.Default().UserNamespace)
-			if err != nil {
-				b.Fatal(err)
-			}
-			be := bs[backend]
-			b.Cleanup(func() {
-				if c, ok := be.(io.Closer); ok {
-					c.Close()
-				}
-			})
-			sid := "bench-" + uuid.NewString()
-			h, err := be.Start(context.Background(), sandbox.Spec{
-				Name: sandbox.Name("bench-direct", sid), RuntimeID: "bench-direct", SessionID: sid,
-				Command: []string{agent}, LogPath: filepath.Join(b.TempDir(), "agent.log"),
-				Network: be.Capabilities().DefaultNetwork,
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { h.Stop(context.Background(), time.Second) })
-			b.SetBytes(size)
-			var samples []time.Duration
-			for b.Loop() {
+				viaBerth = append(viaBerth, time.Since(start))
+
 				var n countingWriter
-				start := time.Now()
+				start = time.Now()
 				st, err := h.Exec(context.Background(), sandbox.ExecSpec{Argv: []string{"bash", "-c", script}, Stdout: &n})
 				if err != nil || st.Code != 0 || int64(n) != size {
-					b.Fatalf("exec: %+v %v after %d bytes", st, err, n)
+					b.Fatalf("direct: %+v %v after %d bytes", st, err, n)
 				}
-				samples = append(samples, time.Since(start))
+				direct = append(direct, time.Since(start))
 			}
-			reportP50(b, samples, "command")
+			pb, pd := median(viaBerth), median(direct)
+			b.ReportMetric(ms(pb), "berth-p50-ms")
+			b.ReportMetric(ms(pd), "direct-p50-ms")
+			b.ReportMetric(float64(pb)/float64(pd), "berth/direct")
+			if size > 0 {
+				b.ReportMetric(float64(size)/1e6/pb.Seconds(), "berth-MB/s")
+				b.ReportMetric(float64(size)/1e6/pd.Seconds(), "direct-MB/s")
+			}
 		})
 	}
 }
+
+// directSandbox starts agent in a sandbox of backend, outside berth's
+// session manager, on backends opened as a daemon opens them.
+func directSandbox(b *testing.B, agent, backend string) sandbox.Handle {
+	bs, err := daemon.OpenBackends(b.TempDir(), config.Default().UserNamespace)
+	if err != nil {
+		b.Fatal(err)
+	}
+	be := bs[backend]
+	b.Cleanup(func() {
+		if c, ok := be.(io.Closer); ok {
+			c.Close()
+		}
+	})
+	sid := "bench-" + uuid.NewString()
+	h, err := be.Start(context.Background(), sandbox.Spec{
+		Name: sandbox.Name("bench-direct", sid), RuntimeID: "bench-direct", SessionID: sid,
+		Command: []string{agent}, LogPath: filepath.Join(b.TempDir(), "agent.log"),
+		Network: be.Capabilities().DefaultNetwork,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { h.Stop(context.Background(), time.Second) })
+	return h
+}
+
+func median(d []time.Duration) time.Duration {
+	slices.Sort(d)
+	return d[len(d)/2]
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // countingWriter counts what it is given.
 type countingWriter int64
