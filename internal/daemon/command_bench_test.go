@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -97,7 +96,7 @@ func directSandbox(b *testing.B, agent, backend string) sandbox.Handle {
 	sid := "bench-" + uuid.NewString()
 	h, err := be.Start(context.Background(), sandbox.Spec{
 		Name: sandbox.Name("bench-direct", sid), RuntimeID: "bench-direct", SessionID: sid,
-		Command: []string{agent}, LogPath: filepath.Join(b.TempDir(), "agent.log"),
+		Command: []string{agent},
 		Network: be.Capabilities().DefaultNetwork,
 	})
 	if err != nil {

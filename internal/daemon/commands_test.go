@@ -3,6 +3,7 @@ package daemon_test
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -146,6 +147,17 @@ func TestCommandThroughGoSDK(t *testing.T) {
 		if run.sessionID != sid {
 			t.Fatalf("session header %q, want %q", run.sessionID, sid)
 		}
+		// The command's text, not its output, is in the session's log.
+		var logText string
+		for _, in := range e.d.Sessions().Live() {
+			if in.SessionID == sid {
+				b, _ := os.ReadFile(e.d.Sessions().LogPath(in.RuntimeID, in.ID))
+				logText = string(b)
+			}
+		}
+		if !strings.Contains(logText, `echo \"token=$BERTH_WIRE_TOKEN\"`) || strings.Contains(logText, e.token) {
+			t.Fatalf("session log %q: want the command's text and not its output", logText)
+		}
 		// The invocation that follows finds the session the command started.
 		base := e.agents()
 		if r := e.echo(sid); r.Invocations != 1 {
@@ -219,8 +231,14 @@ func TestCommandClientCancelKillsTree(t *testing.T) {
 				break
 			}
 		}
-		if n := e.agents(); n <= base {
-			t.Fatalf("%d processes while the command runs, %d before it", n, base)
+		// The command's processes show up (one may be mid-exec, its
+		// environment unreadable for a moment).
+		deadline := time.Now().Add(10 * time.Second)
+		for e.agents() <= base {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d processes while the command runs, %d before it", e.agents(), base)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
 		cancel()
 		stream.Close()

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"time"
 
@@ -56,7 +55,9 @@ func (c *Call) Exec(ctx context.Context, cmd Command) (CommandResult, error) {
 	}
 	// The command's text, not its output, is the session's to keep.
 	s.log.Info("command", "command", clip(cmd.Text), "timeout", cmd.Timeout)
-	s.m.logLine(s.spec.RuntimeID, s.rec.ID, "berth: command (timeout "+cmd.Timeout.String()+"): "+strconv.Quote(cmd.Text))
+	if out := s.agent.out; out != nil {
+		out.Note("berth: command (timeout " + cmd.Timeout.String() + "): " + strconv.Quote(cmd.Text))
+	}
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -84,19 +85,6 @@ func (c *Call) Exec(ctx context.Context, cmd Command) (CommandResult, error) {
 		return CommandResult{}, fmt.Errorf("command: %w", context.Cause(ctx))
 	}
 	return CommandResult{}, fmt.Errorf("run command: %v: %w", err, errdefs.ErrAgent)
-}
-
-// logLine appends one line of berth's own to a session's log.
-func (m *Manager) logLine(runtimeID, recordID, line string) {
-	f, err := os.OpenFile(m.LogPath(runtimeID, recordID), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-	if err != nil {
-		m.log.Warn("session log", "err", err)
-		return
-	}
-	defer f.Close()
-	if _, err := io.WriteString(f, line+"\n"); err != nil {
-		m.log.Warn("session log", "err", err)
-	}
 }
 
 // clip shortens a command for berth's own log.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -36,6 +35,11 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
+// withoutLogs runs the manager without agent logs: their pump waits in
+// epoll, which a synctest bubble cannot see through, so its clock would
+// never move. internal/daemon checks that a command's text reaches the log.
+func withoutLogs(o *session.Options) { o.LogDir = "" }
+
 // command runs text in sp's session.
 func (h *harness) command(sp session.Spec, text string, timeout time.Duration) (session.CommandResult, string, string, error) {
 	c, err := h.m.AcquireCommand(context.Background(), sp)
@@ -50,7 +54,7 @@ func (h *harness) command(sp session.Spec, text string, timeout time.Duration) (
 
 func TestCommandStartsTheSessionAndRunsInIt(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newHarness(t)
+		h := newHarnessWith(t, withoutLogs)
 		sp := spec("command-session-0123456789012345678901", 15*time.Minute, time.Hour)
 		res, out, errOut, err := h.command(sp, "echo hi; echo oops >&2; exit 3", time.Minute)
 		if err != nil {
@@ -77,16 +81,12 @@ func TestCommandStartsTheSessionAndRunsInIt(t *testing.T) {
 		if live.Invocations != 1 {
 			t.Fatalf("%d invocations counted, want 1", live.Invocations)
 		}
-		log, err := os.ReadFile(h.m.LogPath(rec.RuntimeID, rec.ID))
-		if err != nil || !strings.Contains(string(log), `"echo hi; echo oops >&2; exit 3"`) {
-			t.Fatalf("the session log lacks the command (%v): %q", err, log)
-		}
 	})
 }
 
 func TestCommandTimesOut(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newHarness(t)
+		h := newHarnessWith(t, withoutLogs)
 		sp := spec("command-timeout-0123456789012345678901", 15*time.Minute, time.Hour)
 		start := time.Now()
 		res, out, _, err := h.command(sp, "echo before; sleep 100; echo after", 2*time.Second)
@@ -108,7 +108,7 @@ func TestCommandTimesOut(t *testing.T) {
 
 func TestCommandHoldsOffIdleAndIgnoresConcurrencyPolicy(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newHarness(t)
+		h := newHarnessWith(t, withoutLogs)
 		sp := withPolicy(spec("command-policy-01234567890123456789012", time.Minute, time.Hour),
 			registry.SessionPolicy{Concurrency: registry.ConcurrencyReject})
 		h.invoke(sp)
@@ -136,7 +136,7 @@ func TestCommandHoldsOffIdleAndIgnoresConcurrencyPolicy(t *testing.T) {
 
 func TestCommandCancelledByCaller(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newHarness(t)
+		h := newHarnessWith(t, withoutLogs)
 		sp := spec("command-cancel-01234567890123456789012", 15*time.Minute, time.Hour)
 		c, err := h.m.AcquireCommand(context.Background(), sp)
 		if err != nil {
@@ -162,7 +162,7 @@ func TestCommandCancelledByCaller(t *testing.T) {
 
 func TestCommandRefusals(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newHarness(t)
+		h := newHarnessWith(t, withoutLogs)
 		sp := spec("command-refused-0123456789012345678901", 15*time.Minute, time.Hour)
 		off := false
 		sp.Settings.Commands = &off
@@ -190,7 +190,7 @@ func TestCommandRefusals(t *testing.T) {
 
 func TestCommandOnSettlingSessionIsRetryable(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newHarness(t)
+		h := newHarnessWith(t, withoutLogs)
 		sp := spec("command-settling-012345678901234567890", 15*time.Minute, time.Hour)
 		for k, v := range envMap((sandboxfake.Script{StartDelay: 5 * time.Second, IgnoreTerm: true}).Env()) {
 			if sp.Settings.Env == nil {
