@@ -172,6 +172,9 @@ type BerthSettings struct {
 	// invoke the runtime; empty means every known principal. A runtime
 	// with a JWT authorizer has none: its authorizer decides.
 	Invokers []string `json:"invokers,omitempty"`
+	// Commands false refuses InvokeAgentRuntimeCommand in the runtime's
+	// sessions; left out, commands are allowed.
+	Commands *bool `json:"commands,omitempty"`
 }
 
 // Limits cap each of a runtime's sandboxes. Zero means the operator's default.

@@ -124,6 +124,56 @@ func (c *Client) Invoke(ctx context.Context, in InvokeInput) (*InvokeOutput, err
 	}, nil
 }
 
+// CommandInput is one InvokeAgentRuntimeCommand.
+type CommandInput struct {
+	Runtime, Qualifier string
+	// SessionID names the session; empty starts a new one.
+	SessionID string
+	// Command runs as bash -c Command in the session's sandbox.
+	Command string
+	// Timeout in seconds; 0 leaves berth's default (api.DefaultCommandTimeout).
+	Timeout int
+}
+
+// CommandOutput is a command's answer. Body is an AWS event stream
+// (api.ContentTypeEventStream) of api.CommandChunk events; read it with an
+// event-stream decoder (the AWS SDK's aws/protocol/eventstream) and close it.
+type CommandOutput struct {
+	SessionID string
+	Body      io.ReadCloser
+}
+
+// Command calls InvokeAgentRuntimeCommand.
+func (c *Client) Command(ctx context.Context, in CommandInput) (*CommandOutput, error) {
+	if in.SessionID == "" {
+		in.SessionID = NewSessionID()
+	}
+	body := api.CommandRequest{Command: in.Command}
+	if in.Timeout != 0 {
+		body.Timeout = &in.Timeout
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, fmt.Errorf("encode request: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.runtimeURL(in.Runtime, api.PathCommands, in.Qualifier), bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("build request: %w", err)
+	}
+	req.Header.Set(api.HeaderSessionID, in.SessionID)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", api.ContentTypeEventStream)
+	resp, err := c.http().Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("command: %w", err)
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		return nil, decodeError(resp)
+	}
+	return &CommandOutput{SessionID: or(resp.Header.Get(api.HeaderSessionID), in.SessionID), Body: resp.Body}, nil
+}
+
 // StopSession calls StopRuntimeSession.
 func (c *Client) StopSession(ctx context.Context, runtime, qualifier, sessionID string) error {
 	body, _ := json.Marshal(map[string]string{"clientToken": NewSessionID()})

@@ -24,6 +24,10 @@ func main() {
 	stop()
 	if err != nil {
 		var ae *api.Error
+		var code exitCode
+		if errors.As(err, &code) {
+			os.Exit(int(code))
+		}
 		if errors.As(err, &ae) {
 			fmt.Fprintf(os.Stderr, "berth: %s (%d): %s\n", ae.Type, ae.StatusCode, ae.Message)
 		} else {
@@ -40,7 +44,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServe(), newInvoke(), newStopSession(), newDemo(), newVersion())
+	root.AddCommand(newServe(), newInvoke(), newExec(), newStopSession(), newDemo(), newVersion())
 	root.AddCommand(newRuntimes(), newSessions(), newCredentials())
 	return root
 }

@@ -196,6 +196,7 @@ func TestAttacks(t *testing.T) {
 	at := startAuthTarget(t)
 	authBefore := at.runtimeNamesAs(t, "ops")
 	t.Run("authentication", func(t *testing.T) { authAttacks(t, at, &l) })
+	t.Run("commands", func(t *testing.T) { commandAttacks(t, tg, at, &l) })
 	if after := at.runtimeNamesAs(t, "ops"); strings.Join(after, ",") != strings.Join(authBefore, ",") {
 		t.Errorf("runtimes before the authentication attacks %v, after %v", authBefore, after)
 	}

@@ -38,6 +38,10 @@ type Settings struct {
 	// SessionStorage is where each session's own persistent filesystem
 	// is mounted ("/mnt/workspace"); empty for none.
 	SessionStorage string `json:"session_storage,omitempty" yaml:"session_storage"`
+	// Commands lets callers run commands in sessions
+	// (InvokeAgentRuntimeCommand); nil means yes, as on AgentCore. Read it
+	// through CommandsEnabled.
+	Commands *bool `json:"commands,omitempty" yaml:"commands"`
 
 	Network sandbox.NetworkMode `json:"network,omitempty" yaml:"network"`
 	// Limits cap each sandbox; API callers may ask up to the operator's
@@ -65,6 +69,10 @@ type Settings struct {
 type Authorizer struct {
 	JWT *auth.JWTAuthorizer `json:"jwt,omitempty" yaml:"jwt"`
 }
+
+// CommandsEnabled reports whether the runtime accepts commands in its
+// sessions: unless it says commands: false.
+func (s Settings) CommandsEnabled() bool { return s.Commands == nil || *s.Commands }
 
 // Limits are what a runtime asks of each of its sandboxes. Zero means
 // "the operator's default".

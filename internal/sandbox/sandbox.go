@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strconv"
@@ -135,6 +136,42 @@ type Handle interface {
 	// and removes every resource the sandbox held except its log file. It
 	// is idempotent and safe to call concurrently.
 	Stop(ctx context.Context, grace time.Duration) error
+	// Exec runs a command inside the sandbox, beside the agent (see
+	// ExecSpec), and returns how it ended once it has exited and its output
+	// is written. Whatever the command left running then is killed: a
+	// command's processes end with it. When ctx ends first, the command's
+	// whole process tree is killed (processes that left its process group
+	// or session included), the agent never, and the error wraps
+	// context.Cause(ctx). Commands may run concurrently with each other and
+	// with calls to the agent. Exec fails once the agent has exited.
+	Exec(ctx context.Context, spec ExecSpec) (ExecStatus, error)
+}
+
+// ExecSpec is a command to run inside a live sandbox: a fresh process with
+// the agent's filesystem, environment, working directory, network and
+// limits (and, where the backend sets them, its seccomp filter and
+// capabilities), as the sandbox's root user (the agent's own user where the
+// backend has no users of its own), with no stdin.
+type ExecSpec struct {
+	// Argv is the command; a bare Argv[0] is looked up in the agent's PATH.
+	Argv []string
+	// Stdout and Stderr receive the command's output as it is produced,
+	// each from a goroutine of its own (one writer for both must be safe
+	// for that). After a write error the rest of that stream is discarded;
+	// the command runs on until it ends or the caller cancels ctx.
+	Stdout, Stderr io.Writer
+	// Started, if set, is called once the command runs, before any of its
+	// output is written.
+	Started func()
+}
+
+// ExecStatus says how a command ended.
+type ExecStatus struct {
+	// Code is the exit code as a shell reports it: 128+n after death by
+	// signal n.
+	Code int
+	// Signal names the signal that killed the command, if any.
+	Signal string
 }
 
 // Stats is a sandbox's live resource use.

@@ -564,6 +564,7 @@ func artifactOut(s registry.Settings) *api.Artifact {
 func berthSettingsIn(b *api.BerthSettings, s *registry.Settings) {
 	s.Sandbox = registry.Backend(b.Sandbox)
 	s.Network = sandbox.NetworkMode(b.Network)
+	s.Commands = b.Commands
 	for _, m := range b.Mounts {
 		s.Mounts = append(s.Mounts, sandbox.Mount{Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly})
 	}
@@ -593,9 +594,11 @@ func seconds(f float64) registry.Duration { return registry.Duration(f * float64
 // berthSettingsOut shows berth's own settings of a version.
 func berthSettingsOut(s registry.Settings) *api.BerthSettings {
 	p := s.Sessions
+	commands := s.CommandsEnabled()
 	out := &api.BerthSettings{
-		Sandbox: string(s.Sandbox),
-		Network: string(s.Network),
+		Sandbox:  string(s.Sandbox),
+		Network:  string(s.Network),
+		Commands: &commands,
 		Limits: &api.Limits{MemoryBytes: int64(s.Memory), CPU: float64(s.CPU) / 1000,
 			Pids: s.Pids, DiskBytes: int64(s.Disk)},
 		Sessions: &api.SessionPolicy{

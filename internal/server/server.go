@@ -78,6 +78,7 @@ func New(opts Options) *Server {
 		s.handle("GET /metrics", accessAdmin, opts.Metrics.Handler().ServeHTTP)
 	}
 	s.handle("POST /runtimes/{arn}/invocations", accessRuntime, s.measured("invoke", s.invoke))
+	s.handle("POST /runtimes/{arn}/"+api.PathCommands, accessRuntime, s.measured("command", s.command))
 	s.handle("POST /runtimes/{arn}/stopruntimesession", accessRuntime, s.stopSession)
 	s.handle("GET /runtimes/{arn}/invocations"+metadataPath, accessOpen, s.protectedResource)
 	s.registerControl()

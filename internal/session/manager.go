@@ -40,6 +40,9 @@ var (
 	ErrBusy = fmt.Errorf("session busy: another call is in flight: %w", errdefs.ErrFailedPrecondition)
 	// ErrElsewhere: another node holds the session's live lease.
 	ErrElsewhere = fmt.Errorf("session is live on another berth node: %w", errdefs.ErrUnavailable)
+	// ErrSettling: the session is being started by another call, or is
+	// stopping; a retry will find it settled.
+	ErrSettling = fmt.Errorf("session operation in progress, please retry: %w", errdefs.ErrFailedPrecondition)
 )
 
 // endRuntimeTimeout bounds how long a runtime's deletion waits for its
@@ -240,13 +243,33 @@ func (m *Manager) Recover(ctx context.Context) error {
 // Acquire finds or starts the session for spec and admits one call into it.
 // The caller must call Call.Release exactly once.
 func (m *Manager) Acquire(ctx context.Context, spec Spec) (*Call, error) {
+	return m.acquire(ctx, spec, false)
+}
+
+// AcquireCommand finds or starts the session for spec and admits a command
+// into it (see Call.Exec). A command is session activity, holding off the
+// idle clock while it runs, but the concurrency policy governs invocations
+// only, so it never waits for a turn. A session that another call is
+// starting, or that is stopping, refuses it with ErrSettling. The caller
+// must call Call.Release exactly once.
+func (m *Manager) AcquireCommand(ctx context.Context, spec Spec) (*Call, error) {
+	if !spec.Settings.CommandsEnabled() {
+		return nil, ErrCommandsDisabled
+	}
+	return m.acquire(ctx, spec, true)
+}
+
+func (m *Manager) acquire(ctx context.Context, spec Spec, command bool) (*Call, error) {
 	pol := spec.Settings.Sessions
 	for {
-		s, wait, err := m.session(ctx, spec)
+		s, fresh, wait, err := m.session(ctx, spec)
 		if err != nil {
 			return nil, err
 		}
 		if wait != nil {
+			if command {
+				return nil, fmt.Errorf("session %s is starting: %w", spec.SessionID, ErrSettling)
+			}
 			select {
 			case <-wait:
 				continue
@@ -257,15 +280,23 @@ func (m *Manager) Acquire(ctx context.Context, spec Spec) (*Call, error) {
 		m.mu.Lock()
 		s.mu.Lock()
 		if s.killCtx.Err() != nil {
-			// Ending: wait for its teardown, then start afresh.
 			s.mu.Unlock()
 			m.mu.Unlock()
+			if command {
+				return nil, fmt.Errorf("session %s is stopping: %w", spec.SessionID, ErrSettling)
+			}
+			// Ending: wait for its teardown, then start afresh.
 			select {
 			case <-s.done:
 				continue
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			}
+		}
+		if command && !fresh && !s.isReady() {
+			s.mu.Unlock()
+			m.mu.Unlock()
+			return nil, fmt.Errorf("session %s is starting: %w", spec.SessionID, ErrSettling)
 		}
 		if pol.BindUser && !s.bindLocked(spec.UserID) {
 			s.mu.Unlock()
@@ -277,7 +308,7 @@ func (m *Manager) Acquire(ctx context.Context, spec Spec) (*Call, error) {
 		s.mu.Unlock()
 		m.mu.Unlock()
 
-		c := &Call{s: s}
+		c := &Call{s: s, command: command}
 		select {
 		case <-s.ready:
 		case <-ctx.Done():
@@ -288,6 +319,9 @@ func (m *Manager) Acquire(ctx context.Context, spec Spec) (*Call, error) {
 			c.Release()
 			return nil, s.startErr
 		}
+		if command {
+			return c, nil
+		}
 		if err := c.admit(ctx, pol); err != nil {
 			c.Release()
 			return nil, err
@@ -297,31 +331,31 @@ func (m *Manager) Acquire(ctx context.Context, spec Spec) (*Call, error) {
 }
 
 // session returns this node's live session for spec, claiming the key in
-// the store and starting it on a miss. When another caller's claim of the
-// key is in progress it returns a channel to wait on instead.
-func (m *Manager) session(ctx context.Context, spec Spec) (*Session, <-chan struct{}, error) {
+// the store and starting it on a miss (fresh). When another caller's claim
+// of the key is in progress it returns a channel to wait on instead.
+func (m *Manager) session(ctx context.Context, spec Spec) (s *Session, fresh bool, wait <-chan struct{}, err error) {
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
-		return nil, nil, ErrShuttingDown
+		return nil, false, nil, ErrShuttingDown
 	}
 	if s := m.sessions[spec.Key]; s != nil {
 		m.mu.Unlock()
-		return s, nil, nil
+		return s, false, nil, nil
 	}
 	if c := m.claiming[spec.Key]; c != nil {
 		m.mu.Unlock()
-		return nil, c.done, nil
+		return nil, false, c.done, nil
 	}
 	pol := spec.Settings.Sessions
 	if err := m.admitNewLocked(spec); err != nil {
 		m.mu.Unlock()
-		return nil, nil, err
+		return nil, false, nil, err
 	}
 	b, err := m.backend(spec)
 	if err != nil {
 		m.mu.Unlock()
-		return nil, nil, err
+		return nil, false, nil, err
 	}
 	c := &claim{runtimeID: spec.RuntimeID, user: spec.UserID, done: make(chan struct{})}
 	m.claiming[spec.Key] = c
@@ -338,14 +372,14 @@ func (m *Manager) session(ctx context.Context, spec Spec) (*Session, <-chan stru
 		// A durable session stays bound to its user across sandboxes.
 		saved, err := m.stateOwner(ctx, spec.Key)
 		if err != nil {
-			return nil, nil, err
+			return nil, false, nil, err
 		}
 		if saved != "" {
 			owner = saved
 		}
 	}
 	if pol.BindUser && owner != spec.UserID {
-		return nil, nil, fmt.Errorf("session %s: %w", spec.SessionID, errdefs.ErrPermissionDenied)
+		return nil, false, nil, fmt.Errorf("session %s: %w", spec.SessionID, errdefs.ErrPermissionDenied)
 	}
 	now := time.Now().UTC()
 	cctx, cancel := context.WithTimeout(ctx, storeTimeout)
@@ -364,9 +398,9 @@ func (m *Manager) session(ctx context.Context, spec Spec) (*Session, <-chan stru
 	cancel()
 	switch {
 	case errors.Is(err, ErrLive):
-		return nil, nil, fmt.Errorf("session %s: %w", spec.SessionID, ErrElsewhere)
+		return nil, false, nil, fmt.Errorf("session %s: %w", spec.SessionID, ErrElsewhere)
 	case err != nil:
-		return nil, nil, fmt.Errorf("claim session %s: %w", spec.SessionID, err)
+		return nil, false, nil, fmt.Errorf("claim session %s: %w", spec.SessionID, err)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -375,10 +409,9 @@ func (m *Manager) session(ctx context.Context, spec Spec) (*Session, <-chan stru
 		ectx, cancel := storeCtx()
 		defer cancel()
 		m.store.EndSession(ectx, rec.ID, rec.Lease, EndShutdown, "berth shutting down", time.Now().UTC())
-		return nil, nil, ErrShuttingDown
+		return nil, false, nil, ErrShuttingDown
 	}
-	s := m.attachLocked(spec, rec, b, owner)
-	return s, nil, nil
+	return m.attachLocked(spec, rec, b, owner), true, nil, nil
 }
 
 // admitNewLocked applies the caps on new sessions: berth's, the

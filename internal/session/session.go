@@ -102,6 +102,16 @@ func (s *Session) getAgent() *agent {
 	return s.agent
 }
 
+// isReady reports whether the session's start has settled.
+func (s *Session) isReady() bool {
+	select {
+	case <-s.ready:
+		return true
+	default:
+		return false
+	}
+}
+
 func (s *Session) inFlight() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -552,9 +562,10 @@ func (s *Session) info() Info {
 
 // Call is one admitted invocation.
 type Call struct {
-	s    *Session
-	once sync.Once
-	turn bool // holds one of the session's turns
+	s       *Session
+	once    sync.Once
+	turn    bool // holds one of the session's turns
+	command bool // a command (AcquireCommand), not an invocation
 }
 
 // admit applies the session's concurrency policy to the call.
@@ -648,7 +659,7 @@ func (c *Call) Release() {
 		}
 		s.inflight--
 		s.lastActive = time.Now()
-		if s.startErr == nil {
+		if s.startErr == nil && !c.command {
 			s.invocations++
 		}
 		s.dirty = true

@@ -164,7 +164,7 @@ type series struct {
 	latency     prometheus.Observer
 }
 
-// Call records one data-plane call of kind ("invoke" or "websocket").
+// Call records one data-plane call of kind ("invoke", "websocket" or "command").
 // errorType is the AgentCore error type the call failed with, if any.
 func (m *Metrics) Call(kind string, t Target, o Outcome, errorType string, took time.Duration) {
 	k := callKey{t, kind}

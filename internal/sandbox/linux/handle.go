@@ -39,6 +39,9 @@ type handle struct {
 	// exitFile is the init's exit report, read by an attached handle
 	// (which has no status pipe).
 	exitFile *os.File
+	// forkMu makes Exec's forks one at a time: each moves the init into
+	// its command's cgroup for the fork.
+	forkMu sync.Mutex
 
 	done chan struct{}
 	// mu guards the fields that follow; they are final once done is closed.

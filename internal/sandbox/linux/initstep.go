@@ -32,6 +32,10 @@ const (
 	// writes the agent's exit, for a berth that attached after a restart
 	// and so cannot read the status pipe.
 	fdExit = 5
+	// fdExec listens (SOCK_SEQPACKET) at the sandbox directory's exec
+	// socket: one connection per command berth runs in the sandbox
+	// (initexec.go).
+	fdExec = 6
 )
 
 // warmConfig is what an init needs before it knows its session: the
@@ -115,6 +119,7 @@ func runInit() int {
 	unix.CloseOnExec(fdControl)
 	unix.CloseOnExec(fdStatus)
 	unix.CloseOnExec(fdExit)
+	unix.CloseOnExec(fdExec)
 
 	// Handle TERM/INT before anything else: PID 1 ignores signals it has no
 	// handler for, so an early Stop would otherwise wait for its grace.
@@ -184,6 +189,12 @@ func runInit() int {
 	if err != nil {
 		return fail(err)
 	}
+	// The exec server forks commands from this thread, which is what makes
+	// them the agent's equals: same capabilities (none), same filter. Its
+	// lock, held across the fork, keeps the reaper from finding a command
+	// before it is registered.
+	x := newExecServer(&cfg, devnull)
+	x.mu.Lock()
 	// syscall.ForkExec, not os.StartProcess: the latter first forks a probe
 	// child to test pidfd support, a millisecond we need not spend.
 	agentPid, err := syscall.ForkExec(path, cfg.Argv, &syscall.ProcAttr{
@@ -194,10 +205,10 @@ func runInit() int {
 		// never reaches init.
 		Sys: &syscall.SysProcAttr{Setsid: true},
 	})
+	x.mu.Unlock()
 	if err != nil {
 		return fail(fmt.Errorf("start agent: %w", err))
 	}
-	devnull.Close()
 	report(statusMsg{Pid: agentPid})
 
 	go func() {
@@ -205,55 +216,68 @@ func runInit() int {
 			_ = syscall.Kill(agentPid, s.(syscall.Signal))
 		}
 	}()
-	// PID 1 reaps every orphan; the agent's own status decides ours.
-	for {
-		var ws syscall.WaitStatus
-		pid, err := syscall.Wait4(-1, &ws, 0, nil)
-		if errors.Is(err, syscall.EINTR) {
-			continue
+	agentExit := make(chan syscall.WaitStatus, 1)
+	go x.reap(agentPid, agentExit)
+	go x.accept(fdExec)
+	// This thread forks every command until the agent exits.
+	var ws syscall.WaitStatus
+	for done := false; !done; {
+		select {
+		case ws = <-agentExit:
+			done = true
+		case f := <-x.forks:
+			f.reply <- x.fork(f)
 		}
-		if err != nil {
-			return fail(fmt.Errorf("wait for agent: %w", err))
-		}
-		if pid != agentPid {
-			continue
-		}
-		m := statusMsg{Exited: true, Code: ws.ExitStatus()}
-		code := ws.ExitStatus()
-		if ws.Signaled() {
-			m.Code, m.Signal = -1, unix.SignalName(ws.Signal())
-			code = 128 + int(ws.Signal())
-		}
-		report(m)
-		if b, err := json.Marshal(m); err == nil {
-			_, _ = unix.Write(fdExit, append(b, '\n'))
-		}
-		// Exiting tears down the pid namespace: leftovers die with us.
-		return code
 	}
+	m := statusMsg{Exited: true, Code: ws.ExitStatus()}
+	code := ws.ExitStatus()
+	if ws.Signaled() {
+		m.Code, m.Signal = -1, unix.SignalName(ws.Signal())
+		code = 128 + int(ws.Signal())
+	}
+	report(m)
+	if b, err := json.Marshal(m); err == nil {
+		_, _ = unix.Write(fdExit, append(b, '\n'))
+	}
+	// Exiting tears down the pid namespace: leftovers die with us.
+	return code
 }
 
 // recvConfig reads one JSON message from the control socket into v and
 // returns the file descriptor attached to it, or -1. io.EOF means the
 // parent closed the socket.
 func recvConfig(fd int, v any) (int, error) {
+	fds, err := recvMsg(fd, v)
+	for i := 1; i < len(fds); i++ {
+		unix.Close(fds[i])
+	}
+	if len(fds) == 0 {
+		return -1, err
+	}
+	return fds[0], err
+}
+
+// recvMsg reads one JSON message from a SOCK_SEQPACKET socket into v and
+// returns the file descriptors attached to it (close-on-exec). io.EOF
+// means the peer closed the socket.
+func recvMsg(fd int, v any) ([]int, error) {
 	var n int
 	var err error
 	for {
-		// Peek at the size first, so any config fits.
+		// Peek at the size first, so any message fits.
 		n, _, _, _, err = unix.Recvmsg(fd, nil, nil, unix.MSG_PEEK|unix.MSG_TRUNC)
 		if !errors.Is(err, unix.EINTR) {
 			break
 		}
 	}
 	if err != nil {
-		return -1, err
+		return nil, err
 	}
 	if n == 0 {
-		return -1, io.EOF
+		return nil, io.EOF
 	}
 	buf := make([]byte, n)
-	oob := make([]byte, unix.CmsgSpace(4))
+	oob := make([]byte, unix.CmsgSpace(4*maxPassedFDs))
 	var oobn int
 	for {
 		n, oobn, _, _, err = unix.Recvmsg(fd, buf, oob, unix.MSG_CMSG_CLOEXEC)
@@ -262,32 +286,37 @@ func recvConfig(fd int, v any) (int, error) {
 		}
 	}
 	if err != nil {
-		return -1, err
+		return nil, err
 	}
-	logFd := -1
+	var fds []int
 	if oobn > 0 {
 		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
 		if err != nil {
-			return -1, fmt.Errorf("parse control message: %w", err)
+			return nil, fmt.Errorf("parse control message: %w", err)
 		}
 		for _, m := range msgs {
-			fds, err := unix.ParseUnixRights(&m)
+			got, err := unix.ParseUnixRights(&m)
 			if err != nil {
-				return -1, fmt.Errorf("parse control message: %w", err)
+				closeAll(fds)
+				return nil, fmt.Errorf("parse control message: %w", err)
 			}
-			for _, f := range fds {
-				if logFd < 0 {
-					logFd = f
-				} else {
-					unix.Close(f)
-				}
-			}
+			fds = append(fds, got...)
 		}
 	}
 	if err := json.Unmarshal(buf[:n], v); err != nil {
-		return logFd, fmt.Errorf("decode: %w", err)
+		return fds, fmt.Errorf("decode: %w", err)
 	}
-	return logFd, nil
+	return fds, nil
+}
+
+// maxPassedFDs is the most descriptors one message carries (a command's
+// stdout and stderr).
+const maxPassedFDs = 2
+
+func closeAll(fds []int) {
+	for _, f := range fds {
+		unix.Close(f)
+	}
 }
 
 // lookPath resolves argv[0] the way a shell would, with the agent's PATH.

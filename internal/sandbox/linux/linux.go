@@ -492,7 +492,7 @@ func procStartTime(pid int) uint64 {
 // removeDir removes a sandbox's directory without ever following a mount:
 // rmdir on the root mount point fails if something is still mounted there.
 func removeDir(dir string) error {
-	for _, f := range []string{stateFile, exitFile} {
+	for _, f := range []string{stateFile, exitFile, execSocket} {
 		_ = os.Remove(filepath.Join(dir, f))
 	}
 	root := filepath.Join(dir, "root")

@@ -104,6 +104,11 @@ func (b *Backend) spawn(mode sandbox.NetworkMode) (_ *initProc, err error) {
 		return nil, fmt.Errorf("create exit file: %w", err)
 	}
 	defer exit.Close()
+	execLn, err := listenExec(p.dir)
+	if err != nil {
+		return nil, err
+	}
+	defer execLn.Close()
 
 	// The warm config waits in the socket until the init reads it.
 	warm := warmConfig{
@@ -140,7 +145,7 @@ func (b *Backend) spawn(mode sandbox.NetworkMode) (_ *initProc, err error) {
 	cmd := exec.Command("/proc/self/exe", initArg)
 	cmd.Env = []string{"GOMAXPROCS=1", "GOTRACEBACK=single"}
 	// stdout and stderr stay /dev/null until the session's log arrives.
-	cmd.ExtraFiles = []*os.File{child, stW, exit}
+	cmd.ExtraFiles = []*os.File{child, stW, exit, execLn}
 	cmd.SysProcAttr = attr
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start init: %w", err)

@@ -134,6 +134,10 @@ type record struct {
 	Port      int    `json:"port,omitempty"`
 	// Cgroup is the sandbox's cgroup directory, if it has one.
 	Cgroup string `json:"cgroup,omitempty"`
+	// Dir and Env are the agent's working directory and its Spec.Env, for
+	// commands run beside it (Exec), also from an attached handle.
+	Dir string   `json:"dir,omitempty"`
+	Env []string `json:"env,omitempty"`
 }
 
 // Start creates the sandbox's dirs and starts its agent. It returns once
@@ -229,6 +233,7 @@ func (b *Backend) start(spec sandbox.Spec, port int, logger *slog.Logger) (*hand
 		return nil, err
 	}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	rec.Dir, rec.Env = cmd.Dir, spec.Env
 	if err := b.tree.start(rec.Cgroup, cmd); err != nil {
 		if cmd.Process != nil {
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
@@ -331,16 +336,23 @@ func command(spec sandbox.Spec, home, tmp string, port int) (*exec.Cmd, error) {
 	cmd := exec.Command(path, spec.Command[1:]...)
 	cmd.Args[0] = spec.Command[0]
 	cmd.Dir = wd
-	env := append(os.Environ(), spec.Env...)
-	cmd.Env = append(env,
+	cmd.Env = agentEnv(spec.Env, spec.Name, home, tmp, port)
+	cmd.SysProcAttr = sysProcAttr()
+	return cmd, nil
+}
+
+// agentEnv is the environment of a sandbox's agent and of the commands run
+// beside it: berth's own (the agent runs as the same user and could read it
+// anyway), then Spec.Env, then the variables the backend owns.
+func agentEnv(specEnv []string, name, home, tmp string, port int) []string {
+	env := append(os.Environ(), specEnv...)
+	return append(env,
 		"PORT="+strconv.Itoa(port),
 		"HOME="+home,
 		"TMPDIR="+tmp,
 		"BERTH_AGENT_HOST=127.0.0.1",
-		envSandbox+"="+spec.Name,
+		envSandbox+"="+name,
 	)
-	cmd.SysProcAttr = sysProcAttr()
-	return cmd, nil
 }
 
 // lookPath resolves argv[0]: with a slash, against the working dir; bare,

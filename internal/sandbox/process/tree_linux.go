@@ -2,6 +2,7 @@ package process
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -129,8 +130,94 @@ func (tr tracking) kill(ctx context.Context, rec record, others map[int]bool) (i
 	if !thorough && tr.subreaper {
 		scope = func(procs []procfs.Stat) map[int]bool { return descendants(procs, os.Getpid(), others) }
 	}
-	n, err := killMarked(ctx, rec, scope)
+	n, err := killMarked(ctx, rec, envSandbox+"="+rec.Name, scope)
 	return killed + n, err
+}
+
+// envCommand marks every process of one command run in a sandbox, where
+// no cgroup tracks it.
+const envCommand = "BERTH_COMMAND"
+
+// commandTrack finds one command's processes.
+type commandTrack struct {
+	// cgroup is the command's own, below its sandbox's; else marker is
+	// the environment entry every process of the command inherits.
+	cgroup string
+	marker string
+	pid    int
+	start  uint64
+}
+
+// startCommand starts cmd, a command run in rec's sandbox, so that all of
+// its processes can be found.
+func (tr tracking) startCommand(rec record, cmd *exec.Cmd) (commandTrack, error) {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	id := "x" + hex.EncodeToString(b[:])
+	if dir := tr.cgroupOf(rec); dir != "" {
+		sub := filepath.Join(dir, id)
+		if err := os.Mkdir(sub, 0o755); err != nil {
+			return commandTrack{}, fmt.Errorf("create command cgroup: %w", err)
+		}
+		if err := tr.cg.Start(sub, cmd.SysProcAttr, cmd.Start); err != nil {
+			_ = cgroups.RemoveDirs([]string{sub}, time.Now().Add(killWait))
+			return commandTrack{}, err
+		}
+		return commandTrack{cgroup: sub, pid: cmd.Process.Pid}, nil
+	}
+	tc := commandTrack{marker: envCommand + "=" + rec.Name + "-" + id}
+	cmd.Env = append(cmd.Env, tc.marker)
+	if err := cmd.Start(); err != nil {
+		return commandTrack{}, err
+	}
+	tc.pid = cmd.Process.Pid
+	tc.start, _ = procStartTime(tc.pid)
+	return tc, nil
+}
+
+// killCommand SIGKILLs every process of the command and waits for them.
+// leaderHeld says the command's first process is not yet reaped, so its
+// session (which is also its process group) is still the command's.
+func (tr tracking) killCommand(tc commandTrack, leaderHeld bool) {
+	if tc.cgroup != "" {
+		cgroups.Kill([]string{tc.cgroup}, time.Now().Add(killWait))
+		return
+	}
+	pgid := 0
+	if leaderHeld {
+		pgid = tc.pid
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), killWait)
+	defer cancel()
+	scope := func(procs []procfs.Stat) map[int]bool { return descendants(procs, os.Getpid(), nil) }
+	if !tr.subreaper {
+		scope = nil
+	}
+	_, _ = killMarked(ctx, record{Name: tc.marker, PID: tc.pid, PGID: pgid, StartTime: tc.start}, tc.marker, scope)
+}
+
+// endCommand removes what tracked a command, once killCommand emptied it.
+func (tr tracking) endCommand(tc commandTrack) {
+	if tc.cgroup != "" {
+		_ = cgroups.RemoveDirs([]string{tc.cgroup}, time.Now().Add(killWait))
+	}
+}
+
+// commandProcAttr puts a command in a session (and process group) of its
+// own, killed if berth dies.
+func commandProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
+}
+
+// awaitCommand waits for cmd's process to exit and leaves it unreaped, so
+// its process group stays the command's: false. Where that cannot be
+// done it reaps it: true.
+func awaitCommand(cmd *exec.Cmd) bool {
+	if waitExitNoReap(cmd.Process.Pid) {
+		return false
+	}
+	_ = cmd.Wait()
+	return true
 }
 
 // descendants are the PIDs below root in procs, except the subtrees of
@@ -288,21 +375,21 @@ func procStartTime(pid int) (uint64, error) { return procfs.StartTime(pid) }
 //   - with the leader alive and matching, every member of its group is ours
 //     (a PID equal to the group ID but a different start time is a
 //     stranger that reused the number, and then so is its group);
-//   - anywhere, a process carrying the sandbox's marker is ours.
+//   - anywhere, a process carrying the marker is ours.
 //
 // Each kill goes through a pidfd opened before the final identity check, so
 // a PID recycled in between is never signalled. Victims that are berth's
 // children (orphans berth took as subreaper) are reaped. scope, if set,
 // names the processes whose marker is worth reading.
-func killMarked(ctx context.Context, rec record, scope func([]procfs.Stat) map[int]bool) (int, error) {
-	if rec.PGID <= 1 || rec.StartTime == 0 || rec.PGID == os.Getpid() {
+func killMarked(ctx context.Context, rec record, marker string, scope func([]procfs.Stat) map[int]bool) (int, error) {
+	if rec.PGID < 0 || rec.PGID == 1 || rec.StartTime == 0 || rec.PGID == os.Getpid() {
 		return 0, nil
 	}
 	killed := 0
 	var children []int
 	defer func() { reapChildren(children) }()
 	for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
-		victims, err := markedVictims(rec, scope)
+		victims, err := markedVictims(rec, marker, scope)
 		if err != nil {
 			return killed, err
 		}
@@ -329,9 +416,12 @@ func killMarked(ctx context.Context, rec record, scope func([]procfs.Stat) map[i
 	}
 }
 
-func markedVictims(rec record, scope func([]procfs.Stat) map[int]bool) ([]procfs.Stat, error) {
-	leader, err := procfs.ReadStat(rec.PGID)
-	groupOurs := err == nil && leader.StartTime == rec.StartTime
+func markedVictims(rec record, marker string, scope func([]procfs.Stat) map[int]bool) ([]procfs.Stat, error) {
+	groupOurs := false
+	if rec.PGID > 0 {
+		leader, err := procfs.ReadStat(rec.PGID)
+		groupOurs = err == nil && leader.StartTime == rec.StartTime
+	}
 	procs, err := procfs.Scan()
 	if err != nil {
 		return nil, err
@@ -340,7 +430,6 @@ func markedVictims(rec record, scope func([]procfs.Stat) map[int]bool) ([]procfs
 	if scope != nil {
 		where = scope(procs)
 	}
-	marker := envSandbox + "=" + rec.Name
 	self := os.Getpid()
 	var out []procfs.Stat
 	for _, p := range procs {

@@ -56,3 +56,30 @@ func openLeader(record) (leader, error) {
 func (leader) exited() bool { return true }
 func (leader) wait()        {}
 func (leader) close()       {}
+
+// Commands are tracked by their process group alone.
+type commandTrack struct{ pid int }
+
+func (tracking) startCommand(_ record, cmd *exec.Cmd) (commandTrack, error) {
+	if err := cmd.Start(); err != nil {
+		return commandTrack{}, err
+	}
+	return commandTrack{pid: cmd.Process.Pid}, nil
+}
+
+func (tracking) killCommand(tc commandTrack, leaderHeld bool) {
+	if leaderHeld {
+		_ = syscall.Kill(-tc.pid, syscall.SIGKILL)
+	}
+}
+
+func (tracking) endCommand(commandTrack) {}
+
+func commandProcAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setsid: true} }
+
+// awaitCommand reaps cmd: without waitid's WNOWAIT the group is ours only
+// until then.
+func awaitCommand(cmd *exec.Cmd) bool {
+	_ = cmd.Wait()
+	return true
+}

@@ -50,6 +50,8 @@ type Handle struct {
 	calls      int64
 	files      map[string]string
 	stopping   bool
+	commands   []string // Exec's scripts
+	running    int      // commands running
 }
 
 var (

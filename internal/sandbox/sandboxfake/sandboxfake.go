@@ -15,7 +15,8 @@
 // of relative paths fall back to the real files of Spec.Dir, the agent's
 // working directory). It also honours the test agent's AGENT_MODE values
 // crash-on-start, ignore-term, unhealthy and no-listen, so the conformance
-// suite can drive it (sandboxtest.Options.InProcess). It passes the suite
+// suite can drive it (sandboxtest.Options.InProcess). Exec runs a tiny
+// scripted shell (echo, pwd, sleep, exit; see Handle.Exec). It passes the suite
 // but for what only real processes have: log capture, process trees and
 // their escapees, bad commands (it runs none), and Reap after a killed
 // berth process; the suite skips those, saying so.

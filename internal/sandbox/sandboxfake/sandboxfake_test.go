@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -157,6 +158,45 @@ func TestHangAndIgnoreTerm(t *testing.T) {
 		}
 		if b.Live() != 0 {
 			t.Errorf("%d sandboxes live after Stop", b.Live())
+		}
+	})
+}
+
+// TestExecOnFakeClock: a scripted command's sleep runs on the bubble's
+// clock, its context stops it, and the handle reports what ran.
+func TestExecOnFakeClock(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := sandboxfake.New(sandboxfake.Options{})
+		h, err := b.Start(context.Background(), spec("exec", sandboxfake.Script{}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Stop(context.Background(), 0)
+		fh := h.(*sandboxfake.Handle)
+
+		var out strings.Builder
+		began := time.Now()
+		st, err := h.Exec(context.Background(), sandbox.ExecSpec{Argv: []string{"bash", "-c", "sleep 90; echo $PORT; exit 4"}, Stdout: &out})
+		if err != nil || st.Code != 4 || out.String() != "8080\n" || time.Since(began) != 90*time.Second {
+			t.Errorf("sleep 90; echo; exit 4: status %+v, out %q, err %v, took %v", st, out.String(), err, time.Since(began))
+		}
+
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		done := make(chan error)
+		go func() {
+			_, err := h.Exec(ctx, sandbox.ExecSpec{Argv: []string{"bash", "-c", "sleep 600"}})
+			done <- err
+		}()
+		synctest.Wait()
+		if n := fh.Running(); n != 1 {
+			t.Errorf("Running() = %d during a command, want 1", n)
+		}
+		if err := <-done; !errors.Is(err, context.DeadlineExceeded) || time.Since(began) != 95*time.Second {
+			t.Errorf("timed-out command: %v after %v", err, time.Since(began))
+		}
+		if got := fh.Commands(); len(got) != 2 || got[1] != "sleep 600" {
+			t.Errorf("Commands() = %q", got)
 		}
 	})
 }

@@ -90,6 +90,7 @@ type box struct {
 type echoReply struct {
 	PID      int               `json:"pid"`
 	PPID     int               `json:"ppid"`
+	UID      int               `json:"uid"`
 	Headers  http.Header       `json:"headers"`
 	Payload  json.RawMessage   `json:"payload"`
 	Env      map[string]string `json:"env"`

@@ -92,6 +92,11 @@ func RunWithOptions(t *testing.T, opts Options, newBackend func(t *testing.T) sa
 		{"Reap", s.testReap},
 		{"ReapAfterBerthKilled", s.testReapAfterBerthKilled},
 		{"Attach", s.testAttach},
+		{"Exec", s.testExec},
+		{"ExecTimeoutKillsTree", s.testExecTimeoutKillsTree},
+		{"ExecLeftoversEnd", s.testExecLeftoversEnd},
+		{"ExecConcurrent", s.testExecConcurrent},
+		{"ExecAfterExit", s.testExecAfterExit},
 		{"Parallel", s.testParallel},
 	} {
 		t.Run(tc.name, tc.fn)

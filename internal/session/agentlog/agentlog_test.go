@@ -399,3 +399,25 @@ func inUse() uint64 {
 	runtime.ReadMemStats(&ms)
 	return ms.HeapInuse + ms.StackInuse
 }
+
+// TestNote: berth's own lines land in the log beside the agent's output,
+// and a note after the log closed is dropped quietly.
+func TestNote(t *testing.T) {
+	p := newPump(t, agentlog.Limits{})
+	path := filepath.Join(t.TempDir(), "s.log")
+	c, err := p.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Note("berth: command: ls")
+	agent(t, c, 0, 3, false).Wait()
+	waitDone(t, c)
+	c.Note("berth: too late")
+	text := readAll(t, path, 1)
+	if !strings.HasPrefix(text, "berth: command: ls\n") || strings.Contains(text, "too late") {
+		t.Fatalf("log %q", text)
+	}
+	if first, last := numbers(t, strings.TrimPrefix(text, "berth: command: ls\n")); first != 0 || last != 2 {
+		t.Fatalf("agent lines %d..%d", first, last)
+	}
+}

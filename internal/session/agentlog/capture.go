@@ -57,6 +57,21 @@ func (c *Capture) Rename(path string) error {
 func (c *Capture) write(p []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.writeLocked(p)
+}
+
+// Note appends a line of berth's own to the log (the text of a command run
+// in the sandbox), between what the sandbox printed. Once the log is
+// closed it does nothing.
+func (c *Capture) Note(line string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.log.f != nil {
+		c.writeLocked([]byte(line + "\n"))
+	}
+}
+
+func (c *Capture) writeLocked(p []byte) {
 	err := c.log.write(p)
 	if err == nil || c.dropped {
 		return

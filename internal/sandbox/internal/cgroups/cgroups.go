@@ -403,6 +403,51 @@ func (g *Group) Stats() (sandbox.Stats, error) {
 	return s, nil
 }
 
+// Sub is a cgroup below a group's, in its pids hierarchy, that tracks one
+// command's process tree however it forks, setsids or double-forks. It
+// holds no limits of its own: the group's, above it, cover it. The
+// group's other hierarchies keep the command in the group's own cgroups.
+type Sub struct {
+	dir, parent string
+}
+
+// NewSub creates a cgroup named name below the group's.
+func (g *Group) NewSub(name string) (*Sub, error) {
+	parent := g.layout.path(Pids, g.name)
+	if parent == "" {
+		return nil, fmt.Errorf("track a command: no pids cgroup controller: %w", sandbox.ErrUnsupported)
+	}
+	dir := filepath.Join(parent, name)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create command cgroup: %w", err)
+	}
+	return &Sub{dir: dir, parent: parent}, nil
+}
+
+// Enter moves pid (every thread of it) into the sub-cgroup; its children
+// are born there. Leave moves it back to the group's cgroup.
+func (s *Sub) Enter(pid int) error { return movePid(s.dir, pid) }
+
+// Leave moves pid back from the sub-cgroup to the group's.
+func (s *Sub) Leave(pid int) error { return movePid(s.parent, pid) }
+
+func movePid(dir string, pid int) error {
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
+		return fmt.Errorf("move pid %d to cgroup %s: %w", pid, dir, err)
+	}
+	return nil
+}
+
+// Kill kills every process in the sub-cgroup and waits for them, until the
+// deadline.
+func (s *Sub) Kill(deadline time.Time) { Kill([]string{s.dir}, deadline) }
+
+// Remove kills what is left in the sub-cgroup and removes it.
+func (s *Sub) Remove(deadline time.Time) error {
+	s.Kill(deadline)
+	return RemoveDirs([]string{s.dir}, deadline)
+}
+
 // Remove kills whatever is left in the group and removes its directories.
 func (g *Group) Remove() error {
 	deadline := time.Now().Add(5 * time.Second)
@@ -449,15 +494,16 @@ func Procs(dir string) []int {
 	return pids
 }
 
-// Kill SIGKILLs every process in the given cgroups and waits, until the
-// deadline, for them to be empty. Where it can it freezes them first, so
-// nothing forks between reading a cgroup's members and killing them (a
-// process with SIGKILL pending cannot fork once thawed); v2's cgroup.kill
-// does it all in one write. berth's own process is never signalled.
+// Kill SIGKILLs every process in the given cgroups and their descendant
+// cgroups (a command's, below its sandbox's) and waits, until the deadline,
+// for them to be empty. Where it can it freezes them first, so nothing forks
+// between reading a cgroup's members and killing them (a process with
+// SIGKILL pending cannot fork once thawed); v2's cgroup.kill does it all in
+// one write. berth's own process is never signalled.
 func Kill(dirs []string, deadline time.Time) {
 	var unkillable []string
 	for _, d := range dirs {
-		if len(Procs(d)) == 0 {
+		if len(members(d)) == 0 {
 			continue // nothing to kill; a freeze would only cost time
 		}
 		if os.WriteFile(filepath.Join(d, "cgroup.kill"), []byte("1"), 0) != nil {
@@ -474,7 +520,7 @@ func Kill(dirs []string, deadline time.Time) {
 	for delay := 100 * time.Microsecond; ; delay = min(2*delay, 5*time.Millisecond) {
 		alive := false
 		for _, d := range dirs {
-			for _, pid := range Procs(d) {
+			for _, pid := range members(d) {
 				if pid != self {
 					alive = true
 					_ = syscall.Kill(pid, syscall.SIGKILL)
@@ -489,6 +535,31 @@ func Kill(dirs []string, deadline time.Time) {
 		}
 		time.Sleep(delay)
 	}
+}
+
+// members lists the processes in the cgroup at dir and in every cgroup
+// below it (v1 lists a cgroup's own members only).
+func members(dir string) []int {
+	pids := Procs(dir)
+	for _, c := range children(dir) {
+		pids = append(pids, members(c)...)
+	}
+	return pids
+}
+
+// children are the cgroups directly below dir.
+func children(dir string) []string {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range ents {
+		if e.IsDir() {
+			out = append(out, filepath.Join(dir, e.Name()))
+		}
+	}
+	return out
 }
 
 // freezeWait bounds the wait for a freeze: a task in uninterruptible sleep
@@ -539,11 +610,14 @@ func thaw(files []string) {
 	}
 }
 
-// RemoveDirs removes cgroup directories, retrying while the kernel still
-// counts exiting tasks in them.
+// RemoveDirs removes cgroup directories, the cgroups below them first,
+// retrying while the kernel still counts exiting tasks in them.
 func RemoveDirs(dirs []string, deadline time.Time) error {
 	var errs []error
 	for _, d := range dirs {
+		if err := RemoveDirs(children(d), deadline); err != nil {
+			errs = append(errs, err)
+		}
 		for delay := 100 * time.Microsecond; ; delay = min(2*delay, 5*time.Millisecond) {
 			err := syscall.Rmdir(d)
 			if err == nil || errors.Is(err, syscall.ENOENT) {
