@@ -21,6 +21,7 @@ import (
 	"github.com/berth-dev/berth/internal/session"
 	"github.com/berth-dev/berth/internal/store"
 	"github.com/berth-dev/berth/internal/telemetry"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
 // edge is a server over a real store and registry whose sessions run on
@@ -81,23 +82,46 @@ func (e *edge) invokeRequest(sid, body string) *http.Request {
 	return r
 }
 
+// discard is a span exporter that drops what it gets: the cost of
+// recording and batching spans, without a collector's.
+type discard struct{}
+
+func (discard) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
+func (discard) Shutdown(context.Context) error                             { return nil }
+
 // BenchmarkInvoke is the path of one call into a live session, from the
 // edge's handler to the agent and back: what tracing, when it is off, must
 // not make dearer. "traced-caller" sends a traceparent and baggage, as
-// instrumented callers do.
+// instrumented callers do; "tracing-on" also records and exports spans.
 func BenchmarkInvoke(b *testing.B) {
+	traced := map[string]string{
+		api.HeaderTraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		api.HeaderBaggage:     "user.tier=gold",
+	}
 	for _, c := range []struct {
 		name    string
 		headers map[string]string
+		tracing bool
 	}{
-		{"plain", nil},
-		{"traced-caller", map[string]string{
-			api.HeaderTraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-			api.HeaderBaggage:     "user.tier=gold",
-		}},
+		{"plain", nil, false},
+		{"traced-caller", traced, false},
+		{"tracing-on", traced, true},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			e := newEdge(b, server.Options{Metrics: telemetry.New(telemetry.Options{})}, session.Options{})
+			opts := server.Options{Metrics: telemetry.New(telemetry.Options{})}
+			var sopts session.Options
+			if c.tracing {
+				tr, err := telemetry.NewTracing(context.Background(), telemetry.TracingOptions{
+					Getenv: func(string) string { return "" }, Exporter: discard{}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { tr.Shutdown(context.Background()) })
+				opts.Tracing = tr
+				sopts.Tracer = tr.TracerProvider().Tracer("bench")
+				sopts.AgentEnv = tr.AgentEnv
+			}
+			e := newEdge(b, opts, sopts)
 			const sid = "bench-session-0123456789abcdef0123456789"
 			call := func() {
 				r := e.invokeRequest(sid, `{"op":"echo"}`)
