@@ -51,7 +51,7 @@ func newInvoke() *cobra.Command {
 		cf                                    clientFlags
 		runtime, sessionID, qualifier, userID string
 		headers                               []string
-		ws                                    bool
+		ws, quiet                             bool
 	)
 	cmd := &cobra.Command{
 		Use:   "invoke --runtime NAME|ARN [flags] PAYLOAD|-",
@@ -89,12 +89,17 @@ agent closes the socket. Interrupt to close it yourself.`,
 			if ws {
 				return invokeWS(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), cf.baseURL(), httpClient(cf.bearer), in)
 			}
+			// A new session may take a while to start (a cold start).
+			stop := progress(cmd.ErrOrStderr(), !quiet && isTerminal(cmd.ErrOrStderr()), "waiting for "+runtime)
 			out, err := cf.client().Invoke(cmd.Context(), in)
+			stop()
 			if err != nil {
 				return err
 			}
 			defer out.Body.Close()
-			fmt.Fprintf(cmd.ErrOrStderr(), "session: %s\n", out.SessionID)
+			if !quiet {
+				fmt.Fprintf(cmd.ErrOrStderr(), "session: %s\n", out.SessionID)
+			}
 			w := cmd.OutOrStdout()
 			if strings.HasPrefix(out.ContentType, "text/event-stream") {
 				return printSSE(w, out.Body)
@@ -109,7 +114,8 @@ agent closes the socket. Interrupt to close it yourself.`,
 	cf.register(cmd)
 	cmd.Flags().StringVarP(&runtime, "runtime", "r", "", "runtime name, ID or ARN")
 	cmd.Flags().StringVarP(&sessionID, "session", "s", "", "session ID to continue (33-256 chars); empty starts a new session")
-	cmd.Flags().StringVarP(&qualifier, "qualifier", "q", "", "endpoint name (default DEFAULT)")
+	cmd.Flags().StringVar(&qualifier, "qualifier", "", "endpoint name (default DEFAULT)")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the agent's answer: no session ID, no progress")
 	cmd.Flags().StringVarP(&userID, "user-id", "u", "", "runtime user ID (X-Amzn-Bedrock-AgentCore-Runtime-User-Id)")
 	cmd.Flags().StringArrayVarP(&headers, "header", "H", nil, "extra header 'Name: value' (repeatable)")
 	cmd.Flags().BoolVar(&ws, "ws", false, "talk to the runtime over its WebSocket (/ws) instead of /invocations")
@@ -235,6 +241,7 @@ func newStopSession() *cobra.Command {
 	var (
 		cf                            clientFlags
 		runtime, sessionID, qualifier string
+		quiet                         bool
 	)
 	cmd := &cobra.Command{
 		Use:   "stop-session --runtime NAME|ARN --session ID",
@@ -244,14 +251,17 @@ func newStopSession() *cobra.Command {
 			if err := cf.client().StopSession(cmd.Context(), runtime, qualifier, sessionID); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "stopped session %s\n", sessionID)
+			if !quiet {
+				fmt.Fprintf(cmd.OutOrStdout(), "stopped session %s\n", sessionID)
+			}
 			return nil
 		},
 	}
 	cf.register(cmd)
 	cmd.Flags().StringVarP(&runtime, "runtime", "r", "", "runtime name, ID or ARN")
 	cmd.Flags().StringVarP(&sessionID, "session", "s", "", "session ID")
-	cmd.Flags().StringVarP(&qualifier, "qualifier", "q", "", "endpoint name (default DEFAULT)")
+	cmd.Flags().StringVar(&qualifier, "qualifier", "", "endpoint name (default DEFAULT)")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print nothing on success")
 	cmd.MarkFlagRequired("runtime")
 	cmd.MarkFlagRequired("session")
 	return cmd

@@ -39,9 +39,11 @@ func newRoot() *cobra.Command {
 		Short:         "A self-hosted agent runtime that speaks Amazon Bedrock AgentCore's wire protocol",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version,
 	}
+	root.SetVersionTemplate("berth {{.Version}}\n")
 	root.AddCommand(newServe(), newInvoke(), newStopSession(), newDemo(), newVersion())
-	root.AddCommand(newRuntimes(), newSessions(), newCredentials())
+	root.AddCommand(newRuntimes(), newSessions(), newLogs(), newCredentials())
 	return root
 }
 

@@ -75,7 +75,10 @@ func dash(s string) string {
 }
 
 func newRuntimesList() *cobra.Command {
-	var of outputFlags
+	var (
+		of    outputFlags
+		quiet bool
+	)
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List runtimes (ListAgentRuntimes)",
@@ -89,6 +92,12 @@ func newRuntimesList() *cobra.Command {
 			if of.json {
 				return printJSON(w, map[string]any{"agentRuntimes": rts})
 			}
+			if quiet {
+				for _, rt := range rts {
+					fmt.Fprintln(w, rt.AgentRuntimeName)
+				}
+				return nil
+			}
 			tw := table(w, "NAME", "ID", "VERSION", "STATUS", "SOURCE", "UPDATED")
 			for _, rt := range rts {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", rt.AgentRuntimeName, rt.AgentRuntimeID, rt.AgentRuntimeVersion, rt.Status, dash(rt.BerthSource), when(rt.LastUpdatedAt))
@@ -97,6 +106,7 @@ func newRuntimesList() *cobra.Command {
 		},
 	}
 	of.register(cmd)
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the runtimes' names")
 	return cmd
 }
 
@@ -498,7 +508,11 @@ func newRuntimesDelete() *cobra.Command {
 		Short: "Delete a runtime, ending its live sessions (DeleteAgentRuntime)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := of.client().DeleteRuntime(cmd.Context(), args[0]); err != nil {
+			// Deleting ends the runtime's live sessions first.
+			stop := progress(cmd.ErrOrStderr(), isTerminal(cmd.ErrOrStderr()), "deleting "+args[0])
+			err := of.client().DeleteRuntime(cmd.Context(), args[0])
+			stop()
+			if err != nil {
 				return err
 			}
 			if of.json {

@@ -370,6 +370,13 @@ func TestAnotherPrincipalsBoundSession(t *testing.T) {
 		if _, err := cl("bob").GetSession(ctx, rec.ID); !isType(err, api.ErrResourceNotFound) {
 			t.Errorf("bob shows alice's session: %v", err)
 		}
+		if _, err := cl("bob").GetSession(ctx, sid); !isType(err, api.ErrResourceNotFound) {
+			t.Errorf("bob shows alice's session by its runtime session ID: %v", err)
+		}
+		list, err = cl("bob").ListSessions(ctx, client.SessionFilter{Session: sid})
+		if err != nil || len(list.Sessions) != 0 {
+			t.Errorf("bob's listing of alice's session ID: %+v, %v", list, err)
+		}
 		if _, err := cl("bob").SessionLogs(ctx, rec.ID, 0, false); !isType(err, api.ErrResourceNotFound) {
 			t.Errorf("bob reads alice's log: %v", err)
 		}
@@ -402,6 +409,9 @@ func TestAnotherPrincipalsBoundSession(t *testing.T) {
 		s, err := cl("ops").GetSession(ctx, rec.ID)
 		if err != nil || s.SessionID != sid {
 			t.Fatalf("ops shows %+v, %v", s, err)
+		}
+		if s, err := cl("alice").GetSession(ctx, sid); err != nil || s.ID != rec.ID {
+			t.Fatalf("alice shows her session by its runtime session ID: %+v, %v", s, err)
 		}
 		if _, err := a.sdk("alice").StopRuntimeSession(ctx, &bedrockagentcore.StopRuntimeSessionInput{
 			AgentRuntimeArn: aws.String(a.arn("bound")), RuntimeSessionId: aws.String(sid)}); err != nil {
