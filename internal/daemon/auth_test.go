@@ -284,24 +284,26 @@ func TestAdminsAndEveryoneElse(t *testing.T) {
 		t.Errorf("alice lists runtimes: %v", err)
 	}
 
-	// /metrics: admins only.
-	for who, want := range map[string]int{"ops": 200, "alice": 403} {
-		resp, err := signingClient(a.keys[who]).Get(a.d.URL() + "/metrics")
+	// /metrics and the console: admins only.
+	for _, path := range []string{"/metrics", "/console", "/console/static/console.js"} {
+		for who, want := range map[string]int{"ops": 200, "alice": 403} {
+			resp, err := signingClient(a.keys[who]).Get(a.d.URL() + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				t.Errorf("%s on %s: %d, want %d", who, path, resp.StatusCode, want)
+			}
+		}
+		resp, err := http.Get(a.d.URL() + path)
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode != want {
-			t.Errorf("%s on /metrics: %d, want %d", who, resp.StatusCode, want)
+		if resp.StatusCode != 403 || resp.Header.Get(api.HeaderErrorType) != "MissingAuthenticationTokenException" {
+			t.Errorf("unsigned %s: %d %s", path, resp.StatusCode, resp.Header.Get(api.HeaderErrorType))
 		}
-	}
-	resp, err := http.Get(a.d.URL() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 403 || resp.Header.Get(api.HeaderErrorType) != "MissingAuthenticationTokenException" {
-		t.Errorf("unsigned /metrics: %d %s", resp.StatusCode, resp.Header.Get(api.HeaderErrorType))
 	}
 }
 

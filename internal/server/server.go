@@ -93,6 +93,7 @@ func New(opts Options) *Server {
 	if opts.Health != nil {
 		s.handle("GET "+api.PathHealth, accessOpen, s.health)
 	}
+	s.registerConsole()
 	s.handle("GET /ping", accessOpen, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"status":"Healthy"}`)
