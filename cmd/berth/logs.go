@@ -60,6 +60,9 @@ until it ends.`,
 		},
 	}
 	cf.register(cmd)
+	cmd.ValidArgsFunction = completeFirst(func(cmd *cobra.Command) []cobra.Completion {
+		return append(runtimeNames(cmd, &cf), liveSessionIDs(cmd, &cf, "")...)
+	})
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing as the logs grow")
 	cmd.Flags().IntVar(&tail, "tail", 0, "start each log with its last N lines")
 	return cmd

@@ -6,6 +6,9 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +16,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/api"
+	"github.com/spf13/cobra"
 )
 
 // invokeNew starts a session of echo and returns its runtime session ID,
@@ -191,6 +195,18 @@ func TestQuietAndVersion(t *testing.T) {
 	if _, _, err := berth(t, "invoke", "--runtime", "echo", "-q", "DEFAULT", `{}`); err == nil {
 		t.Fatal("-q still takes a qualifier")
 	}
+	// delete asks first; with no terminal to ask on it needs --yes.
+	if _, _, err := berth(t, "runtimes", "delete", "echo"); err == nil || !strings.Contains(err.Error(), "pass --yes") {
+		t.Fatalf("delete without --yes: %v", err)
+	}
+	if out, _, err := berth(t, "runtimes", "list", "-q"); err != nil || out != "echo\n" {
+		t.Fatalf("after an unconfirmed delete: %v %q", err, out)
+	}
+	// With --yes the request goes out (and berth refuses it: the config
+	// file owns echo).
+	if _, _, err := berth(t, "runtimes", "delete", "--yes", "echo"); err == nil || strings.Contains(err.Error(), "pass --yes") {
+		t.Fatalf("delete --yes of a config runtime: %v", err)
+	}
 	if out, _, err := berth(t, "--version"); err != nil || out != "berth "+version+"\n" {
 		t.Fatalf("--version: %v %q", err, out)
 	}
@@ -267,4 +283,105 @@ func TestProgress(t *testing.T) {
 			t.Fatalf("a spinner where none was asked for: %q", none.String())
 		}
 	})
+}
+
+// TestInvokeHabits: @file payloads; a payload that is not JSON is refused
+// before it leaves unless --raw; --session last continues the last
+// session; -o json prints one envelope.
+func TestInvokeHabits(t *testing.T) {
+	d := startBerth(t)
+	t.Setenv("BERTH_ENDPOINT", d.URL())
+
+	if _, _, err := berth(t, "invoke", "--runtime", "echo", "--session", "last", `{}`); err == nil || !strings.Contains(err.Error(), "no session of echo remembered") {
+		t.Fatalf("--session last with none: %v", err)
+	}
+	file := filepath.Join(t.TempDir(), "payload.json")
+	if err := os.WriteFile(file, []byte(`{"op":"echo","from":"file"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, err := berth(t, "invoke", "--runtime", "echo", "@"+file)
+	if err != nil || !strings.Contains(out, `"from":"file"`) {
+		t.Fatalf("@file: %v %q", err, out)
+	}
+	sid := strings.TrimPrefix(strings.TrimSpace(errOut), "session: ")
+
+	_, _, err = berth(t, "invoke", "--runtime", "echo", "--session", "last", `{op: echo}`)
+	if err == nil || !strings.Contains(err.Error(), "not JSON") || !strings.Contains(err.Error(), "--raw") {
+		t.Fatalf("a payload that is not JSON: %v", err)
+	}
+	// Refused locally: the session saw no second call.
+	if out, _, err := berth(t, "invoke", "--runtime", "echo", "--session", "last", `{"op":"echo"}`); err != nil || !strings.Contains(out, `"count":2`) {
+		t.Fatalf("--session last: %v %q", err, out)
+	}
+	// --raw sends it as it is: the agent gets it.
+	out, _, err = berth(t, "invoke", "--runtime", "echo", "--session", sid, "--raw", `not json`)
+	if err != nil || !strings.Contains(out, "not json") {
+		t.Fatalf("--raw: %v %q", err, out)
+	}
+
+	out, _, err = berth(t, "invoke", "--runtime", "echo", "--session", sid, "-o", "json", `{"op":"echo"}`)
+	var env struct {
+		SessionID   string          `json:"sessionId"`
+		StatusCode  int             `json:"statusCode"`
+		ContentType string          `json:"contentType"`
+		Body        json.RawMessage `json:"body"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &env) != nil {
+		t.Fatalf("-o json: %v %q", err, out)
+	}
+	var body struct {
+		Count int `json:"count"`
+	}
+	if env.SessionID != sid || env.StatusCode != 200 || !strings.HasPrefix(env.ContentType, "application/json") || json.Unmarshal(env.Body, &body) != nil || body.Count < 3 {
+		t.Fatalf("-o json envelope: %+v", env)
+	}
+	out, _, err = berth(t, "invoke", "--runtime", "echo", "--session", sid, "-o", "json", `{"op":"sse","n":2}`)
+	var sse struct {
+		Events []map[string]int `json:"events"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &sse) != nil || len(sse.Events) != 2 || sse.Events[1]["i"] != 1 {
+		t.Fatalf("-o json of a stream: %v %q", err, out)
+	}
+}
+
+// TestCompletion: the shell completes runtime names and live session IDs
+// from the server.
+func TestCompletion(t *testing.T) {
+	d := startBerth(t)
+	t.Setenv("BERTH_ENDPOINT", d.URL())
+	sid := invokeNew(t)
+	complete := func(args ...string) []string {
+		t.Helper()
+		out, _, err := berth(t, append([]string{cobra.ShellCompRequestCmd}, args...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var words []string
+		for line := range strings.Lines(out) {
+			if w, _, _ := strings.Cut(strings.TrimSpace(line), "\t"); w != "" && !strings.HasPrefix(w, ":") {
+				words = append(words, w)
+			}
+		}
+		return words
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"invoke", "--runtime", ""}, "echo"},
+		{[]string{"invoke", "--runtime", "echo", "--session", ""}, sid},
+		{[]string{"runtimes", "show", ""}, "echo"},
+		{[]string{"sessions", "show", ""}, sid},
+		{[]string{"sessions", "stop", "--runtime", "echo", ""}, sid},
+		{[]string{"sessions", "list", "--runtime", ""}, "echo"},
+		{[]string{"logs", ""}, "echo"},
+		{[]string{"logs", ""}, sid},
+	} {
+		if got := complete(c.args...); !slices.Contains(got, c.want) {
+			t.Errorf("berth %s<TAB>: %q, want %s among them", strings.Join(c.args, " "), got, c.want)
+		}
+	}
+	if got := complete("sessions", "show", sid, ""); len(got) != 0 {
+		t.Errorf("a second SESSION argument completes to %q", got)
+	}
 }

@@ -10,10 +10,10 @@ import (
 	"github.com/mattn/go-isatty"
 )
 
-// isTerminal reports whether w is a terminal: progress and colours go
+// isTerminal reports whether rw (a reader or writer) is a terminal: progress and colours go
 // only there, never into a pipe or a file.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
+func isTerminal(rw any) bool {
+	f, ok := rw.(*os.File)
 	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
 }
 

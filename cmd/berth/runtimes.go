@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -116,9 +117,10 @@ func newRuntimesShow() *cobra.Command {
 		version string
 	)
 	cmd := &cobra.Command{
-		Use:   "show RUNTIME",
-		Short: "Show a runtime and its endpoints (GetAgentRuntime)",
-		Args:  cobra.ExactArgs(1),
+		Use:               "show RUNTIME",
+		ValidArgsFunction: completeRuntimeArg(&of.clientFlags),
+		Short:             "Show a runtime and its endpoints (GetAgentRuntime)",
+		Args:              cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c := of.client()
 			rt, err := c.GetRuntime(cmd.Context(), args[0], version)
@@ -502,12 +504,23 @@ func inputFrom(rt *client.Runtime) client.RuntimeInput {
 }
 
 func newRuntimesDelete() *cobra.Command {
-	var of outputFlags
+	var (
+		of  outputFlags
+		yes bool
+	)
 	cmd := &cobra.Command{
-		Use:   "delete RUNTIME",
-		Short: "Delete a runtime, ending its live sessions (DeleteAgentRuntime)",
-		Args:  cobra.ExactArgs(1),
+		Use:               "delete RUNTIME",
+		ValidArgsFunction: completeRuntimeArg(&of.clientFlags),
+		Short:             "Delete a runtime, ending its live sessions (DeleteAgentRuntime)",
+		Long: `Delete a runtime, ending its live sessions. It asks first, on a terminal;
+elsewhere (a script) it needs --yes.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if !yes {
+				if err := confirm(cmd, "Delete runtime "+args[0]+" and end its live sessions?"); err != nil {
+					return err
+				}
+			}
 			// Deleting ends the runtime's live sessions first.
 			stop := progress(cmd.ErrOrStderr(), isTerminal(cmd.ErrOrStderr()), "deleting "+args[0])
 			err := of.client().DeleteRuntime(cmd.Context(), args[0])
@@ -523,15 +536,36 @@ func newRuntimesDelete() *cobra.Command {
 		},
 	}
 	of.register(cmd)
+	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask")
 	return cmd
+}
+
+// errNotConfirmed is a destructive command the user did not confirm.
+var errNotConfirmed = errors.New("not confirmed")
+
+// confirm asks question on the terminal and wants y or yes. Without a
+// terminal to ask on, it refuses: scripts say --yes.
+func confirm(cmd *cobra.Command, question string) error {
+	in := cmd.InOrStdin()
+	if !isTerminal(in) {
+		return fmt.Errorf("%s: not a terminal to ask on; pass --yes", strings.TrimSuffix(question, "?"))
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "%s [y/N] ", question)
+	answer, _ := bufio.NewReader(in).ReadString('\n')
+	switch strings.ToLower(strings.TrimSpace(answer)) {
+	case "y", "yes":
+		return nil
+	}
+	return errNotConfirmed
 }
 
 func newRuntimesVersions() *cobra.Command {
 	var of outputFlags
 	cmd := &cobra.Command{
-		Use:   "versions RUNTIME",
-		Short: "List a runtime's versions (ListAgentRuntimeVersions)",
-		Args:  cobra.ExactArgs(1),
+		Use:               "versions RUNTIME",
+		ValidArgsFunction: completeRuntimeArg(&of.clientFlags),
+		Short:             "List a runtime's versions (ListAgentRuntimeVersions)",
+		Args:              cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			vs, err := of.client().AllRuntimeVersions(cmd.Context(), args[0])
 			if err != nil {

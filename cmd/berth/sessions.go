@@ -99,6 +99,7 @@ or the incarnation's ID (the last column) for one that ended and came back.`,
 	}
 	of.register(cmd)
 	cmd.Flags().StringVarP(&f.Runtime, "runtime", "r", "", "runtime name, ID or ARN")
+	completeRuntimeFlag(cmd, &of.clientFlags)
 	cmd.Flags().StringVar(&f.Endpoint, "qualifier", "", "endpoint name")
 	cmd.Flags().StringVarP(&f.Session, "session", "s", "", "runtime session ID: its incarnations")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the incarnations' IDs")
@@ -129,8 +130,10 @@ type sessionRef struct {
 	runtime string
 }
 
-func (f *sessionRef) register(cmd *cobra.Command) {
+func (f *sessionRef) register(cmd *cobra.Command, cf *clientFlags) {
 	cmd.Flags().StringVarP(&f.runtime, "runtime", "r", "", "the runtime the session ID belongs to (default: whichever used it last)")
+	completeRuntimeFlag(cmd, cf)
+	cmd.ValidArgsFunction = completeSessionArg(cf)
 }
 
 // resolve names the session arg refers to as the server takes it: the
@@ -211,7 +214,7 @@ func newSessionsShow() *cobra.Command {
 		},
 	}
 	of.register(cmd)
-	ref.register(cmd)
+	ref.register(cmd, &of.clientFlags)
 	return cmd
 }
 
@@ -243,7 +246,7 @@ func newSessionsStop() *cobra.Command {
 		},
 	}
 	of.register(cmd)
-	ref.register(cmd)
+	ref.register(cmd, &of.clientFlags)
 	return cmd
 }
 
@@ -279,7 +282,7 @@ incarnation) or an incarnation's ID. berth logs also tails a whole runtime.`,
 		},
 	}
 	cf.register(cmd)
-	ref.register(cmd)
+	ref.register(cmd, &cf)
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing until the session ends")
 	cmd.Flags().IntVar(&tail, "tail", 0, "start with the last N lines")
 	return cmd
