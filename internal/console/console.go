@@ -70,6 +70,8 @@ type Home struct {
 	Filter   Filter
 	// States are the choices of the state filter.
 	States []string
+	// Charts are the last hour's, when berth keeps metrics.
+	Charts []Chart
 }
 
 // SessionPage is one session.

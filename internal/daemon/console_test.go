@@ -119,6 +119,11 @@ func TestConsoleInChromium(t *testing.T) {
 	if !strings.Contains(runtimes, "echo") || !strings.Contains(runtimes, "DEFAULT") {
 		t.Fatalf("the runtimes table:\n%s", runtimes)
 	}
+	var charts int
+	b.run(t, "count the charts", chromedp.Evaluate(`document.querySelectorAll("figure.chart svg").length`, &charts))
+	if charts != 4 {
+		t.Errorf("%d charts, want 4 (calls, errors, latency, active sessions)", charts)
+	}
 	b.screenshot(t, "console-home.png")
 
 	// The session's page follows its log: a line the agent writes while

@@ -60,7 +60,7 @@ type Daemon struct {
 
 	stopSampler context.CancelFunc
 	stop        context.CancelFunc // the credentials watcher
-	wg          sync.WaitGroup     // the HTTP servers, the usage sampler and the credentials watcher
+	wg          sync.WaitGroup     // the HTTP servers, the usage and history samplers, and the credentials watcher
 	serveErr    chan error
 }
 
@@ -240,6 +240,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 	sctx, stopSampler := context.WithCancel(context.Background())
 	d.stopSampler = stopSampler
 	d.wg.Go(func() { metrics.SampleUsage(sctx, usageSampleEvery) })
+	d.wg.Go(func() { metrics.RecordHistory(sctx, historySampleEvery) })
 	if d.metricsSrv != nil {
 		d.wg.Go(func() {
 			if err := d.metricsSrv.Serve(d.metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/berth-dev/berth/internal/console"
 	"github.com/berth-dev/berth/internal/registry"
@@ -51,6 +52,9 @@ func (s *Server) consoleHome(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	home.Runtimes = rts
+	if s.metrics != nil {
+		home.Charts = console.Charts(s.metrics.History(), time.Now())
+	}
 	f := session.Filter{State: session.State(home.Filter.State), Limit: 100}
 	if !slices.Contains(home.States, home.Filter.State) {
 		f.State = ""
