@@ -108,10 +108,14 @@ agent closes the socket. Interrupt to close it yourself.`,
 			}
 			// A new session may take a while to start (a cold start).
 			stop := progress(cmd.ErrOrStderr(), !quiet && isTerminal(cmd.ErrOrStderr()), "waiting for "+runtime)
-			out, err := cf.client().Invoke(cmd.Context(), in)
+			if in.SessionID == "" {
+				in.SessionID = client.NewSessionID() // to name it if it fails to start
+			}
+			c := cf.client()
+			out, err := c.Invoke(cmd.Context(), in)
 			stop()
 			if err != nil {
-				return err
+				return explainStartFailure(cmd.Context(), c, runtime, in.SessionID, err)
 			}
 			defer out.Body.Close()
 			last.set(out.SessionID)
@@ -403,4 +407,39 @@ func newStopSession() *cobra.Command {
 	})
 	cmd.MarkFlagRequired("session")
 	return cmd
+}
+
+// startFailure is a session that did not start, with what the caller may
+// read of why: the command, its directory and the end of the agent's log.
+type startFailure struct {
+	err    error
+	detail string
+}
+
+func (e *startFailure) Error() string { return e.err.Error() + "\n" + e.detail }
+func (e *startFailure) Unwrap() error { return e.err }
+
+// startFailureLines is how much of a failed agent's log invoke shows.
+const startFailureLines = 10
+
+// explainStartFailure adds, to an agent's failure to start, what the
+// caller is allowed to read of it (admins: the command; the session's
+// owner: its log). Anything it cannot read is left out.
+func explainStartFailure(ctx context.Context, c *client.Client, runtime, sessionID string, err error) error {
+	var ae *api.Error
+	if !errors.As(err, &ae) || ae.Type != api.ErrRuntimeClient || !strings.Contains(ae.Message, "agent failed to start") {
+		return err
+	}
+	var b strings.Builder
+	if rt, rerr := c.GetRuntime(ctx, runtime, ""); rerr == nil && len(rt.BerthCommand) > 0 {
+		fmt.Fprintf(&b, "  command: %s\n  in:      %s\n", strings.Join(rt.BerthCommand, " "), dash(rt.BerthWorkdir))
+	}
+	if s, serr := c.GetSession(ctx, sessionID); serr == nil && len(s.LogTail) > 0 {
+		tail := s.LogTail[max(0, len(s.LogTail)-startFailureLines):]
+		fmt.Fprintf(&b, "  the agent's log ends:\n    %s\n", strings.Join(tail, "\n    "))
+	}
+	if b.Len() == 0 {
+		return err
+	}
+	return &startFailure{err: err, detail: b.String()}
 }

@@ -29,6 +29,10 @@ func main() {
 		} else {
 			fmt.Fprintln(os.Stderr, "berth:", err)
 		}
+		var sf *startFailure
+		if errors.As(err, &sf) {
+			fmt.Fprint(os.Stderr, sf.detail)
+		}
 		os.Exit(1)
 	}
 }

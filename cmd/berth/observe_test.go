@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,6 +18,10 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/api"
+	"github.com/berth-dev/berth/internal/config"
+	"github.com/berth-dev/berth/internal/daemon"
+	"github.com/berth-dev/berth/internal/registry"
+	"github.com/berth-dev/berth/internal/sandbox/sandboxtest"
 	"github.com/spf13/cobra"
 )
 
@@ -383,5 +389,39 @@ func TestCompletion(t *testing.T) {
 	}
 	if got := complete("sessions", "show", sid, ""); len(got) != 0 {
 		t.Errorf("a second SESSION argument completes to %q", got)
+	}
+}
+
+// TestStartFailureExplained: when the agent does not start, invoke says
+// which command in which directory, and how its log ends.
+func TestStartFailureExplained(t *testing.T) {
+	agent := sandboxtest.BuildAgent(t)
+	cfg := config.Default()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.DataDir = t.TempDir()
+	workdir := t.TempDir()
+	cfg.Runtimes = []config.Runtime{{Name: "crashy", Settings: registry.Settings{Command: []string{agent}, Workdir: workdir,
+		Env: map[string]string{"AGENT_MODE": "crash-on-start"}}}}
+	d, err := daemon.Start(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close(context.Background()) })
+	t.Setenv("BERTH_ENDPOINT", d.URL())
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+
+	_, _, err = berth(t, "invoke", "--runtime", "crashy", `{}`)
+	var sf *startFailure
+	if !errors.As(err, &sf) {
+		t.Fatalf("a start failure without its explanation: %v", err)
+	}
+	for _, want := range []string{"command: " + agent, "in:      " + workdir, "the agent's log ends:", "testagent: stderr start"} {
+		if !strings.Contains(sf.detail, want) {
+			t.Errorf("the explanation lacks %q:\n%s", want, sf.detail)
+		}
+	}
+	var ae *api.Error
+	if !errors.As(err, &ae) || ae.Type != api.ErrRuntimeClient {
+		t.Errorf("the AgentCore error is lost: %v", err)
 	}
 }
