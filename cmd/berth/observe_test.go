@@ -23,6 +23,7 @@ import (
 	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/sandbox/sandboxtest"
 	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
 )
 
 // invokeNew starts a session of echo and returns its runtime session ID,
@@ -423,5 +424,51 @@ func TestStartFailureExplained(t *testing.T) {
 	var ae *api.Error
 	if !errors.As(err, &ae) || ae.Type != api.ErrRuntimeClient {
 		t.Errorf("the AgentCore error is lost: %v", err)
+	}
+}
+
+// TestOutputFormats: every listing takes -o table|json|yaml, --json is
+// -o json, and YAML has the API's field names.
+func TestOutputFormats(t *testing.T) {
+	d := startBerth(t)
+	t.Setenv("BERTH_ENDPOINT", d.URL())
+	sid := invokeNew(t)
+
+	for _, args := range [][]string{{"sessions", "list"}, {"sessions", "show", sid}, {"runtimes", "list"}, {"runtimes", "show", "echo"}, {"runtimes", "versions", "echo"}, {"runtimes", "endpoints", "list", "echo"}} {
+		asJSON, _, err := berth(t, append(args, "-o", "json")...)
+		if err != nil {
+			t.Fatalf("%v -o json: %v", args, err)
+		}
+		alias, _, err := berth(t, append(args, "--json")...)
+		if err != nil || alias != asJSON {
+			t.Errorf("%v: --json differs from -o json: %v\n%s\n%s", args, err, alias, asJSON)
+		}
+		asYAML, _, err := berth(t, append(args, "-o", "yaml")...)
+		if err != nil {
+			t.Fatalf("%v -o yaml: %v", args, err)
+		}
+		var fromJSON, fromYAML any
+		if err := json.Unmarshal([]byte(asJSON), &fromJSON); err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		if err := yaml.Unmarshal([]byte(asYAML), &fromYAML); err != nil {
+			t.Fatalf("%v -o yaml: %v\n%s", args, err, asYAML)
+		}
+		// The same data: compare as JSON.
+		j1, _ := json.Marshal(fromJSON)
+		j2, _ := json.Marshal(fromYAML)
+		if string(j1) != string(j2) {
+			t.Errorf("%v: YAML and JSON differ:\n%s\n%s", args, j1, j2)
+		}
+		table, _, err := berth(t, append(args, "-o", "table")...)
+		if err != nil || strings.HasPrefix(strings.TrimSpace(table), "{") {
+			t.Errorf("%v -o table: %v\n%s", args, err, table)
+		}
+	}
+	if out, _, _ := berth(t, "sessions", "show", sid, "-o", "yaml"); !strings.Contains(out, "sessionId: "+sid) {
+		t.Errorf("YAML without the API's names:\n%s", out)
+	}
+	if _, _, err := berth(t, "sessions", "list", "-o", "xml"); err == nil || !strings.Contains(err.Error(), "want table, json or yaml") {
+		t.Errorf("-o xml: %v", err)
 	}
 }

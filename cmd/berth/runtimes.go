@@ -18,6 +18,7 @@ import (
 	"github.com/berth-dev/berth/client"
 	"github.com/berth-dev/berth/internal/registry"
 	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
 )
 
 func newRuntimes() *cobra.Command {
@@ -38,15 +39,60 @@ run in it (a .py or .js script, an executable, or a wrapper plus a script).`,
 	return cmd
 }
 
-// outputFlags are the client flags plus --json.
+// outputFlags are the client flags plus the output format: -o
+// table|json|yaml, with --json for -o json.
 type outputFlags struct {
 	clientFlags
-	json bool
+	json   bool
+	output outputFormat
 }
 
 func (f *outputFlags) register(cmd *cobra.Command) {
 	f.clientFlags.register(cmd)
-	cmd.Flags().BoolVar(&f.json, "json", false, "print the control plane's JSON answer")
+	f.output = "table"
+	cmd.Flags().VarP(&f.output, "output", "o", "output format: table, json (the API's answer) or yaml")
+	cmd.Flags().BoolVar(&f.json, "json", false, "the same as -o json")
+	cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]cobra.Completion{"table", "json", "yaml"}, cobra.ShellCompDirectiveNoFileComp))
+}
+
+// structured reports whether the answer is printed as data (JSON or
+// YAML) rather than as a table.
+func (f *outputFlags) structured() bool { return f.json || f.output != "table" }
+
+// print prints v as JSON or YAML.
+func (f *outputFlags) print(w io.Writer, v any) error {
+	if f.json || f.output == "json" {
+		return printJSON(w, v)
+	}
+	// Through JSON, so YAML has the API's field names.
+	data, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode: %w", err)
+	}
+	var generic any
+	if err := json.Unmarshal(data, &generic); err != nil {
+		return fmt.Errorf("encode: %w", err)
+	}
+	enc := yaml.NewEncoder(w)
+	enc.SetIndent(2)
+	if err := enc.Encode(generic); err != nil {
+		return fmt.Errorf("encode: %w", err)
+	}
+	return enc.Close()
+}
+
+// outputFormat is -o's value, checked as it is set.
+type outputFormat string
+
+func (o *outputFormat) String() string { return string(*o) }
+func (o *outputFormat) Type() string   { return "format" }
+func (o *outputFormat) Set(v string) error {
+	switch v {
+	case "table", "json", "yaml":
+		*o = outputFormat(v)
+		return nil
+	}
+	return fmt.Errorf("%q: want table, json or yaml", v)
 }
 
 func printJSON(w io.Writer, v any) error {
@@ -90,8 +136,8 @@ func newRuntimesList() *cobra.Command {
 				return err
 			}
 			w := cmd.OutOrStdout()
-			if of.json {
-				return printJSON(w, map[string]any{"agentRuntimes": rts})
+			if of.structured() {
+				return of.print(w, map[string]any{"agentRuntimes": rts})
 			}
 			if quiet {
 				for _, rt := range rts {
@@ -128,8 +174,8 @@ func newRuntimesShow() *cobra.Command {
 				return err
 			}
 			w := cmd.OutOrStdout()
-			if of.json {
-				return printJSON(w, rt)
+			if of.structured() {
+				return of.print(w, rt)
 			}
 			eps, err := c.AllEndpoints(cmd.Context(), rt.AgentRuntimeID)
 			if err != nil {
@@ -429,8 +475,8 @@ func newRuntimesCreate() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if of.json {
-				return printJSON(cmd.OutOrStdout(), rt)
+			if of.structured() {
+				return of.print(cmd.OutOrStdout(), rt)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "created runtime %s version %s (%s)\n%s\n", rt.AgentRuntimeID, rt.AgentRuntimeVersion, rt.Status, rt.AgentRuntimeArn)
 			return nil
@@ -472,8 +518,8 @@ keep the version they started on.`,
 			if err != nil {
 				return err
 			}
-			if of.json {
-				return printJSON(cmd.OutOrStdout(), rt)
+			if of.structured() {
+				return of.print(cmd.OutOrStdout(), rt)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "updated runtime %s to version %s (%s)\n", rt.AgentRuntimeID, rt.AgentRuntimeVersion, rt.Status)
 			return nil
@@ -528,8 +574,8 @@ elsewhere (a script) it needs --yes.`,
 			if err != nil {
 				return err
 			}
-			if of.json {
-				return printJSON(cmd.OutOrStdout(), map[string]string{"status": api.StatusDeleting})
+			if of.structured() {
+				return of.print(cmd.OutOrStdout(), map[string]string{"status": api.StatusDeleting})
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "deleted runtime %s\n", args[0])
 			return nil
@@ -572,8 +618,8 @@ func newRuntimesVersions() *cobra.Command {
 				return err
 			}
 			w := cmd.OutOrStdout()
-			if of.json {
-				return printJSON(w, map[string]any{"agentRuntimes": vs})
+			if of.structured() {
+				return of.print(w, map[string]any{"agentRuntimes": vs})
 			}
 			tw := table(w, "VERSION", "STATUS", "CREATED")
 			for _, v := range vs {
@@ -609,8 +655,8 @@ until you move them.`,
 			if err != nil {
 				return err
 			}
-			if listOF.json {
-				return printJSON(cmd.OutOrStdout(), map[string]any{"runtimeEndpoints": eps})
+			if listOF.structured() {
+				return listOF.print(cmd.OutOrStdout(), map[string]any{"runtimeEndpoints": eps})
 			}
 			printEndpoints(cmd.OutOrStdout(), eps)
 			return nil
@@ -626,7 +672,7 @@ until you move them.`,
 			if err != nil {
 				return err
 			}
-			return printEndpoint(cmd.OutOrStdout(), e, showOF.json)
+			return printEndpoint(cmd.OutOrStdout(), e, &showOF)
 		},
 	}
 	showOF.register(show)
@@ -640,7 +686,7 @@ until you move them.`,
 			if err != nil {
 				return err
 			}
-			return printEndpoint(cmd.OutOrStdout(), e, createOF.json)
+			return printEndpoint(cmd.OutOrStdout(), e, &createOF)
 		},
 	}
 	createOF.register(create)
@@ -661,7 +707,7 @@ their version; new sessions get the new one.`,
 			if err != nil {
 				return err
 			}
-			return printEndpoint(cmd.OutOrStdout(), e, updateOF.json)
+			return printEndpoint(cmd.OutOrStdout(), e, &updateOF)
 		},
 	}
 	updateOF.register(update)
@@ -675,8 +721,8 @@ their version; new sessions get the new one.`,
 			if err := deleteOF.client().DeleteEndpoint(cmd.Context(), args[0], args[1]); err != nil {
 				return err
 			}
-			if deleteOF.json {
-				return printJSON(cmd.OutOrStdout(), map[string]string{"status": api.StatusDeleting, "endpointName": args[1]})
+			if deleteOF.structured() {
+				return deleteOF.print(cmd.OutOrStdout(), map[string]string{"status": api.StatusDeleting, "endpointName": args[1]})
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "deleted endpoint %s of %s\n", args[1], args[0])
 			return nil
@@ -687,9 +733,9 @@ their version; new sessions get the new one.`,
 	return cmd
 }
 
-func printEndpoint(w io.Writer, e *client.Endpoint, asJSON bool) error {
-	if asJSON {
-		return printJSON(w, e)
+func printEndpoint(w io.Writer, e *client.Endpoint, of *outputFlags) error {
+	if of.structured() {
+		return of.print(w, e)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }

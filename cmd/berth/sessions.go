@@ -69,8 +69,8 @@ or the incarnation's ID (the last column) for one that ended and came back.`,
 				f.Cursor = page.NextCursor
 			}
 			w := cmd.OutOrStdout()
-			if of.json {
-				return printJSON(w, api.SessionList{Sessions: sessions, NextCursor: f.Cursor})
+			if of.structured() {
+				return of.print(w, api.SessionList{Sessions: sessions, NextCursor: f.Cursor})
 			}
 			if quiet {
 				for _, s := range sessions {
@@ -174,8 +174,8 @@ func newSessionsShow() *cobra.Command {
 				return err
 			}
 			w := cmd.OutOrStdout()
-			if of.json {
-				return printJSON(w, s)
+			if of.structured() {
+				return of.print(w, s)
 			}
 			tw := table(w, "FIELD", "VALUE")
 			row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
@@ -238,8 +238,8 @@ func newSessionsStop() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if of.json {
-				return printJSON(cmd.OutOrStdout(), s)
+			if of.structured() {
+				return of.print(cmd.OutOrStdout(), s)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "stopped session %s of %s (%s)\n", s.SessionID, s.Runtime, s.ID)
 			return nil
