@@ -47,7 +47,7 @@ func newRoot() *cobra.Command {
 	}
 	root.SetVersionTemplate("berth {{.Version}}\n")
 	root.AddCommand(newServe(), newInvoke(), newStopSession(), newDemo(), newVersion())
-	root.AddCommand(newRuntimes(), newSessions(), newLogs(), newInit(), newCredentials())
+	root.AddCommand(newRuntimes(), newSessions(), newLogs(), newInit(), newDev(), newCredentials())
 	return root
 }
 
