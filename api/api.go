@@ -194,8 +194,8 @@ const (
 	EnvStateMaxBytes = "BERTH_STATE_MAX_BYTES"
 	// EnvRuntimeARN is the runtime's ARN, as AgentCore sets it.
 	EnvRuntimeARN = "AGENTCORE_RUNTIME_ARN"
-	// EnvOTELResourceAttributes carries the runtime ARN and session ID to
-	// the agent's OpenTelemetry SDK.
+	// EnvOTELResourceAttributes carries the runtime's name and ARN and the
+	// session ID to the agent's OpenTelemetry SDK.
 	EnvOTELResourceAttributes = "OTEL_RESOURCE_ATTRIBUTES"
 )
 

@@ -9,6 +9,7 @@ type Session struct {
 	// gets a new ID.
 	ID           string    `json:"id"`
 	RuntimeID    string    `json:"runtimeId"`
+	Runtime      string    `json:"runtime"` // the runtime's name
 	Endpoint     string    `json:"endpoint"`
 	SessionID    string    `json:"sessionId"`
 	Version      int       `json:"version"`

@@ -17,6 +17,8 @@ type SessionFilter struct {
 	// Runtime is a runtime name, ID or ARN.
 	Runtime  string
 	Endpoint string
+	// Session is a runtime session ID: its incarnations.
+	Session string
 	// State is live, starting, active, idle or terminated.
 	State         string
 	User          string
@@ -36,6 +38,7 @@ func (c *Client) ListSessions(ctx context.Context, f SessionFilter) (*api.Sessio
 	}
 	set("runtime", f.Runtime)
 	set("endpoint", f.Endpoint)
+	set("session", f.Session)
 	set("state", f.State)
 	set("user", f.User)
 	set("cursor", f.Cursor)
@@ -60,7 +63,8 @@ func (c *Client) ListSessions(ctx context.Context, f SessionFilter) (*api.Sessio
 }
 
 // GetSession shows one session incarnation, with live resource use and
-// the tail of its log.
+// the tail of its log. Here and in StopSessionByID and SessionLogs, id is
+// an incarnation's ID or a runtime session ID (its latest incarnation).
 func (c *Client) GetSession(ctx context.Context, id string) (*api.Session, error) {
 	var out api.Session
 	if err := c.do(ctx, http.MethodGet, api.PathSessions+"/"+url.PathEscape(id), nil, &out); err != nil {

@@ -60,6 +60,7 @@ func TestCredentialsCreateAndASigningCLI(t *testing.T) {
 	}
 	t.Cleanup(func() { d.Close(context.Background()) })
 
+	t.Setenv("XDG_CACHE_HOME", t.TempDir()) // invoke's remembered sessions
 	t.Setenv("AWS_CONFIG_FILE", os.DevNull)
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", os.DevNull)
 	t.Setenv("AWS_PROFILE", "")

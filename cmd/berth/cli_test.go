@@ -28,6 +28,9 @@ func startBerth(t *testing.T) *daemon.Daemon {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close(context.Background()) })
+	// invoke remembers sessions in the user's cache directory: a test's
+	// own, after BuildAgent has used the real one.
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
 	return d
 }
 

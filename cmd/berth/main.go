@@ -33,6 +33,10 @@ func main() {
 		} else {
 			fmt.Fprintln(os.Stderr, "berth:", err)
 		}
+		var sf *startFailure
+		if errors.As(err, &sf) {
+			fmt.Fprint(os.Stderr, sf.detail)
+		}
 		os.Exit(1)
 	}
 }
@@ -43,9 +47,11 @@ func newRoot() *cobra.Command {
 		Short:         "A self-hosted agent runtime that speaks Amazon Bedrock AgentCore's wire protocol",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version,
 	}
+	root.SetVersionTemplate("berth {{.Version}}\n")
 	root.AddCommand(newServe(), newInvoke(), newExec(), newStopSession(), newDemo(), newVersion())
-	root.AddCommand(newRuntimes(), newSessions(), newCredentials())
+	root.AddCommand(newRuntimes(), newSessions(), newLogs(), newInit(), newDev(), newCredentials())
 	return root
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"github.com/berth-dev/berth/client"
 	"github.com/berth-dev/berth/internal/registry"
 	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
 )
 
 func newRuntimes() *cobra.Command {
@@ -37,15 +39,60 @@ run in it (a .py or .js script, an executable, or a wrapper plus a script).`,
 	return cmd
 }
 
-// outputFlags are the client flags plus --json.
+// outputFlags are the client flags plus the output format: -o
+// table|json|yaml, with --json for -o json.
 type outputFlags struct {
 	clientFlags
-	json bool
+	json   bool
+	output outputFormat
 }
 
 func (f *outputFlags) register(cmd *cobra.Command) {
 	f.clientFlags.register(cmd)
-	cmd.Flags().BoolVar(&f.json, "json", false, "print the control plane's JSON answer")
+	f.output = "table"
+	cmd.Flags().VarP(&f.output, "output", "o", "output format: table, json (the API's answer) or yaml")
+	cmd.Flags().BoolVar(&f.json, "json", false, "the same as -o json")
+	cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]cobra.Completion{"table", "json", "yaml"}, cobra.ShellCompDirectiveNoFileComp))
+}
+
+// structured reports whether the answer is printed as data (JSON or
+// YAML) rather than as a table.
+func (f *outputFlags) structured() bool { return f.json || f.output != "table" }
+
+// print prints v as JSON or YAML.
+func (f *outputFlags) print(w io.Writer, v any) error {
+	if f.json || f.output == "json" {
+		return printJSON(w, v)
+	}
+	// Through JSON, so YAML has the API's field names.
+	data, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode: %w", err)
+	}
+	var generic any
+	if err := json.Unmarshal(data, &generic); err != nil {
+		return fmt.Errorf("encode: %w", err)
+	}
+	enc := yaml.NewEncoder(w)
+	enc.SetIndent(2)
+	if err := enc.Encode(generic); err != nil {
+		return fmt.Errorf("encode: %w", err)
+	}
+	return enc.Close()
+}
+
+// outputFormat is -o's value, checked as it is set.
+type outputFormat string
+
+func (o *outputFormat) String() string { return string(*o) }
+func (o *outputFormat) Type() string   { return "format" }
+func (o *outputFormat) Set(v string) error {
+	switch v {
+	case "table", "json", "yaml":
+		*o = outputFormat(v)
+		return nil
+	}
+	return fmt.Errorf("%q: want table, json or yaml", v)
 }
 
 func printJSON(w io.Writer, v any) error {
@@ -75,7 +122,10 @@ func dash(s string) string {
 }
 
 func newRuntimesList() *cobra.Command {
-	var of outputFlags
+	var (
+		of    outputFlags
+		quiet bool
+	)
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List runtimes (ListAgentRuntimes)",
@@ -86,8 +136,14 @@ func newRuntimesList() *cobra.Command {
 				return err
 			}
 			w := cmd.OutOrStdout()
-			if of.json {
-				return printJSON(w, map[string]any{"agentRuntimes": rts})
+			if of.structured() {
+				return of.print(w, map[string]any{"agentRuntimes": rts})
+			}
+			if quiet {
+				for _, rt := range rts {
+					fmt.Fprintln(w, rt.AgentRuntimeName)
+				}
+				return nil
 			}
 			tw := table(w, "NAME", "ID", "VERSION", "STATUS", "SOURCE", "UPDATED")
 			for _, rt := range rts {
@@ -97,6 +153,7 @@ func newRuntimesList() *cobra.Command {
 		},
 	}
 	of.register(cmd)
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the runtimes' names")
 	return cmd
 }
 
@@ -106,9 +163,10 @@ func newRuntimesShow() *cobra.Command {
 		version string
 	)
 	cmd := &cobra.Command{
-		Use:   "show RUNTIME",
-		Short: "Show a runtime and its endpoints (GetAgentRuntime)",
-		Args:  cobra.ExactArgs(1),
+		Use:               "show RUNTIME",
+		ValidArgsFunction: completeRuntimeArg(&of.clientFlags),
+		Short:             "Show a runtime and its endpoints (GetAgentRuntime)",
+		Args:              cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c := of.client()
 			rt, err := c.GetRuntime(cmd.Context(), args[0], version)
@@ -116,8 +174,8 @@ func newRuntimesShow() *cobra.Command {
 				return err
 			}
 			w := cmd.OutOrStdout()
-			if of.json {
-				return printJSON(w, rt)
+			if of.structured() {
+				return of.print(w, rt)
 			}
 			eps, err := c.AllEndpoints(cmd.Context(), rt.AgentRuntimeID)
 			if err != nil {
@@ -417,8 +475,8 @@ func newRuntimesCreate() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if of.json {
-				return printJSON(cmd.OutOrStdout(), rt)
+			if of.structured() {
+				return of.print(cmd.OutOrStdout(), rt)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "created runtime %s version %s (%s)\n%s\n", rt.AgentRuntimeID, rt.AgentRuntimeVersion, rt.Status, rt.AgentRuntimeArn)
 			return nil
@@ -460,8 +518,8 @@ keep the version they started on.`,
 			if err != nil {
 				return err
 			}
-			if of.json {
-				return printJSON(cmd.OutOrStdout(), rt)
+			if of.structured() {
+				return of.print(cmd.OutOrStdout(), rt)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "updated runtime %s to version %s (%s)\n", rt.AgentRuntimeID, rt.AgentRuntimeVersion, rt.Status)
 			return nil
@@ -492,40 +550,76 @@ func inputFrom(rt *client.Runtime) client.RuntimeInput {
 }
 
 func newRuntimesDelete() *cobra.Command {
-	var of outputFlags
+	var (
+		of  outputFlags
+		yes bool
+	)
 	cmd := &cobra.Command{
-		Use:   "delete RUNTIME",
-		Short: "Delete a runtime, ending its live sessions (DeleteAgentRuntime)",
-		Args:  cobra.ExactArgs(1),
+		Use:               "delete RUNTIME",
+		ValidArgsFunction: completeRuntimeArg(&of.clientFlags),
+		Short:             "Delete a runtime, ending its live sessions (DeleteAgentRuntime)",
+		Long: `Delete a runtime, ending its live sessions. It asks first, on a terminal;
+elsewhere (a script) it needs --yes.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := of.client().DeleteRuntime(cmd.Context(), args[0]); err != nil {
+			if !yes {
+				if err := confirm(cmd, "Delete runtime "+args[0]+" and end its live sessions?"); err != nil {
+					return err
+				}
+			}
+			// Deleting ends the runtime's live sessions first.
+			stop := progress(cmd.ErrOrStderr(), isTerminal(cmd.ErrOrStderr()), "deleting "+args[0])
+			err := of.client().DeleteRuntime(cmd.Context(), args[0])
+			stop()
+			if err != nil {
 				return err
 			}
-			if of.json {
-				return printJSON(cmd.OutOrStdout(), map[string]string{"status": api.StatusDeleting})
+			if of.structured() {
+				return of.print(cmd.OutOrStdout(), map[string]string{"status": api.StatusDeleting})
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "deleted runtime %s\n", args[0])
 			return nil
 		},
 	}
 	of.register(cmd)
+	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask")
 	return cmd
+}
+
+// errNotConfirmed is a destructive command the user did not confirm.
+var errNotConfirmed = errors.New("not confirmed")
+
+// confirm asks question on the terminal and wants y or yes. Without a
+// terminal to ask on, it refuses: scripts say --yes.
+func confirm(cmd *cobra.Command, question string) error {
+	in := cmd.InOrStdin()
+	if !isTerminal(in) {
+		return fmt.Errorf("%s: not a terminal to ask on; pass --yes", strings.TrimSuffix(question, "?"))
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "%s [y/N] ", question)
+	answer, _ := bufio.NewReader(in).ReadString('\n')
+	switch strings.ToLower(strings.TrimSpace(answer)) {
+	case "y", "yes":
+		return nil
+	}
+	return errNotConfirmed
 }
 
 func newRuntimesVersions() *cobra.Command {
 	var of outputFlags
 	cmd := &cobra.Command{
-		Use:   "versions RUNTIME",
-		Short: "List a runtime's versions (ListAgentRuntimeVersions)",
-		Args:  cobra.ExactArgs(1),
+		Use:               "versions RUNTIME",
+		ValidArgsFunction: completeRuntimeArg(&of.clientFlags),
+		Short:             "List a runtime's versions (ListAgentRuntimeVersions)",
+		Args:              cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			vs, err := of.client().AllRuntimeVersions(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
 			w := cmd.OutOrStdout()
-			if of.json {
-				return printJSON(w, map[string]any{"agentRuntimes": vs})
+			if of.structured() {
+				return of.print(w, map[string]any{"agentRuntimes": vs})
 			}
 			tw := table(w, "VERSION", "STATUS", "CREATED")
 			for _, v := range vs {
@@ -561,8 +655,8 @@ until you move them.`,
 			if err != nil {
 				return err
 			}
-			if listOF.json {
-				return printJSON(cmd.OutOrStdout(), map[string]any{"runtimeEndpoints": eps})
+			if listOF.structured() {
+				return listOF.print(cmd.OutOrStdout(), map[string]any{"runtimeEndpoints": eps})
 			}
 			printEndpoints(cmd.OutOrStdout(), eps)
 			return nil
@@ -578,7 +672,7 @@ until you move them.`,
 			if err != nil {
 				return err
 			}
-			return printEndpoint(cmd.OutOrStdout(), e, showOF.json)
+			return printEndpoint(cmd.OutOrStdout(), e, &showOF)
 		},
 	}
 	showOF.register(show)
@@ -592,7 +686,7 @@ until you move them.`,
 			if err != nil {
 				return err
 			}
-			return printEndpoint(cmd.OutOrStdout(), e, createOF.json)
+			return printEndpoint(cmd.OutOrStdout(), e, &createOF)
 		},
 	}
 	createOF.register(create)
@@ -613,7 +707,7 @@ their version; new sessions get the new one.`,
 			if err != nil {
 				return err
 			}
-			return printEndpoint(cmd.OutOrStdout(), e, updateOF.json)
+			return printEndpoint(cmd.OutOrStdout(), e, &updateOF)
 		},
 	}
 	updateOF.register(update)
@@ -627,8 +721,8 @@ their version; new sessions get the new one.`,
 			if err := deleteOF.client().DeleteEndpoint(cmd.Context(), args[0], args[1]); err != nil {
 				return err
 			}
-			if deleteOF.json {
-				return printJSON(cmd.OutOrStdout(), map[string]string{"status": api.StatusDeleting, "endpointName": args[1]})
+			if deleteOF.structured() {
+				return deleteOF.print(cmd.OutOrStdout(), map[string]string{"status": api.StatusDeleting, "endpointName": args[1]})
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "deleted endpoint %s of %s\n", args[1], args[0])
 			return nil
@@ -639,9 +733,9 @@ their version; new sessions get the new one.`,
 	return cmd
 }
 
-func printEndpoint(w io.Writer, e *client.Endpoint, asJSON bool) error {
-	if asJSON {
-		return printJSON(w, e)
+func printEndpoint(w io.Writer, e *client.Endpoint, of *outputFlags) error {
+	if of.structured() {
+		return of.print(w, e)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -20,6 +21,7 @@ import (
 func newServe() *cobra.Command {
 	var (
 		cfgPath, listen, dataDir, logLevel string
+		logFormat                          string
 		insecureNoAuth, initCredentials    bool
 	)
 	cmd := &cobra.Command{
@@ -57,7 +59,10 @@ StopRuntimeSession) for the runtimes declared in --config.`,
 			if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
 				return fmt.Errorf("--log-level: %w", err)
 			}
-			log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+			log, err := newLogger(cmd.ErrOrStderr(), logFormat, lvl)
+			if err != nil {
+				return err
+			}
 			if os.Getenv("GOGC") == "" {
 				// berth's live heap is small (tens of MB for a thousand
 				// sessions) while every proxied call allocates: a higher
@@ -105,6 +110,7 @@ StopRuntimeSession) for the runtimes declared in --config.`,
 	cmd.Flags().StringVar(&listen, "listen", config.DefaultListen, "listen address")
 	cmd.Flags().StringVar(&dataDir, "data-dir", config.DefaultDataDir, "data directory (store, sandboxes, logs)")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	cmd.Flags().StringVar(&logFormat, "log-format", "", "log format: text or json (default text on a terminal, else json)")
 	cmd.Flags().BoolVar(&insecureNoAuth, "insecure-no-auth", false,
 		"serve a non-loopback --listen without an auth section: anyone who reaches the port can run code")
 	cmd.Flags().BoolVar(&initCredentials, "init-credentials", false,
@@ -149,4 +155,23 @@ func initAuth(cfg *config.Config) (*auth.Key, error) {
 		return nil, err
 	}
 	return &key, nil
+}
+
+// newLogger logs to w in format: text for people, JSON lines for
+// collectors; by default text only when w is a terminal.
+func newLogger(w io.Writer, format string, lvl slog.Level) (*slog.Logger, error) {
+	if format == "" {
+		format = "json"
+		if isTerminal(w) {
+			format = "text"
+		}
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }

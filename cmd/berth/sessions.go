@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strconv"
@@ -27,13 +28,17 @@ func newSessionsList() *cobra.Command {
 		of            outputFlags
 		f             client.SessionFilter
 		after, before string
-		all           bool
+		all, quiet    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List sessions, newest first",
+		Long: `List session incarnations, newest first. SESSION is the runtime session ID
+(what invoke prints and --session takes); every sessions command accepts it,
+or the incarnation's ID (the last column) for one that ended and came back.`,
 		Example: `  berth sessions list --state live
-  berth sessions list --runtime tutorial --user alice --json`,
+  berth sessions list --runtime tutorial --user alice --json
+  berth sessions list -q --state live | xargs -n1 berth sessions stop`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			for _, b := range []struct {
@@ -64,17 +69,24 @@ func newSessionsList() *cobra.Command {
 				f.Cursor = page.NextCursor
 			}
 			w := cmd.OutOrStdout()
-			if of.json {
-				return printJSON(w, api.SessionList{Sessions: sessions, NextCursor: f.Cursor})
+			if of.structured() {
+				return of.print(w, api.SessionList{Sessions: sessions, NextCursor: f.Cursor})
 			}
-			tw := table(w, "ID", "RUNTIME", "SESSION", "VERSION", "USER", "STATE", "CALLS", "CREATED", "LAST ACTIVE")
+			if quiet {
+				for _, s := range sessions {
+					fmt.Fprintln(w, s.ID)
+				}
+				return nil
+			}
+			// IDs are printed whole: they are there to be copied.
+			tw := table(w, "SESSION", "RUNTIME", "ENDPOINT", "VERSION", "USER", "STATE", "CALLS", "CREATED", "LAST ACTIVE", "ID")
 			for _, s := range sessions {
 				state := s.State
 				if s.EndReason != "" {
 					state += " (" + s.EndReason + ")"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%d\t%s\t%s\n", s.ID, s.RuntimeID, shorten(s.SessionID, 40),
-					s.Version, dash(s.UserID), state, s.Invocations, when(s.CreatedAt), when(s.LastActiveAt))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%d\t%s\t%s\t%s\n", s.SessionID, s.Runtime, s.Endpoint,
+					s.Version, dash(s.UserID), state, s.Invocations, when(s.CreatedAt), when(s.LastActiveAt), s.ID)
 			}
 			if err := tw.Flush(); err != nil {
 				return err
@@ -87,7 +99,10 @@ func newSessionsList() *cobra.Command {
 	}
 	of.register(cmd)
 	cmd.Flags().StringVarP(&f.Runtime, "runtime", "r", "", "runtime name, ID or ARN")
-	cmd.Flags().StringVarP(&f.Endpoint, "qualifier", "q", "", "endpoint name")
+	completeRuntimeFlag(cmd, &of.clientFlags)
+	cmd.Flags().StringVar(&f.Endpoint, "qualifier", "", "endpoint name")
+	cmd.Flags().StringVarP(&f.Session, "session", "s", "", "runtime session ID: its incarnations")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the incarnations' IDs")
 	cmd.Flags().StringVar(&f.State, "state", "", "live, starting, active, idle or terminated")
 	cmd.Flags().StringVarP(&f.User, "user", "u", "", "runtime user ID")
 	cmd.Flags().StringVar(&after, "since", "", "created after: RFC 3339 time or a duration ago (1h)")
@@ -109,32 +124,63 @@ func parseWhen(s string) (time.Time, error) {
 	return t, nil
 }
 
-func shorten(s string, n int) string {
-	if len(s) <= n {
-		return s
+// sessionRef is how the session commands name a session: a runtime
+// session ID or an incarnation's ID, optionally within one runtime.
+type sessionRef struct {
+	runtime string
+}
+
+func (f *sessionRef) register(cmd *cobra.Command, cf *clientFlags) {
+	cmd.Flags().StringVarP(&f.runtime, "runtime", "r", "", "the runtime the session ID belongs to (default: whichever used it last)")
+	completeRuntimeFlag(cmd, cf)
+	cmd.ValidArgsFunction = completeSessionArg(cf)
+}
+
+// resolve names the session arg refers to as the server takes it: the
+// arg itself, or with --runtime the ID of that runtime's latest
+// incarnation of the session ID.
+func (f *sessionRef) resolve(ctx context.Context, c *client.Client, arg string) (string, error) {
+	if f.runtime == "" {
+		return arg, nil
 	}
-	return s[:n-1] + "…"
+	l, err := c.ListSessions(ctx, client.SessionFilter{Runtime: f.runtime, Session: arg, Limit: 1})
+	if err != nil {
+		return "", err
+	}
+	if len(l.Sessions) == 0 {
+		return "", fmt.Errorf("runtime %s has no session %s", f.runtime, arg)
+	}
+	return l.Sessions[0].ID, nil
 }
 
 func newSessionsShow() *cobra.Command {
-	var of outputFlags
+	var (
+		of  outputFlags
+		ref sessionRef
+	)
 	cmd := &cobra.Command{
-		Use:   "show ID",
+		Use:   "show SESSION",
 		Short: "Show a session: state, timestamps, calls, live resource use and its log's tail",
+		Long:  "Show a session. SESSION is a runtime session ID (its latest incarnation) or an incarnation's ID.",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := of.client().GetSession(cmd.Context(), args[0])
+			c := of.client()
+			id, err := ref.resolve(cmd.Context(), c, args[0])
+			if err != nil {
+				return err
+			}
+			s, err := c.GetSession(cmd.Context(), id)
 			if err != nil {
 				return err
 			}
 			w := cmd.OutOrStdout()
-			if of.json {
-				return printJSON(w, s)
+			if of.structured() {
+				return of.print(w, s)
 			}
 			tw := table(w, "FIELD", "VALUE")
 			row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
 			row("id", s.ID)
-			row("runtime", s.RuntimeID)
+			row("runtime", s.Runtime+" ("+s.RuntimeID+")")
 			row("endpoint", s.Endpoint)
 			row("session", s.SessionID)
 			row("version", strconv.Itoa(s.Version))
@@ -168,43 +214,62 @@ func newSessionsShow() *cobra.Command {
 		},
 	}
 	of.register(cmd)
+	ref.register(cmd, &of.clientFlags)
 	return cmd
 }
 
 func newSessionsStop() *cobra.Command {
-	var of outputFlags
+	var (
+		of  outputFlags
+		ref sessionRef
+	)
 	cmd := &cobra.Command{
-		Use:   "stop ID",
-		Short: "Stop a live session by its ID (for good, durable state included)",
+		Use:   "stop SESSION",
+		Short: "Stop a live session (for good, durable state included)",
+		Long:  "Stop a live session. SESSION is a runtime session ID (its latest incarnation) or an incarnation's ID.",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := of.client().StopSessionByID(cmd.Context(), args[0])
+			c := of.client()
+			id, err := ref.resolve(cmd.Context(), c, args[0])
 			if err != nil {
 				return err
 			}
-			if of.json {
-				return printJSON(cmd.OutOrStdout(), s)
+			s, err := c.StopSessionByID(cmd.Context(), id)
+			if err != nil {
+				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "stopped %s (session %s)\n", s.ID, s.SessionID)
+			if of.structured() {
+				return of.print(cmd.OutOrStdout(), s)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "stopped session %s of %s (%s)\n", s.SessionID, s.Runtime, s.ID)
 			return nil
 		},
 	}
 	of.register(cmd)
+	ref.register(cmd, &of.clientFlags)
 	return cmd
 }
 
 func newSessionsLogs() *cobra.Command {
 	var (
 		cf     clientFlags
+		ref    sessionRef
 		follow bool
 		tail   int
 	)
 	cmd := &cobra.Command{
-		Use:   "logs ID",
+		Use:   "logs SESSION",
 		Short: "Print a session's agent log (stdout and stderr)",
-		Args:  cobra.ExactArgs(1),
+		Long: `Print a session's agent log. SESSION is a runtime session ID (its latest
+incarnation) or an incarnation's ID. berth logs also tails a whole runtime.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := cf.client().SessionLogs(cmd.Context(), args[0], tail, follow)
+			c := cf.client()
+			id, err := ref.resolve(cmd.Context(), c, args[0])
+			if err != nil {
+				return err
+			}
+			r, err := c.SessionLogs(cmd.Context(), id, tail, follow)
 			if err != nil {
 				return err
 			}
@@ -217,6 +282,7 @@ func newSessionsLogs() *cobra.Command {
 		},
 	}
 	cf.register(cmd)
+	ref.register(cmd, &cf)
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing until the session ends")
 	cmd.Flags().IntVar(&tail, "tail", 0, "start with the last N lines")
 	return cmd

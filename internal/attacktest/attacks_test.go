@@ -343,6 +343,10 @@ func edgeAttacks(t *testing.T, tg *target, l *attacktest.Ledger) {
 				"Sec-Websocket-Version": {"13"}, "Sec-Websocket-Key": {"dGhlIHNhbXBsZSBub25jZQ=="}, api.HeaderSessionID: {sid}}, ""},
 		{"a null Origin (sandboxed iframe)", http.MethodPost, "/runtimes/plain/invocations",
 			http.Header{"Origin": {"null"}, api.HeaderSessionID: {sid}}, "{}"},
+		{"a cross-site form stopping a session through the console", http.MethodPost, "/console/sessions/" + sid + "/stop",
+			http.Header{"Origin": {"http://attacker.example"}, "Content-Type": {"application/x-www-form-urlencoded"}}, ""},
+		{"the console's origin with another port (another local site)", http.MethodPost, "/console/sessions/" + sid + "/stop",
+			http.Header{"Origin": {"http://127.0.0.1:1"}, "Content-Type": {"application/x-www-form-urlencoded"}}, ""},
 	} {
 		a := tg.send(c.method, c.path, c.h, c.body)
 		l.Attack(t, c.what, a.is(api.ErrAccessDenied), a)

@@ -259,7 +259,7 @@ func decode(data []byte, c *Config) error {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return err
+		return unknownKeys(err)
 	}
 	return nil
 }

@@ -284,24 +284,26 @@ func TestAdminsAndEveryoneElse(t *testing.T) {
 		t.Errorf("alice lists runtimes: %v", err)
 	}
 
-	// /metrics: admins only.
-	for who, want := range map[string]int{"ops": 200, "alice": 403} {
-		resp, err := signingClient(a.keys[who]).Get(a.d.URL() + "/metrics")
+	// /metrics and the console: admins only.
+	for _, path := range []string{"/metrics", "/console", "/console/static/console.js"} {
+		for who, want := range map[string]int{"ops": 200, "alice": 403} {
+			resp, err := signingClient(a.keys[who]).Get(a.d.URL() + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				t.Errorf("%s on %s: %d, want %d", who, path, resp.StatusCode, want)
+			}
+		}
+		resp, err := http.Get(a.d.URL() + path)
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode != want {
-			t.Errorf("%s on /metrics: %d, want %d", who, resp.StatusCode, want)
+		if resp.StatusCode != 403 || resp.Header.Get(api.HeaderErrorType) != "MissingAuthenticationTokenException" {
+			t.Errorf("unsigned %s: %d %s", path, resp.StatusCode, resp.Header.Get(api.HeaderErrorType))
 		}
-	}
-	resp, err := http.Get(a.d.URL() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 403 || resp.Header.Get(api.HeaderErrorType) != "MissingAuthenticationTokenException" {
-		t.Errorf("unsigned /metrics: %d %s", resp.StatusCode, resp.Header.Get(api.HeaderErrorType))
 	}
 }
 
@@ -370,6 +372,13 @@ func TestAnotherPrincipalsBoundSession(t *testing.T) {
 		if _, err := cl("bob").GetSession(ctx, rec.ID); !isType(err, api.ErrResourceNotFound) {
 			t.Errorf("bob shows alice's session: %v", err)
 		}
+		if _, err := cl("bob").GetSession(ctx, sid); !isType(err, api.ErrResourceNotFound) {
+			t.Errorf("bob shows alice's session by its runtime session ID: %v", err)
+		}
+		list, err = cl("bob").ListSessions(ctx, client.SessionFilter{Session: sid})
+		if err != nil || len(list.Sessions) != 0 {
+			t.Errorf("bob's listing of alice's session ID: %+v, %v", list, err)
+		}
 		if _, err := cl("bob").SessionLogs(ctx, rec.ID, 0, false); !isType(err, api.ErrResourceNotFound) {
 			t.Errorf("bob reads alice's log: %v", err)
 		}
@@ -402,6 +411,9 @@ func TestAnotherPrincipalsBoundSession(t *testing.T) {
 		s, err := cl("ops").GetSession(ctx, rec.ID)
 		if err != nil || s.SessionID != sid {
 			t.Fatalf("ops shows %+v, %v", s, err)
+		}
+		if s, err := cl("alice").GetSession(ctx, sid); err != nil || s.ID != rec.ID {
+			t.Fatalf("alice shows her session by its runtime session ID: %+v, %v", s, err)
 		}
 		if _, err := a.sdk("alice").StopRuntimeSession(ctx, &bedrockagentcore.StopRuntimeSessionInput{
 			AgentRuntimeArn: aws.String(a.arn("bound")), RuntimeSessionId: aws.String(sid)}); err != nil {

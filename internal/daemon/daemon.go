@@ -31,6 +31,7 @@ import (
 	"github.com/berth-dev/berth/internal/session/agentlog"
 	"github.com/berth-dev/berth/internal/storage"
 	"github.com/berth-dev/berth/internal/store"
+	"github.com/berth-dev/berth/internal/telemetry"
 	"golang.org/x/net/netutil"
 )
 
@@ -55,10 +56,11 @@ type Daemon struct {
 	keys           *auth.Keyring // nil unless auth mode is sigv4
 	metricsSrv     *http.Server  // on metrics_listen, if set
 	metricsLn      net.Listener
+	tracing        *telemetry.Tracing
 
 	stopSampler context.CancelFunc
 	stop        context.CancelFunc // the credentials watcher
-	wg          sync.WaitGroup     // the HTTP servers, the usage sampler and the credentials watcher
+	wg          sync.WaitGroup     // the HTTP servers, the usage and history samplers, and the credentials watcher
 	serveErr    chan error
 }
 
@@ -95,6 +97,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 			d.closeBackends()
 			d.closeStore()
 			d.unlock()
+			d.tracing.Shutdown(context.WithoutCancel(ctx))
 		}
 	}()
 	for _, root := range cfg.CodeRoots {
@@ -126,8 +129,14 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 		return nil, err
 	}
 	metrics := newMetrics(d)
+	d.tracing, err = telemetry.NewTracing(ctx, telemetry.TracingOptions{Region: cfg.Region, Account: cfg.Account})
+	if err != nil {
+		return nil, err
+	}
 	d.sessions = session.NewManager(d.db, backends, session.Options{
 		Observer:             metrics,
+		Tracer:               d.tracing.TracerProvider().Tracer("github.com/berth-dev/berth/internal/session"),
+		AgentEnv:             d.tracing.AgentEnv,
 		Runtimes:             d.reg,
 		LogDir:               filepath.Join(dataDir, "logs"),
 		LogRetention:         time.Duration(cfg.LogRetention),
@@ -181,6 +190,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 		Sessions:        d.sessions,
 		SessionStore:    d.db,
 		Metrics:         metrics,
+		Tracing:         d.tracing,
 		MaxPayloadBytes: int64(cfg.MaxPayloadBytes),
 		Guard: server.Guard{
 			AllowedHosts:    cfg.AllowedHosts,
@@ -230,6 +240,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 	sctx, stopSampler := context.WithCancel(context.Background())
 	d.stopSampler = stopSampler
 	d.wg.Go(func() { metrics.SampleUsage(sctx, usageSampleEvery) })
+	d.wg.Go(func() { metrics.RecordHistory(sctx, historySampleEvery) })
 	if d.metricsSrv != nil {
 		d.wg.Go(func() {
 			if err := d.metricsSrv.Serve(d.metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -381,6 +392,10 @@ func (d *Daemon) Close(ctx context.Context) error {
 	}
 	d.stop()
 	d.wg.Wait()
+	// After the sessions and the server: their last spans are queued.
+	if err := d.tracing.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("flush traces: %w", err))
+	}
 	if err := d.closeBackends(); err != nil {
 		errs = append(errs, err)
 	}

@@ -12,6 +12,10 @@ import (
 // between scrapes.
 const usageSampleEvery = 5 * time.Second
 
+// historySampleEvery is the step of the console's charts: 360 points an
+// hour.
+const historySampleEvery = 10 * time.Second
+
 // newMetrics builds the metric set; it reads d.sessions and d.reg on use,
 // so it may be made before the session manager it observes.
 func newMetrics(d *Daemon) *telemetry.Metrics {

@@ -94,6 +94,15 @@ func RandomID(name string) string {
 	return name + "-" + encodeID(b[:])
 }
 
+// NameOf is the name of the runtime whose ID is id: the ID less its
+// "-{10 alnum}" suffix.
+func NameOf(id string) string {
+	if i := len(id) - 11; i > 0 && id[i] == '-' {
+		return id[:i]
+	}
+	return id
+}
+
 func encodeID(b []byte) string {
 	out := make([]byte, len(b))
 	for i, c := range b {

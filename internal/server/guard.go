@@ -47,7 +47,7 @@ func (g *Guard) refuse(r *http.Request) string {
 	default:
 		return "requests addressed to this host name are refused; the operator lists allowed names in allowed_hosts"
 	}
-	if origin, ok := r.Header["Origin"]; ok && !slices.Contains(g.AllowedOrigins, strings.Join(origin, ",")) {
+	if origin, ok := r.Header["Origin"]; ok && !slices.Contains(g.AllowedOrigins, strings.Join(origin, ",")) && !sameOrigin(r, origin) {
 		return "requests from this browser origin are refused; the operator lists allowed origins in allowed_origins"
 	}
 	return ""

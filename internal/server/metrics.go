@@ -9,20 +9,31 @@ import (
 	"github.com/berth-dev/berth/internal/telemetry"
 )
 
-// outcomeWriter notes the status and error type a handler answered with.
-// It unwraps, so http.ResponseController still reaches Flush and Hijack.
+// outcomeWriter notes the status and error type a handler answered with,
+// and what the call named. It unwraps, so http.ResponseController still
+// reaches Flush and Hijack.
 type outcomeWriter struct {
 	http.ResponseWriter
 	code      int
 	errorType string
 	target    telemetry.Target // set by admit once the runtime resolved
+	arn       string           // likewise
+	sessionID string
 }
 
-// noteTarget labels the call's metrics with the runtime and endpoint it
-// resolved to.
+// noteTarget labels the call's metrics and span with the runtime and
+// endpoint it resolved to.
 func noteTarget(w http.ResponseWriter, res registry.Resolved) {
 	if ow, ok := w.(*outcomeWriter); ok {
 		ow.target = telemetry.Target{RuntimeID: res.Runtime.ID, Runtime: res.Runtime.Name, Endpoint: res.Endpoint.Name}
+		ow.arn = res.Runtime.ARN
+	}
+}
+
+// noteSession labels the call's span with its runtime session ID.
+func noteSession(w http.ResponseWriter, sid string) {
+	if ow, ok := w.(*outcomeWriter); ok {
+		ow.sessionID = sid
 	}
 }
 
@@ -58,22 +69,31 @@ func outcome(code int) telemetry.Outcome {
 	return telemetry.OK
 }
 
-// measured wraps a data-plane handler with call metrics. The runtime labels
-// are set only once the request's runtime resolved, so junk paths cannot
-// grow the series without bound.
-func (s *Server) measured(kind string, h func(w http.ResponseWriter, r *http.Request)) http.HandlerFunc {
+// measured wraps the handler of data-plane operation op (AgentCore's name)
+// with its server span and, for calls of a kind ("invoke", "websocket"),
+// the call metrics. The runtime labels are set only once the request's
+// runtime resolved, so junk paths cannot grow the series without bound.
+func (s *Server) measured(op, kind string, h func(w http.ResponseWriter, r *http.Request)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if s.metrics == nil {
+		r, span := s.tracing.StartOperation(r, op)
+		if (s.metrics == nil || kind == "") && span == nil {
 			h(w, r)
 			return
 		}
 		start := time.Now()
 		ow := &outcomeWriter{ResponseWriter: w}
 		h(ow, r)
+		took := time.Since(start)
 		o := outcome(ow.code)
 		if o != telemetry.OK && ow.errorType == "" {
 			ow.errorType = http.StatusText(ow.code)
 		}
-		s.metrics.Call(kind, ow.target, o, ow.errorType, time.Since(start))
+		if s.metrics != nil && kind != "" {
+			s.metrics.Call(kind, ow.target, o, ow.errorType, took)
+		}
+		s.tracing.EndOperation(span, telemetry.Operation{
+			Target: ow.target, ARN: ow.arn, SessionID: ow.sessionID, RequestID: w.Header().Get(api.HeaderAWSRequestID),
+			Status: ow.code, Outcome: o, ErrorType: ow.errorType, Took: took,
+		})
 	}
 }

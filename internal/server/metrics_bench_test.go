@@ -21,7 +21,7 @@ func (w *nopWriter) WriteHeader(int)             {}
 func BenchmarkMeasured(b *testing.B) {
 	s := &Server{metrics: telemetry.New(telemetry.Options{})}
 	res := registry.Resolved{Runtime: registry.Runtime{ID: "echo-0123456789", Name: "echo"}, Endpoint: registry.Endpoint{Name: "DEFAULT"}}
-	h := s.measured("invoke", func(w http.ResponseWriter, r *http.Request) {
+	h := s.measured(telemetry.OpInvoke, "invoke", func(w http.ResponseWriter, r *http.Request) {
 		noteTarget(w, res)
 		w.WriteHeader(http.StatusOK)
 	})

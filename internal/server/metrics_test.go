@@ -30,7 +30,7 @@ func TestMetricsClassifyCalls(t *testing.T) {
 		session.ErrStartFailed,
 		errors.New("disk on fire"),
 	} {
-		h := s.measured("invoke", func(w http.ResponseWriter, r *http.Request) {
+		h := s.measured(telemetry.OpInvoke, "invoke", func(w http.ResponseWriter, r *http.Request) {
 			noteTarget(w, res)
 			if err != nil {
 				s.writeError(w, r, err)
@@ -41,7 +41,7 @@ func TestMetricsClassifyCalls(t *testing.T) {
 		h(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, "/runtimes/echo/invocations", nil))
 	}
 	// A call whose runtime never resolved has no runtime labels.
-	s.measured("websocket", func(w http.ResponseWriter, r *http.Request) {
+	s.measured(telemetry.OpWebSocket, "websocket", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errdefs.ErrNotFound)
 	})(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/runtimes/nope/ws", nil))
 

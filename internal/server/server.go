@@ -30,6 +30,9 @@ type Options struct {
 	SessionStore SessionStore
 	// Metrics, if set, is served on /metrics and gets the call metrics.
 	Metrics *telemetry.Metrics
+	// Tracing records data-plane spans and sets the trace context agents
+	// receive. Default: off.
+	Tracing *telemetry.Tracing
 	// MaxPayloadBytes caps an invocation body. Default 100,000,000.
 	MaxPayloadBytes int64
 	// Guard is the edge policy: allowed hosts and origins, body pace.
@@ -48,6 +51,7 @@ type Server struct {
 	sessions     *session.Manager
 	sessionStore SessionStore
 	metrics      *telemetry.Metrics
+	tracing      *telemetry.Tracing
 	maxPayload   int64
 	edge         Guard
 	healthOf     func(context.Context) api.Health
@@ -71,15 +75,18 @@ func New(opts Options) *Server {
 	if opts.Auth == nil {
 		opts.Auth, _ = auth.New(auth.Options{Mode: auth.ModeNone, Logger: opts.Logger})
 	}
+	if opts.Tracing == nil {
+		opts.Tracing = telemetry.Off()
+	}
 	s := &Server{reg: opts.Registry, sessions: opts.Sessions, maxPayload: opts.MaxPayloadBytes,
 		edge: opts.Guard, auth: opts.Auth, log: opts.Logger, mux: http.NewServeMux(), sessionStore: opts.SessionStore,
-		metrics: opts.Metrics, access: map[string]access{}, healthOf: opts.Health}
+		metrics: opts.Metrics, tracing: opts.Tracing, access: map[string]access{}, healthOf: opts.Health}
 	if opts.Metrics != nil {
 		s.handle("GET /metrics", accessAdmin, opts.Metrics.Handler().ServeHTTP)
 	}
-	s.handle("POST /runtimes/{arn}/invocations", accessRuntime, s.measured("invoke", s.invoke))
-	s.handle("POST /runtimes/{arn}/"+api.PathCommands, accessRuntime, s.measured("command", s.command))
-	s.handle("POST /runtimes/{arn}/stopruntimesession", accessRuntime, s.stopSession)
+	s.handle("POST /runtimes/{arn}/invocations", accessRuntime, s.measured(telemetry.OpInvoke, "invoke", s.invoke))
+	s.handle("POST /runtimes/{arn}/"+api.PathCommands, accessRuntime, s.measured(telemetry.OpCommand, "command", s.command))
+	s.handle("POST /runtimes/{arn}/stopruntimesession", accessRuntime, s.measured(telemetry.OpStop, "", s.stopSession))
 	s.handle("GET /runtimes/{arn}/invocations"+metadataPath, accessOpen, s.protectedResource)
 	s.registerControl()
 	s.registerWebSocket()
@@ -87,6 +94,7 @@ func New(opts Options) *Server {
 	if opts.Health != nil {
 		s.handle("GET "+api.PathHealth, accessOpen, s.health)
 	}
+	s.registerConsole()
 	s.handle("GET /ping", accessOpen, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"status":"Healthy"}`)
@@ -148,6 +156,7 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	noteSession(w, sid)
 	if r.ContentLength > s.maxPayload {
 		s.writeError(w, r, validation("payload", "payload of "+itoa64(r.ContentLength)+" bytes exceeds the limit of "+itoa64(s.maxPayload)+" bytes"))
 		return
@@ -174,11 +183,15 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
 	}
 	req.ContentLength = r.ContentLength
 	req.Header = out
+	_, span := s.tracing.StartProxy(ctx, out, http.MethodPost, api.PathInvocations, sid)
 	resp, err := call.RoundTrip(req)
 	if err != nil {
+		telemetry.EndProxy(span, 0, err)
 		s.writeError(w, r, s.callError(r, call, err))
 		return
 	}
+	// The span lasts until the answer is relayed, or its relay aborted.
+	defer telemetry.EndProxy(span, resp.StatusCode, nil)
 	defer resp.Body.Close()
 	if resp.StatusCode >= 400 {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
@@ -321,6 +334,7 @@ func (s *Server) stopSession(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	noteSession(w, sid)
 	if err := decodeStopBody(r); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -335,6 +349,7 @@ func (s *Server) stopSession(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	noteTarget(w, res)
 	grant, err := s.authorizeCall(r, res, q)
 	if err != nil {
 		s.writeError(w, r, err)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/berth-dev/berth/api"
 	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/session"
 )
 
@@ -31,13 +32,29 @@ func (s *Server) registerSessions() {
 }
 
 // ownSession reads the session id names, as r's caller may see it: an
-// admin any, anyone else only its own.
+// admin any, anyone else only its own. id is an incarnation's record ID
+// or, failing that, a runtime session ID: its latest incarnation, in
+// whichever runtime used it last.
 func (s *Server) ownSession(r *http.Request, id string) (session.Record, error) {
+	p, admin := s.caller(r)
 	rec, err := s.sessionStore.GetSession(r.Context(), id)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		f := session.Filter{SessionID: id, Limit: 1}
+		if !admin {
+			f.UserID = p.ID()
+		}
+		recs, _, lerr := s.sessionStore.ListSessions(r.Context(), f)
+		if lerr != nil {
+			return rec, lerr
+		}
+		if len(recs) == 1 {
+			rec, err = recs[0], nil
+		}
+	}
 	if err != nil {
 		return rec, err
 	}
-	if p, admin := s.caller(r); !admin && rec.UserID != p.ID() {
+	if !admin && rec.UserID != p.ID() {
 		return session.Record{}, fmt.Errorf("session %q: %w", id, errdefs.ErrNotFound)
 	}
 	return rec, nil
@@ -61,7 +78,8 @@ func maskID(id string) string {
 
 func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	f := session.Filter{Endpoint: q.Get("endpoint"), UserID: q.Get("user"), State: session.State(q.Get("state")), After: q.Get("cursor")}
+	f := session.Filter{Endpoint: q.Get("endpoint"), SessionID: q.Get("session"), UserID: q.Get("user"),
+		State: session.State(q.Get("state")), After: q.Get("cursor")}
 	if p, admin := s.caller(r); !admin {
 		if f.UserID != "" && f.UserID != p.ID() {
 			writeJSON(w, http.StatusOK, api.SessionList{Sessions: []api.Session{}})
@@ -182,7 +200,7 @@ func (s *Server) sessionLogs(w http.ResponseWriter, r *http.Request) {
 }
 func toAPI(rec session.Record, live *session.Info) api.Session {
 	out := api.Session{
-		ID: rec.ID, RuntimeID: rec.RuntimeID, Endpoint: rec.Endpoint, SessionID: rec.SessionID,
+		ID: rec.ID, RuntimeID: rec.RuntimeID, Runtime: registry.NameOf(rec.RuntimeID), Endpoint: rec.Endpoint, SessionID: rec.SessionID,
 		Version: rec.Version, UserID: rec.UserID, State: string(rec.State), EndReason: string(rec.EndReason),
 		EndDetail: rec.Detail, Backend: rec.Backend, SandboxID: rec.SandboxID, CreatedAt: rec.CreatedAt,
 		LastActiveAt: rec.LastActiveAt, ExpiresAt: rec.ExpiresAt, EndedAt: rec.EndedAt, Invocations: rec.Invocations,

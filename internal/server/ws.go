@@ -13,6 +13,7 @@ import (
 	"github.com/berth-dev/berth/api"
 	"github.com/berth-dev/berth/internal/auth"
 	"github.com/berth-dev/berth/internal/session"
+	"github.com/berth-dev/berth/internal/telemetry"
 	"github.com/coder/websocket"
 )
 
@@ -43,7 +44,7 @@ const queryCustomPrefix = "X-Amzn-Bedrock-AgentCore-Runtime-Custom-"
 
 // registerWebSocket adds the WebSocket route.
 func (s *Server) registerWebSocket() {
-	s.handle("GET /runtimes/{arn}/ws", accessRuntime, s.measured("websocket", s.websocket))
+	s.handle("GET /runtimes/{arn}/ws", accessRuntime, s.measured(telemetry.OpWebSocket, "websocket", s.websocket))
 }
 
 func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
@@ -60,6 +61,7 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	noteSession(w, sid)
 	// The socket holds a call slot for its whole life, so the idle reaper
 	// leaves the session alone while it is open.
 	call, out, err := s.admit(w, r, sid)
@@ -78,6 +80,7 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(nil)
 	stop := context.AfterFunc(call.KillContext(), func() { cancel(session.ErrEnded) })
+	_, span := s.tracing.StartProxy(ctx, out, http.MethodGet, api.PathWebSocket, sid)
 	// The call is the transport: it sends the handshake to the session's
 	// sandbox, whatever host the URL names.
 	agent, resp, err := websocket.Dial(ctx, "http://agent"+api.PathWebSocket, &websocket.DialOptions{
@@ -86,6 +89,11 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 		Subprotocols: auth.OtherSubprotocols(r.Header),
 	})
 	stop()
+	status := 0
+	if resp != nil {
+		status = resp.StatusCode
+	}
+	telemetry.EndProxy(span, status, err)
 	if err != nil {
 		if resp == nil {
 			s.writeError(w, r, s.callError(r, call, err))

@@ -25,6 +25,8 @@ import (
 	"github.com/berth-dev/berth/internal/session/agentlog"
 	"github.com/berth-dev/berth/internal/storage"
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // Session errors. Each wraps an errdefs class, which the server maps to
@@ -97,7 +99,22 @@ type Options struct {
 	NewSessionsPerSecond float64
 	// RuntimeARN names a runtime in the agent's environment.
 	RuntimeARN func(runtimeID string) string
-	Logger     *slog.Logger
+	// AgentEnv, if set, adds observability variables (OTEL_*) to an
+	// agent's environment; the runtime's own env wins for a name both set.
+	AgentEnv func(a AgentIdentity) []string
+	// Tracer records the spans of session starts: under the span of the
+	// call that started the session, if the call's context has one.
+	// Default: a tracer that records nothing.
+	Tracer trace.Tracer
+	Logger *slog.Logger
+}
+
+// AgentIdentity is what an agent's observability environment names.
+type AgentIdentity struct {
+	RuntimeID, ARN string
+	SessionID      string // empty for a warm-pool sandbox
+	// Env is the runtime's own environment.
+	Env map[string]string
 }
 
 // Resolver is what the manager reads of the registry.
@@ -194,6 +211,9 @@ func NewManager(store Store, backends map[string]sandbox.Backend, opts Options) 
 	}
 	if opts.RuntimeARN == nil {
 		opts.RuntimeARN = func(id string) string { return id }
+	}
+	if opts.Tracer == nil {
+		opts.Tracer = noop.NewTracerProvider().Tracer("")
 	}
 	m := &Manager{
 		store:    store,
@@ -411,7 +431,7 @@ func (m *Manager) session(ctx context.Context, spec Spec) (s *Session, fresh boo
 		m.store.EndSession(ectx, rec.ID, rec.Lease, EndShutdown, "berth shutting down", time.Now().UTC())
 		return nil, false, nil, ErrShuttingDown
 	}
-	return m.attachLocked(spec, rec, b, owner), true, nil, nil
+	return m.attachLocked(spec, rec, b, owner, trace.SpanContextFromContext(ctx)), true, nil, nil
 }
 
 // admitNewLocked applies the caps on new sessions: berth's, the
@@ -506,9 +526,10 @@ func (m *Manager) userSessionsLocked(runtimeID, user string) int {
 
 // attachLocked makes a claimed record this node's live session and starts
 // its runner.
-func (m *Manager) attachLocked(spec Spec, rec Record, b sandbox.Backend, owner string) *Session {
+func (m *Manager) attachLocked(spec Spec, rec Record, b sandbox.Backend, owner string, parent trace.SpanContext) *Session {
 	killCtx, kill := context.WithCancelCause(context.Background())
 	s := &Session{
+		parent:  parent,
 		m:       m,
 		spec:    spec,
 		backend: b,

@@ -81,8 +81,10 @@ type Record struct {
 
 // Filter narrows a session listing. Zero fields match everything.
 type Filter struct {
-	RuntimeID     string
-	Endpoint      string
+	RuntimeID string
+	Endpoint  string
+	// SessionID is the runtime session ID: every incarnation of it.
+	SessionID     string
 	UserID        string
 	State         State
 	CreatedAfter  time.Time

@@ -17,6 +17,8 @@ import (
 	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/sandbox"
 	"github.com/berth-dev/berth/internal/storage"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Session is one live session incarnation and its sandbox.
@@ -36,6 +38,9 @@ type Session struct {
 	done     chan struct{}   // closed after teardown and the final store write
 	startErr error
 	rec      Record
+	// parent is the span of the call that started the session, if any:
+	// the session's start is traced under it. Read-only.
+	parent trace.SpanContext
 
 	// killCtx is cancelled, with an *endCause, to end the session; calls in
 	// flight derive from it so a stop cuts their streams.
@@ -143,7 +148,12 @@ func (s *Session) run() {
 
 // startup starts the sandbox of the claimed record; false if it failed.
 func (s *Session) startup() bool {
-	if err := s.start(); err != nil {
+	ctx, span := s.m.opts.Tracer.Start(trace.ContextWithSpanContext(context.Background(), s.parent), "StartSession",
+		trace.WithAttributes(attribute.String(attrBackend, s.backend.Name())))
+	err := s.start(ctx)
+	span.SetAttributes(attribute.Bool(attrWarm, s.warm), attribute.String(attrSandboxID, s.rec.SandboxID))
+	endSpan(span, err)
+	if err != nil {
 		s.log.Warn("session start failed", "err", err)
 		s.startErr = fmt.Errorf("%w: %v", ErrStartFailed, err)
 		if errdefs.NoSpace(err) || errors.Is(err, errdefs.ErrDiskFull) {
@@ -164,7 +174,7 @@ func (s *Session) startup() bool {
 
 // start gives the session a sandbox: a warm one from the runtime's pool if
 // there is one, else a fresh one; either way healthy before it returns.
-func (s *Session) start() error {
+func (s *Session) start(tctx context.Context) error {
 	logPath := s.m.LogPath(s.spec.RuntimeID, s.rec.ID)
 	if mem := s.m.claimPooled(s.spec.RuntimeID, s.spec.Version); mem != nil {
 		s.warm = true
@@ -181,6 +191,7 @@ func (s *Session) start() error {
 	}
 	ctx, cancel := context.WithTimeout(s.killCtx, s.m.opts.StartTimeout)
 	defer cancel()
+	ctx = trace.ContextWithSpan(ctx, trace.SpanFromContext(tctx))
 	var err error
 	if path := s.spec.Settings.SessionStorage; path != "" {
 		if s.volume, err = s.m.attachStorage(s.spec, s.backend); err != nil {
@@ -249,17 +260,20 @@ type launchSpec struct {
 
 // sandboxSpec derives the sandbox a session or pool member runs from its
 // runtime's settings: the one place settings become a sandbox.Spec.
-func sandboxSpec(ls launchSpec, arn string) sandbox.Spec {
+func sandboxSpec(ls launchSpec, arn string, agentEnv func(AgentIdentity) []string) sandbox.Spec {
 	cfg := ls.cfg
-	env := make([]string, 0, len(cfg.Env)+4)
+	env := make([]string, 0, len(cfg.Env)+8)
 	for k, v := range cfg.Env {
 		env = append(env, k+"="+v)
 	}
-	otel := "cloud.resource_id=" + arn
-	if ls.sessionID != "" {
-		otel += ",aws.agentcore.session_id=" + ls.sessionID
+	env = append(env, api.EnvRuntimeARN+"="+arn)
+	if agentEnv != nil {
+		for _, kv := range agentEnv(AgentIdentity{RuntimeID: ls.runtimeID, ARN: arn, SessionID: ls.sessionID, Env: cfg.Env}) {
+			if k, _, _ := strings.Cut(kv, "="); !hasKey(cfg.Env, k) {
+				env = append(env, kv)
+			}
+		}
 	}
-	env = append(env, api.EnvRuntimeARN+"="+arn, api.EnvOTELResourceAttributes+"="+otel)
 	network := cfg.Network
 	if network == "" {
 		network = ls.backend.Capabilities().DefaultNetwork
@@ -281,6 +295,11 @@ func sandboxSpec(ls launchSpec, arn string) sandbox.Spec {
 	}
 }
 
+func hasKey(m map[string]string, k string) bool {
+	_, ok := m[k]
+	return ok
+}
+
 // launch starts a sandbox and waits for its first healthy ping. started
 // receives the agent as soon as the sandbox exists, so a caller that gives
 // up can still stop it.
@@ -289,7 +308,7 @@ func (m *Manager) launch(ctx context.Context, ls launchSpec, started func(*agent
 	if err != nil {
 		return nil, err
 	}
-	spec := sandboxSpec(ls, m.opts.RuntimeARN(ls.runtimeID))
+	spec := sandboxSpec(ls, m.opts.RuntimeARN(ls.runtimeID), m.opts.AgentEnv)
 	if out != nil {
 		spec.Output = out.Writer()
 	}
@@ -297,16 +316,31 @@ func (m *Manager) launch(ctx context.Context, ls launchSpec, started func(*agent
 	if ls.state != nil {
 		ls.state.wire(&spec, caps.HostPaths)
 	}
+	_, span := m.opts.Tracer.Start(ctx, "StartSandbox", trace.WithAttributes(attribute.String(attrBackend, ls.backend.Name())))
 	h, err := ls.backend.Start(ctx, spec)
 	if err != nil {
 		endOutput(out) // keeps what the backend wrote of why
-		return nil, fmt.Errorf("start sandbox: %w", err)
+		err = fmt.Errorf("start sandbox: %w", err)
+		endSpan(span, err)
+		return nil, err
 	}
+	span.SetAttributes(attribute.String(attrSandboxID, h.ID()))
+	endSpan(span, nil)
 	if out != nil {
 		out.Started()
 	}
 	a := newAgent(h, out)
 	started(a)
+	_, span = m.opts.Tracer.Start(ctx, "FirstPing")
+	err = m.firstPing(ctx, a, ls, spec)
+	endSpan(span, err)
+	return a, err
+}
+
+// firstPing polls the new sandbox's /ping until it answers healthy.
+func (m *Manager) firstPing(ctx context.Context, a *agent, ls launchSpec, spec sandbox.Spec) error {
+	h := a.h
+	caps := ls.backend.Capabilities()
 	// An agent that ignores PORT (AWS's SDKs bind 8080) cannot share the
 	// host network with other sessions: say so rather than time out mutely.
 	hint := ""
@@ -319,13 +353,13 @@ func (m *Manager) launch(ctx context.Context, ls launchSpec, started func(*agent
 	for {
 		_, err := a.ping(ctx, m.pingTimeout())
 		if err == nil {
-			return a, nil
+			return nil
 		}
 		select {
 		case <-h.Done():
-			return a, fmt.Errorf("agent exited before it became healthy (%s); its log: berth sessions logs %s%s", h.Exit(), strings.TrimSuffix(filepath.Base(ls.logPath), ".log"), hint)
+			return fmt.Errorf("agent exited before it became healthy (%s); its log: berth sessions logs %s%s", h.Exit(), strings.TrimSuffix(filepath.Base(ls.logPath), ".log"), hint)
 		case <-ctx.Done():
-			return a, fmt.Errorf("agent not healthy within %s: last ping: %v%s", m.opts.StartTimeout, err, hint)
+			return fmt.Errorf("agent not healthy within %s: last ping: %v%s", m.opts.StartTimeout, err, hint)
 		case <-time.After(delay):
 		}
 		delay = min(delay*2, 50*time.Millisecond)

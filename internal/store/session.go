@@ -290,6 +290,9 @@ func (db *DB) listSessions(ctx context.Context, f session.Filter) ([]session.Rec
 	if f.Endpoint != "" {
 		add("endpoint = ?", f.Endpoint)
 	}
+	if f.SessionID != "" {
+		add("session_id = ?", f.SessionID)
+	}
 	if f.UserID != "" {
 		add("user_id = ?", f.UserID)
 	}

@@ -73,6 +73,8 @@ type Metrics struct {
 	// latency, sparing the hot path two label lookups: callKey → *series.
 	series sync.Map
 
+	hist history // the console's last hour
+
 	// namesMu guards names.
 	namesMu sync.Mutex
 	names   map[string]string // runtime ID → name
