@@ -1114,7 +1114,7 @@ func TestControlPlaneGoClient(t *testing.T) {
 	_, err = cl.Invoke(ctx, client.InvokeInput{Runtime: rt.AgentRuntimeID, SessionID: sid,
 		Payload: strings.NewReader(`{"op":"echo"}`)})
 	if ae := (*api.Error)(nil); !errors.As(err, &ae) || ae.Type != api.ErrRetryableConflict {
-		t.Fatalf("second call under reject: %v, want RetryableConflictException", err)
+		t.Fatalf("second call under reject: %v, want RetryableConflictException (the first call ended with %v)", err, <-first)
 	}
 	if err := <-first; err != nil {
 		t.Fatalf("first call: %v", err)
