@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -503,5 +504,31 @@ func TestSharedPullsAndGC(t *testing.T) {
 	}
 	if left := leftovers(t, dir); len(left) > 0 {
 		t.Errorf("after removing every image the store holds %v", left)
+	}
+}
+
+// TestEmulatedPull: with the host's real binfmt_misc handlers, an image
+// only for another architecture is pulled and marked emulated.
+func TestEmulatedPull(t *testing.T) {
+	requireRoot(t)
+	foreign := "linux/arm64"
+	if image.HostPlatform() == foreign {
+		foreign = "linux/amd64"
+	}
+	missing := image.Emulation(foreign)
+	if _, err := exec.LookPath("qemu-aarch64-static"); err != nil && missing != nil {
+		missing = fmt.Errorf("%w (and qemu-user-static is not installed)", missing)
+	}
+	testenv.Require(t, testenv.Qemu, missing)
+	reg := imagetest.NewRegistry(t, nil)
+	d := reg.Push(t, "team/foreign:v1", imagetest.Image(t, foreign, v1.Config{Cmd: []string{"/agent"}},
+		imagetest.Layer(t, imagetest.File("agent", "x", 0o755))))
+	s, err := image.Open(image.Options{Dir: t.TempDir(), DockerConfig: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := s.Pull(context.Background(), reg.Ref("team/foreign:v1"), nil)
+	if err != nil || img.Digest != d || img.Platform != foreign || !img.Emulated {
+		t.Fatalf("pull of a %s image on %s: %+v, %v; want it pulled and marked emulated", foreign, image.HostPlatform(), img, err)
 	}
 }
