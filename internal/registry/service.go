@@ -15,6 +15,7 @@ import (
 	"github.com/berth-dev/berth/api"
 	"github.com/berth-dev/berth/internal/codestore"
 	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/image"
 )
 
 // Registry resolves runtimes and qualifiers, and owns their naming rules.
@@ -22,6 +23,7 @@ type Registry struct {
 	store   Store
 	rules   Rulebook
 	code    *codestore.Store // nil: code is never snapshotted
+	images  Images           // nil: image runtimes are refused
 	region  string
 	account string
 	log     *slog.Logger
@@ -54,6 +56,8 @@ type Options struct {
 	Rules Rulebook
 	// Code keeps versions' code snapshots; nil leaves code where it lies.
 	Code *codestore.Store
+	// Images pulls the images versions run; nil refuses image runtimes.
+	Images Images
 	// Region and Account go into ARNs.
 	Region, Account string
 	Logger          *slog.Logger
@@ -64,8 +68,37 @@ func New(store Store, opts Options) *Registry {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Registry{store: store, rules: opts.Rules, code: opts.Code, region: opts.Region, account: opts.Account,
+	return &Registry{store: store, rules: opts.Rules, code: opts.Code, images: opts.Images, region: opts.Region, account: opts.Account,
 		log: opts.Logger, ttl: time.Second, cache: map[cacheKey]cacheEntry{}}
+}
+
+// Images pulls images for versions to run.
+type Images interface {
+	// Pull fetches ref unless it is already here and returns the digest
+	// it resolved to, the one a version pins.
+	Pull(ctx context.Context, ref string) (digest string, err error)
+}
+
+// pullImage pulls a version's image and pins its digest in s.
+func (r *Registry) pullImage(ctx context.Context, s *Settings) error {
+	if r.images == nil {
+		return errors.New("this berth keeps no image store")
+	}
+	ref := s.Image
+	if s.ImageDigest != "" {
+		// Already pinned (a config runtime seen before): fetch exactly that.
+		p, err := image.Pinned(s.Image, s.ImageDigest)
+		if err != nil {
+			return err
+		}
+		ref = p
+	}
+	digest, err := r.images.Pull(ctx, ref)
+	if err != nil {
+		return err
+	}
+	s.ImageDigest = digest
+	return nil
 }
 
 // RuntimeARN builds a runtime's ARN.
@@ -267,6 +300,17 @@ func (r *Registry) Reconcile(ctx context.Context, declared []Declared) ([]Runtim
 			}
 			d.Artifact.CodeLocation = d.Workdir
 			d.Workdir, d.CodeDigest = dir, digest
+		}
+		if d.Image != "" {
+			// Pull now, so the first session does not wait for it. The
+			// tag is resolved afresh at every start: a moved tag makes a
+			// new version, and sessions of the old one keep its image.
+			r.log.Info("pulling image", "runtime", d.Name, "image", d.Image)
+			d.ImageDigest = ""
+			if err := r.pullImage(ctx, &d.Settings); err != nil {
+				return nil, fmt.Errorf("runtime %s: image %s: %w", d.Name, d.Image, err)
+			}
+			d.Artifact.ContainerURI = d.Image
 		}
 		keep[id] = true
 		rt, err := r.store.GetRuntime(ctx, id)
