@@ -219,8 +219,12 @@ func (rb Rulebook) validateImage(src Source, s *Settings) error {
 	if src == SourceAPI {
 		backend = cmpOr(rb.APISandbox, BackendLinux)
 	}
-	if backend == BackendProcess {
-		return fImage.err(src, "images run only on the linux sandbox backend; the process backend shares the host's filesystem (this runtime is on process)")
+	switch {
+	case backend == BackendProcess && src == SourceAPI:
+		return fImage.err(src, "container images run only on the linux sandbox backend, and this berth runs API runtimes on process, "+
+			"which shares the host's filesystem; use codeConfiguration with code.s3.bucket %q instead", api.LocalBucket)
+	case backend == BackendProcess:
+		return fImage.err(src, "container images run only on the linux sandbox backend; the process backend shares the host's filesystem")
 	}
 	return nil
 }
