@@ -121,7 +121,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 	if err != nil {
 		return nil, err
 	}
-	d.reg = registry.New(d.db, registry.Options{Rules: cfg.Rules(), Code: code, Images: imagePuller{d.images, log},
+	d.reg = registry.New(d.db, registry.Options{Rules: cfg.Rules(), Code: code, Images: registryPuller{images{s: d.images, log: log}},
 		Region: cfg.Region, Account: cfg.Account, Logger: log})
 
 	backends, defaultBackend, err := openBackends(dataDir, cfg.UserNamespace, log)
@@ -194,7 +194,12 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 
+	imgs := images{s: d.images, reg: d.reg, log: log}
+	if _, err := imgs.collect(ctx, imageGrace); err != nil {
+		log.Warn("collect images", "err", err)
+	}
 	srv := server.New(server.Options{
+		Images:          imgs,
 		Registry:        d.reg,
 		Sessions:        d.sessions,
 		SessionStore:    d.db,
@@ -250,6 +255,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 	d.stopSampler = stopSampler
 	d.wg.Go(func() { metrics.SampleUsage(sctx, usageSampleEvery) })
 	d.wg.Go(func() { metrics.RecordHistory(sctx, historySampleEvery) })
+	d.wg.Go(func() { imgs.collectEvery(sctx, imageGCEvery) })
 	if d.metricsSrv != nil {
 		d.wg.Go(func() {
 			if err := d.metricsSrv.Serve(d.metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -352,23 +358,6 @@ func openBackends(dataDir string, userNS bool, log *slog.Logger) (map[string]san
 		log.Info("linux sandbox backend unavailable; using process", "reason", err)
 	}
 	return backends, def, nil
-}
-
-// imagePuller pulls for the registry, logging progress.
-type imagePuller struct {
-	s   *image.Store
-	log *slog.Logger
-}
-
-func (p imagePuller) Pull(ctx context.Context, ref string) (string, error) {
-	var last image.Phase
-	img, err := p.s.Pull(ctx, ref, func(pr image.Progress) {
-		if pr.Phase != last {
-			last = pr.Phase
-			p.log.Info("image pull", "ref", ref, "phase", pr.Phase, "bytes", pr.Total)
-		}
-	})
-	return img.Digest, err
 }
 
 // Images is the daemon's image store.

@@ -112,7 +112,8 @@ type Image struct {
 	Size     int64 `json:"size"`
 	Unpacked int64 `json:"unpacked"`
 	// Blobs are every blob the image holds here.
-	Blobs    []string  `json:"blobs"`
+	Blobs []string `json:"blobs"`
+	// PulledAt is when it was last pulled, or found here by a pull.
 	PulledAt time.Time `json:"pulled_at"`
 }
 

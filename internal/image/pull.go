@@ -137,17 +137,16 @@ func (s *Store) pull(ctx context.Context, ref string, progress func(Progress)) (
 	return p.img, p.err
 }
 
-// addRef records that img was pulled as ref.
+// addRef records that img was pulled as ref, just now: a collection
+// spares what was pulled lately, since a caller may be about to pin it.
 func (s *Store) addRef(img Image, ref string) (Image, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if cur, err := s.Get(img.Digest); err == nil {
 		img = cur
 	}
-	if len(img.Refs) > 0 && img.Refs[0] == ref {
-		return img, nil
-	}
 	img.Refs = append([]string{ref}, slices.DeleteFunc(img.Refs, func(r string) bool { return r == ref })...)
+	img.PulledAt = time.Now().UTC()
 	if err := s.writeRecord(img); err != nil {
 		return Image{}, err
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -150,6 +151,35 @@ func (r *Registry) CollectCode(ctx context.Context) error {
 		return nil
 	}
 	keep := map[string]bool{}
+	err := r.eachVersion(ctx, func(v Version) {
+		if v.Settings.CodeDigest != "" {
+			keep[v.Settings.CodeDigest] = true
+		}
+	})
+	if err != nil {
+		return err
+	}
+	n, err := r.code.Keep(keep)
+	if n > 0 {
+		r.log.Info("code snapshots collected", "removed", n)
+	}
+	return err
+}
+
+// ImageUsers maps each image digest a version pins to the IDs of the
+// runtimes pinning it.
+func (r *Registry) ImageUsers(ctx context.Context) (map[string][]string, error) {
+	out := map[string][]string{}
+	err := r.eachVersion(ctx, func(v Version) {
+		if d := v.Settings.ImageDigest; d != "" && !slices.Contains(out[d], v.RuntimeID) {
+			out[d] = append(out[d], v.RuntimeID)
+		}
+	})
+	return out, err
+}
+
+// eachVersion calls fn with every version of every runtime.
+func (r *Registry) eachVersion(ctx context.Context, fn func(Version)) error {
 	ids, err := r.RuntimeIDs(ctx)
 	if err != nil {
 		return err
@@ -158,13 +188,14 @@ func (r *Registry) CollectCode(ctx context.Context) error {
 		tok := ""
 		for {
 			vs, next, err := r.store.ListVersions(ctx, id, Page{MaxResults: 100, NextToken: tok})
+			if errors.Is(err, errdefs.ErrNotFound) {
+				break // deleted meanwhile
+			}
 			if err != nil {
 				return fmt.Errorf("list versions of %s: %w", id, err)
 			}
 			for _, v := range vs {
-				if v.Settings.CodeDigest != "" {
-					keep[v.Settings.CodeDigest] = true
-				}
+				fn(v)
 			}
 			if next == "" {
 				break
@@ -172,11 +203,7 @@ func (r *Registry) CollectCode(ctx context.Context) error {
 			tok = next
 		}
 	}
-	n, err := r.code.Keep(keep)
-	if n > 0 {
-		r.log.Info("code snapshots collected", "removed", n)
-	}
-	return err
+	return nil
 }
 
 // RuntimeIDs lists every runtime's ID.
