@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/uuid"
 
 	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/daemon"
