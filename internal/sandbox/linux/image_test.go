@@ -4,6 +4,7 @@ package linux_test
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/berth-dev/berth/internal/sandbox"
+	"github.com/berth-dev/berth/internal/sandbox/linux"
 )
 
 var (
@@ -130,4 +132,75 @@ func TestImageRoot(t *testing.T) {
 	if r := mustTry(t, h, tryReq{Op: "filldisk", Arg: "/home/app/fill", N: 64}); r.OK || !strings.Contains(r.Err, "no space") {
 		t.Errorf("filling the writable layer: %+v; want no space left", r)
 	}
+}
+
+// TestImageEscape: the escape attempts that matter for an image root, from
+// image sandboxes running as the image's user and as its root.
+func TestImageEscape(t *testing.T) {
+	b := newBackend(t)
+	rootfs := imageRootfs(t)
+	// A set-user-ID root program in the image that says who it runs as.
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "main.go"), []byte("package main\n\nimport (\n\t\"fmt\"\n\t\"os\"\n)\n\nfunc main() { fmt.Print(os.Geteuid()) }\n"), 0o644)
+	os.WriteFile(filepath.Join(src, "go.mod"), []byte("module euid\n\ngo 1.26\n"), 0o644)
+	euid := filepath.Join(rootfs, "bin/euid")
+	build := exec.Command("go", "build", "-o", euid, ".")
+	build.Dir, build.Env = src, append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=", "GOWORK=off")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build euid: %v\n%s", err, out)
+	}
+	if err := os.Chmod(euid, 0o4755); err != nil {
+		t.Fatal(err)
+	}
+	as := func(uid uint32) func(*sandbox.Spec) {
+		return func(s *sandbox.Spec) {
+			s.Command = []string{"/bin/agent"}
+			s.Env = []string{"PATH=/bin"}
+			s.Image = &sandbox.Image{Rootfs: rootfs, UID: uid, GID: uid, Home: "/home/app"}
+			s.Limits = sandbox.Limits{MemoryBytes: 128 << 20, Pids: 64, DiskBytes: 8 << 20}
+		}
+	}
+	victim := start(t, b, spec(t, as(1000)))
+	user := start(t, b, spec(t, as(1000)))
+	root := start(t, b, spec(t, as(0)))
+	mustTry(t, victim, tryReq{Op: "write", Arg: "/home/app/secret"})
+	victimPid := hostPidInCgroup(linux.CgroupDirs(victim)[0])
+	if victimPid == 0 {
+		t.Fatal("cannot find the victim agent's host pid")
+	}
+	hostSecret := filepath.Join(os.TempDir(), "berth-image-escape-"+randHex(6))
+	if err := os.WriteFile(hostSecret, []byte("host-secret"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(hostSecret)
+
+	led := &escapeLedger{t: t}
+	defer func() { t.Logf("image escape suite: %d attempts, %d contained", led.attempts, led.contained) }()
+	for _, h := range []sandbox.Handle{user, root} {
+		for _, p := range []string{fmt.Sprintf("/proc/%d/root/home/app/secret", victimPid), hostSecret,
+			"/proc/1/root" + hostSecret, filepath.Join(rootfs, "etc/marker")} {
+			r := mustTry(t, h, tryReq{Op: "read", Arg: p})
+			led.attempt("read "+p, !r.OK, r)
+		}
+	}
+	r := mustTry(t, root, tryReq{Op: "write", Arg: "/etc/marker"})
+	got, _ := os.ReadFile(filepath.Join(rootfs, "etc/marker"))
+	v := mustTry(t, victim, tryReq{Op: "read", Arg: "/etc/marker"})
+	led.attempt("the image's root writes into the image", r.OK && string(got) == "from the image" && v.Out == "from the image", string(got))
+	for _, c := range []struct {
+		what string
+		req  tryReq
+	}{
+		{"mount a filesystem", tryReq{Op: "mount", Arg: "/tmp"}},
+		{"remount the root", tryReq{Op: "remount-rw", Arg: "/"}},
+		{"chroot", tryReq{Op: "chroot", Arg: "/tmp"}},
+		{"unshare a user namespace", tryReq{Op: "unshare-user"}},
+		{"load a kernel module", tryReq{Op: "init_module"}},
+		{"ptrace the init", tryReq{Op: "ptrace", Arg: "1"}},
+	} {
+		r := mustTry(t, root, c.req)
+		led.attempt("as the image's root: "+c.what, denied(r, "not permitted", "operation not permitted"), r)
+	}
+	r = mustTry(t, user, tryReq{Op: "exec", Args: []string{"/bin/euid"}})
+	led.attempt("gain root through a set-user-ID program in the image", r.Out == "1000", r)
 }
