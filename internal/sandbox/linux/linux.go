@@ -445,7 +445,7 @@ func (b *Backend) sessionConfig(spec sandbox.Spec, port int, mode sandbox.Networ
 	if _, ok := env["HOME"]; !ok || spec.Image == nil {
 		set("HOME", home)
 	}
-	if spec.Image == nil {
+	if _, ok := env["TMPDIR"]; !ok || spec.Image == nil {
 		set("TMPDIR", sandboxTmp)
 	}
 	for _, k := range order {
