@@ -13,7 +13,9 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/image/imagetest"
+	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/sandbox/linux"
 	"github.com/berth-dev/berth/internal/testenv"
 )
@@ -109,3 +111,42 @@ func TestPythonImageTutorial(t *testing.T) {
 	checkTutorial(t, b, r, b.d.URL())
 }
 
+// TestTypeScriptImage: the agent on AWS's bedrock-agentcore npm package,
+// built into an image (node from the host with the libraries ldd names,
+// then node_modules and the agent) and declared with image: in the config
+// file, serves sessions of its own, each in its own sandbox and layer.
+func TestTypeScriptImage(t *testing.T) {
+	t.Parallel()
+	testenv.Require(t, testenv.Linux, linux.Available())
+	node := requireNode(t)
+	node, err := filepath.EvalSymlinks(node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := npmProject(t, tsAgentDir, "agent.js")
+	runtime := imagetest.HostFiles(t, node)
+	if node != "/usr/bin/node" {
+		runtime = append(runtime, imagetest.Symlink("usr/bin/node", node))
+	}
+	reg := imagetest.NewRegistry(t, nil)
+	img := imagetest.Image(t, "linux/amd64", v1.Config{
+		Entrypoint: []string{"node", "agent.js"},
+		Env:        []string{"PATH=/usr/local/bin:/usr/bin:/bin"},
+		WorkingDir: "/app",
+	}, imagetest.Layer(t, runtime...),
+		imagetest.Layer(t, imagetest.Tree(t, dir, "/app", nil)...))
+	reg.Push(t, "team/tsagent:v1", img)
+	b := startBerth(t, []config.Runtime{{Name: "tsimage", Settings: registry.Settings{
+		Image: reg.Ref("team/tsagent:v1"), Sandbox: registry.BackendLinux, Env: map[string]string{"LOG_LEVEL": "warn"}}}})
+
+	one, two := newSessionID(), newSessionID()
+	a := b.tsInvoke(t, "tsimage", one, map[string]any{"prompt": "hello"})
+	again := b.tsInvoke(t, "tsimage", one, map[string]any{"prompt": "again"})
+	other := b.tsInvoke(t, "tsimage", two, map[string]any{"prompt": "hello"})
+	if a.Instance == "" || again.Instance != a.Instance || again.Invocations != a.Invocations+1 {
+		t.Errorf("one session, two calls: %+v then %+v; want one agent counting on", a, again)
+	}
+	if other.Instance == a.Instance || other.Invocations != 1 {
+		t.Errorf("a second session shares the first one's agent: %+v", other)
+	}
+}
