@@ -323,10 +323,10 @@ func (s *Store) fetch(ctx context.Context, r name.Reference, desc *remote.Descri
 	if err := resolveUser(tmp, &img.Config); err != nil {
 		return Image{}, fmt.Errorf("image %s: %w", r, err)
 	}
-	// The root must be on disk before its record says it is there.
-	if err := syncfs(tmp); err != nil {
-		return Image{}, fmt.Errorf("unpack: %w", err)
-	}
+	// No fsync: syncing the unpacked root doubled a pull's time (it
+	// flushes the whole filesystem). A berth crash loses nothing (the
+	// record is written after the root is complete); a host crash may,
+	// and `berth images rm` then a pull mends it.
 	hex, _ := hexOf(digest)
 	if err := os.Rename(tmp, s.path("rootfs", hex)); err != nil {
 		return Image{}, fmt.Errorf("unpack: %w", err)

@@ -42,12 +42,3 @@ func readInRoot(root, rel string) (string, error) {
 	}
 	return b.String(), nil
 }
-
-func syncfs(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return unix.Syncfs(int(f.Fd()))
-}
