@@ -76,6 +76,10 @@ func (s *Store) Pull(ctx context.Context, ref string, progress func(Progress)) (
 }
 
 func (s *Store) pull(ctx context.Context, ref string, progress func(Progress)) (Image, error) {
+	if os.Geteuid() != 0 {
+		return Image{}, fmt.Errorf("berth runs as uid %d: images need berth to run as root (unpacked files keep their owners, and only the linux sandbox runs images): %w",
+			os.Geteuid(), errdefs.ErrInvalidArgument)
+	}
 	report := newReporter(ref, progress)
 	r, err := s.reference(ref)
 	if err != nil {
