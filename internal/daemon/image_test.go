@@ -3,17 +3,25 @@ package daemon_test
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/bedrockagentcore"
 	ctl "github.com/aws/aws-sdk-go-v2/service/bedrockagentcorecontrol"
 	ctltypes "github.com/aws/aws-sdk-go-v2/service/bedrockagentcorecontrol/types"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/uuid"
 
+	"github.com/berth-dev/berth/internal/config"
+	"github.com/berth-dev/berth/internal/daemon"
 	"github.com/berth-dev/berth/internal/image/imagetest"
+	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/sandbox/linux"
 	"github.com/berth-dev/berth/internal/sandbox/sandboxtest"
 	"github.com/berth-dev/berth/internal/testenv"
@@ -144,5 +152,48 @@ func TestImageRuntime(t *testing.T) {
 	_, err = c.ctl.CreateAgentRuntime(ctx, in)
 	if err == nil || !strings.Contains(err.Error(), "ValidationException") || !strings.Contains(err.Error(), "no image") {
 		t.Errorf("create with an unknown tag: %v; want a ValidationException saying there is no such image", err)
+	}
+}
+
+// TestImageRegistryDownAtStart: a config runtime's image is pulled at every
+// start; with its registry down, berth starts on the image it had.
+func TestImageRegistryDownAtStart(t *testing.T) {
+	testenv.Require(t, testenv.Linux, linux.Available())
+	var down atomic.Bool
+	reg := imagetest.NewRegistry(t, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if down.Load() {
+				http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	digest := reg.Push(t, "team/agent:live", agentImage(t, "v1"))
+	cfg := config.Default()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.DataDir = t.TempDir()
+	cfg.Runtimes = []config.Runtime{{Name: "imaged", Settings: registry.Settings{Image: reg.Ref("team/agent:live")}}}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	d, err := daemon.Start(context.Background(), cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Close(context.Background())
+
+	down.Store(true)
+	d, err = daemon.Start(context.Background(), cfg, log)
+	if err != nil {
+		t.Fatalf("start with the registry down: %v", err)
+	}
+	defer d.Close(context.Background())
+	imgs, err := d.Images().List()
+	if err != nil || len(imgs) != 1 || imgs[0].Digest != digest {
+		t.Fatalf("images after a start with the registry down: %+v, %v", imgs, err)
+	}
+	creds := credentials.NewStaticCredentialsProvider("AKIDBERTHTEST", "secret", "")
+	dp := bedrockagentcore.New(bedrockagentcore.Options{Region: "us-east-1", BaseEndpoint: aws.String(d.URL()), Credentials: creds, Retryer: aws.NopRetryer{}})
+	if e := invokeImage(t, dp, d.Runtimes()[0].ARN, "image-down-"+uuid.NewString()); e.Env["VERSION_MARK"] != "v1" {
+		t.Errorf("the runtime runs %+v; want the image it had", e)
 	}
 }

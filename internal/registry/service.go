@@ -102,6 +102,28 @@ func (r *Registry) pullImage(ctx context.Context, s *Settings) error {
 	return nil
 }
 
+// lastImage returns the digest the runtime's latest version pinned for
+// image, if that image is still here (a pull of the pinned digest needs
+// no registry then).
+func (r *Registry) lastImage(ctx context.Context, id, image string) (string, error) {
+	rt, err := r.store.GetRuntime(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	v, err := r.store.GetVersion(ctx, id, rt.LatestVersion)
+	if err != nil {
+		return "", err
+	}
+	if v.Settings.Image != image || v.Settings.ImageDigest == "" {
+		return "", errors.New("the runtime ran no such image before")
+	}
+	s := v.Settings
+	if err := r.pullImage(ctx, &s); err != nil {
+		return "", err
+	}
+	return s.ImageDigest, nil
+}
+
 // RuntimeARN builds a runtime's ARN.
 func (r *Registry) RuntimeARN(id string) string {
 	return fmt.Sprintf("arn:aws:bedrock-agentcore:%s:%s:runtime/%s", r.region, r.account, id)
@@ -335,7 +357,15 @@ func (r *Registry) Reconcile(ctx context.Context, declared []Declared) ([]Runtim
 			r.log.Info("pulling image", "runtime", d.Name, "image", d.Image)
 			d.ImageDigest = ""
 			if err := r.pullImage(ctx, &d.Settings); err != nil {
-				return nil, fmt.Errorf("runtime %s: image %s: %w", d.Name, d.Image, err)
+				// A registry that is down must not keep berth down: the
+				// image the runtime ran before, if still here, will do.
+				prev, perr := r.lastImage(ctx, StableID(d.Name), d.Image)
+				if perr != nil {
+					return nil, fmt.Errorf("runtime %s: image %s: %w", d.Name, d.Image, err)
+				}
+				r.log.Warn("image pull failed; the runtime keeps the image it had", "runtime", d.Name,
+					"image", d.Image, "digest", prev, "err", err)
+				d.ImageDigest = prev
 			}
 			d.Artifact.ContainerURI = d.Image
 		}
