@@ -19,6 +19,9 @@ type Session struct {
 	EndDetail    string    `json:"endDetail,omitempty"`
 	Backend      string    `json:"backend"`
 	SandboxID    string    `json:"sandboxId,omitempty"`
+	// Image is the container image an image runtime's session runs
+	// (shown by GET of one session).
+	Image *SessionImage `json:"image,omitempty"`
 	CreatedAt    time.Time `json:"createdAt"`
 	LastActiveAt time.Time `json:"lastActiveAt"`
 	ExpiresAt    time.Time `json:"expiresAt,omitzero"`
@@ -29,6 +32,16 @@ type Session struct {
 	Busy     bool           `json:"busy,omitempty"`
 	Usage    *ResourceUsage `json:"usage,omitempty"`
 	LogTail  []string       `json:"logTail,omitempty"`
+}
+
+// SessionImage is the image a session runs: the reference its version
+// was made from and the digest it pinned; Emulated says the host runs its
+// platform under qemu-user.
+type SessionImage struct {
+	Ref      string `json:"ref"`
+	Digest   string `json:"digest"`
+	Platform string `json:"platform,omitempty"`
+	Emulated bool   `json:"emulated,omitempty"`
 }
 
 // ResourceUsage is a live sandbox's resource use, from its cgroup where

@@ -18,6 +18,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/uuid"
 
+	"github.com/berth-dev/berth/client"
 	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/daemon"
 	"github.com/berth-dev/berth/internal/image/imagetest"
@@ -82,7 +83,7 @@ func invokeImage(t *testing.T, dp *bedrockagentcore.Client, arn, session string)
 func TestImageRuntime(t *testing.T) {
 	testenv.Require(t, testenv.Linux, linux.Available())
 	reg := imagetest.NewRegistry(t, nil)
-	reg.Push(t, "team/agent:live", agentImage(t, "v1"))
+	v1Digest := reg.Push(t, "team/agent:live", agentImage(t, "v1"))
 	c := startCP(t, t.TempDir(), "linux", uuid.NewString())
 	ctx := context.Background()
 
@@ -143,6 +144,27 @@ func TestImageRuntime(t *testing.T) {
 	}
 	if imgs, err := c.d.Images().List(); err != nil || len(imgs) != 2 {
 		t.Errorf("image store holds %d images (%v); want both digests", len(imgs), err)
+	}
+	// berth's session API says which image a session runs.
+	bc := &client.Client{Endpoint: c.d.URL()}
+	list, err := bc.ListSessions(ctx, client.SessionFilter{Runtime: id, State: "live", Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, s := range list.Sessions {
+		if s.SessionID != old {
+			continue
+		}
+		found = true
+		got, err := bc.GetSession(ctx, s.ID)
+		if err != nil || got.Image == nil || got.Image.Digest != v1Digest || got.Image.Ref != reg.Ref("team/agent:live") ||
+			got.Image.Platform != "linux/amd64" || got.Image.Emulated {
+			t.Errorf("session show: image %+v (%v); want %s at %s, native", got.Image, err, reg.Ref("team/agent:live"), v1Digest)
+		}
+	}
+	if !found {
+		t.Errorf("the session started before the update is not listed live: %+v", list.Sessions)
 	}
 
 	// An unknown tag fails the create with a clear reason.

@@ -124,6 +124,11 @@ func (r *Registry) lastImage(ctx context.Context, id, image string) (string, err
 	return s.ImageDigest, nil
 }
 
+// Version reads one version of a runtime.
+func (r *Registry) Version(ctx context.Context, runtimeID string, version int) (Version, error) {
+	return r.store.GetVersion(ctx, runtimeID, version)
+}
+
 // RuntimeARN builds a runtime's ARN.
 func (r *Registry) RuntimeARN(id string) string {
 	return fmt.Sprintf("arn:aws:bedrock-agentcore:%s:%s:runtime/%s", r.region, r.account, id)
