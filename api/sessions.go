@@ -19,9 +19,6 @@ type Session struct {
 	EndDetail    string    `json:"endDetail,omitempty"`
 	Backend      string    `json:"backend"`
 	SandboxID    string    `json:"sandboxId,omitempty"`
-	// Image is the container image an image runtime's session runs
-	// (shown by GET of one session).
-	Image *SessionImage `json:"image,omitempty"`
 	CreatedAt    time.Time `json:"createdAt"`
 	LastActiveAt time.Time `json:"lastActiveAt"`
 	ExpiresAt    time.Time `json:"expiresAt,omitzero"`
@@ -32,6 +29,10 @@ type Session struct {
 	Busy     bool           `json:"busy,omitempty"`
 	Usage    *ResourceUsage `json:"usage,omitempty"`
 	LogTail  []string       `json:"logTail,omitempty"`
+
+	// Image is the container image an image runtime's session runs
+	// (shown by GET of one session).
+	Image *SessionImage `json:"image,omitempty"`
 }
 
 // SessionImage is the image a session runs: the reference its version
