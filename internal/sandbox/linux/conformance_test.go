@@ -9,10 +9,12 @@ import (
 	"io/fs"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
 
+	"github.com/berth-dev/berth/internal/image/imagetest"
 	"github.com/berth-dev/berth/internal/sandbox"
 	"github.com/berth-dev/berth/internal/sandbox/linux"
 	"github.com/berth-dev/berth/internal/sandbox/sandboxtest"
@@ -99,6 +101,18 @@ func TestConformanceImage(t *testing.T) {
 		}
 		if err != nil {
 			t.Fatalf("lay out the image: %v", err)
+		}
+	}
+	// The suite's commands run bash, sleep, setsid, id and touch: the image has them,
+	// with the libraries they need.
+	for _, tool := range []string{"bash", "sleep", "setsid", "id", "touch"} {
+		p, err := exec.LookPath(tool)
+		if err != nil {
+			t.Fatalf("the image's %s: %v", tool, err)
+		}
+		lay(p)
+		for _, lib := range imagetest.Libraries(t, p) {
+			lay(lib)
 		}
 	}
 	sandboxtest.RunWithOptions(t, sandboxtest.Options{
