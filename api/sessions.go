@@ -29,6 +29,20 @@ type Session struct {
 	Busy     bool           `json:"busy,omitempty"`
 	Usage    *ResourceUsage `json:"usage,omitempty"`
 	LogTail  []string       `json:"logTail,omitempty"`
+
+	// Image is the container image an image runtime's session runs
+	// (shown by GET of one session).
+	Image *SessionImage `json:"image,omitempty"`
+}
+
+// SessionImage is the image a session runs: the reference its version
+// was made from and the digest it pinned; Emulated says the host runs its
+// platform under qemu-user.
+type SessionImage struct {
+	Ref      string `json:"ref"`
+	Digest   string `json:"digest"`
+	Platform string `json:"platform,omitempty"`
+	Emulated bool   `json:"emulated,omitempty"`
 }
 
 // ResourceUsage is a live sandbox's resource use, from its cgroup where

@@ -51,7 +51,7 @@ func newRoot() *cobra.Command {
 	}
 	root.SetVersionTemplate("berth {{.Version}}\n")
 	root.AddCommand(newServe(), newInvoke(), newExec(), newStopSession(), newDemo(), newVersion())
-	root.AddCommand(newRuntimes(), newSessions(), newLogs(), newInit(), newDev(), newCredentials())
+	root.AddCommand(newRuntimes(), newSessions(), newImages(), newLogs(), newInit(), newDev(), newCredentials())
 	return root
 }
 

@@ -190,6 +190,17 @@ func newSessionsShow() *cobra.Command {
 				row("ended", s.EndReason+": "+s.EndDetail)
 			}
 			row("backend", s.Backend+" "+s.SandboxID)
+			if im := s.Image; im != nil {
+				v := im.Ref + " " + im.Digest
+				if im.Platform != "" {
+					v += " (" + im.Platform
+					if im.Emulated {
+						v += ", emulated under qemu-user"
+					}
+					v += ")"
+				}
+				row("image", v)
+			}
 			row("created", when(s.CreatedAt))
 			row("last active", when(s.LastActiveAt))
 			row("expires", when(s.ExpiresAt))

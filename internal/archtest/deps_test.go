@@ -50,10 +50,10 @@ func TestPublicPackagesImportOnlyStdlibAndAPI(t *testing.T) {
 }
 
 // Leaves never reach up into the session manager, server, store, registry
-// or daemon: the sandbox backends, and auth (principals, signatures,
-// authorizers), which the server and the registry use.
+// or daemon: the sandbox backends, the image store, and auth (principals,
+// signatures, authorizers), which the server and the registry use.
 func TestLeavesStayBelowTheSessionManager(t *testing.T) {
-	for _, root := range []string{"internal/sandbox/...", "internal/auth/..."} {
+	for _, root := range []string{"internal/sandbox/...", "internal/image/...", "internal/auth/..."} {
 		for _, pkg := range packages(t, "./../../"+root) {
 			for _, d := range deps(t, pkg) {
 				for _, banned := range []string{"/internal/session", "/internal/server", "/internal/store", "/internal/daemon", "/internal/registry"} {

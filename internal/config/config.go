@@ -103,6 +103,14 @@ type Config struct {
 	// BodyIdleTimeout cuts a request whose body stops arriving for this
 	// long. Default 30s.
 	BodyIdleTimeout Duration `yaml:"body_idle_timeout"`
+	// InsecureRegistries may be pulled from over plain HTTP (host or
+	// host:port); loopback registries always may. MaxImageBytes caps an
+	// image's size (AgentCore: 2 GB). DockerConfig is the directory of the
+	// config.json whose credentials and helpers pulls use (default
+	// $DOCKER_CONFIG, else ~/.docker).
+	InsecureRegistries []string `yaml:"insecure_registries"`
+	MaxImageBytes      Bytes    `yaml:"max_image_bytes"`
+	DockerConfig       string   `yaml:"docker_config"`
 	// CodeRoots are the only directories under which code registered
 	// through the control plane may lie. Default <data_dir>/code.
 	CodeRoots []string `yaml:"code_roots"`

@@ -561,7 +561,7 @@ func TestControlPlaneBadInput(t *testing.T) {
 				in.AgentRuntimeArtifact = &ctltypes.AgentRuntimeArtifactMemberContainerConfiguration{
 					Value: ctltypes.ContainerConfiguration{ContainerUri: aws.String("123456789012.dkr.ecr.us-east-1.amazonaws.com/agent:latest")}}
 			})
-		}, "ValidationException", 400, "agentRuntimeArtifact.containerConfiguration"},
+		}, "ValidationException", 400, "agentRuntimeArtifact.containerConfiguration.containerUri"},
 		{"a real S3 bucket", func() error {
 			return create(func(in *ctl.CreateAgentRuntimeInput) {
 				in.AgentRuntimeArtifact = &ctltypes.AgentRuntimeArtifactMemberCodeConfiguration{Value: ctltypes.CodeConfiguration{
@@ -730,7 +730,7 @@ func TestControlPlaneBadInput(t *testing.T) {
 		})
 	}
 
-	// The container refusal says what to do instead.
+	// On the process backend, the container refusal says what to do instead.
 	err = create(func(in *ctl.CreateAgentRuntimeInput) {
 		in.AgentRuntimeArtifact = &ctltypes.AgentRuntimeArtifactMemberContainerConfiguration{
 			Value: ctltypes.ContainerConfiguration{ContainerUri: aws.String("public.ecr.aws/x/agent:1")}}

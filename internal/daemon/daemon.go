@@ -23,6 +23,7 @@ import (
 	"github.com/berth-dev/berth/internal/auth"
 	"github.com/berth-dev/berth/internal/codestore"
 	"github.com/berth-dev/berth/internal/config"
+	"github.com/berth-dev/berth/internal/image"
 	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/sandbox"
 	"github.com/berth-dev/berth/internal/sandbox/process"
@@ -57,6 +58,7 @@ type Daemon struct {
 	metricsSrv     *http.Server  // on metrics_listen, if set
 	metricsLn      net.Listener
 	tracing        *telemetry.Tracing
+	images         *image.Store
 
 	stopSampler context.CancelFunc
 	stop        context.CancelFunc // the credentials watcher
@@ -114,7 +116,13 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 	if err != nil {
 		return nil, err
 	}
-	d.reg = registry.New(d.db, registry.Options{Rules: cfg.Rules(), Code: code, Region: cfg.Region, Account: cfg.Account, Logger: log})
+	d.images, err = image.Open(image.Options{Dir: filepath.Join(dataDir, "images"), MaxBytes: int64(cfg.MaxImageBytes),
+		Insecure: cfg.InsecureRegistries, DockerConfig: cfg.DockerConfig, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	d.reg = registry.New(d.db, registry.Options{Rules: cfg.Rules(), Code: code, Images: registryPuller{images{s: d.images, log: log}},
+		Region: cfg.Region, Account: cfg.Account, Logger: log})
 
 	backends, defaultBackend, err := openBackends(dataDir, cfg.UserNamespace, log)
 	if err != nil {
@@ -144,6 +152,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 		StateDir:             filepath.Join(dataDir, "run"),
 		StateRetention:       time.Duration(cfg.StateRetention),
 		Storage:              vols,
+		Images:               d.images,
 		StorageRetention:     time.Duration(cfg.SessionStorageRetention),
 		StartTimeout:         time.Duration(cfg.StartTimeout),
 		PingInterval:         time.Duration(cfg.PingInterval),
@@ -185,7 +194,12 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 
+	imgs := images{s: d.images, reg: d.reg, log: log}
+	if _, err := imgs.collect(ctx, imageGrace); err != nil {
+		log.Warn("collect images", "err", err)
+	}
 	srv := server.New(server.Options{
+		Images:          imgs,
 		Registry:        d.reg,
 		Sessions:        d.sessions,
 		SessionStore:    d.db,
@@ -241,6 +255,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 	d.stopSampler = stopSampler
 	d.wg.Go(func() { metrics.SampleUsage(sctx, usageSampleEvery) })
 	d.wg.Go(func() { metrics.RecordHistory(sctx, historySampleEvery) })
+	d.wg.Go(func() { imgs.collectEvery(sctx, imageGCEvery) })
 	if d.metricsSrv != nil {
 		d.wg.Go(func() {
 			if err := d.metricsSrv.Serve(d.metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -344,6 +359,9 @@ func openBackends(dataDir string, userNS bool, log *slog.Logger) (map[string]san
 	}
 	return backends, def, nil
 }
+
+// Images is the daemon's image store.
+func (d *Daemon) Images() *image.Store { return d.images }
 
 // Addr is the address the server listens on.
 func (d *Daemon) Addr() string { return d.ln.Addr().String() }

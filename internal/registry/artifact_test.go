@@ -126,8 +126,6 @@ func TestArtifactCommandRefusals(t *testing.T) {
 	}{
 		{"neither member", ArtifactSpec{}, "agentRuntimeArtifact", "codeConfiguration is required"},
 		{"both members", ArtifactSpec{ContainerURI: "img", Code: code("PYTHON_3_12", "main.py")}, "agentRuntimeArtifact", "not both"},
-		{"container refused", ArtifactSpec{ContainerURI: "123456789012.dkr.ecr.us-east-1.amazonaws.com/agent:1"},
-			"agentRuntimeArtifact.containerConfiguration", api.LocalBucket},
 		{"no s3 location", ArtifactSpec{Code: &CodeSpec{Runtime: "PYTHON_3_12", EntryPoint: []string{"main.py"}}}, cc + ".code.s3", "required"},
 		{"a real S3 bucket", ArtifactSpec{Code: &CodeSpec{Bucket: "my-bucket", Prefix: "agents/a.zip", Runtime: "PYTHON_3_12", EntryPoint: []string{"main.py"}}},
 			cc + ".code.s3.bucket", `"my-bucket"`},

@@ -65,8 +65,7 @@ func (c *Control) code(a ArtifactSpec) (command []string, dir, digest string, er
 	case a.ContainerURI != "" && a.Code != nil:
 		return nil, "", "", errdefs.Field(base, "give containerConfiguration or codeConfiguration, not both")
 	case a.ContainerURI != "":
-		return nil, "", "", errdefs.Field(base+".containerConfiguration",
-			"berth cannot run container images yet; use codeConfiguration with code.s3.bucket %q and code.s3.prefix the absolute path of the agent's directory", api.LocalBucket)
+		return nil, "", "", nil // an image: settings pulls it
 	case a.Code == nil:
 		return nil, "", "", errdefs.Field(base, "codeConfiguration is required")
 	}
@@ -219,7 +218,7 @@ type RuntimeSpec struct {
 
 // settings validates spec as an API caller's request and returns the
 // version settings it describes, defaults filled in.
-func (c *Control) settings(spec RuntimeSpec) (Settings, error) {
+func (c *Control) settings(ctx context.Context, spec RuntimeSpec) (Settings, error) {
 	if spec.Description != nil && (len(*spec.Description) < 1 || len(*spec.Description) > MaxDescription) {
 		return Settings{}, errdefs.Field("description", "must be 1-%d characters", MaxDescription)
 	}
@@ -239,6 +238,19 @@ func (c *Control) settings(spec RuntimeSpec) (Settings, error) {
 	cmd, dir, digest, err := c.code(spec.Artifact)
 	if err != nil {
 		return Settings{}, err
+	}
+	if uri := spec.Artifact.ContainerURI; uri != "" {
+		s.Image, s.Command, s.Workdir, s.CodeDigest = uri, nil, "", ""
+		s.Artifact = Artifact{ContainerURI: uri, RoleARN: spec.RoleARN}
+		if err := c.reg.rules.Validate(SourceAPI, &s); err != nil {
+			return Settings{}, err
+		}
+		// Pull before the version exists, so the first session does not
+		// wait for it, and the version pins the digest the tag means now.
+		if err := c.reg.pullImage(ctx, &s); err != nil {
+			return Settings{}, fImage.err(SourceAPI, "%v", err)
+		}
+		return s, nil
 	}
 	s.Command, s.Workdir, s.CodeDigest = cmd, dir, digest
 	s.Artifact = Artifact{
@@ -309,7 +321,7 @@ func (c *Control) CreateRuntime(ctx context.Context, spec RuntimeSpec) (Runtime,
 	if err := ValidateTags("tags", spec.Tags); err != nil {
 		return Runtime{}, Version{}, err
 	}
-	cfg, err := c.settings(spec)
+	cfg, err := c.settings(ctx, spec)
 	if err != nil {
 		return Runtime{}, Version{}, err
 	}
@@ -350,7 +362,7 @@ func (c *Control) UpdateRuntime(ctx context.Context, ref string, spec RuntimeSpe
 	if err := ownedByConfig(rt, "change"); err != nil {
 		return Runtime{}, Version{}, err
 	}
-	cfg, err := c.settings(spec)
+	cfg, err := c.settings(ctx, spec)
 	if err != nil {
 		return Runtime{}, Version{}, err
 	}

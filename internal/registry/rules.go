@@ -16,6 +16,7 @@ import (
 	"github.com/berth-dev/berth/api"
 	"github.com/berth-dev/berth/internal/auth"
 	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/image"
 	"github.com/berth-dev/berth/internal/sandbox"
 )
 
@@ -121,6 +122,7 @@ func (s setting) err(src Source, format string, args ...any) error {
 
 var (
 	fCommand      = setting{"command", "agentRuntimeArtifact"}
+	fImage        = setting{"image", "agentRuntimeArtifact.containerConfiguration.containerUri"}
 	fStorage      = setting{"session_storage", "filesystemConfigurations"}
 	fWorkdir      = setting{"workdir", "agentRuntimeArtifact.codeConfiguration.code.s3.prefix"}
 	fEnv          = setting{"env", "environmentVariables"}
@@ -151,7 +153,11 @@ var (
 // Validate checks s as src declared it and fills in every default. The
 // error names the first bad field the way src wrote it.
 func (rb Rulebook) Validate(src Source, s *Settings) error {
-	if len(s.Command) == 0 || s.Command[0] == "" {
+	if s.Image != "" {
+		if err := rb.validateImage(src, s); err != nil {
+			return err
+		}
+	} else if len(s.Command) == 0 || s.Command[0] == "" {
 		return fCommand.err(src, "must name a program")
 	}
 	if s.Workdir != "" && !filepath.IsAbs(s.Workdir) {
@@ -190,6 +196,37 @@ func (rb Rulebook) Validate(src Source, s *Settings) error {
 		return err
 	}
 	return validateStorage(src, s)
+}
+
+// validateImage checks an image runtime: the image holds the code, so
+// there is no code directory; only the linux backend runs an image's root.
+func (rb Rulebook) validateImage(src Source, s *Settings) error {
+	ref, err := image.ParseRef(s.Image)
+	if err != nil {
+		return fImage.err(src, "%q is not an image reference (registry/repository:tag or @sha256:digest)", s.Image)
+	}
+	switch {
+	case s.Workdir != "" || s.PinCode:
+		return fImage.err(src, "an image runtime takes no workdir or pin_code: the image holds the code")
+	case len(s.Command) > 0 && s.Command[0] == "":
+		return fCommand.err(src, "must name a program, or be left out to run the image's entrypoint")
+	case s.ImageDigest != "":
+		if _, err := image.Pinned(ref, s.ImageDigest); err != nil {
+			return fImage.err(src, "digest %q: %v", s.ImageDigest, err)
+		}
+	}
+	backend := s.Sandbox
+	if src == SourceAPI {
+		backend = cmpOr(rb.APISandbox, BackendLinux)
+	}
+	switch {
+	case backend == BackendProcess && src == SourceAPI:
+		return fImage.err(src, "container images run only on the linux sandbox backend, and this berth runs API runtimes on process, "+
+			"which shares the host's filesystem; use codeConfiguration with code.s3.bucket %q instead", api.LocalBucket)
+	case backend == BackendProcess:
+		return fImage.err(src, "container images run only on the linux sandbox backend; the process backend shares the host's filesystem")
+	}
+	return nil
 }
 
 // storageRE is AgentCore's session storage mount path: exactly one level

@@ -255,3 +255,39 @@ func TestTagsAreLabelsOnly(t *testing.T) {
 		}
 	}
 }
+
+// TestImageRules: who may run an image where, and what an image runtime
+// may not say.
+func TestImageRules(t *testing.T) {
+	const ref = "registry.example:5000/team/agent:v3"
+	for _, tc := range []struct {
+		name  string
+		src   Source
+		rb    Rulebook
+		s     Settings
+		field string // a refusal names it
+	}{
+		{"the operator's image on linux", SourceConfig, Rulebook{}, Settings{Image: ref, Sandbox: BackendLinux}, ""},
+		{"an entrypoint override", SourceConfig, Rulebook{}, Settings{Image: ref, Command: []string{"/bin/agent", "--debug"}}, ""},
+		{"an API image on the default backend", SourceAPI, Rulebook{}, Settings{Image: ref}, ""},
+		{"the operator's image on process", SourceConfig, Rulebook{}, Settings{Image: ref, Sandbox: BackendProcess}, "image"},
+		{"an API image where API runtimes run on process", SourceAPI, Rulebook{APISandbox: BackendProcess}, Settings{Image: ref},
+			"agentRuntimeArtifact.containerConfiguration.containerUri"},
+		{"an image with a workdir", SourceConfig, Rulebook{}, Settings{Image: ref, Workdir: "/srv/agent"}, "image"},
+		{"not a reference", SourceConfig, Rulebook{}, Settings{Image: "Team/Agent:v3"}, "image"},
+		{"an empty command", SourceConfig, Rulebook{}, Settings{Image: ref, Command: []string{""}}, "command"},
+		{"a bad pinned digest", SourceConfig, Rulebook{}, Settings{Image: ref, ImageDigest: "sha256:nothex"}, "image"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := tc.s
+			err := tc.rb.Validate(tc.src, &s)
+			if tc.field != "" {
+				wantField(t, err, tc.field)
+				return
+			}
+			if err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+		})
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/berth-dev/berth/api"
 	"github.com/berth-dev/berth/internal/codestore"
 	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/image"
 )
 
 // Registry resolves runtimes and qualifiers, and owns their naming rules.
@@ -22,6 +24,7 @@ type Registry struct {
 	store   Store
 	rules   Rulebook
 	code    *codestore.Store // nil: code is never snapshotted
+	images  Images           // nil: image runtimes are refused
 	region  string
 	account string
 	log     *slog.Logger
@@ -54,6 +57,8 @@ type Options struct {
 	Rules Rulebook
 	// Code keeps versions' code snapshots; nil leaves code where it lies.
 	Code *codestore.Store
+	// Images pulls the images versions run; nil refuses image runtimes.
+	Images Images
 	// Region and Account go into ARNs.
 	Region, Account string
 	Logger          *slog.Logger
@@ -64,8 +69,64 @@ func New(store Store, opts Options) *Registry {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Registry{store: store, rules: opts.Rules, code: opts.Code, region: opts.Region, account: opts.Account,
+	return &Registry{store: store, rules: opts.Rules, code: opts.Code, images: opts.Images, region: opts.Region, account: opts.Account,
 		log: opts.Logger, ttl: time.Second, cache: map[cacheKey]cacheEntry{}}
+}
+
+// Images pulls images for versions to run.
+type Images interface {
+	// Pull fetches ref unless it is already here and returns the digest
+	// it resolved to, the one a version pins.
+	Pull(ctx context.Context, ref string) (digest string, err error)
+}
+
+// pullImage pulls a version's image and pins its digest in s.
+func (r *Registry) pullImage(ctx context.Context, s *Settings) error {
+	if r.images == nil {
+		return errors.New("this berth keeps no image store")
+	}
+	ref := s.Image
+	if s.ImageDigest != "" {
+		// Already pinned (a config runtime seen before): fetch exactly that.
+		p, err := image.Pinned(s.Image, s.ImageDigest)
+		if err != nil {
+			return err
+		}
+		ref = p
+	}
+	digest, err := r.images.Pull(ctx, ref)
+	if err != nil {
+		return err
+	}
+	s.ImageDigest = digest
+	return nil
+}
+
+// lastImage returns the digest the runtime's latest version pinned for
+// image, if that image is still here (a pull of the pinned digest needs
+// no registry then).
+func (r *Registry) lastImage(ctx context.Context, id, image string) (string, error) {
+	rt, err := r.store.GetRuntime(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	v, err := r.store.GetVersion(ctx, id, rt.LatestVersion)
+	if err != nil {
+		return "", err
+	}
+	if v.Settings.Image != image || v.Settings.ImageDigest == "" {
+		return "", errors.New("the runtime ran no such image before")
+	}
+	s := v.Settings
+	if err := r.pullImage(ctx, &s); err != nil {
+		return "", err
+	}
+	return s.ImageDigest, nil
+}
+
+// Version reads one version of a runtime.
+func (r *Registry) Version(ctx context.Context, runtimeID string, version int) (Version, error) {
+	return r.store.GetVersion(ctx, runtimeID, version)
 }
 
 // RuntimeARN builds a runtime's ARN.
@@ -117,6 +178,35 @@ func (r *Registry) CollectCode(ctx context.Context) error {
 		return nil
 	}
 	keep := map[string]bool{}
+	err := r.eachVersion(ctx, func(v Version) {
+		if v.Settings.CodeDigest != "" {
+			keep[v.Settings.CodeDigest] = true
+		}
+	})
+	if err != nil {
+		return err
+	}
+	n, err := r.code.Keep(keep)
+	if n > 0 {
+		r.log.Info("code snapshots collected", "removed", n)
+	}
+	return err
+}
+
+// ImageUsers maps each image digest a version pins to the IDs of the
+// runtimes pinning it.
+func (r *Registry) ImageUsers(ctx context.Context) (map[string][]string, error) {
+	out := map[string][]string{}
+	err := r.eachVersion(ctx, func(v Version) {
+		if d := v.Settings.ImageDigest; d != "" && !slices.Contains(out[d], v.RuntimeID) {
+			out[d] = append(out[d], v.RuntimeID)
+		}
+	})
+	return out, err
+}
+
+// eachVersion calls fn with every version of every runtime.
+func (r *Registry) eachVersion(ctx context.Context, fn func(Version)) error {
 	ids, err := r.RuntimeIDs(ctx)
 	if err != nil {
 		return err
@@ -125,13 +215,14 @@ func (r *Registry) CollectCode(ctx context.Context) error {
 		tok := ""
 		for {
 			vs, next, err := r.store.ListVersions(ctx, id, Page{MaxResults: 100, NextToken: tok})
+			if errors.Is(err, errdefs.ErrNotFound) {
+				break // deleted meanwhile
+			}
 			if err != nil {
 				return fmt.Errorf("list versions of %s: %w", id, err)
 			}
 			for _, v := range vs {
-				if v.Settings.CodeDigest != "" {
-					keep[v.Settings.CodeDigest] = true
-				}
+				fn(v)
 			}
 			if next == "" {
 				break
@@ -139,11 +230,7 @@ func (r *Registry) CollectCode(ctx context.Context) error {
 			tok = next
 		}
 	}
-	n, err := r.code.Keep(keep)
-	if n > 0 {
-		r.log.Info("code snapshots collected", "removed", n)
-	}
-	return err
+	return nil
 }
 
 // RuntimeIDs lists every runtime's ID.
@@ -267,6 +354,25 @@ func (r *Registry) Reconcile(ctx context.Context, declared []Declared) ([]Runtim
 			}
 			d.Artifact.CodeLocation = d.Workdir
 			d.Workdir, d.CodeDigest = dir, digest
+		}
+		if d.Image != "" {
+			// Pull now, so the first session does not wait for it. The
+			// tag is resolved afresh at every start: a moved tag makes a
+			// new version, and sessions of the old one keep its image.
+			r.log.Info("pulling image", "runtime", d.Name, "image", d.Image)
+			d.ImageDigest = ""
+			if err := r.pullImage(ctx, &d.Settings); err != nil {
+				// A registry that is down must not keep berth down: the
+				// image the runtime ran before, if still here, will do.
+				prev, perr := r.lastImage(ctx, StableID(d.Name), d.Image)
+				if perr != nil {
+					return nil, fmt.Errorf("runtime %s: image %s: %w", d.Name, d.Image, err)
+				}
+				r.log.Warn("image pull failed; the runtime keeps the image it had", "runtime", d.Name,
+					"image", d.Image, "digest", prev, "err", err)
+				d.ImageDigest = prev
+			}
+			d.Artifact.ContainerURI = d.Image
 		}
 		keep[id] = true
 		rt, err := r.store.GetRuntime(ctx, id)

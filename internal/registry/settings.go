@@ -62,6 +62,14 @@ type Settings struct {
 	// Authorizer is AgentCore's authorizerConfiguration: with a JWT
 	// authorizer the runtime takes bearer tokens instead of SigV4.
 	Authorizer Authorizer `json:"authorizer,omitzero" yaml:"authorizer"`
+
+	// Image is the container image the version runs (as written:
+	// "registry:5000/team/agent:v3"), instead of Workdir; Command then
+	// overrides its entrypoint and command. ImageDigest pins what the
+	// reference resolved to when the version was made, so a pinned
+	// endpoint runs that image whatever the tag points at later.
+	Image       string `json:"image,omitempty" yaml:"image"`
+	ImageDigest string `json:"image_digest,omitempty" yaml:"-"`
 }
 
 // Authorizer is how a runtime authenticates its callers: SigV4 (berth's

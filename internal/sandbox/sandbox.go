@@ -75,6 +75,23 @@ type Spec struct {
 	Limits  Limits
 	Network NetworkMode
 	Mounts  []Mount
+
+	// Image, when set, runs the agent in an image's root filesystem rather
+	// than the host's: Command, Dir and Env are then paths and values
+	// inside the image. Backends without Capabilities.Images refuse it.
+	Image *Image
+}
+
+// Image is an unpacked container image for a sandbox to run.
+type Image struct {
+	// Rootfs is the image's unpacked root on the host, never written: each
+	// sandbox writes to a layer of its own on top, thrown away with it.
+	Rootfs string
+	// UID, GID and Groups are who the agent runs as; Home is its $HOME
+	// unless Env sets one.
+	UID, GID uint32
+	Groups   []uint32
+	Home     string
 }
 
 // OpenOutput returns where the agent's stdout and stderr go: Output, or
@@ -203,6 +220,8 @@ type Capabilities struct {
 	HostPaths bool
 	// Mounts is true when Start honours Spec.Mounts.
 	Mounts bool
+	// Images is true when Start runs Spec.Image.
+	Images bool
 }
 
 // SharesHostNetwork reports whether a sandbox in mode shares the host's

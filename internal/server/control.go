@@ -541,6 +541,9 @@ func filesystemsIn(fss []api.FilesystemConfiguration, s *registry.Settings) erro
 // most two entry points; berthCommand has the whole command), so a get →
 // update round trip always finds one the SDKs accept.
 func artifactOut(s registry.Settings) *api.Artifact {
+	if s.Image != "" {
+		return &api.Artifact{Container: &api.ContainerConfiguration{ContainerURI: s.Image}}
+	}
 	if a := s.Artifact; a.Runtime != "" {
 		return api.LocalCode(a.CodeLocation, a.Runtime, a.EntryPoint...)
 	}

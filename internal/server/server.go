@@ -28,6 +28,8 @@ type Options struct {
 	Sessions *session.Manager
 	// SessionStore backs berth's session API.
 	SessionStore SessionStore
+	// Images backs berth's image API; nil serves none.
+	Images Images
 	// Metrics, if set, is served on /metrics and gets the call metrics.
 	Metrics *telemetry.Metrics
 	// Tracing records data-plane spans and sets the trace context agents
@@ -50,6 +52,7 @@ type Server struct {
 	reg          *registry.Registry
 	sessions     *session.Manager
 	sessionStore SessionStore
+	images       Images
 	metrics      *telemetry.Metrics
 	tracing      *telemetry.Tracing
 	maxPayload   int64
@@ -80,7 +83,7 @@ func New(opts Options) *Server {
 	}
 	s := &Server{reg: opts.Registry, sessions: opts.Sessions, maxPayload: opts.MaxPayloadBytes,
 		edge: opts.Guard, auth: opts.Auth, log: opts.Logger, mux: http.NewServeMux(), sessionStore: opts.SessionStore,
-		metrics: opts.Metrics, tracing: opts.Tracing, access: map[string]access{}, healthOf: opts.Health}
+		metrics: opts.Metrics, images: opts.Images, tracing: opts.Tracing, access: map[string]access{}, healthOf: opts.Health}
 	if opts.Metrics != nil {
 		s.handle("GET /metrics", accessAdmin, opts.Metrics.Handler().ServeHTTP)
 	}
@@ -95,6 +98,7 @@ func New(opts Options) *Server {
 		s.handle("GET "+api.PathHealth, accessOpen, s.health)
 	}
 	s.registerConsole()
+	s.registerImages()
 	s.handle("GET /ping", accessOpen, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"status":"Healthy"}`)

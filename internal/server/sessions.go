@@ -153,7 +153,29 @@ func (s *Server) showSession(w http.ResponseWriter, r *http.Request) {
 	}
 	out := toAPI(rec, s.liveByID()[rec.ID])
 	out.LogTail = s.sessions.Tail(rec, 20)
+	out.Image = s.sessionImage(r.Context(), rec)
 	writeJSON(w, http.StatusOK, s.viewFor(r, out))
+}
+
+// sessionImage says which image a session of an image runtime runs; nil
+// for a code runtime, or when its version is gone.
+func (s *Server) sessionImage(ctx context.Context, rec session.Record) *api.SessionImage {
+	if s.images == nil {
+		return nil
+	}
+	v, err := s.reg.Version(ctx, rec.RuntimeID, rec.Version)
+	if err != nil || v.Settings.ImageDigest == "" {
+		return nil
+	}
+	out := &api.SessionImage{Ref: v.Settings.Image, Digest: v.Settings.ImageDigest}
+	if imgs, err := s.images.List(ctx); err == nil {
+		for _, img := range imgs {
+			if img.Digest == out.Digest {
+				out.Platform, out.Emulated = img.Platform, img.Emulated
+			}
+		}
+	}
+	return out
 }
 
 func (s *Server) stopSessionByID(w http.ResponseWriter, r *http.Request) {

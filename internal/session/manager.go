@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/image"
 	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/sandbox"
 	"github.com/berth-dev/berth/internal/session/agentlog"
@@ -80,6 +81,8 @@ type Options struct {
 	StorageRetention time.Duration
 	// Observer, if set, hears of session starts and ends (for metrics).
 	Observer Observer
+	// Images holds the images image runtimes run; nil refuses them.
+	Images Images
 	// StartTimeout bounds sandbox start plus the first healthy ping. Default 30s.
 	StartTimeout time.Duration
 	// PingInterval is the health-check period. Default 2s.
@@ -115,6 +118,12 @@ type AgentIdentity struct {
 	SessionID      string // empty for a warm-pool sandbox
 	// Env is the runtime's own environment.
 	Env map[string]string
+}
+
+// Images is what the manager reads of the image store.
+type Images interface {
+	Get(digest string) (image.Image, error)
+	Rootfs(digest string) (string, error)
 }
 
 // Resolver is what the manager reads of the registry.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/berth-dev/berth/api"
 	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/image"
 	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/sandbox"
 	"github.com/berth-dev/berth/internal/storage"
@@ -258,11 +259,52 @@ type launchSpec struct {
 	volume    *storage.Volume
 }
 
+// runImage is what an image runtime's sandbox needs of its image.
+type runImage struct {
+	img    image.Image
+	rootfs string
+}
+
+// image finds the image a version pinned, pulled when the version was made.
+func (m *Manager) image(cfg registry.Settings) (*runImage, error) {
+	if cfg.ImageDigest == "" {
+		return nil, nil
+	}
+	if m.opts.Images == nil {
+		return nil, errors.New("runtime runs an image, and this berth keeps no image store")
+	}
+	img, err := m.opts.Images.Get(cfg.ImageDigest)
+	if err != nil {
+		return nil, fmt.Errorf("image %s (%s): %w (pull it again: berth images pull %s)", cfg.Image, cfg.ImageDigest, err, cfg.Image)
+	}
+	root, err := m.opts.Images.Rootfs(cfg.ImageDigest)
+	if err != nil {
+		return nil, err
+	}
+	if len(cfg.Command) == 0 && len(img.Config.Argv()) == 0 {
+		return nil, fmt.Errorf("image %s names no entrypoint or command; give the runtime a command", cfg.Image)
+	}
+	return &runImage{img: img, rootfs: root}, nil
+}
+
 // sandboxSpec derives the sandbox a session or pool member runs from its
-// runtime's settings: the one place settings become a sandbox.Spec.
-func sandboxSpec(ls launchSpec, arn string, agentEnv func(AgentIdentity) []string) sandbox.Spec {
+// runtime's settings (and, for an image runtime, its image's config, as a
+// container runtime reads it): the one place settings become a
+// sandbox.Spec.
+func sandboxSpec(ls launchSpec, arn string, agentEnv func(AgentIdentity) []string, ri *runImage) sandbox.Spec {
 	cfg := ls.cfg
+	command, dir := cfg.Command, cfg.Workdir
 	env := make([]string, 0, len(cfg.Env)+8)
+	var img *sandbox.Image
+	if ri != nil {
+		c := ri.img.Config
+		if len(command) == 0 {
+			command = c.Argv()
+		}
+		dir = c.WorkingDir
+		env = append(env, c.Env...) // the runtime's own env, after, wins
+		img = &sandbox.Image{Rootfs: ri.rootfs, UID: c.UID, GID: c.GID, Groups: c.Groups, Home: c.Home}
+	}
 	for k, v := range cfg.Env {
 		env = append(env, k+"="+v)
 	}
@@ -286,12 +328,13 @@ func sandboxSpec(ls launchSpec, arn string, agentEnv func(AgentIdentity) []strin
 		Name:      ls.name,
 		RuntimeID: ls.runtimeID,
 		SessionID: ls.sessionID,
-		Command:   cfg.Command,
-		Dir:       cfg.Workdir,
+		Command:   command,
+		Dir:       dir,
 		Env:       env,
 		Limits:    cfg.Limits.Sandbox(),
 		Network:   network,
 		Mounts:    mounts,
+		Image:     img,
 	}
 }
 
@@ -304,11 +347,19 @@ func hasKey(m map[string]string, k string) bool {
 // receives the agent as soon as the sandbox exists, so a caller that gives
 // up can still stop it.
 func (m *Manager) launch(ctx context.Context, ls launchSpec, started func(*agent)) (*agent, error) {
+	ri, err := m.image(ls.cfg)
+	if err != nil {
+		return nil, fmt.Errorf("start sandbox: %w", err)
+	}
+	if ri != nil && ri.img.Emulated {
+		m.log.Info("running image under emulation", "runtime_id", ls.runtimeID, "session_id", ls.sessionID,
+			"image", ls.cfg.Image, "platform", ri.img.Platform)
+	}
 	out, err := m.openOutput(ls.logPath)
 	if err != nil {
 		return nil, err
 	}
-	spec := sandboxSpec(ls, m.opts.RuntimeARN(ls.runtimeID), m.opts.AgentEnv)
+	spec := sandboxSpec(ls, m.opts.RuntimeARN(ls.runtimeID), m.opts.AgentEnv, ri)
 	if out != nil {
 		spec.Output = out.Writer()
 	}

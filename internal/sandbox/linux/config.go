@@ -61,5 +61,6 @@ func capabilities(def sandbox.NetworkMode) sandbox.Capabilities {
 		Networks:       []sandbox.NetworkMode{sandbox.NetworkNone, sandbox.NetworkHost, sandbox.NetworkEgress},
 		PrivateNetwork: true,
 		Mounts:         true,
+		Images:         true,
 	}
 }

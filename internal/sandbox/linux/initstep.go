@@ -62,6 +62,15 @@ type sessionConfig struct {
 	Dir      string
 	Argv     []string
 	Env      []string
+	// Image, when set, makes an image's root the sandbox's (see imageRoot).
+	Image *imageConfig `json:",omitempty"`
+}
+
+// imageConfig is an image sandbox's root and who its agent runs as.
+type imageConfig struct {
+	Rootfs   string
+	UID, GID uint32
+	Groups   []uint32
 }
 
 type bindMount struct {
@@ -179,7 +188,11 @@ func runInit() int {
 	if err != nil {
 		return fail(err)
 	}
-	if err := dropCapabilities(); err != nil {
+	var cred *imageConfig
+	if cfg.Image != nil && (cfg.Image.UID != 0 || cfg.Image.GID != 0 || len(cfg.Image.Groups) > 0) {
+		cred = cfg.Image
+	}
+	if err := dropCapabilities(cred); err != nil {
 		return fail(err)
 	}
 	if err := installSeccomp(filter); err != nil {
@@ -349,8 +362,9 @@ const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 const secureBits = 1<<0 | 1<<1 | 1<<6 | 1<<7
 
 // dropCapabilities empties every capability set of this thread, including
-// the bounding set, so no exec can give them back.
-func dropCapabilities() error {
+// the bounding set, so no exec can give them back. With cred it also
+// becomes that user (an image's), while it still may.
+func dropCapabilities(cred *imageConfig) error {
 	if err := unix.Prctl(unix.PR_SET_SECUREBITS, secureBits, 0, 0, 0); err != nil {
 		return fmt.Errorf("set securebits: %w", err)
 	}
@@ -365,6 +379,22 @@ func dropCapabilities() error {
 	}
 	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil {
 		return fmt.Errorf("clear ambient capabilities: %w", err)
+	}
+	if cred != nil {
+		// Go applies these to every thread of the init, not just this one.
+		groups := make([]int, len(cred.Groups))
+		for i, g := range cred.Groups {
+			groups[i] = int(g)
+		}
+		if err := unix.Setgroups(groups); err != nil {
+			return fmt.Errorf("set groups: %w", err)
+		}
+		if err := unix.Setresgid(int(cred.GID), int(cred.GID), int(cred.GID)); err != nil {
+			return fmt.Errorf("set gid %d: %w", cred.GID, err)
+		}
+		if err := unix.Setresuid(int(cred.UID), int(cred.UID), int(cred.UID)); err != nil {
+			return fmt.Errorf("set uid %d: %w", cred.UID, err)
+		}
 	}
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData

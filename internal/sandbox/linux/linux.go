@@ -17,6 +17,7 @@ package linux
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -392,7 +393,18 @@ func (b *Backend) sessionConfig(spec sandbox.Spec, port int, mode sandbox.Networ
 		Dir:      sandboxHome,
 		Argv:     spec.Command,
 	}
-	if spec.Dir != "" {
+	home := sandboxHome
+	if img := spec.Image; img != nil {
+		if b.cfg.UserNamespace {
+			return nil, fmt.Errorf("image sandboxes with user namespaces: %w", sandbox.ErrUnsupported)
+		}
+		if !filepath.IsAbs(img.Rootfs) || strings.ContainsAny(img.Rootfs, ",:") {
+			return nil, fmt.Errorf("image root %q must be an absolute path without , or :", img.Rootfs)
+		}
+		c.Image = &imageConfig{Rootfs: img.Rootfs, UID: img.UID, GID: img.GID, Groups: img.Groups}
+		c.Dir = cmp.Or(spec.Dir, "/")
+		home = cmp.Or(img.Home, "/")
+	} else if spec.Dir != "" {
 		dir, err := canonical(spec.Dir)
 		if err != nil {
 			return nil, fmt.Errorf("resolve dir: %w", err)
@@ -402,7 +414,7 @@ func (b *Backend) sessionConfig(spec sandbox.Spec, port int, mode sandbox.Networ
 	}
 	// An absolute agent path outside the code dir (a built binary in a temp
 	// dir, say) is bound in on its own.
-	if p := spec.Command[0]; filepath.IsAbs(p) {
+	if p := spec.Command[0]; filepath.IsAbs(p) && spec.Image == nil {
 		if p, err := canonical(p); err == nil && (spec.Dir == "" || !within(p, c.Dir)) {
 			c.Binds = append(c.Binds, bindMount{Source: p, Target: p, ReadOnly: true})
 		}
@@ -430,8 +442,12 @@ func (b *Backend) sessionConfig(spec sandbox.Spec, port int, mode sandbox.Networ
 		set(k, v)
 	}
 	set("PORT", strconv.Itoa(port))
-	set("HOME", sandboxHome)
-	set("TMPDIR", sandboxTmp)
+	if _, ok := env["HOME"]; !ok || spec.Image == nil {
+		set("HOME", home)
+	}
+	if _, ok := env["TMPDIR"]; !ok || spec.Image == nil {
+		set("TMPDIR", sandboxTmp)
+	}
 	for _, k := range order {
 		c.Env = append(c.Env, k+"="+env[k])
 	}

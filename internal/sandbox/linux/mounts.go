@@ -128,16 +128,26 @@ func rehide(source, target string, hidePaths []string) ([]string, error) {
 // finishRoot does the session's own mounts and pivots into the new root.
 // hidden are prepareRoot's hiding mounts, hidePaths the host paths they hide.
 func finishRoot(nr string, hidden, hidePaths []string, cfg *sessionConfig) error {
-	at := func(p string) string { return filepath.Join(nr, p) }
 	tmpOpts := "mode=1777"
 	if cfg.TmpBytes > 0 {
 		tmpOpts += ",size=" + strconv.FormatInt(cfg.TmpBytes, 10)
 	}
-	if err := unix.Mount("tmpfs", at(sandboxTmp), "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, tmpOpts); err != nil {
-		return fmt.Errorf("mount /tmp: %w", err)
+	if cfg.Image != nil {
+		root, err := imageRoot(nr, tmpOpts, cfg)
+		if err != nil {
+			return err
+		}
+		// The host's root, with its hiding mounts, is left behind.
+		nr, hidden, hidePaths = root, nil, nil
 	}
-	if err := os.Mkdir(at(sandboxHome), 0o700); err != nil {
-		return fmt.Errorf("create home: %w", err)
+	at := func(p string) string { return filepath.Join(nr, p) }
+	if cfg.Image == nil {
+		if err := unix.Mount("tmpfs", at(sandboxTmp), "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, tmpOpts); err != nil {
+			return fmt.Errorf("mount /tmp: %w", err)
+		}
+		if err := os.Mkdir(at(sandboxHome), 0o700); err != nil {
+			return fmt.Errorf("create home: %w", err)
+		}
 	}
 	if err := os.Mkdir(at(sandboxShm), 0o777); err != nil {
 		return fmt.Errorf("create shm dir: %w", err)
@@ -185,6 +195,65 @@ func finishRoot(nr string, hidden, hidePaths []string, cfg *sessionConfig) error
 		return fmt.Errorf("enter new root: %w", err)
 	}
 	return nil
+}
+
+// imageRoot assembles an image sandbox's root and returns where: an
+// overlay of the image's read-only root under a writable layer on a tmpfs
+// capped like /tmp (tmpOpts), thrown away with the mount namespace. The
+// session-independent mounts prepareRoot made on nr (/dev, /proc, /sys)
+// move into it; the host's root stays behind.
+func imageRoot(nr, tmpOpts string, cfg *sessionConfig) (string, error) {
+	scratch := filepath.Join(nr, sandboxTmp)
+	if err := unix.Mount("tmpfs", scratch, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, tmpOpts); err != nil {
+		return "", fmt.Errorf("mount the image's writable layer: %w", err)
+	}
+	upper, work, root := filepath.Join(scratch, "upper"), filepath.Join(scratch, "work"), filepath.Join(scratch, "root")
+	for _, d := range []string{upper, work, root} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return "", fmt.Errorf("mount the image's root: %w", err)
+		}
+	}
+	opts := "lowerdir=" + cfg.Image.Rootfs + ",upperdir=" + upper + ",workdir=" + work
+	if err := unix.Mount("overlay", root, "overlay", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
+		return "", fmt.Errorf("mount the image's root (overlay of %s): %w", cfg.Image.Rootfs, err)
+	}
+	for _, d := range []string{"dev", "proc", "sys"} {
+		target := filepath.Join(root, d)
+		if err := realDir(target, 0o755); err != nil {
+			return "", fmt.Errorf("image's /%s: %w", d, err)
+		}
+		if err := unix.Mount(filepath.Join(nr, d), target, "", unix.MS_MOVE, ""); err != nil {
+			return "", fmt.Errorf("move /%s into the image's root: %w", d, err)
+		}
+	}
+	if err := realDir(filepath.Join(root, sandboxTmp), 0o1777); err != nil {
+		return "", fmt.Errorf("image's /tmp: %w", err)
+	}
+	if cfg.Dir != "" {
+		// As container runtimes do, a working directory the image lacks is made.
+		if err := os.MkdirAll(resolveIn(root, cfg.Dir), 0o755); err != nil {
+			return "", fmt.Errorf("image's working directory %s: %w", cfg.Dir, err)
+		}
+	}
+	return root, nil
+}
+
+// realDir makes sure p is a directory (not a symlink out of the image's
+// root), creating it with mode if missing.
+func realDir(p string, mode os.FileMode) error {
+	fi, err := os.Lstat(p)
+	switch {
+	case err == nil && fi.IsDir():
+		return nil
+	case err == nil:
+		return fmt.Errorf("is a %s, not a directory", fi.Mode().Type())
+	case !errors.Is(err, os.ErrNotExist):
+		return err
+	}
+	if err := os.Mkdir(p, 0o755); err != nil {
+		return err
+	}
+	return os.Chmod(p, mode)
 }
 
 // resolveIn follows symlinks at p (a path inside the new root nr) as the

@@ -184,6 +184,9 @@ func (b *Backend) validate(spec sandbox.Spec) error {
 	if spec.Network != "" && !slices.Contains(caps.Networks, spec.Network) {
 		return fmt.Errorf("network mode %q: %w", spec.Network, sandbox.ErrUnsupported)
 	}
+	if spec.Image != nil && !caps.Images {
+		return fmt.Errorf("container images need the linux sandbox backend; the process backend runs agents in the host's own filesystem: %w", sandbox.ErrUnsupported)
+	}
 	if len(spec.Mounts) > 0 && !caps.Mounts {
 		return fmt.Errorf("mounts: %w", sandbox.ErrUnsupported)
 	}

@@ -233,6 +233,9 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec) (*Handle, error)
 	if spec.Network != "" && !slices.Contains(caps.Networks, spec.Network) {
 		return nil, fmt.Errorf("network mode %q: %w", spec.Network, sandbox.ErrUnsupported)
 	}
+	if spec.Image != nil && !caps.Images {
+		return nil, fmt.Errorf("image: %w", sandbox.ErrUnsupported)
+	}
 	if len(spec.Mounts) > 0 && !caps.Mounts {
 		return nil, fmt.Errorf("mounts: %w", sandbox.ErrUnsupported)
 	}
