@@ -247,6 +247,10 @@ func controlPlaneAttacks(t *testing.T, tg *target, l *attacktest.Ledger) {
 		{"prefix inside berth's data dir", createBody("evil17", code(filepath.Join(tg.dataDir, "logs"), "x"), nil)},
 		{"prefix of the host root", createBody("evil18", code("/", "bin/sh"), nil)},
 		{"a relative prefix", createBody("evil19", code("etc", "passwd"), nil)},
+		{"an image pulled from berth's own loopback", createBody("evil22", map[string]any{"containerConfiguration": map[string]any{
+			"containerUri": "127.0.0.1:8787/team/agent:v1"}}, nil)},
+		{"an image pulled from the cloud metadata address", createBody("evil23", map[string]any{"containerConfiguration": map[string]any{
+			"containerUri": "169.254.169.254/latest/meta-data:v1"}}, nil)},
 		{"malformed JSON", `{"agentRuntimeName":"evil20",`},
 		{"a body of 2 MB", createBody("evil21", code(tg.agentDir, "testagent"), map[string]any{"description": strings.Repeat("x", 2<<20)})},
 	}

@@ -91,7 +91,7 @@ func TestPythonImageTutorial(t *testing.T) {
 	reg := imagetest.NewRegistry(t, nil)
 	ref := reg.Ref("team/pyagent:v1")
 	reg.Push(t, "team/pyagent:v1", pythonImage(t))
-	b := startBerth(t, nil)
+	b := startBerth(t, nil, func(cfg *config.Config) { cfg.APIRuntimes.Registries = []string{reg.Host} })
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

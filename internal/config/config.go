@@ -199,6 +199,9 @@ type APIRuntimes struct {
 	Ceilings registry.Limits `yaml:"ceilings"`
 	// WarmPool caps a caller's warm pool. Default 4.
 	WarmPool int `yaml:"warm_pool"`
+	// Registries are the image registries (host[:port], or "*" for any)
+	// callers' containerConfiguration may pull from. Default: none.
+	Registries []string `yaml:"registries"`
 }
 
 // Runtime is one runtime the file declares.
@@ -466,6 +469,7 @@ func (c *Config) Rules() registry.Rulebook {
 		APISandbox:    a.Sandbox,
 		APINetwork:    a.Network,
 		APIWarmPool:   a.WarmPool,
+		APIRegistries: a.Registries,
 		MaxRuntimes:   c.MaxRuntimes,
 		MaxVersions:   c.MaxVersions,
 	}

@@ -84,7 +84,9 @@ func TestImageRuntime(t *testing.T) {
 	testenv.Require(t, testenv.Linux, linux.Available())
 	reg := imagetest.NewRegistry(t, nil)
 	v1Digest := reg.Push(t, "team/agent:live", agentImage(t, "v1"))
-	c := startCP(t, t.TempDir(), "linux", uuid.NewString())
+	c := startCP(t, t.TempDir(), "linux", uuid.NewString(), func(cfg *config.Config) {
+		cfg.APIRuntimes.Registries = []string{reg.Host}
+	})
 	ctx := context.Background()
 
 	in := &ctl.CreateAgentRuntimeInput{

@@ -301,6 +301,16 @@ func ParseRef(ref string) (string, error) {
 	return r.Name(), nil
 }
 
+// Registry names the registry ref pulls from, as host[:port]
+// ("index.docker.io" for Docker Hub's short names).
+func Registry(ref string) (string, error) {
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return "", fmt.Errorf("%q is not an image reference: %w", ref, errdefs.ErrInvalidArgument)
+	}
+	return r.Context().RegistryStr(), nil
+}
+
 // Pinned returns ref with its tag replaced by digest: the reference a
 // version pulls, whatever the tag points at later.
 func Pinned(ref, digest string) (string, error) {

@@ -89,6 +89,11 @@ type Rulebook struct {
 	APINetwork sandbox.NetworkMode
 	// APIWarmPool caps an API runtime's warm pool.
 	APIWarmPool int
+	// APIRegistries are the registries (host[:port]) an API runtime's
+	// image may come from; "*" allows any. Empty refuses images to API
+	// callers: a pull is a request from berth's host, and a caller must
+	// not aim it at loopback or the operator's private network.
+	APIRegistries []string
 	// CodeRoots are the only directories under which an API runtime's
 	// code may lie.
 	CodeRoots []string
@@ -225,6 +230,15 @@ func (rb Rulebook) validateImage(src Source, s *Settings) error {
 			"which shares the host's filesystem; use codeConfiguration with code.s3.bucket %q instead", api.LocalBucket)
 	case backend == BackendProcess:
 		return fImage.err(src, "container images run only on the linux sandbox backend; the process backend shares the host's filesystem")
+	}
+	if src == SourceAPI {
+		host, err := image.Registry(s.Image)
+		if err != nil {
+			return fImage.err(src, "%q is not an image reference (registry/repository:tag or @sha256:digest)", s.Image)
+		}
+		if !slices.Contains(rb.APIRegistries, "*") && !slices.Contains(rb.APIRegistries, host) {
+			return fImage.err(src, "registry %q is not one this berth pulls from for API callers; the operator lists them in api_runtimes.registries", host)
+		}
 	}
 	return nil
 }
