@@ -399,7 +399,7 @@ func (b *Backend) sessionConfig(spec sandbox.Spec, port int, mode sandbox.Networ
 			return nil, fmt.Errorf("image sandboxes with user namespaces: %w", sandbox.ErrUnsupported)
 		}
 		if !filepath.IsAbs(img.Rootfs) || strings.ContainsAny(img.Rootfs, ",:") {
-			return nil, fmt.Errorf("image root %q must be an absolute path without , or :", img.Rootfs)
+			return nil, fmt.Errorf("image root %q must be an absolute path without a comma or colon", img.Rootfs)
 		}
 		c.Image = &imageConfig{Rootfs: img.Rootfs, UID: img.UID, GID: img.GID, Groups: img.Groups}
 		c.Dir = cmp.Or(spec.Dir, "/")
