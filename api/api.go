@@ -194,6 +194,9 @@ const (
 	EnvStateMaxBytes = "BERTH_STATE_MAX_BYTES"
 	// EnvRuntimeARN is the runtime's ARN, as AgentCore sets it.
 	EnvRuntimeARN = "AGENTCORE_RUNTIME_ARN"
+	// EnvRuntimeURL is the runtime's public invocation URL, ending in a
+	// slash (an A2A agent's base URL): A2A agents put it in their card.
+	EnvRuntimeURL = "AGENTCORE_RUNTIME_URL"
 	// EnvOTELResourceAttributes carries the runtime's name and ARN and the
 	// session ID to the agent's OpenTelemetry SDK.
 	EnvOTELResourceAttributes = "OTEL_RESOURCE_ATTRIBUTES"

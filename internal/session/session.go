@@ -15,6 +15,7 @@ import (
 	"github.com/berth-dev/berth/api"
 	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/image"
+	"github.com/berth-dev/berth/internal/protocol"
 	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/sandbox"
 	"github.com/berth-dev/berth/internal/storage"
@@ -42,6 +43,8 @@ type Session struct {
 	// parent is the span of the call that started the session, if any:
 	// the session's start is traced under it. Read-only.
 	parent trace.SpanContext
+
+	aliases []Key // guarded by Manager.mu
 
 	// killCtx is cancelled, with an *endCause, to end the session; calls in
 	// flight derive from it so a stop cuts their streams.
@@ -257,6 +260,7 @@ type launchSpec struct {
 	logPath   string
 	state     *stateServer
 	volume    *storage.Volume
+	url       string // the runtime's public invocation URL, "" if unknown
 }
 
 // runImage is what an image runtime's sandbox needs of its image.
@@ -316,6 +320,9 @@ func sandboxSpec(ls launchSpec, arn string, agentEnv func(AgentIdentity) []strin
 			}
 		}
 	}
+	if ls.url != "" {
+		env = append(env, api.EnvRuntimeURL+"="+ls.url)
+	}
 	network := cfg.Network
 	if network == "" {
 		network = ls.backend.Capabilities().DefaultNetwork
@@ -331,6 +338,7 @@ func sandboxSpec(ls launchSpec, arn string, agentEnv func(AgentIdentity) []strin
 		Command:   command,
 		Dir:       dir,
 		Env:       env,
+		Port:      protocol.For(cfg.Protocol).Port,
 		Limits:    cfg.Limits.Sandbox(),
 		Network:   network,
 		Mounts:    mounts,
@@ -359,10 +367,14 @@ func (m *Manager) launch(ctx context.Context, ls launchSpec, started func(*agent
 	if err != nil {
 		return nil, err
 	}
+	if m.opts.RuntimeURL != nil {
+		ls.url = m.opts.RuntimeURL(ls.runtimeID)
+	}
 	spec := sandboxSpec(ls, m.opts.RuntimeARN(ls.runtimeID), m.opts.AgentEnv, ri)
 	if out != nil {
 		spec.Output = out.Writer()
 	}
+	proto := protocol.For(ls.cfg.Protocol)
 	caps := ls.backend.Capabilities()
 	if ls.state != nil {
 		ls.state.wire(&spec, caps.HostPaths)
@@ -380,7 +392,7 @@ func (m *Manager) launch(ctx context.Context, ls launchSpec, started func(*agent
 	if out != nil {
 		out.Started()
 	}
-	a := newAgent(h, out)
+	a := newAgent(h, proto, out)
 	started(a)
 	_, span = m.opts.Tracer.Start(ctx, "FirstPing")
 	err = m.firstPing(ctx, a, ls, spec)
@@ -392,12 +404,14 @@ func (m *Manager) launch(ctx context.Context, ls launchSpec, started func(*agent
 func (m *Manager) firstPing(ctx context.Context, a *agent, ls launchSpec, spec sandbox.Spec) error {
 	h := a.h
 	caps := ls.backend.Capabilities()
-	// An agent that ignores PORT (AWS's SDKs bind 8080) cannot share the
-	// host network with other sessions: say so rather than time out mutely.
+	proto := a.proto
+	// An agent that ignores PORT (AWS's SDKs bind 8080; MCP servers often
+	// 8000, A2A agents 9000) cannot share the host network with other
+	// sessions: say so rather than time out mutely.
 	hint := ""
 	if caps.SharesHostNetwork(spec.Network) {
-		hint = "; the agent must listen on $PORT: agents that always bind 8080 (AWS's bedrock-agentcore SDKs do) " +
-			"need the linux sandbox backend (sandbox: linux), which gives each session its own network namespace"
+		hint = fmt.Sprintf("; the agent must listen on $PORT: agents that always bind %s's port %d "+
+			"need the linux sandbox backend (sandbox: linux), which gives each session its own network namespace", proto.Protocol, proto.Port)
 	}
 	// Poll /ping quickly at first: a Go agent answers within milliseconds.
 	delay := time.Millisecond
