@@ -98,6 +98,10 @@ const (
 	ErrInvalidSignature    ErrorType = "InvalidSignatureException"
 	ErrMissingAuthToken    ErrorType = "MissingAuthenticationTokenException"
 	ErrIncompleteSignature ErrorType = "IncompleteSignatureException"
+
+	// ErrMCPUnacceptable: an MCP call whose Accept header lacks
+	// application/json or text/event-stream (JSON-RPC -32011 on MCP's wire).
+	ErrMCPUnacceptable ErrorType = "McpRequestUnacceptable"
 )
 
 // StatusCode is the HTTP status AgentCore uses for t.
@@ -119,6 +123,8 @@ func (t ErrorType) StatusCode() int {
 		return 424
 	case ErrThrottling:
 		return 429
+	case ErrMCPUnacceptable:
+		return 406
 	default:
 		return 500
 	}
@@ -129,6 +135,34 @@ type ErrorBody struct {
 	Message   string       `json:"message"`
 	Reason    string       `json:"reason,omitempty"`
 	FieldList []FieldError `json:"fieldList,omitempty"`
+}
+
+// RPCErrorResponse is a JSON-RPC 2.0 error response: how berth's own errors
+// read to MCP and A2A clients.
+type RPCErrorResponse struct {
+	JSONRPC string          `json:"jsonrpc"`
+	ID      json.RawMessage `json:"id"`
+	Error   RPCError        `json:"error"`
+}
+
+// RPCError is a JSON-RPC error object.
+type RPCError struct {
+	Code    int           `json:"code"`
+	Message string        `json:"message"`
+	Data    *RPCErrorData `json:"data,omitempty"`
+}
+
+// RPCErrorData names the AgentCore error type behind a JSON-RPC error.
+type RPCErrorData struct {
+	Type string `json:"type"`
+}
+
+// RunErrorEvent is AG-UI's RUN_ERROR event: how berth's own errors read to
+// AG-UI clients.
+type RunErrorEvent struct {
+	Type    string `json:"type"`
+	Code    string `json:"code,omitempty"`
+	Message string `json:"message"`
 }
 
 // FieldError names one invalid input field in a ValidationException.
