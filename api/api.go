@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 )
 
@@ -243,3 +244,10 @@ const DefaultStateMaxBytes = 10 << 20
 // The durable-state socket's HTTP route, served by berth and spoken by
 // app.State: GET, PUT and DELETE.
 const PathState = "/state"
+
+// InvocationURL is a runtime's InvokeAgentRuntime URL under base (berth's
+// scheme and host), its ARN escaped into one path segment, colons included,
+// as the AWS SDKs escape it.
+func InvocationURL(base, arn string) string {
+	return base + PathRuntimes + strings.ReplaceAll(url.PathEscape(arn), ":", "%3A") + PathInvocations
+}

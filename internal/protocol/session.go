@@ -76,12 +76,23 @@ func checkWireID(header, id string) error {
 	return nil
 }
 
-// ForwardWire is the protocol session ID the agent sees on a call: the
-// client's own, or the one berth made for it, except on MCP's initialize,
-// where a stateful server mints its own and refuses one it does not know
-// (the Go SDK answers 404).
-func (a *Adapter) ForwardWire(s Session, method string) string {
-	if s.Wire == "" || (s.Chosen && method == "initialize") {
+// ForwardWire is the protocol session ID the agent sees on a call, given
+// the one it minted itself ("" if none):
+//   - on MCP's initialize, none: a new MCP session begins, and a stateful
+//     server mints its own ID (and refuses one it does not know; the Go SDK
+//     answers 404);
+//   - the agent's own ID, once it minted one: berth translates the
+//     client's ID to it;
+//   - none on a server/discover (protocol 2026-07-28) berth chose the ID
+//     for, for the same reason as initialize;
+//   - otherwise the client's ID, or the one berth made for it.
+func (a *Adapter) ForwardWire(s Session, method, minted string) string {
+	switch {
+	case s.Wire == "" || method == "initialize":
+		return ""
+	case minted != "":
+		return minted
+	case s.Chosen && method == "server/discover":
 		return ""
 	}
 	return s.Wire

@@ -251,6 +251,7 @@ func (s *Server) streamBroke(w http.ResponseWriter, r *http.Request, contentType
 // wire is what a call's error answers need to know of its protocol: set
 // once the runtime resolved (before that, errors are AgentCore's).
 type wire struct {
+	proto         *protocol.Adapter // nil until the runtime resolved
 	shape         protocol.Shape
 	rpcID         json.RawMessage // the JSON-RPC request's id, if read
 	sessionHeader string          // the protocol's session header, if any

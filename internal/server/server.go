@@ -166,6 +166,17 @@ func sessionID(r *http.Request, generate bool) (string, error) {
 func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
 	t, r, err := s.target(w, r)
 	if err != nil {
+		if wc := wireOf(r); wc.proto != nil {
+			// The error answers the request's id, and names an MCP
+			// session as every answer does.
+			if wc.proto.RPC {
+				rpc, _, _ := protocol.PeekRPC(http.MaxBytesReader(w, r.Body, s.maxPayload))
+				wc.rpcID = rpc.ID
+			}
+			if sess, err := wc.proto.Session(r.Header.Get(wc.sessionHeader), ""); err == nil {
+				wc.session = sess.Wire
+			}
+		}
 		s.writeError(w, r, err)
 		return
 	}
@@ -189,10 +200,6 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
 		}
 		wc.rpcID = rpc.ID
 	}
-	if !t.proto.Acceptable(r.Header) {
-		s.writeError(w, r, &apiError{typ: api.ErrMCPUnacceptable, msg: "MCP protocol requires Accept header: application/json, text/event-stream"})
-		return
-	}
 	// The runtime session the client named, if any; the adapter decides
 	// what a call without one reaches.
 	var rsid string
@@ -212,6 +219,10 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	wc.session = sess.Wire
+	if !t.proto.Acceptable(r.Header) {
+		s.writeError(w, r, &apiError{typ: api.ErrMCPUnacceptable, msg: "MCP protocol requires Accept header: application/json, text/event-stream"})
+		return
+	}
 	call, out, err := s.admit(r, t, sess.ID)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -222,10 +233,11 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
 	sid := call.Session().Key.SessionID
 	noteSession(w, sid)
 	w.Header().Set(api.HeaderSessionID, sid)
+	var forwarded string
 	if t.proto.SessionHeader != "" {
 		out.Del(t.proto.SessionHeader)
-		if v := t.proto.ForwardWire(sess, rpc.Method); v != "" {
-			out.Set(t.proto.SessionHeader, v)
+		if forwarded = t.proto.ForwardWire(sess, rpc.Method, call.AgentSessionID()); forwarded != "" {
+			out.Set(t.proto.SessionHeader, forwarded)
 		}
 	}
 	resp, done, err := s.send(r, call, http.MethodPost, t.proto.Path, body, out)
@@ -235,14 +247,18 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
 	}
 	defer done()
 	if t.proto.SessionHeader != "" {
-		// A stateful server mints its own ID: berth returns it and, from
-		// now on, routes by it.
-		if minted := resp.Header.Get(t.proto.SessionHeader); minted != "" && minted != sess.Wire {
-			if err := call.Alias(protocol.Key(minted)); err != nil {
-				s.writeError(w, r, err)
-				return
+		// A stateful server mints its own ID. A client that came without
+		// one adopts it, and berth routes by it; a client that has one
+		// keeps it, and berth translates.
+		if minted := resp.Header.Get(t.proto.SessionHeader); minted != "" && minted != forwarded {
+			call.SetAgentSessionID(minted)
+			if sess.Chosen {
+				if err := call.Alias(protocol.Key(minted)); err != nil {
+					s.writeError(w, r, err)
+					return
+				}
+				wc.session = minted
 			}
-			wc.session = minted
 		}
 		w.Header().Set(t.proto.SessionHeader, wc.session)
 	}
@@ -333,14 +349,14 @@ func (s *Server) target(w http.ResponseWriter, r *http.Request) (*callee, *http.
 		if errors.Is(err, errdefs.ErrNotFound) && q != api.DefaultQualifier {
 			if def, derr := s.reg.Resolve(r.Context(), r.PathValue("arn"), api.DefaultQualifier); derr == nil {
 				ad := protocol.For(def.Version.Settings.Protocol)
-				r = withWire(r, &wire{shape: ad.Errors, sessionHeader: ad.SessionHeader})
+				r = withWire(r, &wire{proto: ad, shape: ad.Errors, sessionHeader: ad.SessionHeader})
 			}
 		}
 		return nil, r, err
 	}
 	noteTarget(w, res)
 	ad := protocol.For(res.Version.Settings.Protocol)
-	r = withWire(r, &wire{shape: ad.Errors, sessionHeader: ad.SessionHeader})
+	r = withWire(r, &wire{proto: ad, shape: ad.Errors, sessionHeader: ad.SessionHeader})
 	grant, err := s.authorizeCall(r, res, q)
 	if err != nil {
 		return nil, r, err

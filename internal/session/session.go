@@ -62,6 +62,7 @@ type Session struct {
 	owner       string          // the bound user (bind_user)
 	running     int             // calls holding a turn (reject and queue policies)
 	queue       []chan struct{} // calls waiting for a turn, in arrival order
+	agentWire   string          // the protocol session ID the agent minted, if any
 }
 
 // bindLocked binds the session to user if it has no owner yet, and
@@ -741,6 +742,23 @@ func (c *Call) Session() Record { return c.s.rec }
 // RoundTrip sends req to the call's own agent; req's URL needs only a
 // path and query.
 func (c *Call) RoundTrip(req *http.Request) (*http.Response, error) { return c.s.agent.roundTrip(req) }
+
+// AgentSessionID is the protocol session ID this session's agent minted
+// (an MCP server's Mcp-Session-Id), "" if none: the one ID the agent
+// knows, whatever ID the client speaks.
+func (c *Call) AgentSessionID() string {
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	return c.s.agentWire
+}
+
+// SetAgentSessionID records the protocol session ID the agent minted. It
+// lives with the sandbox: a new sandbox mints its own.
+func (c *Call) SetAgentSessionID(id string) {
+	c.s.mu.Lock()
+	c.s.agentWire = id
+	c.s.mu.Unlock()
+}
 
 // KillContext is cancelled when the session ends.
 func (c *Call) KillContext() context.Context { return c.s.killCtx }
