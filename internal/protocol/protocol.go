@@ -76,6 +76,9 @@ type Adapter struct {
 	// AcceptBoth: a call must accept both JSON and SSE answers (MCP's
 	// streamable HTTP transport).
 	AcceptBoth bool
+	// Headers are the protocol's own headers, passed both ways (A2A's
+	// version: without it an A2A 1.0 server takes a call for 0.3).
+	Headers []string
 }
 
 // MCP's headers (the streamable HTTP transport).
@@ -93,7 +96,8 @@ var adapters = map[registry.Protocol]*Adapter{
 	registry.ProtocolMCP: {Protocol: registry.ProtocolMCP, Port: 8000, Path: "/mcp",
 		Health: HealthPort, Errors: ShapeMCP, RelayAgentErrors: true, RPC: true, SessionHeader: HeaderMCPSession, AcceptBoth: true},
 	registry.ProtocolA2A: {Protocol: registry.ProtocolA2A, Port: 9000, Path: "/",
-		Health: HealthPing, Errors: ShapeA2A, RelayAgentErrors: true, RPC: true, Card: PathAgentCard, BaseURL: true},
+		Health: HealthPing, Errors: ShapeA2A, RelayAgentErrors: true, RPC: true, Card: PathAgentCard, BaseURL: true,
+		Headers: []string{"A2A-Version", "A2A-Extensions"}},
 	registry.ProtocolAGUI: {Protocol: registry.ProtocolAGUI, Port: 8080, Path: api.PathInvocations,
 		Health: HealthPing, Errors: ShapeAGUI, WebSocket: true},
 }

@@ -266,7 +266,7 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, agentError(resp))
 		return
 	}
-	if err := relay(w, resp); err != nil {
+	if err := relay(w, resp, t.proto.Headers...); err != nil {
 		s.streamBroke(w, r, resp.Header.Get("Content-Type"), s.callError(r, call, err))
 	}
 }
@@ -380,6 +380,11 @@ func (s *Server) admit(r *http.Request, t *callee, sid string) (*session.Call, h
 		// where an allow-listed Authorization header would be.
 		out.Set("Authorization", "Bearer "+tok)
 	}
+	for _, k := range t.proto.Headers {
+		if v, ok := r.Header[http.CanonicalHeaderKey(k)]; ok {
+			out[http.CanonicalHeaderKey(k)] = v
+		}
+	}
 	if t.grant.WorkloadToken != "" {
 		out.Set(api.HeaderWorkloadAccessToken, t.grant.WorkloadToken)
 		out.Set(api.HeaderIdentityWAT, t.grant.WorkloadToken)
@@ -479,14 +484,15 @@ var relayBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b
 
 // relay copies the agent's answer to the client as it arrives. An error
 // means the agent broke off after the answer began.
-func relay(w http.ResponseWriter, resp *http.Response) error {
+// extra names headers of the agent's answer to pass on besides the usual.
+func relay(w http.ResponseWriter, resp *http.Response, extra ...string) error {
 	h := w.Header()
 	ct := resp.Header.Get("Content-Type")
 	if ct == "" {
 		ct = "application/json"
 	}
 	h.Set("Content-Type", ct)
-	for _, k := range []string{api.HeaderTraceID, api.HeaderTraceParent, api.HeaderTraceState, api.HeaderBaggage, protocol.HeaderMCPVersion} {
+	for _, k := range append([]string{api.HeaderTraceID, api.HeaderTraceParent, api.HeaderTraceState, api.HeaderBaggage, protocol.HeaderMCPVersion}, extra...) {
 		if v := resp.Header.Get(k); v != "" {
 			h.Set(k, v)
 		}
