@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/api"
+	"github.com/berth-dev/berth/internal/auth/authtest"
 	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/daemon"
 	"github.com/berth-dev/berth/internal/registry"
@@ -405,4 +406,75 @@ func TestMCPErrorCodes(t *testing.T) {
 			`{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"crash","arguments":{}}}`)
 		check(t, resp, body, 200, -32010, `9`, "RuntimeClientError")
 	})
+}
+
+// Under authentication the Go SDK's MCP client needs berth's URL and its
+// credentials only, SigV4 or a bearer token; berth's refusals are
+// JSON-RPC errors with AgentCore's codes and real statuses: -32001 with
+// 401 (and the challenge that tells an MCP client where to get a token),
+// -32002 with 403.
+func TestMCPAuth(t *testing.T) {
+	agent := buildMCPAgent(t)
+	a := newAuthEnv(t, func(c *config.Config) {
+		mcpRT := func(name string, s registry.Settings) config.Runtime {
+			s.Command, s.Protocol, s.Sandbox = []string{agent}, registry.ProtocolMCP, registry.BackendProcess
+			s.Env = map[string]string{"MCP_STATELESS": "1"}
+			return config.Runtime{Name: name, Settings: s}
+		}
+		var jwt registry.Authorizer
+		for _, rt := range c.Runtimes {
+			if rt.Name == "jwt" {
+				jwt = rt.Authorizer
+			}
+		}
+		c.Runtimes = append(c.Runtimes,
+			mcpRT("mcpjwt", registry.Settings{Authorizer: jwt}),
+			mcpRT("mcpprivate", registry.Settings{Invokers: []string{"alice"}}))
+	})
+	tok := a.issuer.Token(t, authtest.Claims{"sub": "user-1", "client_id": "web"})
+	bearer := &http.Client{Transport: roundTrip(func(r *http.Request) (*http.Response, error) {
+		r = r.Clone(r.Context())
+		r.Header.Set("Authorization", "Bearer "+tok)
+		return http.DefaultTransport.RoundTrip(r)
+	})}
+	for _, tc := range []struct {
+		runtime string
+		client  *http.Client
+	}{{"mcpjwt", bearer}, {"mcpprivate", signingClient(a.keys["alice"])}} {
+		client := mcp.NewClient(&mcp.Implementation{Name: "berth-test", Version: "1"}, nil)
+		cs, err := client.Connect(t.Context(), &mcp.StreamableClientTransport{Endpoint: api.InvocationURL(a.d.URL(), a.arn(tc.runtime)),
+			HTTPClient: tc.client, MaxRetries: -1}, nil)
+		if err != nil {
+			t.Fatalf("%s: connect: %v", tc.runtime, err)
+		}
+		res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "add", Arguments: map[string]int{"a": 1, "b": 2}})
+		if raw, _ := json.Marshal(res.StructuredContent); err != nil || string(raw) != `{"sum":3}` {
+			t.Fatalf("%s: add: %v %s", tc.runtime, err, raw)
+		}
+		cs.Close()
+	}
+
+	list := `{"jsonrpc":"2.0","id":3,"method":"tools/list"}`
+	refused := func(name string, c *http.Client, runtime string, status, code int) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, api.InvocationURL(a.d.URL(), a.arn(runtime)), strings.NewReader(list))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var ans rpcAnswer
+		body, _ := io.ReadAll(resp.Body)
+		if json.Unmarshal(body, &ans) != nil || ans.Error == nil || resp.StatusCode != status || ans.Error.Code != code || string(ans.ID) != "3" {
+			t.Fatalf("%s: %d %s, want %d with JSON-RPC %d", name, resp.StatusCode, body, status, code)
+		}
+		return resp
+	}
+	resp := refused("no token", http.DefaultClient, "mcpjwt", 401, -32001)
+	if !strings.Contains(resp.Header.Get("WWW-Authenticate"), "resource_metadata=") {
+		t.Errorf("no token: WWW-Authenticate %q", resp.Header.Get("WWW-Authenticate"))
+	}
+	refused("not an invoker", signingClient(a.keys["bob"]), "mcpprivate", 403, -32002)
 }
