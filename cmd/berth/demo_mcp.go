@@ -8,8 +8,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
-	"sync"
+	"time"
 
 	"github.com/berth-dev/berth/api"
 	"github.com/berth-dev/berth/internal/config"
@@ -55,14 +56,16 @@ func runMCPDemo(ctx context.Context, out, errOut io.Writer, opts demoOptions) er
 	fmt.Fprintf(out, "berth is serving on %s (sandbox: %s)\nMCP endpoint: %s\n\n", d.URL(), defaultBackendName(d), url)
 
 	dm := &demo{ctx: ctx, out: out}
-	var mu sync.Mutex
-	var progress []string
+	// The client hands notifications to this handler on its own
+	// goroutines: the last may land just after the call returns.
+	progress := make(chan string, 16)
 	connect := func() (*mcp.ClientSession, error) {
 		client := mcp.NewClient(&mcp.Implementation{Name: "berth-demo", Version: version}, &mcp.ClientOptions{
 			ProgressNotificationHandler: func(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
-				mu.Lock()
-				progress = append(progress, req.Params.Message)
-				mu.Unlock()
+				select {
+				case progress <- req.Params.Message:
+				default:
+				}
 			},
 		})
 		return client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, MaxRetries: -1}, nil)
@@ -93,9 +96,19 @@ func runMCPDemo(ctx context.Context, out, errOut io.Writer, opts demoOptions) er
 	p := &mcp.CallToolParams{Name: "countdown", Arguments: map[string]int{"n": 3}}
 	p.SetProgressToken("demo")
 	res, err = a.CallTool(ctx, p)
-	mu.Lock()
-	got := strings.Join(progress, "; ")
-	mu.Unlock()
+	var steps []string
+	wait := time.After(5 * time.Second)
+collect:
+	for len(steps) < 3 {
+		select {
+		case m := <-progress:
+			steps = append(steps, m)
+		case <-wait:
+			break collect
+		}
+	}
+	slices.Sort(steps) // their handler runs concurrently
+	got := strings.Join(steps, "; ")
 	dm.check(err == nil && len(res.Content) == 1 && got == "step 1 of 3; step 2 of 3; step 3 of 3", "countdown(3)", got)
 
 	fmt.Fprintln(out, "4. Each MCP session has its own sandbox")
