@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 )
 
@@ -98,6 +99,10 @@ const (
 	ErrInvalidSignature    ErrorType = "InvalidSignatureException"
 	ErrMissingAuthToken    ErrorType = "MissingAuthenticationTokenException"
 	ErrIncompleteSignature ErrorType = "IncompleteSignatureException"
+
+	// ErrMCPUnacceptable: an MCP call whose Accept header lacks
+	// application/json or text/event-stream (JSON-RPC -32011 on MCP's wire).
+	ErrMCPUnacceptable ErrorType = "McpRequestUnacceptable"
 )
 
 // StatusCode is the HTTP status AgentCore uses for t.
@@ -119,6 +124,8 @@ func (t ErrorType) StatusCode() int {
 		return 424
 	case ErrThrottling:
 		return 429
+	case ErrMCPUnacceptable:
+		return 406
 	default:
 		return 500
 	}
@@ -129,6 +136,34 @@ type ErrorBody struct {
 	Message   string       `json:"message"`
 	Reason    string       `json:"reason,omitempty"`
 	FieldList []FieldError `json:"fieldList,omitempty"`
+}
+
+// RPCErrorResponse is a JSON-RPC 2.0 error response: how berth's own errors
+// read to MCP and A2A clients.
+type RPCErrorResponse struct {
+	JSONRPC string          `json:"jsonrpc"`
+	ID      json.RawMessage `json:"id"`
+	Error   RPCError        `json:"error"`
+}
+
+// RPCError is a JSON-RPC error object.
+type RPCError struct {
+	Code    int           `json:"code"`
+	Message string        `json:"message"`
+	Data    *RPCErrorData `json:"data,omitempty"`
+}
+
+// RPCErrorData names the AgentCore error type behind a JSON-RPC error.
+type RPCErrorData struct {
+	Type string `json:"type"`
+}
+
+// RunErrorEvent is AG-UI's RUN_ERROR event: how berth's own errors read to
+// AG-UI clients.
+type RunErrorEvent struct {
+	Type    string `json:"type"`
+	Code    string `json:"code,omitempty"`
+	Message string `json:"message"`
 }
 
 // FieldError names one invalid input field in a ValidationException.
@@ -194,6 +229,9 @@ const (
 	EnvStateMaxBytes = "BERTH_STATE_MAX_BYTES"
 	// EnvRuntimeARN is the runtime's ARN, as AgentCore sets it.
 	EnvRuntimeARN = "AGENTCORE_RUNTIME_ARN"
+	// EnvRuntimeURL is the runtime's public invocation URL, ending in a
+	// slash (an A2A agent's base URL): A2A agents put it in their card.
+	EnvRuntimeURL = "AGENTCORE_RUNTIME_URL"
 	// EnvOTELResourceAttributes carries the runtime's name and ARN and the
 	// session ID to the agent's OpenTelemetry SDK.
 	EnvOTELResourceAttributes = "OTEL_RESOURCE_ATTRIBUTES"
@@ -206,3 +244,10 @@ const DefaultStateMaxBytes = 10 << 20
 // The durable-state socket's HTTP route, served by berth and spoken by
 // app.State: GET, PUT and DELETE.
 const PathState = "/state"
+
+// InvocationURL is a runtime's InvokeAgentRuntime URL under base (berth's
+// scheme and host), its ARN escaped into one path segment, colons included,
+// as the AWS SDKs escape it.
+func InvocationURL(base, arn string) string {
+	return base + PathRuntimes + strings.ReplaceAll(url.PathEscape(arn), ":", "%3A") + PathInvocations
+}

@@ -47,24 +47,42 @@ a model, Claude Haiku 4.5 on Bedrock or the Anthropic API, or the model named
 by BERTH_MODEL on an OpenAI-compatible server. It needs that provider's
 credentials: the AWS credential chain (bedrock), ANTHROPIC_API_KEY
 (anthropic), or OPENAI_BASE_URL and/or OPENAI_API_KEY plus BERTH_MODEL
-(openai). Without them the demo says so and runs the offline agent.`,
+(openai). Without them the demo says so and runs the offline agent.
+
+With --protocol mcp, the agent is examples/mcp, an MCP server built with the
+official Go MCP SDK, hosted as AgentCore hosts MCP servers (POST /mcp on
+port 8000) and driven by that SDK's client given only berth's URL: the
+handshake, tools/list, a tool call, a tool that streams progress, and one
+sandbox per MCP session.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if opts.model != "" && !slices.Contains(modelProviders, opts.model) {
 				return fmt.Errorf("--model %q: want one of %s", opts.model, strings.Join(modelProviders, ", "))
 			}
+			switch strings.ToUpper(opts.protocol) {
+			case "", string(registry.ProtocolHTTP):
+			case string(registry.ProtocolMCP):
+				if opts.model != "" {
+					return errors.New("--model and --protocol mcp do not go together: the MCP example has no model")
+				}
+				return runMCPDemo(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), opts)
+			default:
+				return fmt.Errorf("--protocol %q: want http or mcp", opts.protocol)
+			}
 			return runDemoWith(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), opts)
 		},
 	}
 	cmd.Flags().BoolVar(&opts.keep, "keep", false, "keep the demo's data dir (store and agent logs) afterwards")
+	cmd.Flags().StringVar(&opts.protocol, "protocol", "http", "the agent's server protocol: http (the tutorial) or mcp (an MCP server)")
 	cmd.Flags().StringVar(&opts.model, "model", "", "run the model-backed agent (examples/claude) on this provider: "+strings.Join(modelProviders, ", "))
 	return cmd
 }
 
 // demoOptions are the demo's flags.
 type demoOptions struct {
-	keep  bool
-	model string // a model provider, or empty for the offline agent
+	keep     bool
+	model    string // a model provider, or empty for the offline agent
+	protocol string // http or mcp
 }
 
 // tutorialReply is what the example agent answers.

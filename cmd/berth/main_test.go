@@ -47,3 +47,16 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("version: %v %q", err, out.String())
 	}
 }
+
+// TestMCPDemo runs `berth demo --protocol mcp` end to end: the Go SDK's
+// MCP server built from source, an embedded berth, the SDK's client.
+func TestMCPDemo(t *testing.T) {
+	var out bytes.Buffer
+	if err := runMCPDemo(context.Background(), &out, io.Discard, demoOptions{protocol: "mcp"}); err != nil {
+		t.Fatalf("demo: %v\n%s", err, out.String())
+	}
+	report := out.String()
+	if strings.Contains(report, "✗") || !strings.Contains(report, "every step held") || strings.Count(report, "✓") != 6 {
+		t.Fatalf("demo report:\n%s", report)
+	}
+}

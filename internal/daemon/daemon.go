@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berth-dev/berth/api"
 	"github.com/berth-dev/berth/internal/auth"
 	"github.com/berth-dev/berth/internal/codestore"
 	"github.com/berth-dev/berth/internal/config"
@@ -98,6 +99,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 			}
 			d.closeBackends()
 			d.closeStore()
+			if d.ln != nil {
+				d.ln.Close()
+			}
 			d.unlock()
 			d.tracing.Shutdown(context.WithoutCancel(ctx))
 		}
@@ -136,6 +140,13 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 	} else if vols, err = storage.Open(filepath.Join(dataDir, "storage"), int64(cfg.SessionStorageMaxBytes), log); err != nil {
 		return nil, err
 	}
+	// Listen before any agent starts: agents learn berth's address from
+	// it (AGENTCORE_RUNTIME_URL).
+	d.ln, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	base := publicBase(d.ln.Addr(), cfg.TLS.Enabled())
 	metrics := newMetrics(d)
 	d.tracing, err = telemetry.NewTracing(ctx, telemetry.TracingOptions{Region: cfg.Region, Account: cfg.Account})
 	if err != nil {
@@ -162,6 +173,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 		MaxSessions:          cfg.MaxSessions,
 		NewSessionsPerSecond: cfg.NewSessionsPerSecond,
 		RuntimeARN:           d.reg.RuntimeARN,
+		RuntimeURL:           func(id string) string { return api.InvocationURL(base, d.reg.RuntimeARN(id)) + "/" },
 		Logger:               log,
 	})
 	if err := d.sessions.Recover(ctx); err != nil {
@@ -215,13 +227,8 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, e
 		Auth:   authn,
 		Logger: log,
 	})
-	d.ln, err = net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
-	}
 	if cfg.MetricsListen != "" {
 		if d.metricsLn, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
-			d.ln.Close()
 			return nil, fmt.Errorf("listen on %s (metrics_listen): %w", cfg.MetricsListen, err)
 		}
 		mux := http.NewServeMux()
@@ -462,3 +469,22 @@ func (d *Daemon) closeStore() error {
 
 // DefaultBackend names the sandbox backend runtimes get by default.
 func (d *Daemon) DefaultBackend() string { return d.defaultBackend }
+
+// publicBase is the scheme and host agents reach berth at: the listener's
+// address, with a host that names this machine when it listens on all
+// interfaces.
+func publicBase(addr net.Addr, tls bool) string {
+	host, port, _ := net.SplitHostPort(addr.String())
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		if name, err := os.Hostname(); err == nil {
+			host = name
+		} else {
+			host = "localhost"
+		}
+	}
+	scheme := "http://"
+	if tls {
+		scheme = "https://"
+	}
+	return scheme + net.JoinHostPort(host, port)
+}

@@ -66,6 +66,11 @@ type Spec struct {
 	Dir string
 	// Env is extra KEY=VALUE pairs. Backends add PORT, HOME and TMPDIR.
 	Env []string
+	// Port is the port the agent listens on where the sandbox has a
+	// network of its own (Capabilities.PrivateNetwork): its protocol's
+	// standard port. 0 means DefaultPort. A sandbox sharing the host's
+	// network gets a free port instead; PORT says which either way.
+	Port int
 	// Output receives the agent's stdout and stderr: the write end of a
 	// pipe whose other end the caller reads, so the agent never holds a
 	// file of berth's. The backend hands it to the agent and keeps no copy
@@ -232,6 +237,10 @@ func (c Capabilities) SharesHostNetwork(mode NetworkMode) bool {
 	}
 	return mode == NetworkHost || !c.PrivateNetwork
 }
+
+// DefaultPort is the agent's port in a private network when Spec.Port is
+// 0: AgentCore's HTTP contract.
+const DefaultPort = 8080
 
 // Backend starts sandboxes.
 type Backend interface {

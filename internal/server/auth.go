@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"strings"
 
 	"github.com/berth-dev/berth/api"
 	"github.com/berth-dev/berth/internal/auth"
@@ -110,12 +109,8 @@ func baseURL(r *http.Request) string {
 	return "http://" + r.Host
 }
 
-// escapeARN escapes an ARN into one path segment, colons included, as the
-// SDKs do.
-func escapeARN(arn string) string { return strings.ReplaceAll(url.PathEscape(arn), ":", "%3A") }
-
 func metadataURL(r *http.Request, arn, qualifier string) string {
-	return baseURL(r) + "/runtimes/" + escapeARN(arn) + "/invocations" + metadataPath + "?qualifier=" + url.QueryEscape(qualifier)
+	return api.InvocationURL(baseURL(r), arn) + metadataPath + "?qualifier=" + url.QueryEscape(qualifier)
 }
 
 // protectedResource serves a JWT runtime's RFC 9728 metadata: the
@@ -143,7 +138,7 @@ func (s *Server) protectedResource(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, api.ProtectedResourceMetadata{
-		Resource:               baseURL(r) + "/runtimes/" + escapeARN(res.Runtime.ARN) + "/invocations",
+		Resource:               api.InvocationURL(baseURL(r), res.Runtime.ARN),
 		AuthorizationServers:   []string{issuer},
 		BearerMethodsSupported: []string{"header"},
 		ScopesSupported:        j.AllowedScopes,

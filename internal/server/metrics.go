@@ -16,6 +16,9 @@ type outcomeWriter struct {
 	http.ResponseWriter
 	code      int
 	errorType string
+	// failed is the AgentCore error berth answered with, whatever the
+	// status its protocol's shape gave it (MCP's errors answer 200).
+	failed    api.ErrorType
 	target    telemetry.Target // set by admit once the runtime resolved
 	arn       string           // likewise
 	sessionID string
@@ -85,6 +88,9 @@ func (s *Server) measured(op, kind string, h func(w http.ResponseWriter, r *http
 		h(ow, r)
 		took := time.Since(start)
 		o := outcome(ow.code)
+		if ow.failed != "" {
+			o, ow.errorType = outcome(ow.failed.StatusCode()), string(ow.failed)
+		}
 		if o != telemetry.OK && ow.errorType == "" {
 			ow.errorType = http.StatusText(ow.code)
 		}

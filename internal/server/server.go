@@ -4,6 +4,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"io"
@@ -16,6 +17,8 @@ import (
 
 	"github.com/berth-dev/berth/api"
 	"github.com/berth-dev/berth/internal/auth"
+	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/protocol"
 	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/session"
 	"github.com/berth-dev/berth/internal/telemetry"
@@ -88,6 +91,10 @@ func New(opts Options) *Server {
 		s.handle("GET /metrics", accessAdmin, opts.Metrics.Handler().ServeHTTP)
 	}
 	s.handle("POST /runtimes/{arn}/invocations", accessRuntime, s.measured(telemetry.OpInvoke, "invoke", s.invoke))
+	s.handle("POST /runtimes/{arn}/invocations/{$}", accessRuntime, s.measured(telemetry.OpInvoke, "invoke", s.invoke))
+	s.handle("GET /runtimes/{arn}/invocations", accessOpen, onlyPost)
+	s.handle("DELETE /runtimes/{arn}/invocations", accessOpen, onlyPost)
+	s.handle("GET /runtimes/{arn}/invocations"+protocol.PathAgentCard, accessRuntime, s.measured(telemetry.OpGetAgentCard, "agent_card", s.agentCard))
 	s.handle("POST /runtimes/{arn}/"+api.PathCommands, accessRuntime, s.measured(telemetry.OpCommand, "command", s.command))
 	s.handle("POST /runtimes/{arn}/stopruntimesession", accessRuntime, s.measured(telemetry.OpStop, "", s.stopSession))
 	s.handle("GET /runtimes/{arn}/invocations"+metadataPath, accessOpen, s.protectedResource)
@@ -154,83 +161,215 @@ func sessionID(r *http.Request, generate bool) (string, error) {
 	return id, nil
 }
 
+// invoke is InvokeAgentRuntime: the body passes through to the path the
+// runtime's protocol serves in the session's sandbox.
 func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
+	t, r, err := s.target(w, r)
+	if err != nil {
+		if wc := wireOf(r); wc.proto != nil {
+			// The error answers the request's id, and names an MCP
+			// session as every answer does.
+			if wc.proto.RPC {
+				rpc, _, _ := protocol.PeekRPC(http.MaxBytesReader(w, r.Body, s.maxPayload))
+				wc.rpcID = rpc.ID
+			}
+			if sess, err := wc.proto.Session(r.Header.Get(wc.sessionHeader), ""); err == nil {
+				wc.session = sess.Wire
+			}
+		}
+		s.writeError(w, r, err)
+		return
+	}
+	if strings.HasSuffix(r.URL.Path, "/") && !t.proto.BaseURL {
+		s.writeError(w, r, &apiError{typ: api.ErrResourceNotFound, msg: "no route for " + r.Method + " " + clip(r.URL.Path) +
+			": only A2A runtimes take invocations at their base URL"})
+		return
+	}
+	wc := wireOf(r)
+	if r.ContentLength > s.maxPayload {
+		s.writeError(w, r, validation("payload", "payload of "+itoa64(r.ContentLength)+" bytes exceeds the limit of "+itoa64(s.maxPayload)+" bytes"))
+		return
+	}
+	var body io.Reader = http.MaxBytesReader(w, r.Body, s.maxPayload)
+	var rpc protocol.RPCRequest
+	if t.proto.RPC {
+		// Read ahead for the request's id, which berth's errors answer.
+		if rpc, body, err = protocol.PeekRPC(body); err != nil {
+			s.writeError(w, r, cmp.Or(s.readError(r, err), err))
+			return
+		}
+		wc.rpcID = rpc.ID
+	}
+	// The runtime session the client named, if any; the adapter decides
+	// what a call without one reaches.
+	var rsid string
+	if r.Header.Get(api.HeaderSessionID) != "" {
+		if rsid, err = sessionID(r, false); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
+	var wireID string
+	if t.proto.SessionHeader != "" {
+		wireID = r.Header.Get(t.proto.SessionHeader)
+	}
+	sess, err := t.proto.Session(wireID, rsid)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	wc.session = sess.Wire
+	if !t.proto.Acceptable(r.Header) {
+		s.writeError(w, r, &apiError{typ: api.ErrMCPUnacceptable, msg: "MCP protocol requires Accept header: application/json, text/event-stream"})
+		return
+	}
+	call, out, err := s.admit(r, t, sess.ID)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	defer call.Release()
+	// The session the call reached: an alias leads to its own ID.
+	sid := call.Session().Key.SessionID
+	noteSession(w, sid)
+	w.Header().Set(api.HeaderSessionID, sid)
+	var forwarded string
+	if t.proto.SessionHeader != "" {
+		out.Del(t.proto.SessionHeader)
+		if forwarded = t.proto.ForwardWire(sess, rpc.Method, call.AgentSessionID()); forwarded != "" {
+			out.Set(t.proto.SessionHeader, forwarded)
+		}
+	}
+	resp, done, err := s.send(r, call, http.MethodPost, t.proto.Path, body, out)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	defer done()
+	if t.proto.SessionHeader != "" {
+		// A stateful server mints its own ID. A client that came without
+		// one adopts it, and berth routes by it; a client that has one
+		// keeps it, and berth translates.
+		if minted := resp.Header.Get(t.proto.SessionHeader); minted != "" && minted != forwarded {
+			call.SetAgentSessionID(minted)
+			if sess.Chosen {
+				if err := call.Alias(protocol.Key(minted)); err != nil {
+					s.writeError(w, r, err)
+					return
+				}
+				wc.session = minted
+			}
+		}
+		w.Header().Set(t.proto.SessionHeader, wc.session)
+	}
+	if resp.StatusCode >= 400 && !t.proto.RelayAgentErrors {
+		s.writeError(w, r, agentError(resp))
+		return
+	}
+	if err := relay(w, resp, t.proto.Headers...); err != nil {
+		s.streamBroke(w, r, resp.Header.Get("Content-Type"), s.callError(r, call, err))
+	}
+}
+
+// agentCard is GetAgentCard: the A2A agent's card, from its well-known
+// route in the session's sandbox. It is AgentCore's own API, so its errors
+// are AgentCore's whatever the protocol.
+func (s *Server) agentCard(w http.ResponseWriter, r *http.Request) {
+	t, r, err := s.target(w, r)
+	r = withWire(r, &wire{})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if t.proto.Card == "" {
+		s.writeError(w, r, &apiError{typ: api.ErrResourceNotFound,
+			msg: "runtime " + t.Runtime.Name + " serves " + string(t.proto.Protocol) + "; only A2A agents have an agent card"})
+		return
+	}
 	sid, err := sessionID(r, true)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	noteSession(w, sid)
-	if r.ContentLength > s.maxPayload {
-		s.writeError(w, r, validation("payload", "payload of "+itoa64(r.ContentLength)+" bytes exceeds the limit of "+itoa64(s.maxPayload)+" bytes"))
-		return
-	}
-	call, out, err := s.admit(w, r, sid)
+	call, out, err := s.admit(r, t, sid)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	defer call.Release()
-	w.Header().Set(api.HeaderSessionID, sid)
-
-	// The call ends with the client or with the session, whichever first.
-	ctx, cancel := context.WithCancelCause(r.Context())
-	defer cancel(nil)
-	stop := context.AfterFunc(call.KillContext(), func() { cancel(session.ErrEnded) })
-	defer stop()
-
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, api.PathInvocations,
-		http.MaxBytesReader(w, r.Body, s.maxPayload))
+	out.Del("Content-Type")
+	resp, done, err := s.send(r, call, http.MethodGet, t.proto.Card, nil, out)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	req.ContentLength = r.ContentLength
-	req.Header = out
-	_, span := s.tracing.StartProxy(ctx, out, http.MethodPost, api.PathInvocations, sid)
-	resp, err := call.RoundTrip(req)
-	if err != nil {
-		telemetry.EndProxy(span, 0, err)
-		s.writeError(w, r, s.callError(r, call, err))
-		return
-	}
-	// The span lasts until the answer is relayed, or its relay aborted.
-	defer telemetry.EndProxy(span, resp.StatusCode, nil)
-	defer resp.Body.Close()
+	defer done()
 	if resp.StatusCode >= 400 {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		msg := "Received error (" + itoa(resp.StatusCode) + ") from runtime"
-		if b := strings.TrimSpace(string(body)); b != "" {
-			msg += ": " + b
-		}
-		s.writeError(w, r, &apiError{typ: api.ErrRuntimeClient, msg: msg})
+		s.writeError(w, r, agentError(resp))
 		return
 	}
-	relay(w, resp)
+	w.Header().Set(api.HeaderSessionID, sid)
+	if err := relay(w, resp); err != nil {
+		s.streamBroke(w, r, "", s.callError(r, call, err))
+	}
 }
 
-// admit resolves the runtime and qualifier, authorizes the caller, builds
-// the headers the agent will see, and admits a call into the session: the
-// part of a call that invocations and WebSockets share. The session
-// belongs to the caller's identity (the grant's owner), not to a header.
-func (s *Server) admit(w http.ResponseWriter, r *http.Request, sid string) (*session.Call, http.Header, error) {
+// onlyPost answers the other methods on the invocation URL. MCP clients
+// try GET for a server-to-client stream and DELETE to end their session;
+// 405 tells them the endpoint offers neither, as AgentCore's does.
+func onlyPost(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Allow", http.MethodPost)
+	w.WriteHeader(http.StatusMethodNotAllowed)
+}
+
+// callee is the runtime a call resolved to, the adapter of its protocol,
+// and what the caller was granted on it.
+type callee struct {
+	registry.Resolved
+	proto *protocol.Adapter
+	grant auth.Grant
+}
+
+// target resolves the runtime and endpoint a call names, authorizes the
+// caller, and marks r with the protocol's wire, so errors from then on
+// take the protocol's shape. An endpoint that does not exist answers in
+// the shape of its runtime's protocol (as the DEFAULT endpoint serves it);
+// before berth knows the runtime, errors are AgentCore's.
+func (s *Server) target(w http.ResponseWriter, r *http.Request) (*callee, *http.Request, error) {
 	if uid := r.Header.Get(api.HeaderUserID); len(uid) > 1024 {
-		return nil, nil, validation("runtimeUserId", "runtimeUserId exceeds 1024 characters")
+		return nil, r, validation("runtimeUserId", "runtimeUserId exceeds 1024 characters")
 	}
 	q, err := qualifier(r)
 	if err != nil {
-		return nil, nil, err
+		return nil, r, err
 	}
 	res, err := s.reg.Resolve(r.Context(), r.PathValue("arn"), q)
 	if err != nil {
-		return nil, nil, err
+		if errors.Is(err, errdefs.ErrNotFound) && q != api.DefaultQualifier {
+			if def, derr := s.reg.Resolve(r.Context(), r.PathValue("arn"), api.DefaultQualifier); derr == nil {
+				ad := protocol.For(def.Version.Settings.Protocol)
+				r = withWire(r, &wire{proto: ad, shape: ad.Errors, sessionHeader: ad.SessionHeader})
+			}
+		}
+		return nil, r, err
 	}
 	noteTarget(w, res)
+	ad := protocol.For(res.Version.Settings.Protocol)
+	r = withWire(r, &wire{proto: ad, shape: ad.Errors, sessionHeader: ad.SessionHeader})
 	grant, err := s.authorizeCall(r, res, q)
 	if err != nil {
-		return nil, nil, err
+		return nil, r, err
 	}
-	set := res.Version.Settings
+	return &callee{Resolved: res, proto: ad, grant: grant}, r, nil
+}
+
+// admit builds the headers the agent will see and admits a call into the
+// session sid of the runtime the call resolved to: the part of a call that
+// invocations, agent cards and WebSockets share. The session belongs to
+// the caller's identity (the grant's owner), not to a header.
+func (s *Server) admit(r *http.Request, t *callee, sid string) (*session.Call, http.Header, error) {
+	set := t.Version.Settings
 	out, err := forwardHeaders(r, set.HeaderAllowlist, set.Authorizer.JWT != nil)
 	if err != nil {
 		return nil, nil, err
@@ -241,11 +380,16 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, sid string) (*ses
 		// where an allow-listed Authorization header would be.
 		out.Set("Authorization", "Bearer "+tok)
 	}
-	out.Set(api.HeaderSessionID, sid)
-	if grant.WorkloadToken != "" {
-		out.Set(api.HeaderWorkloadAccessToken, grant.WorkloadToken)
-		out.Set(api.HeaderIdentityWAT, grant.WorkloadToken)
+	for _, k := range t.proto.Headers {
+		if v, ok := r.Header[http.CanonicalHeaderKey(k)]; ok {
+			out[http.CanonicalHeaderKey(k)] = v
+		}
 	}
+	if t.grant.WorkloadToken != "" {
+		out.Set(api.HeaderWorkloadAccessToken, t.grant.WorkloadToken)
+		out.Set(api.HeaderIdentityWAT, t.grant.WorkloadToken)
+	}
+	res, grant := t.Resolved, t.grant
 	call, err := s.sessions.Acquire(r.Context(), session.Spec{
 		Key:      session.Key{RuntimeID: res.Runtime.ID, Endpoint: res.Endpoint.Name, SessionID: sid},
 		Version:  res.Version.Version,
@@ -255,11 +399,58 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, sid string) (*ses
 	if err != nil {
 		return nil, nil, err
 	}
+	out.Set(api.HeaderSessionID, call.Session().Key.SessionID)
 	return call, out, nil
 }
 
-// callError explains a failed round trip to the agent.
-func (s *Server) callError(r *http.Request, call *session.Call, err error) error {
+// send makes one request to the call's agent. The request ends with the
+// client or with the session, whichever first; done releases it once the
+// answer is relayed.
+func (s *Server) send(r *http.Request, call *session.Call, method, path string, body io.Reader, h http.Header) (*http.Response, func(), error) {
+	ctx, cancel := context.WithCancelCause(r.Context())
+	stop := context.AfterFunc(call.KillContext(), func() { cancel(session.ErrEnded) })
+	done := func() {
+		stop()
+		cancel(nil)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, path, body)
+	if err != nil {
+		done()
+		return nil, nil, err
+	}
+	if body != nil {
+		req.ContentLength = r.ContentLength
+	}
+	req.Header = h
+	_, span := s.tracing.StartProxy(ctx, h, method, path, call.Session().Key.SessionID)
+	resp, err := call.RoundTrip(req)
+	if err != nil {
+		telemetry.EndProxy(span, 0, err)
+		done()
+		return nil, nil, s.callError(r, call, err)
+	}
+	// The span lasts until the answer is relayed, or its relay aborted.
+	return resp, func() {
+		telemetry.EndProxy(span, resp.StatusCode, nil)
+		resp.Body.Close()
+		done()
+	}, nil
+}
+
+// agentError is an agent's error answer as berth reports it: a runtime
+// client error quoting the agent.
+func agentError(resp *http.Response) error {
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	msg := "Received error (" + itoa(resp.StatusCode) + ") from runtime"
+	if b := strings.TrimSpace(string(body)); b != "" {
+		msg += ": " + b
+	}
+	return &apiError{typ: api.ErrRuntimeClient, msg: msg}
+}
+
+// readError explains a failed read of the request body as the caller's
+// error, or returns nil when the caller is not to blame.
+func (s *Server) readError(r *http.Request, err error) error {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return err
@@ -269,11 +460,19 @@ func (s *Server) callError(r *http.Request, call *session.Call, err error) error
 		// agent's.
 		return err
 	}
-	if errors.Is(context.Cause(r.Context()), errBodyStalled) {
-		return &apiError{typ: api.ErrValidation, msg: "the request body stopped arriving: no byte for " + s.edge.BodyIdleTimeout.String(), cause: err}
+	if berr := s.bodyError(r, err); berr != err {
+		return berr
 	}
 	if r.Context().Err() != nil {
 		return &apiError{typ: api.ErrValidation, msg: "client closed the request", cause: err}
+	}
+	return nil
+}
+
+// callError explains a failed round trip to the agent.
+func (s *Server) callError(r *http.Request, call *session.Call, err error) error {
+	if rerr := s.readError(r, err); rerr != nil {
+		return rerr
 	}
 	if reason, detail, ended := call.Ended(); ended {
 		return &apiError{typ: api.ErrRuntimeClient, msg: "session ended during the call (" + string(reason) + "): " + detail, cause: err}
@@ -283,15 +482,17 @@ func (s *Server) callError(r *http.Request, call *session.Call, err error) error
 
 var relayBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
-// relay copies the agent's answer to the client as it arrives.
-func relay(w http.ResponseWriter, resp *http.Response) {
+// relay copies the agent's answer to the client as it arrives. An error
+// means the agent broke off after the answer began.
+// extra names headers of the agent's answer to pass on besides the usual.
+func relay(w http.ResponseWriter, resp *http.Response, extra ...string) error {
 	h := w.Header()
 	ct := resp.Header.Get("Content-Type")
 	if ct == "" {
 		ct = "application/json"
 	}
 	h.Set("Content-Type", ct)
-	for _, k := range []string{api.HeaderTraceID, api.HeaderTraceParent, api.HeaderTraceState, api.HeaderBaggage, "Mcp-Session-Id", "Mcp-Protocol-Version"} {
+	for _, k := range append([]string{api.HeaderTraceID, api.HeaderTraceParent, api.HeaderTraceState, api.HeaderBaggage, protocol.HeaderMCPVersion}, extra...) {
 		if v := resp.Header.Get(k); v != "" {
 			h.Set(k, v)
 		}
@@ -315,19 +516,18 @@ func relay(w http.ResponseWriter, resp *http.Response) {
 		n, err := resp.Body.Read(buf)
 		if n > 0 {
 			if _, werr := w.Write(buf[:n]); werr != nil {
-				return
+				return nil // the client left
 			}
 			if streaming {
 				rc.Flush()
 			}
 		}
 		if err == io.EOF {
-			return
+			return nil
 		}
 		if err != nil {
-			// The agent died or the session was stopped mid-stream: abort
-			// so the client sees a truncated response, not a clean end.
-			panic(http.ErrAbortHandler)
+			// The agent died or the session was stopped mid-stream.
+			return err
 		}
 	}
 }

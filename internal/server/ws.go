@@ -56,6 +56,18 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 	// Authorization or the subprotocol) were verified like an
 	// invocation's; headers carried in the query join the real ones.
 	promoteQueryHeaders(r)
+	// A refused handshake is an HTTP answer: AgentCore's, whatever the
+	// protocol.
+	target, r, err := s.target(w, r)
+	r = withWire(r, &wire{})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if !target.proto.WebSocket {
+		s.writeError(w, r, validation("protocol", "runtime "+target.Runtime.Name+" serves "+string(target.proto.Protocol)+", which has no WebSocket"))
+		return
+	}
 	sid, err := sessionID(r, true)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -64,7 +76,7 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 	noteSession(w, sid)
 	// The socket holds a call slot for its whole life, so the idle reaper
 	// leaves the session alone while it is open.
-	call, out, err := s.admit(w, r, sid)
+	call, out, err := s.admit(r, target, sid)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -9,21 +9,23 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/api"
+	"github.com/berth-dev/berth/internal/protocol"
 	"github.com/berth-dev/berth/internal/sandbox"
 	"github.com/berth-dev/berth/internal/session/agentlog"
 )
 
-// agent is a started sandbox as berth talks to it: the handle, and an HTTP
-// transport that dials only this sandbox, so a pooled connection can never
-// carry one session's call into another's agent.
+// agent is a started sandbox as berth talks to it: the handle, its
+// protocol, and an HTTP transport that dials only this sandbox, so a pooled
+// connection can never carry one session's call into another's agent.
 type agent struct {
-	h   sandbox.Handle
-	tr  *http.Transport
-	out *agentlog.Capture // the sandbox's output on its way to the log; nil: discarded
+	h     sandbox.Handle
+	proto *protocol.Adapter
+	tr    *http.Transport
+	out   *agentlog.Capture // the sandbox's output on its way to the log; nil: discarded
 }
 
-func newAgent(h sandbox.Handle, out *agentlog.Capture) *agent {
-	return &agent{h: h, out: out, tr: &http.Transport{
+func newAgent(h sandbox.Handle, proto *protocol.Adapter, out *agentlog.Capture) *agent {
+	return &agent{h: h, proto: proto, out: out, tr: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return h.DialContext(ctx, "tcp", h.Addr())
 		},
@@ -39,10 +41,20 @@ func (a *agent) roundTrip(req *http.Request) (*http.Response, error) {
 	return a.tr.RoundTrip(req)
 }
 
-// ping asks the agent for its health, within timeout.
+// ping asks the agent for its health, within timeout, as its protocol
+// tells: GET /ping, or (MCP, which has no /ping) a connection to its port,
+// which counts as Healthy.
 func (a *agent) ping(ctx context.Context, timeout time.Duration) (api.PingResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	if a.proto.Health == protocol.HealthPort {
+		c, err := a.h.DialContext(ctx, "tcp", a.h.Addr())
+		if err != nil {
+			return api.PingResponse{}, err
+		}
+		c.Close()
+		return api.PingResponse{Status: api.PingHealthy}, nil
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, api.PathPing, nil)
 	if err != nil {
 		return api.PingResponse{}, err

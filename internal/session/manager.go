@@ -109,7 +109,10 @@ type Options struct {
 	// call that started the session, if the call's context has one.
 	// Default: a tracer that records nothing.
 	Tracer trace.Tracer
-	Logger *slog.Logger
+	// RuntimeURL, if set, is berth's public invocation URL for a runtime,
+	// which agents read as AGENTCORE_RUNTIME_URL (A2A cards point there).
+	RuntimeURL func(runtimeID string) string
+	Logger     *slog.Logger
 }
 
 // AgentIdentity is what an agent's observability environment names.
@@ -176,6 +179,10 @@ type Manager struct {
 	// mu guards the fields that follow.
 	mu       sync.Mutex
 	sessions map[Key]*Session // live and terminating sessions
+	// aliases are other keys that reach a live session: protocol session
+	// IDs its agent minted (an MCP server's Mcp-Session-Id). They live as
+	// long as the session, on this node only.
+	aliases  map[Key]*Session
 	claiming map[Key]*claim   // keys whose store claim is in progress
 	pools    map[string]*pool // runtime ID → its warm pool
 	newRate  bucket           // paces new sessions
@@ -230,6 +237,7 @@ func NewManager(store Store, backends map[string]sandbox.Backend, opts Options) 
 		opts:     opts,
 		log:      opts.Logger,
 		sessions: map[Key]*Session{},
+		aliases:  map[Key]*Session{},
 		claiming: map[Key]*claim{},
 		pools:    map[string]*pool{},
 	}
@@ -369,6 +377,10 @@ func (m *Manager) session(ctx context.Context, spec Spec) (s *Session, fresh boo
 		return nil, false, nil, ErrShuttingDown
 	}
 	if s := m.sessions[spec.Key]; s != nil {
+		m.mu.Unlock()
+		return s, false, nil, nil
+	}
+	if s := m.aliases[spec.Key]; s != nil {
 		m.mu.Unlock()
 		return s, false, nil, nil
 	}
@@ -735,5 +747,36 @@ func (m *Manager) forget(s *Session) {
 	if m.sessions[s.spec.Key] == s {
 		delete(m.sessions, s.spec.Key)
 	}
+	for _, k := range s.aliases {
+		delete(m.aliases, k)
+	}
 	m.mu.Unlock()
+}
+
+// ErrAliasTaken: an agent minted a session ID that already names another
+// session (or one being started): berth will not route by it.
+var ErrAliasTaken = fmt.Errorf("the agent's session ID already names another session: %w", errdefs.ErrAgent)
+
+// Alias lets calls that name id (a protocol's own session ID, as the
+// runtime session ID protocol.Key makes of it) reach the call's session,
+// for as long as the session lives. An ID that already names another live
+// session, alias or claim is refused, so no agent can capture another
+// session's calls.
+func (c *Call) Alias(id string) error {
+	s, m := c.s, c.s.m
+	k := Key{RuntimeID: s.spec.RuntimeID, Endpoint: s.spec.Endpoint, SessionID: id}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if k == s.spec.Key || m.aliases[k] == s {
+		return nil
+	}
+	if m.sessions[k] != nil || m.aliases[k] != nil || m.claiming[k] != nil {
+		return fmt.Errorf("session ID %q: %w", id, ErrAliasTaken)
+	}
+	if s.killCtx.Err() != nil {
+		return fmt.Errorf("session %s: %w", s.spec.SessionID, ErrEnded)
+	}
+	m.aliases[k] = s
+	s.aliases = append(s.aliases, k)
+	return nil
 }

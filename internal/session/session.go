@@ -15,6 +15,7 @@ import (
 	"github.com/berth-dev/berth/api"
 	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/image"
+	"github.com/berth-dev/berth/internal/protocol"
 	"github.com/berth-dev/berth/internal/registry"
 	"github.com/berth-dev/berth/internal/sandbox"
 	"github.com/berth-dev/berth/internal/storage"
@@ -43,6 +44,8 @@ type Session struct {
 	// the session's start is traced under it. Read-only.
 	parent trace.SpanContext
 
+	aliases []Key // guarded by Manager.mu
+
 	// killCtx is cancelled, with an *endCause, to end the session; calls in
 	// flight derive from it so a stop cuts their streams.
 	killCtx context.Context
@@ -59,6 +62,7 @@ type Session struct {
 	owner       string          // the bound user (bind_user)
 	running     int             // calls holding a turn (reject and queue policies)
 	queue       []chan struct{} // calls waiting for a turn, in arrival order
+	agentWire   string          // the protocol session ID the agent minted, if any
 }
 
 // bindLocked binds the session to user if it has no owner yet, and
@@ -257,6 +261,7 @@ type launchSpec struct {
 	logPath   string
 	state     *stateServer
 	volume    *storage.Volume
+	url       string // the runtime's public invocation URL, "" if unknown
 }
 
 // runImage is what an image runtime's sandbox needs of its image.
@@ -316,6 +321,9 @@ func sandboxSpec(ls launchSpec, arn string, agentEnv func(AgentIdentity) []strin
 			}
 		}
 	}
+	if ls.url != "" {
+		env = append(env, api.EnvRuntimeURL+"="+ls.url)
+	}
 	network := cfg.Network
 	if network == "" {
 		network = ls.backend.Capabilities().DefaultNetwork
@@ -331,6 +339,7 @@ func sandboxSpec(ls launchSpec, arn string, agentEnv func(AgentIdentity) []strin
 		Command:   command,
 		Dir:       dir,
 		Env:       env,
+		Port:      protocol.For(cfg.Protocol).Port,
 		Limits:    cfg.Limits.Sandbox(),
 		Network:   network,
 		Mounts:    mounts,
@@ -359,10 +368,14 @@ func (m *Manager) launch(ctx context.Context, ls launchSpec, started func(*agent
 	if err != nil {
 		return nil, err
 	}
+	if m.opts.RuntimeURL != nil {
+		ls.url = m.opts.RuntimeURL(ls.runtimeID)
+	}
 	spec := sandboxSpec(ls, m.opts.RuntimeARN(ls.runtimeID), m.opts.AgentEnv, ri)
 	if out != nil {
 		spec.Output = out.Writer()
 	}
+	proto := protocol.For(ls.cfg.Protocol)
 	caps := ls.backend.Capabilities()
 	if ls.state != nil {
 		ls.state.wire(&spec, caps.HostPaths)
@@ -380,7 +393,7 @@ func (m *Manager) launch(ctx context.Context, ls launchSpec, started func(*agent
 	if out != nil {
 		out.Started()
 	}
-	a := newAgent(h, out)
+	a := newAgent(h, proto, out)
 	started(a)
 	_, span = m.opts.Tracer.Start(ctx, "FirstPing")
 	err = m.firstPing(ctx, a, ls, spec)
@@ -392,12 +405,14 @@ func (m *Manager) launch(ctx context.Context, ls launchSpec, started func(*agent
 func (m *Manager) firstPing(ctx context.Context, a *agent, ls launchSpec, spec sandbox.Spec) error {
 	h := a.h
 	caps := ls.backend.Capabilities()
-	// An agent that ignores PORT (AWS's SDKs bind 8080) cannot share the
-	// host network with other sessions: say so rather than time out mutely.
+	proto := a.proto
+	// An agent that ignores PORT (AWS's SDKs bind 8080; MCP servers often
+	// 8000, A2A agents 9000) cannot share the host network with other
+	// sessions: say so rather than time out mutely.
 	hint := ""
 	if caps.SharesHostNetwork(spec.Network) {
-		hint = "; the agent must listen on $PORT: agents that always bind 8080 (AWS's bedrock-agentcore SDKs do) " +
-			"need the linux sandbox backend (sandbox: linux), which gives each session its own network namespace"
+		hint = fmt.Sprintf("; the agent must listen on $PORT: agents that always bind %s's port %d "+
+			"need the linux sandbox backend (sandbox: linux), which gives each session its own network namespace", proto.Protocol, proto.Port)
 	}
 	// Poll /ping quickly at first: a Go agent answers within milliseconds.
 	delay := time.Millisecond
@@ -727,6 +742,23 @@ func (c *Call) Session() Record { return c.s.rec }
 // RoundTrip sends req to the call's own agent; req's URL needs only a
 // path and query.
 func (c *Call) RoundTrip(req *http.Request) (*http.Response, error) { return c.s.agent.roundTrip(req) }
+
+// AgentSessionID is the protocol session ID this session's agent minted
+// (an MCP server's Mcp-Session-Id), "" if none: the one ID the agent
+// knows, whatever ID the client speaks.
+func (c *Call) AgentSessionID() string {
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	return c.s.agentWire
+}
+
+// SetAgentSessionID records the protocol session ID the agent minted. It
+// lives with the sandbox: a new sandbox mints its own.
+func (c *Call) SetAgentSessionID(id string) {
+	c.s.mu.Lock()
+	c.s.agentWire = id
+	c.s.mu.Unlock()
+}
 
 // KillContext is cancelled when the session ends.
 func (c *Call) KillContext() context.Context { return c.s.killCtx }

@@ -29,6 +29,8 @@ const (
 	OpCommand   = "InvokeAgentRuntimeCommand"
 	OpStop      = "StopRuntimeSession"
 	OpWebSocket = "InvokeAgentRuntimeWithWebSocketStream"
+	// OpGetAgentCard reads an A2A agent's card.
+	OpGetAgentCard = "GetAgentCard"
 )
 
 // The attributes of AgentCore's service spans (the aws/spans log group),

@@ -29,9 +29,11 @@ type handle struct {
 	name string
 	addr string
 	port int // host network only: the loopback port reserved in b.ports
-	mode sandbox.NetworkMode
-	log  *slog.Logger
-	dir  string
+	// agentPort is the agent's port in the sandbox's own network.
+	agentPort int
+	mode      sandbox.NetworkMode
+	log       *slog.Logger
+	dir       string
 
 	p       *initProc     // the init serving this sandbox; owns cgroups, netns, veth
 	status  *bufio.Reader // over p.status, once the init is taken

@@ -201,6 +201,9 @@ type state struct {
 	// Set once a session has the init.
 	Network sandbox.NetworkMode `json:",omitempty"`
 	Port    int                 `json:",omitempty"` // host network: the agent's loopback port
+	// AgentPort is the agent's port in a private network; 0 for the
+	// default (state written before it existed).
+	AgentPort int `json:",omitempty"`
 	// Slot is the user-namespace uid range, if one is held.
 	Slot *uint32 `json:",omitempty"`
 }
@@ -285,12 +288,14 @@ func (b *Backend) start(ctx context.Context, spec sandbox.Spec, mode sandbox.Net
 	if _, err := os.Lstat(h.dir); err == nil {
 		return nil, fmt.Errorf("leftover directory %s (run Reap): %w", h.dir, ErrExists)
 	}
-	port := 8080
+	port := cmp.Or(spec.Port, sandbox.DefaultPort)
 	if mode == sandbox.NetworkHost {
 		if port, err = b.ports.Take(); err != nil {
 			return nil, err
 		}
 		h.port = port
+	} else {
+		h.agentPort = port
 	}
 	h.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	scfg, err := b.sessionConfig(spec, port, mode)
@@ -371,7 +376,7 @@ func (h *handle) hand(lim sandbox.Limits, scfg *sessionConfig, logFile *os.File)
 		return fmt.Errorf("claim sandbox dir: %w", err)
 	}
 	p.dir, h.madeDir = "", true
-	p.st.Network, p.st.Port = h.mode, h.port
+	p.st.Network, p.st.Port, p.st.AgentPort = h.mode, h.port, h.agentPort
 	if p.hasSlot {
 		p.st.Slot = &p.slot
 	}
@@ -716,7 +721,7 @@ func (b *Backend) attach(id string) (_ *handle, err error) {
 		}
 		return nil, err
 	}
-	port := 8080
+	port := cmp.Or(st.AgentPort, sandbox.DefaultPort)
 	switch st.Network {
 	case sandbox.NetworkHost:
 		if !b.ports.Hold(st.Port) {

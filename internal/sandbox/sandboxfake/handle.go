@@ -1,6 +1,7 @@
 package sandboxfake
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -80,7 +81,7 @@ func newHandle(spec sandbox.Spec, script Script, refuse bool, onEnd func()) *Han
 		h.env[k] = v
 	}
 	home := "/sandboxfake/" + spec.Name
-	h.env["PORT"], h.env["HOME"], h.env["TMPDIR"] = "8080", home+"/home", home+"/tmp"
+	h.env["PORT"], h.env["HOME"], h.env["TMPDIR"] = strconv.Itoa(h.port()), home+"/home", home+"/tmp"
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+api.PathPing, h.ping)
@@ -102,7 +103,10 @@ func newHandle(spec sandbox.Spec, script Script, refuse bool, onEnd func()) *Han
 func (h *Handle) ID() string { return h.spec.Name }
 
 // Addr implements sandbox.Handle; only DialContext reaches it.
-func (h *Handle) Addr() string { return h.spec.Name + ".sandboxfake:8080" }
+func (h *Handle) Addr() string { return h.spec.Name + ".sandboxfake:" + strconv.Itoa(h.port()) }
+
+// port is the agent's port: each fake sandbox has a network of its own.
+func (h *Handle) port() int { return cmp.Or(h.spec.Port, sandbox.DefaultPort) }
 
 // Done implements sandbox.Handle.
 func (h *Handle) Done() <-chan struct{} { return h.exited }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -77,6 +78,7 @@ func RunWithOptions(t *testing.T, opts Options, newBackend func(t *testing.T) sa
 		{"PingAndInvoke", s.testPingAndInvoke},
 		{"DistinctSandboxes", s.testDistinctSandboxes},
 		{"Env", s.testEnv},
+		{"ProtocolPort", s.testProtocolPort},
 		{"ScratchIsolated", s.testScratchIsolated},
 		{"WorkingDir", s.testWorkingDir},
 		{"LogCapture", s.testLogCapture},
@@ -262,6 +264,25 @@ func (s *suite) testEnv(t *testing.T) {
 		if v := r.Env[k]; !filepath.IsAbs(v) {
 			t.Errorf("%s = %q, want an absolute path", k, v)
 		}
+	}
+}
+
+// testProtocolPort starts an agent that asks for MCP's port, 8000: a
+// backend with a network of its own per sandbox serves it there, one that
+// shares the host's picks a free port; PORT tells the agent either way.
+func (s *suite) testProtocolPort(t *testing.T) {
+	b := s.newBackend(t)
+	bx := s.start(t, b, func(sp *sandbox.Spec) { sp.Port = 8000 })
+	bx.waitHealthy()
+	port, err := strconv.Atoi(bx.echo().Env["PORT"])
+	if err != nil {
+		t.Fatalf("PORT: %v", err)
+	}
+	if s.opts.FixedPort != 0 && port != 8000 {
+		t.Errorf("PORT = %d in a private network; want the spec's 8000", port)
+	}
+	if _, p, _ := net.SplitHostPort(bx.h.Addr()); p != strconv.Itoa(port) {
+		t.Errorf("handle address %s, agent's PORT %d", bx.h.Addr(), port)
 	}
 }
 
