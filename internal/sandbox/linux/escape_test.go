@@ -17,6 +17,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/sandbox"
 	"github.com/berth-dev/berth/internal/sandbox/linux"
+	"github.com/berth-dev/berth/internal/testenv"
 )
 
 // escapeLedger counts escape attempts and how many were contained.
@@ -103,7 +104,7 @@ func TestEscapeSuite(t *testing.T) {
 	requireLinux(t)
 	led := &escapeLedger{t: t}
 	defer func() {
-		t.Logf("escape suite: %d attempts, %d contained", led.attempts, led.contained)
+		testenv.Report(t, "escape suite", fmt.Sprintf("%d attempts, %d contained", led.attempts, led.contained))
 	}()
 	inet := newInternet(t)
 	b := newBackend(t, func(c *linux.Config) {

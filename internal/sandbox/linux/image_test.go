@@ -15,6 +15,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/sandbox"
 	"github.com/berth-dev/berth/internal/sandbox/linux"
+	"github.com/berth-dev/berth/internal/testenv"
 )
 
 var (
@@ -175,7 +176,9 @@ func TestImageEscape(t *testing.T) {
 	defer os.Remove(hostSecret)
 
 	led := &escapeLedger{t: t}
-	defer func() { t.Logf("image escape suite: %d attempts, %d contained", led.attempts, led.contained) }()
+	defer func() {
+		testenv.Report(t, "image escape suite", fmt.Sprintf("%d attempts, %d contained", led.attempts, led.contained))
+	}()
 	for _, h := range []sandbox.Handle{user, root} {
 		for _, p := range []string{fmt.Sprintf("/proc/%d/root/home/app/secret", victimPid), hostSecret,
 			"/proc/1/root" + hostSecret, filepath.Join(rootfs, "etc/marker")} {
